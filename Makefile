@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONTRIB := $(wildcard contrib/*/pyproject.toml)
+
+.PHONY: test demo docs proto proto-check lint typecheck venv clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(CONTRIB)
+	$(BIN)/pip install --quiet -e '.[test,dev,docs]' $(foreach p,$(CONTRIB),-e $(dir $(p)))
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check navigator plugins contrib tests benchmarks scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy navigator plugins
+
+proto-check: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py --check
+
+test: lint typecheck proto-check
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/navigator demo --clusters 3 --pods 2000 --churn 5 --duration 60
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) site build dist *.egg-info

@@ -1,0 +1,15 @@
+"""Run the central manager: sync service, storage and queries."""
+
+from __future__ import annotations
+
+import argparse
+
+from navigator.errors import NavigatorError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NavigatorError("'navigator manager' is not implemented yet")

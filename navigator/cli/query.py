@@ -1,0 +1,15 @@
+"""Query the manager across clusters."""
+
+from __future__ import annotations
+
+import argparse
+
+from navigator.errors import NavigatorError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NavigatorError("'navigator query' is not implemented yet")

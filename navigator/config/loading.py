@@ -1,0 +1,110 @@
+"""Read a YAML file, apply ``NAVIGATOR_...`` environment overrides, validate, explain failures.
+
+Secrets belong in the environment, not in files:
+``NAVIGATOR_EDGE__MANAGER__TOKEN=...`` sets ``manager.token`` of an edge file,
+``NAVIGATOR_MANAGER__STORAGE__OPTIONS__DSN=...`` a manager's storage option
+(``__`` separates levels; names are lowercased). ``NAVIGATOR_AUTH_TOKENS``
+(``cluster=token,other=token2``) adds manager tokens, since cluster ids may hold
+characters an environment variable name cannot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from navigator.config.edge import EdgeConfig
+from navigator.config.manager import ManagerConfig
+from navigator.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        message = message.removeprefix("Value error, ")
+        lines.append(f"  {path}: {message}")
+    return "\n".join(lines)
+
+
+def _apply_env(data: dict[str, Any], prefix: str, environ: Mapping[str, str]) -> None:
+    for key, value in environ.items():
+        if not key.startswith(prefix):
+            continue
+        path = [p.lower() for p in key[len(prefix) :].split("__") if p]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.expanduser().read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def validate(model: type[M], data: dict[str, Any], source: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_edge_config(path: Path | None, environ: Mapping[str, str] | None = None) -> EdgeConfig:
+    environ = os.environ if environ is None else environ
+    data = read_yaml(path) if path is not None else {}
+    _apply_env(data, "NAVIGATOR_EDGE__", environ)
+    return validate(EdgeConfig, data, str(path or "edge configuration"))
+
+
+def load_manager_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ManagerConfig:
+    environ = os.environ if environ is None else environ
+    data = read_yaml(path) if path is not None else {}
+    _apply_env(data, "NAVIGATOR_MANAGER__", environ)
+    if tokens := environ.get("NAVIGATOR_AUTH_TOKENS"):
+        auth = data.setdefault("auth", {}) or {}
+        data["auth"] = auth
+        merged = dict(auth.get("tokens") or {})
+        for pair in tokens.split(","):
+            cluster, sep, token = pair.partition("=")
+            if not sep:
+                raise ConfigError("NAVIGATOR_AUTH_TOKENS: expected cluster=token[,cluster=token...]")
+            merged[cluster.strip()] = token.strip()
+        auth["tokens"] = merged
+    config = validate(ManagerConfig, data, str(path or "manager configuration"))
+    if config.auth is not None and config.auth.tokens_file is not None:
+        extra = read_yaml(config.auth.tokens_file)
+        data["auth"] = {**(data.get("auth") or {}), "tokens": {**extra, **config.auth.tokens}}
+        config = validate(ManagerConfig, data, str(path or "manager configuration"))
+    return config

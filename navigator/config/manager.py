@@ -1,0 +1,101 @@
+"""The manager's YAML file (``navigator manager --config manager.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from navigator.config.common import (
+    DEFAULT_MAX_MESSAGE,
+    KeepaliveConfig,
+    LoggingConfig,
+    MetricsConfig,
+    Section,
+    ServerTLSConfig,
+)
+from navigator.config.edge import check_address, check_cluster_id
+from navigator.config.identity import default_instance_id
+from navigator.config.types import Duration, Size
+
+
+class StorageSection(Section):
+    plugin: str = "sqlite"
+    options: dict[str, Any] = Field(default_factory=lambda: {"path": "navigator.db"})
+
+
+class AuthSection(Section):
+    """Omitted entirely: no authentication (the manager logs a loud warning)."""
+
+    tokens: dict[str, str] = Field(default_factory=dict, description="cluster id -> token")
+    tokens_file: Path | None = Field(None, description="YAML mapping cluster id -> token, merged into tokens")
+    #: mTLS: client certificate identity (CN or DNS SAN) -> cluster id.
+    identities: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tokens")
+    @classmethod
+    def _ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for cluster, token in value.items():
+            check_cluster_id(cluster)
+            if not token:
+                raise ValueError(f"empty token for cluster {cluster!r}")
+        return value
+
+
+class ServerKeepalive(KeepaliveConfig):
+    #: Pings from edges more frequent than this are refused by gRPC (too_many_pings):
+    #: keep it below the edges' keepalive.time.
+    min_ping_interval: Duration = Field(5.0, gt=0)
+
+
+class LimitsSection(Section):
+    max_message_size: Size = Field(DEFAULT_MAX_MESSAGE, ge=64 * 1024)
+    max_resources_per_state: int = Field(2_000_000, ge=1)
+    max_payload_bytes: Size = Field(4 * 1024 * 1024, ge=1024)
+    max_chunks: int = Field(10_000, ge=1)
+    #: Incomplete chunk sets older than this are dropped.
+    chunk_timeout: Duration = Field(300.0, gt=0)
+
+
+class StatusSection(Section):
+    """HEALTHY while the last sync is younger than interval * stale_after + slack."""
+
+    stale_after: float = Field(2.0, ge=1.0, description="multiples of the edge's declared interval")
+    slack: Duration = Field(10.0, ge=0)
+
+
+class SinkSection(Section):
+    plugin: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ManagerPlugins(Section):
+    serializers: list[str] = Field(default_factory=lambda: ["protobuf", "json"], min_length=1)
+    transport: str = "grpc"
+
+
+class ManagerConfig(Section):
+    manager_id: str = Field(default_factory=default_instance_id)
+    listen: str = Field("127.0.0.1:50051", description="host:port to serve sync and query on")
+    tls: ServerTLSConfig = Field(default_factory=ServerTLSConfig)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    grace_period: Duration = Field(30.0, ge=0, description="after a disconnect, only the same edge may reclaim")
+    auth: AuthSection | None = None
+    keepalive: ServerKeepalive = Field(default_factory=ServerKeepalive)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    status: StatusSection = Field(default_factory=StatusSection)
+    sinks: list[SinkSection] = Field(default_factory=list)
+    plugins: ManagerPlugins = Field(default_factory=ManagerPlugins)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    _listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))
+
+    def enabled_plugins(self) -> dict[str, list[str]]:
+        return {
+            "storage": [self.storage.plugin],
+            "sinks": list(dict.fromkeys(s.plugin for s in self.sinks)),
+            "serializers": self.plugins.serializers,
+            "transports": [self.plugins.transport],
+        }

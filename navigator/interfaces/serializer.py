@@ -1,0 +1,24 @@
+"""How a Resource's ``data`` is encoded into the wire payload.
+
+Edge and manager negotiate one serializer per stream at connect time, so a
+faster or more compact encoding can be added without a protocol change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    #: The negotiated name, e.g. ``"protobuf"``.
+    name: str
+
+    def encode(self, data: Mapping[str, Any]) -> bytes:
+        """Encode JSON-compatible data."""
+        ...
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        """Decode a payload; raise ``ValueError`` on malformed input."""
+        ...

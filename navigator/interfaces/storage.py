@@ -1,0 +1,169 @@
+"""Where the manager keeps state, and how several managers share claims on clusters.
+
+The interface is synchronous: SQLite and psycopg are happiest that way, and the
+manager runs storage calls on a worker thread so the event loop never blocks.
+Every ``apply_*`` call is one transaction: it happens entirely or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from navigator.resource import Change, Resource, ResourceKey, StoredResource
+from navigator.selectors import LabelSelector
+
+
+class StorageError(Exception):
+    """A backend could not do what was asked; the message says why (no traceback needed)."""
+
+
+@dataclass(slots=True)
+class KindErrorRecord:
+    """A collection failure an edge reported, kept until that kind collects again."""
+
+    kind: str
+    message: str
+    http_status: int = 0
+    cached: bool = False
+    since: datetime | None = None
+
+
+@dataclass(slots=True)
+class ClusterRecord:
+    """What the manager persists about a cluster besides its resources."""
+
+    cluster: str
+    edge_id: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    last_sync: datetime | None = None
+    last_seen: datetime | None = None
+    #: The edge's declared base interval; status thresholds derive from it.
+    sync_interval: float = 30.0
+    errors: list[KindErrorRecord] = field(default_factory=list)
+    manager_id: str = ""
+    #: Highest applied ClusterState sequence from ``edge_id``.
+    last_sequence: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceQuery:
+    """Filters for ``StorageBackend.query``; ``None`` means any."""
+
+    kind: str | None = None
+    cluster: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    selector: LabelSelector | None = None
+    limit: int | None = None
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call on every start, and concurrently."""
+        ...
+
+    def close(self) -> None: ...
+
+    def apply_snapshot(
+        self, cluster: ClusterRecord, kinds: Collection[str], resources: Sequence[Resource]
+    ) -> list[Change]:
+        """Make ``resources`` the cluster's complete set for ``kinds`` and save ``cluster``.
+
+        Resources of those kinds not in ``resources`` are deleted; other kinds are
+        untouched. Returns what changed, comparing by uid and resource_version.
+        """
+        ...
+
+    def apply_delta(
+        self, cluster: ClusterRecord, upserts: Sequence[Resource], deletions: Sequence[ResourceKey]
+    ) -> list[Change]:
+        """Insert or update ``upserts``, remove ``deletions``, save ``cluster``: one transaction."""
+        ...
+
+    def save_cluster(self, cluster: ClusterRecord) -> None: ...
+
+    def get_cluster(self, cluster: str) -> ClusterRecord | None: ...
+
+    def list_clusters(self) -> list[ClusterRecord]: ...
+
+    def counts(self, cluster: str) -> dict[str, int]:
+        """Stored resources per kind for one cluster."""
+        ...
+
+    def query(self, query: ResourceQuery) -> Iterator[StoredResource]:
+        """Matching resources ordered by cluster, kind, namespace, name."""
+        ...
+
+    def create_registry(self, manager_id: str, grace_period: float) -> ClusterRegistry | None:
+        """A registry shared by every manager on this storage, or ``None`` for the in-memory one."""
+        ...
+
+
+class ClaimOutcome(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    ALREADY_HELD = "ALREADY_HELD"
+    GRACE_PERIOD = "GRACE_PERIOD"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: ClaimOutcome
+    holder_edge_id: str = ""
+    #: Seconds until a retry may succeed (end of the grace period), 0 if unknown.
+    retry_after: float = 0.0
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is ClaimOutcome.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    cluster: str
+    edge_id: str
+    manager_id: str
+    connected: bool
+    #: Monotonic-free wall clock seconds (``time.time()``).
+    since: float
+    released_at: float | None = None
+
+
+@runtime_checkable
+class ClusterRegistry(Protocol):
+    """Who holds which cluster: one edge per cluster, and a grace period after it leaves.
+
+    Rules every implementation follows: a cluster held by a connected edge is
+    refused to any other edge id (``ALREADY_HELD``); after the holder releases
+    it, other edge ids are refused until ``grace_period`` has passed
+    (``GRACE_PERIOD``); the same edge id may always reclaim its own cluster
+    (a reconnect), replacing its previous connection.
+    """
+
+    def claim(self, cluster: str, edge_id: str) -> Claim: ...
+
+    def release(self, cluster: str, edge_id: str) -> None:
+        """The holder disconnected: start the grace period."""
+        ...
+
+    def renew(self, cluster: str, edge_id: str) -> bool:
+        """Keep a claim alive; ``False`` means it was lost and the stream must end."""
+        ...
+
+    def holdings(self) -> Mapping[str, Holding]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoragePlugin:
+    """A storage backend a plugin offers under ``name`` (``storage.plugin`` in the manager YAML)."""
+
+    name: str
+    #: Builds a backend from ``storage.options``; raise ``StorageError`` for bad options.
+    create: Callable[[Mapping[str, Any]], StorageBackend]
+    description: str = ""

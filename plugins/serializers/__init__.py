@@ -1,0 +1,1 @@
+"""Payload encodings: protobuf (default) and json."""

@@ -1,0 +1,1 @@
+"""How edges and managers talk: gRPC (default) and in-process (tests)."""
