@@ -1,0 +1,147 @@
+"""Config files: defaults, durations, env overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from navigator.config import load_edge_config, load_manager_config
+from navigator.errors import ConfigError
+
+EDGE = """
+cluster:
+  id: production-east
+  metadata: {region: us-east-1, environment: production}
+kubernetes:
+  kubeconfig: ~/.kube/config
+  context: null
+manager:
+  address: 127.0.0.1:50051
+  token: change-me
+sync:
+  interval: 30s
+plugins:
+  collectors: [services, endpointslices, pods]
+"""
+
+MANAGER = """
+listen: 127.0.0.1:50051
+storage:
+  plugin: sqlite
+  options: {path: navigator.db}
+grace_period: 30s
+auth:
+  tokens: {production-east: change-me}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_design_examples_load(tmp_path: Path) -> None:
+    edge = load_edge_config(write(tmp_path, EDGE), environ={})
+    assert edge.cluster.id == "production-east"
+    assert edge.cluster.metadata["region"] == "us-east-1"
+    assert edge.sync.interval == 30.0
+    assert edge.manager.token == "change-me"
+    assert edge.kubernetes.kubeconfig == Path("~/.kube/config").expanduser()
+    assert edge.edge_id  # unique default
+    manager = load_manager_config(write(tmp_path, MANAGER, "m.yaml"), environ={})
+    assert manager.grace_period == 30.0
+    assert manager.auth is not None and manager.auth.tokens == {"production-east": "change-me"}
+
+
+def test_defaults_follow_the_spec(tmp_path: Path) -> None:
+    edge = load_edge_config(write(tmp_path, "cluster: {id: c1}\n"), environ={})
+    assert edge.sync.interval == 30.0
+    assert edge.plugins.collectors == ["services", "endpointslices", "pods"]
+    assert edge.kubernetes.page_size == 500
+    manager = load_manager_config(None, environ={})
+    assert manager.auth is None
+    assert manager.storage.plugin == "sqlite"
+
+
+def test_edge_ids_are_unique_per_process_by_default(tmp_path: Path) -> None:
+    path = write(tmp_path, "cluster: {id: c1}\n")
+    assert load_edge_config(path, environ={}).edge_id != load_edge_config(path, environ={}).edge_id
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25), (45, 45), ("7", 7)]
+)
+def test_durations(tmp_path: Path, value: object, seconds: float) -> None:
+    adaptive = "adaptive: {min_interval: 0.1, max_interval: 2h}"
+    text = f"cluster: {{id: c1}}\nsync: {{interval: {value!r}, {adaptive}}}\n"
+    assert load_edge_config(write(tmp_path, text), environ={}).sync.interval == seconds
+
+
+def test_banana_interval_names_sync_interval(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(write(tmp_path, "cluster: {id: c1}\nsync: {interval: banana}\n"), environ={})
+    assert "sync.interval" in str(info.value)
+    assert "banana" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("cluster: {id: c1}\nsync: {intervall: 30s}\n", "sync.intervall: unknown key"),
+        ("sync: {interval: 30s}\n", "cluster: required key is missing"),
+        ("cluster: {id: Not_Valid!}\n", "cluster.id"),
+        ("cluster: {id: c1}\nmanager: {address: nohost}\n", "manager.address"),
+        ("cluster: {id: c1}\nmanager: {max_message_size: lots}\n", "manager.max_message_size"),
+        ("cluster: {id: c1}\nkubernetes: {page_size: 0}\n", "kubernetes.page_size"),
+        ("cluster: {id: c1}\nmanager: {reconnect: {initial: 10s, max: 1s}}\n", "manager.reconnect"),
+    ],
+)
+def test_bad_edge_keys_are_named(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(write(tmp_path, text), environ={})
+    assert key in str(info.value)
+
+
+def test_bad_manager_keys_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_manager_config(write(tmp_path, "grace_period: soon\nlisten: 1.2.3.4\n"), environ={})
+    message = str(info.value)
+    assert "grace_period" in message and "listen" in message
+
+
+def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(write(tmp_path, "cluster:\n  id: [unclosed\n"), environ={})
+    assert "c.yaml:" in str(info.value) and "YAML" in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_edge_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_secrets_from_environment(tmp_path: Path) -> None:
+    edge = load_edge_config(
+        write(tmp_path, "cluster: {id: c1}\n"), environ={"NAVIGATOR_EDGE__MANAGER__TOKEN": "from-env"}
+    )
+    assert edge.manager.token == "from-env"
+    manager = load_manager_config(
+        write(tmp_path, MANAGER, "m.yaml"),
+        environ={
+            "NAVIGATOR_AUTH_TOKENS": "staging-west=s3cret",
+            "NAVIGATOR_MANAGER__STORAGE__OPTIONS__DSN": "postgresql://x",
+        },
+    )
+    assert manager.auth is not None
+    assert manager.auth.tokens == {"production-east": "change-me", "staging-west": "s3cret"}
+    assert manager.storage.options["dsn"] == "postgresql://x"
+
+
+def test_token_file(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("file-token\n")
+    edge = load_edge_config(
+        write(tmp_path, f"cluster: {{id: c1}}\nmanager: {{token_file: {tmp_path / 'token'}}}\n"), environ={}
+    )
+    assert edge.manager.resolved_token() == "file-token"
