@@ -131,7 +131,7 @@ def load_plugins(
         group = GROUPS[kind]
         _check_names(kind, group, names)
 
-        def failed(_manager: Any, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
+        def failed(_manager: Any, ep: importlib.metadata.EntryPoint, err: BaseException, kind: str = kind) -> None:
             dist, version = _distribution(ep)
             raise PluginError(
                 f"{kind} plugin {ep.name!r} from distribution {dist} {version} failed to load "

@@ -1,0 +1,1 @@
+"""Storage backends: SQLite is the default; PostgreSQL ships as a contrib plugin."""
