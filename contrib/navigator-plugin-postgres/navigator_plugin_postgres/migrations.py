@@ -1,0 +1,141 @@
+"""The schema, as numbered migrations applied once each, under a lock so managers starting together don't race.
+
+A migration is never edited after release: a change to the schema is a new
+migration with the next number. ``{s}`` in the SQL is the configured schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from loguru import logger
+from psycopg import sql
+
+from navigator.interfaces import StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+# Text keys use the "C" collation: byte order, the same order Python sorts strings in.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "clusters, resources, cluster claims",
+        (
+            """CREATE TABLE {s}.clusters (
+                cluster text COLLATE "C" PRIMARY KEY,
+                edge_id text NOT NULL DEFAULT '',
+                metadata jsonb NOT NULL DEFAULT '{{}}',
+                last_sync timestamptz,
+                last_seen timestamptz,
+                sync_interval double precision NOT NULL DEFAULT 30,
+                errors jsonb NOT NULL DEFAULT '[]',
+                manager_id text NOT NULL DEFAULT '',
+                last_sequence bigint NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE {s}.resources (
+                cluster text COLLATE "C" NOT NULL,
+                kind text COLLATE "C" NOT NULL,
+                namespace text COLLATE "C" NOT NULL,
+                name text COLLATE "C" NOT NULL,
+                uid text NOT NULL,
+                resource_version text NOT NULL,
+                labels jsonb NOT NULL,
+                data jsonb NOT NULL,
+                -- hash of the labels and data text as received: refreshes a payload whose
+                -- resource_version did not move (a collector upgrade) without reparsing JSON.
+                digest bigint NOT NULL,
+                PRIMARY KEY (cluster, kind, namespace, name)
+            )""",
+            # The primary key serves cluster (+ kind, namespace, name) filters and the ordering.
+            "CREATE INDEX resources_kind_idx ON {s}.resources (kind, cluster, namespace, name)",
+            "CREATE INDEX resources_namespace_idx ON {s}.resources (namespace, kind)",
+            # Default jsonb_ops: serves both @> (=, in) and ? (exists) label requirements.
+            "CREATE INDEX resources_labels_idx ON {s}.resources USING gin (labels)",
+            """CREATE TABLE {s}.cluster_claims (
+                cluster text COLLATE "C" PRIMARY KEY,
+                edge_id text NOT NULL,
+                manager_id text NOT NULL,
+                connected boolean NOT NULL,
+                since timestamptz NOT NULL,
+                released_at timestamptz,
+                expires_at timestamptz NOT NULL
+            )""",
+            "CREATE INDEX cluster_claims_manager_idx ON {s}.cluster_claims (manager_id) WHERE connected",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key per schema (``hash()`` changes between processes)."""
+    digest = hashlib.blake2b(f"navigator-plugin-postgres:migrate:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _statement(text: str, schema: str) -> sql.Composed:
+    return sql.SQL(text).format(s=sql.Identifier(schema))  # type: ignore[arg-type]
+
+
+def applied_versions(conn: psycopg.Connection[Any], schema: str) -> set[int]:
+    """Versions recorded in ``schema``; empty when it was never migrated."""
+    if not _has_migrations_table(conn, schema):
+        return set()
+    rows = conn.execute(_statement("SELECT version FROM {s}.schema_migrations", schema)).fetchall()
+    return {int(row[0]) for row in rows}
+
+
+def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
+    """Bring ``schema`` to ``LATEST`` inside the caller's transaction; returns the versions applied.
+
+    The transaction-scoped advisory lock makes a second manager wait, then find
+    nothing left to do. Objects are only created when missing, so a role that
+    may write but not create (the schema migrated by an administrator) starts fine.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(schema)])
+    if conn.execute("SELECT to_regnamespace(%s)", [schema]).fetchone() in (None, (None,)):
+        conn.execute(_statement("CREATE SCHEMA {s}", schema))
+    if not _has_migrations_table(conn, schema):
+        conn.execute(
+            _statement(
+                "CREATE TABLE {s}.schema_migrations (version integer PRIMARY KEY, description text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())",
+                schema,
+            )
+        )
+    applied = applied_versions(conn, schema)
+    newest = max(applied, default=0)
+    if newest > LATEST:
+        raise StorageError(
+            f"postgres schema {schema!r} is at version {newest}, newer than this navigator-plugin-postgres "
+            f"understands ({LATEST}): upgrade the plugin on this manager"
+        )
+    done = []
+    for migration in MIGRATIONS:
+        if migration.version in applied:
+            continue
+        for text in migration.statements:
+            conn.execute(_statement(text, schema))
+        conn.execute(
+            _statement("INSERT INTO {s}.schema_migrations (version, description) VALUES (%s, %s)", schema),
+            [migration.version, migration.description],
+        )
+        logger.info("postgres: applied migration {} ({}) to schema {}", migration.version,
+                    migration.description, schema)  # fmt: skip
+        done.append(migration.version)
+    return done
+
+
+def _has_migrations_table(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", [f'"{schema}".schema_migrations']).fetchone()
+    return row is not None and row[0] is not None

@@ -1,0 +1,218 @@
+"""Cluster claims shared by every manager on the database: one edge per cluster, whichever manager it reaches.
+
+A claim is a row in ``cluster_claims``: the edge holding the cluster, the
+manager serving it and a lease. The manager renews its leases on a heartbeat;
+if it dies, its leases run out and the cluster counts as released at that
+moment, so the grace period follows and then another edge may take it. All
+decisions use the database clock and row locks, never a manager's own clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import psycopg
+from loguru import logger
+from psycopg_pool import ConnectionPool
+
+from navigator.interfaces import Claim, ClaimOutcome, Holding, StorageError
+from navigator_plugin_postgres import retry
+from navigator_plugin_postgres.connection import open_pool
+from navigator_plugin_postgres.options import PostgresOptions
+
+T = TypeVar("T")
+
+#: When a claim stopped protecting its edge: at release, or when the lease ran out.
+_RELEASED = "CASE WHEN connected AND expires_at <= clock_timestamp() THEN expires_at ELSE released_at END"
+_LIVE = "(connected AND expires_at > clock_timestamp())"
+_LEASE = "clock_timestamp() + %(ttl)s * interval '1 second'"
+
+INSERT = f"""
+INSERT INTO cluster_claims (cluster, edge_id, manager_id, connected, since, released_at, expires_at)
+VALUES (%(cluster)s, %(edge)s, %(manager)s, true, clock_timestamp(), NULL, {_LEASE})
+ON CONFLICT (cluster) DO NOTHING
+RETURNING cluster
+"""
+
+CURRENT = f"""
+SELECT edge_id, {_LIVE},
+       extract(epoch FROM ({_RELEASED}) + %(grace)s * interval '1 second' - clock_timestamp())
+FROM cluster_claims WHERE cluster = %(cluster)s
+FOR UPDATE
+"""
+
+TAKE = f"""
+UPDATE cluster_claims
+SET edge_id = %(edge)s, manager_id = %(manager)s, connected = true, since = clock_timestamp(),
+    released_at = NULL, expires_at = {_LEASE}
+WHERE cluster = %(cluster)s
+"""
+
+RELEASE = """
+UPDATE cluster_claims SET connected = false, released_at = least(clock_timestamp(), expires_at)
+WHERE cluster = %(cluster)s AND edge_id = %(edge)s AND manager_id = %(manager)s AND connected
+"""
+
+RENEW = f"""
+UPDATE cluster_claims SET expires_at = {_LEASE}
+WHERE cluster = %(cluster)s AND edge_id = %(edge)s AND manager_id = %(manager)s AND connected
+RETURNING cluster
+"""
+
+HEARTBEAT = f"""
+UPDATE cluster_claims SET expires_at = {_LEASE}
+WHERE manager_id = %(manager)s AND connected
+RETURNING cluster, edge_id
+"""
+
+RELEASE_ALL = """
+UPDATE cluster_claims SET connected = false, released_at = least(clock_timestamp(), expires_at)
+WHERE manager_id = %(manager)s AND connected
+"""
+
+HOLDINGS = f"""
+SELECT cluster, edge_id, manager_id, {_LIVE}, extract(epoch FROM since),
+       extract(epoch FROM ({_RELEASED}))
+FROM cluster_claims ORDER BY cluster
+"""
+
+
+class PostgresRegistry:
+    """A ``ClusterRegistry`` whose claims are rows with leases, renewed by a heartbeat thread."""
+
+    def __init__(self, options: PostgresOptions, manager_id: str, grace_period: float) -> None:
+        self.manager_id = manager_id
+        self.grace_period = float(grace_period)
+        # Its own small pool: a long snapshot on the storage pool must not delay a heartbeat.
+        # Opened on first use, with the heartbeat, so an unused registry costs nothing.
+        self.options = options.model_copy(update={"pool_min_size": 1, "pool_max_size": 2})
+        self._pool: ConnectionPool | None = None
+        #: (cluster, edge id) -> monotonic time the database last extended its lease.
+        self._renewed: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._heartbeat_loop, name=f"navigator-postgres-leases-{manager_id}", daemon=True
+        )
+
+    def _connected(self) -> ConnectionPool:
+        with self._lock:
+            if self._stop.is_set():
+                raise StorageError("postgres cluster registry is closed")
+            if self._pool is None:
+                self._pool = open_pool(self.options)
+                self._thread.start()
+            return self._pool
+
+    def _params(self, **extra: Any) -> dict[str, Any]:
+        return {"manager": self.manager_id, "ttl": self.options.lease_ttl, "grace": self.grace_period, **extra}
+
+    def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        return retry.run(self._connected(), self.options, what, work)
+
+    def _renewed_now(self, cluster: str, edge_id: str) -> None:
+        with self._lock:
+            self._renewed[(cluster, edge_id)] = time.monotonic()
+
+    def _forget(self, cluster: str, edge_id: str) -> None:
+        with self._lock:
+            self._renewed.pop((cluster, edge_id), None)
+
+    def claim(self, cluster: str, edge_id: str) -> Claim:
+        params = self._params(cluster=cluster, edge=edge_id)
+
+        def work(conn: psycopg.Connection[Any]) -> Claim:
+            if conn.execute(INSERT, params).fetchone() is not None:
+                return Claim(ClaimOutcome.ACCEPTED)
+            row = conn.execute(CURRENT, params).fetchone()
+            assert row is not None  # the insert conflicted and rows are never deleted
+            holder, live, wait = row[0], bool(row[1]), float(row[2] or 0.0)
+            if holder != edge_id:
+                if live:
+                    return Claim(ClaimOutcome.ALREADY_HELD, holder_edge_id=holder)
+                if wait > 0:
+                    return Claim(ClaimOutcome.GRACE_PERIOD, holder_edge_id=holder, retry_after=wait)
+            conn.execute(TAKE, params)
+            return Claim(ClaimOutcome.ACCEPTED)
+
+        claim = self._run(f"claiming cluster {cluster}", work)
+        if claim.accepted:
+            self._renewed_now(cluster, edge_id)
+        return claim
+
+    def release(self, cluster: str, edge_id: str) -> None:
+        self._forget(cluster, edge_id)
+        self._run(
+            f"releasing cluster {cluster}",
+            lambda conn: conn.execute(RELEASE, self._params(cluster=cluster, edge=edge_id)),
+        )
+
+    def renew(self, cluster: str, edge_id: str) -> bool:
+        """``False`` once another manager or edge took the claim; a database outage is not a loss
+        until the lease would have run out."""
+        params = self._params(cluster=cluster, edge=edge_id)
+        try:
+            held = self._run(
+                f"renewing the claim on {cluster}", lambda conn: conn.execute(RENEW, params).fetchone() is not None
+            )
+        except StorageError as exc:
+            with self._lock:
+                renewed = self._renewed.get((cluster, edge_id))
+            still_valid = renewed is not None and time.monotonic() - renewed < self.options.lease_ttl
+            logger.warning("postgres: {}; claim counted as {}", exc, "held" if still_valid else "lost")
+            return still_valid
+        if held:
+            self._renewed_now(cluster, edge_id)
+        else:
+            self._forget(cluster, edge_id)
+        return held
+
+    def holdings(self) -> Mapping[str, Holding]:
+        def work(conn: psycopg.Connection[Any]) -> dict[str, Holding]:
+            result = {}
+            for cluster, edge_id, manager_id, live, since, released in conn.execute(HOLDINGS):
+                result[cluster] = Holding(
+                    cluster=cluster,
+                    edge_id=edge_id,
+                    manager_id=manager_id,
+                    connected=bool(live),
+                    since=float(since),
+                    released_at=None if live or released is None else float(released),
+                )
+            return result
+
+        return self._run("reading cluster claims", work)
+
+    def _heartbeat(self) -> None:
+        rows = self._run("renewing leases", lambda conn: conn.execute(HEARTBEAT, self._params()).fetchall())
+        now = time.monotonic()
+        with self._lock:
+            for cluster, edge_id in rows:
+                self._renewed[(cluster, edge_id)] = now
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.options.heartbeat_interval):
+            try:
+                self._heartbeat()
+            except StorageError as exc:
+                logger.warning("postgres: {}; retrying at the next heartbeat", exc)
+
+    def close(self) -> None:
+        """Stop renewing and release what this manager still holds (a graceful shutdown)."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        self._thread.join()
+        try:
+            retry.run(pool, self.options, "releasing claims", lambda conn: conn.execute(RELEASE_ALL, self._params()))
+        except StorageError as exc:
+            logger.warning("postgres: {}; the leases will expire on their own", exc)
+        finally:
+            pool.close()

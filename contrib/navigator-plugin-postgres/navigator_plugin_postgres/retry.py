@@ -1,0 +1,89 @@
+"""Run one transaction against the pool, again on a fresh connection when the connection fails.
+
+A transaction either commits or rolls back entirely, so retrying the whole
+unit is safe: a snapshot is applied completely or not at all, never in part.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import psycopg
+from loguru import logger
+from psycopg_pool import ConnectionPool
+
+from navigator.interfaces import StorageError
+from navigator_plugin_postgres.connection import describe_error
+from navigator_plugin_postgres.options import PostgresOptions
+
+T = TypeVar("T")
+
+#: Failures that a new connection or a second try can fix: lost connections,
+#: server restarts, pool exhaustion, serialization failures and deadlocks.
+RETRYABLE: tuple[type[BaseException], ...] = (psycopg.OperationalError,)
+
+
+def backoff(options: PostgresOptions, attempt: int) -> float:
+    """Exponential wait with ±20 % jitter so managers retrying together spread out."""
+    wait = min(options.retry_max_backoff, options.retry_initial_backoff * (2**attempt))
+    return wait * random.uniform(0.8, 1.2)
+
+
+def run(
+    pool: ConnectionPool,
+    options: PostgresOptions,
+    what: str,
+    work: Callable[[psycopg.Connection[Any]], T],
+) -> T:
+    """Call ``work(conn)`` inside one transaction; retry it on connection failures."""
+    attempt = 0
+    while True:
+        try:
+            with pool.connection() as conn, conn.transaction():
+                return work(conn)
+        except RETRYABLE as exc:
+            attempt += 1
+            if attempt >= options.retry_attempts:
+                raise StorageError(
+                    f"postgres: {what} failed after {attempt} attempts: {describe_error(exc)}"
+                ) from exc
+            wait = backoff(options, attempt - 1)
+            logger.warning(
+                "postgres: {} failed ({}), retrying in {:.2f}s (attempt {}/{})",
+                what, describe_error(exc), wait, attempt + 1, options.retry_attempts,
+            )  # fmt: skip
+            time.sleep(wait)
+        except psycopg.Error as exc:
+            raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc
+
+
+def stream(
+    pool: ConnectionPool,
+    options: PostgresOptions,
+    what: str,
+    work: Callable[[psycopg.Connection[Any]], Iterator[T]],
+) -> Iterator[T]:
+    """Yield what ``work(conn)`` yields inside one transaction (one snapshot of the data).
+
+    Retried only until the first item is out: after that, starting over would
+    mix two snapshots, so a failure ends the stream with ``StorageError``.
+    """
+    attempt = 0
+    started = False
+    while True:
+        try:
+            with pool.connection() as conn, conn.transaction():
+                for item in work(conn):
+                    started = True
+                    yield item
+            return
+        except RETRYABLE as exc:
+            attempt += 1
+            if started or attempt >= options.retry_attempts:
+                raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc
+            time.sleep(backoff(options, attempt - 1))
+        except psycopg.Error as exc:
+            raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc

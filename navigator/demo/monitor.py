@@ -1,0 +1,63 @@
+"""Watch a running fleet until a deadline or Ctrl-C: a live view on a terminal, status lines otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+
+from navigator.demo.dashboard import DashboardInfo, LiveDashboard, status_lines
+from navigator.demo.status import FleetStatus, StatusPoller
+
+#: Without a terminal, a status line per cluster this often (and whenever a status changes).
+PLAIN_EVERY = 5.0
+
+
+class _PlainPrinter:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.shown: dict[str, str] = {}
+        self.printed_at = 0.0
+
+    def update(self, fleet: FleetStatus, elapsed: float) -> None:
+        statuses = {c.cluster: c.status for c in fleet.clusters}
+        if statuses != self.shown or fleet.notices or time.monotonic() - self.printed_at >= PLAIN_EVERY:
+            for line in status_lines(fleet):
+                self.console.print(line, highlight=False, soft_wrap=True, markup=False)
+            self.shown, self.printed_at = statuses, time.monotonic()
+
+
+def watch(
+    poller: StatusPoller,
+    info: DashboardInfo,
+    *,
+    started: float,
+    deadline: float | None,
+    live: bool,
+    console: Console,
+    notices: Callable[[], list[str]] = list,
+    refresh: float = 1.0,
+) -> FleetStatus:
+    """Poll the manager every ``refresh`` seconds and show it; return the last reading.
+
+    ``started`` and ``deadline`` are ``time.monotonic()`` values; with no
+    ``deadline`` it runs until Ctrl-C, which ends the watch, not the caller.
+    """
+    last = poller.poll()
+    with contextlib.ExitStack() as stack:
+        view: LiveDashboard | _PlainPrinter
+        view = stack.enter_context(LiveDashboard(info, console)) if live else _PlainPrinter(console)
+        try:
+            while True:
+                last.notices = notices()
+                view.update(last, time.monotonic() - started)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                time.sleep(refresh if deadline is None else min(refresh, deadline - now))
+                last = poller.poll()
+        except KeyboardInterrupt:
+            pass
+    return last

@@ -1,0 +1,169 @@
+"""What the sync loop hands the stream, and how it becomes ``ClusterState`` messages.
+
+The loop produces serializer-independent snapshots and deltas; they are encoded
+only when a stream is about to send them, because the payload serializer is
+negotiated per stream and the size limit comes from the manager's ``Accept``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from navigator.edge.collect import CollectResult, KindFailure
+from navigator.interfaces import Serializer
+from navigator.resource import Resource
+from navigator.v1 import sync_pb2
+
+
+@dataclass(slots=True)
+class KindError:
+    """A kind that failed, as reported to the manager."""
+
+    kind: str
+    failure: KindFailure
+    cached: bool = False
+
+    def to_proto(self) -> sync_pb2.KindError:
+        return sync_pb2.KindError(
+            kind=self.kind,
+            message=self.failure.message,
+            http_status=self.failure.http_status,
+            attempts=self.failure.attempts,
+            cached=self.cached,
+        )
+
+
+@dataclass(slots=True)
+class FullSnapshot:
+    """One complete collection of every enabled kind (some possibly failed or cached)."""
+
+    results: dict[str, CollectResult]
+    timestamp: float = field(default_factory=time.time)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k, r in self.results.items() if r.ok]
+
+    @property
+    def cached_kinds(self) -> list[str]:
+        return [k for k, r in self.results.items() if not r.ok and r.cached]
+
+    @property
+    def errors(self) -> list[KindError]:
+        return [KindError(k, r.error, r.cached) for k, r in self.results.items() if r.error is not None]
+
+    @property
+    def object_count(self) -> int:
+        return sum(len(r.resources) for r in self.results.values() if r.ok or r.cached)
+
+    def included(self) -> Iterable[Resource]:
+        for result in self.results.values():
+            if result.ok or result.cached:
+                yield from result.resources
+
+
+@dataclass(slots=True)
+class Delta:
+    """Changes seen by watches since the previous state; empty means "nothing changed"."""
+
+    upserts: list[Resource] = field(default_factory=list)
+    deletions: list[Resource] = field(default_factory=list)
+    errors: list[KindError] = field(default_factory=list)
+    timestamp: float = field(default_factory=time.time)
+
+    @property
+    def object_count(self) -> int:
+        return len(self.upserts) + len(self.deletions)
+
+
+Outgoing = FullSnapshot | Delta
+
+
+class Sequencer:
+    """One counter per edge process, so sequences keep growing across reconnects."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self.last = 0
+
+    def next(self) -> int:
+        self.last = next(self._counter)
+        return self.last
+
+    def advance_past(self, sequence: int) -> None:
+        """The manager already applied ``sequence`` from this edge id (an edge restarted with a fixed id)."""
+        if sequence >= self.last:
+            self._counter = itertools.count(sequence + 1)
+            self.last = sequence
+
+
+def encode_resource(resource: Resource, serializer: Serializer) -> sync_pb2.Resource:
+    return sync_pb2.Resource(
+        kind=resource.kind,
+        namespace=resource.namespace,
+        name=resource.name,
+        uid=resource.uid,
+        resource_version=resource.resource_version,
+        labels=resource.labels,
+        payload=serializer.encode(resource.data),
+    )
+
+
+def _header(cluster_id: str, edge_id: str, state_type: int, timestamp: float) -> sync_pb2.ClusterState:
+    header = sync_pb2.ClusterState(edge_id=edge_id, cluster_id=cluster_id, type=state_type)  # type: ignore[arg-type]
+    seconds = int(timestamp)
+    header.timestamp.seconds = seconds
+    header.timestamp.nanos = min(999_999_999, round((timestamp - seconds) * 1e9))
+    return header
+
+
+def full_header(snapshot: FullSnapshot, cluster_id: str, edge_id: str) -> sync_pb2.ClusterState:
+    """Everything of a FULL state but its resources: the part every chunk repeats."""
+    header = _header(cluster_id, edge_id, sync_pb2.STATE_TYPE_FULL, snapshot.timestamp)
+    header.kinds.extend(snapshot.kinds)
+    header.cached_kinds.extend(snapshot.cached_kinds)
+    header.errors.extend(e.to_proto() for e in snapshot.errors)
+    for kind, result in snapshot.results.items():
+        if result.ok or result.cached:
+            header.counts[kind] = len(result.resources)
+    return header
+
+
+def encode_full(
+    snapshot: FullSnapshot, cluster_id: str, edge_id: str, serializer: Serializer
+) -> tuple[sync_pb2.ClusterState, list[sync_pb2.Resource]]:
+    """The header and the encoded resources of a FULL state (``chunking`` packs them into messages)."""
+    header = full_header(snapshot, cluster_id, edge_id)
+    return header, [encode_resource(r, serializer) for r in snapshot.included()]
+
+
+def delta_header(delta: Delta, cluster_id: str, edge_id: str) -> sync_pb2.ClusterState:
+    header = _header(cluster_id, edge_id, sync_pb2.STATE_TYPE_DELTA, delta.timestamp)
+    header.errors.extend(e.to_proto() for e in delta.errors)
+    return header
+
+
+def deletion_key(resource: Resource) -> sync_pb2.ResourceKey:
+    return sync_pb2.ResourceKey(
+        kind=resource.kind,
+        namespace=resource.namespace,
+        name=resource.name,
+        uid=resource.uid,
+        resource_version=resource.resource_version,
+    )
+
+
+def encode_delta(
+    delta: Delta, cluster_id: str, edge_id: str, serializer: Serializer
+) -> tuple[sync_pb2.ClusterState, list[sync_pb2.Resource], list[sync_pb2.ResourceKey]]:
+    header = delta_header(delta, cluster_id, edge_id)
+    upserts = [encode_resource(r, serializer) for r in delta.upserts]
+    return header, upserts, [deletion_key(r) for r in delta.deletions]
+
+
+def counts_of(results: Mapping[str, CollectResult]) -> dict[str, int]:
+    """Objects per kind in a collection, as the ``--once`` summary and sync logs show them."""
+    return {kind: len(r.resources) for kind, r in results.items() if r.ok or r.cached}

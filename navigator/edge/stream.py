@@ -1,0 +1,492 @@
+"""The reliable stream client: claim the cluster, send states, wait for their acks, reconnect forever.
+
+One session is: connect (with timeout) → ``Identify`` → ``Accept`` or ``Reject``.
+A rejected edge is a standby: it retries with backoff (honouring
+``retry_after_seconds``) and takes over once the holder is gone. After every
+``Accept`` a full state goes first: the queued one if the queue starts with a
+FULL (everything queued after it builds on it), else the queue is discarded and
+the sync loop is asked for a fresh full resync at once. A single writer task sends states in order and waits for each one's ack
+(``ack_timeout``); any failure — stream error, ack timeout, protocol violation —
+ends the session, and the client reconnects with jittered exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from loguru import logger
+
+from navigator import __version__
+from navigator.config.edge import EdgeConfig
+from navigator.edge.backoff import Backoff
+from navigator.edge.chunking import message_limit, number, pack_delta, pack_full, size_target
+from navigator.edge.outbox import Outbox
+from navigator.edge.state import Delta, FullSnapshot, Outgoing, Sequencer, encode_delta, encode_full
+from navigator.interfaces import EdgeStream, Serializer, StreamClosed, Transport
+from navigator.v1 import sync_pb2
+
+PROTOCOL_VERSION = 1
+T = TypeVar("T")
+
+
+class StreamState(StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    #: Rejected (another edge holds the cluster, grace period, ...): waiting to retry.
+    STANDBY = "standby"
+    CONNECTED = "connected"
+    STOPPED = "stopped"
+
+
+class AckTimeout(Exception):
+    """No ack within ``manager.ack_timeout``: the stream is presumed dead."""
+
+
+class ProtocolError(Exception):
+    """The manager sent something the protocol does not allow here."""
+
+
+class Rejected(Exception):
+    def __init__(self, reject: sync_pb2.Reject) -> None:
+        self.reason = reason_name(reject.reason)
+        self.message = reject.message
+        self.retry_after = reject.retry_after_seconds
+        self.holder = reject.holder_edge_id
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        text = self.reason
+        if self.holder:
+            text += f" (held by edge {self.holder})"
+        if self.message:
+            text += f": {self.message}"
+        return text
+
+
+def reason_name(reason: int) -> str:
+    try:
+        return sync_pb2.RejectReason.Name(reason).removeprefix("REJECT_REASON_")  # type: ignore[arg-type]
+    except ValueError:
+        return f"UNKNOWN({reason})"
+
+
+def ack_status_name(status: int) -> str:
+    try:
+        return sync_pb2.AckStatus.Name(status).removeprefix("ACK_STATUS_")  # type: ignore[arg-type]
+    except ValueError:
+        return f"UNKNOWN({status})"
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters tests, the demo and logs read; updated as things happen."""
+
+    state: StreamState = StreamState.DISCONNECTED
+    connect_attempts: int = 0
+    accepts: int = 0
+    rejects: int = 0
+    last_reject: str = ""
+    last_error: str = ""
+    manager_id: str = ""
+    serializer: str = ""
+    states_sent: int = 0
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    heartbeats_sent: int = 0
+    applied_full: int = 0
+    applied_delta: int = 0
+    invalid: int = 0
+    retry: int = 0
+    ack_timeouts: int = 0
+    last_applied_sequence: int = 0
+
+
+@dataclass(slots=True)
+class Session:
+    """What one accepted stream negotiated."""
+
+    serializer: Serializer
+    target: int
+    limit: int
+    manager_id: str
+
+
+class StreamClient:
+    """Runs the edge's side of the sync stream until stopped."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        transport: Transport,
+        serializers: Mapping[str, Serializer],
+        outbox: Outbox,
+        sequencer: Sequencer,
+        *,
+        kinds: list[str],
+        on_accept: Callable[[], None],
+        on_resync: Callable[[], None],
+        on_update: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.serializers = dict(serializers)
+        self.outbox = outbox
+        self.sequencer = sequencer
+        self.kinds = kinds
+        #: A new stream was accepted: a full resync must follow at once.
+        self.on_accept = on_accept
+        #: What the manager has may be incomplete: do a full resync at the next sync.
+        self.on_resync = on_resync
+        self.on_update = on_update
+        self.stats = StreamStats()
+        self._rng = rng or random.Random()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._heartbeat_every = max(1.0, config.sync.interval)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name="navigator-edge-stream")
+        return self._task
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Finish the in-flight state within ``timeout`` (or abandon it), then close the stream."""
+        self._stopping.set()
+        task = self._task
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            logger.warning("abandoning the in-flight send after {:.1f}s to shut down", timeout)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _update(self, **changes: object) -> None:
+        for key, value in changes.items():
+            setattr(self.stats, key, value)
+        if self.on_update is not None:
+            self.on_update()
+
+    async def _unless_stopped(self, awaitable: Awaitable[T]) -> T | None:
+        """Await ``awaitable`` unless stop is requested first (then cancel it and return None)."""
+        task = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
+
+    # -- reconnect loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        manager = self.config.manager
+        backoff = Backoff(manager.reconnect, self._rng)
+        while not self._stopping.is_set():
+            stream: EdgeStream | None = None
+            wait = 0.0
+            try:
+                self._update(state=StreamState.CONNECTING, connect_attempts=self.stats.connect_attempts + 1)
+                stream = await self._unless_stopped(self._connect())
+                if stream is None:
+                    break
+                accept = await self._unless_stopped(self._handshake(stream))
+                if accept is None:
+                    break
+                session = await self._accepted(accept)
+                backoff.reset()
+                await self._session(stream, session)
+            except Rejected as rejected:
+                wait = rejected.retry_after * (1.0 + 0.1 * self._rng.random()) if rejected.retry_after else 0.0
+                wait = wait or backoff.next()
+                self._update(state=StreamState.STANDBY, rejects=self.stats.rejects + 1, last_reject=str(rejected))
+                logger.warning(
+                    "manager at {} rejected edge {} for cluster {}: {}; standing by, retrying in {:.1f}s",
+                    manager.address,
+                    self.config.edge_id,
+                    self.config.cluster.id,
+                    rejected,
+                    wait,
+                )
+            except (StreamClosed, AckTimeout, ProtocolError, TimeoutError, OSError) as exc:
+                wait = backoff.next()
+                what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StreamClosed) else str(exc)
+                was_connected = self.stats.state == StreamState.CONNECTED
+                self._update(state=StreamState.DISCONNECTED, last_error=what)
+                logger.warning(
+                    "{} manager at {}: {}; reconnecting in {:.1f}s",
+                    "lost the stream to" if was_connected else "cannot connect to",
+                    manager.address,
+                    what or "stream closed",
+                    wait,
+                )
+            finally:
+                if stream is not None:
+                    await self._close(stream)
+            if self._stopping.is_set():
+                break
+            await self._unless_stopped(asyncio.sleep(wait))
+        self._update(state=StreamState.STOPPED)
+
+    async def _connect(self) -> EdgeStream:
+        timeout = self.config.manager.connect_timeout
+        try:
+            return await asyncio.wait_for(self.transport.connect(self.config), timeout + 1.0)
+        except TimeoutError:
+            raise StreamClosed(f"no connection within {timeout:.1f}s") from None
+
+    def _identify(self) -> sync_pb2.EdgeMessage:
+        identify = sync_pb2.Identify(
+            protocol_version=PROTOCOL_VERSION,
+            cluster_id=self.config.cluster.id,
+            edge_id=self.config.edge_id,
+            metadata=self.config.cluster.metadata,
+            token=self.config.manager.resolved_token() or "",
+            serializers=list(self.serializers),
+            sync_interval_seconds=self.config.sync.interval,
+            edge_version=__version__,
+            kinds=self.kinds,
+        )
+        return sync_pb2.EdgeMessage(identify=identify)
+
+    async def _handshake(self, stream: EdgeStream) -> sync_pb2.Accept:
+        await stream.send(self._identify())
+        timeout = self.config.manager.connect_timeout
+        try:
+            reply = await asyncio.wait_for(stream.recv(), timeout)
+        except TimeoutError:
+            raise StreamClosed(f"no answer to Identify within {timeout:.1f}s") from None
+        if reply is None:
+            raise StreamClosed("the manager closed the stream without answering Identify")
+        body = reply.WhichOneof("body")
+        if body == "accept":
+            return reply.accept
+        if body == "reject":
+            raise Rejected(reply.reject)
+        raise ProtocolError(f"expected Accept or Reject, got {body}")
+
+    async def _accepted(self, accept: sync_pb2.Accept) -> Session:
+        serializer = self.serializers.get(accept.serializer)
+        if serializer is None:
+            raise ProtocolError(
+                f"the manager chose serializer {accept.serializer!r}, which this edge did not offer "
+                f"({', '.join(self.serializers)})"
+            )
+        self.sequencer.advance_past(accept.last_sequence)
+        manager = self.config.manager
+        accepted_max = int(accept.max_message_bytes)
+        session = Session(
+            serializer=serializer,
+            target=size_target(manager.max_message_size, accepted_max, manager.chunk_fraction),
+            limit=message_limit(manager.max_message_size, accepted_max),
+            manager_id=accept.manager_id,
+        )
+        queued_full = await self.outbox.starts_with_full()
+        self._update(
+            state=StreamState.CONNECTED,
+            accepts=self.stats.accepts + 1,
+            manager_id=accept.manager_id,
+            serializer=serializer.name,
+            last_error="",
+        )
+        logger.info(
+            "connected to manager {} at {}: cluster {} claimed by edge {} (serializer {}, messages up to {} bytes); {}",
+            accept.manager_id or "?",
+            manager.address,
+            self.config.cluster.id,
+            self.config.edge_id,
+            serializer.name,
+            session.limit,
+            "sending the queued full state first" if queued_full else "full resync",
+        )
+        if not queued_full:
+            self.on_accept()
+        return session
+
+    async def _close(self, stream: EdgeStream) -> None:
+        try:
+            await asyncio.wait_for(stream.close(), 5.0)
+        except Exception as exc:  # closing a broken stream may fail in many ways
+            logger.debug("closing the stream: {!r}", exc)
+
+    # -- one accepted stream ---------------------------------------------------------------
+
+    async def _session(self, stream: EdgeStream, session: Session) -> None:
+        acks: asyncio.Queue[sync_pb2.Ack] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(stream, acks), name="navigator-edge-reader")
+        writer = asyncio.create_task(self._write(stream, acks, session), name="navigator-edge-writer")
+        try:
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            for task in (reader, writer):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        # Prefer the writer's error: an ack timeout explains more than the reader's cancellation.
+        for task in (writer, reader):
+            if task in done and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _read(self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack]) -> None:
+        while True:
+            message = await stream.recv()
+            if message is None:
+                raise StreamClosed("the manager ended the stream")
+            body = message.WhichOneof("body")
+            if body == "ack":
+                acks.put_nowait(message.ack)
+            elif body == "reject":
+                raise StreamClosed(f"the manager revoked the claim: {Rejected(message.reject)}")
+            elif body != "heartbeat":
+                logger.debug("ignoring unexpected {} from the manager", body)
+
+    async def _next(self) -> Outgoing | None:
+        """The next state to send; None when stopping; heartbeats while idle."""
+        while not self._stopping.is_set():
+            item = await self._unless_stopped(asyncio.wait_for(self.outbox.get(), self._heartbeat_every))
+            return item
+        return None
+
+    async def _write(self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], session: Session) -> None:
+        sent_full = False
+        while not self._stopping.is_set():
+            try:
+                item = await self._next()
+            except TimeoutError:
+                heartbeat = sync_pb2.EdgeMessage(heartbeat=sync_pb2.Heartbeat())
+                heartbeat.heartbeat.time.GetCurrentTime()
+                await stream.send(heartbeat)
+                self._update(heartbeats_sent=self.stats.heartbeats_sent + 1)
+                continue
+            if item is None:
+                return
+            if isinstance(item, Delta) and not sent_full:
+                # Older than the full resync that must come first on this stream; it covers these changes.
+                continue
+            states = await asyncio.to_thread(self._encode, item, session)
+            await self._deliver(stream, acks, item, states)
+            sent_full = sent_full or isinstance(item, FullSnapshot)
+
+    def _encode(self, item: Outgoing, session: Session) -> list[sync_pb2.ClusterState]:
+        cluster, edge = self.config.cluster.id, self.config.edge_id
+        if isinstance(item, FullSnapshot):
+            header, resources = encode_full(item, cluster, edge, session.serializer)
+            states = pack_full(header, resources, session.target, session.limit).states
+        else:
+            header, upserts, deletions = encode_delta(item, cluster, edge, session.serializer)
+            states = pack_delta(header, upserts, deletions, session.target)
+        number(states, self.sequencer)
+        return states
+
+    async def _deliver(
+        self,
+        stream: EdgeStream,
+        acks: asyncio.Queue[sync_pb2.Ack],
+        item: Outgoing,
+        states: list[sync_pb2.ClusterState],
+    ) -> None:
+        timeout = self.config.manager.ack_timeout
+        started = time.monotonic()
+        size = 0
+        for state in states:
+            size += state.ByteSize()
+            try:
+                await asyncio.wait_for(stream.send(sync_pb2.EdgeMessage(state=state)), timeout)
+            except TimeoutError:
+                self._update(ack_timeouts=self.stats.ack_timeouts + 1)
+                raise AckTimeout(f"the manager did not take state {state.sequence} within {timeout:.1f}s") from None
+        self._update(
+            states_sent=self.stats.states_sent + 1,
+            messages_sent=self.stats.messages_sent + len(states),
+            bytes_sent=self.stats.bytes_sent + size,
+        )
+        final: sync_pb2.Ack | None = None
+        for index, state in enumerate(states):
+            try:
+                ack = await asyncio.wait_for(acks.get(), timeout)
+            except TimeoutError:
+                self._update(ack_timeouts=self.stats.ack_timeouts + 1)
+                raise AckTimeout(f"no ack for state {state.sequence} within {timeout:.1f}s") from None
+            if ack.sequence != state.sequence:
+                raise ProtocolError(f"expected the ack of state {state.sequence}, got one for {ack.sequence}")
+            last = index == len(states) - 1
+            if not last and ack.status == sync_pb2.ACK_STATUS_BUFFERED:
+                continue
+            final = ack
+            if not last:
+                logger.warning(
+                    "chunk {}/{} of state {} was acked {}: {}",
+                    index + 1,
+                    len(states),
+                    states[0].sequence,
+                    ack_status_name(ack.status),
+                    ack.error,
+                )
+        assert final is not None or not states
+        if final is not None:
+            self._acked(item, states, final, size, time.monotonic() - started)
+
+    def _acked(
+        self, item: Outgoing, states: list[sync_pb2.ClusterState], ack: sync_pb2.Ack, size: int, took: float
+    ) -> None:
+        full = isinstance(item, FullSnapshot)
+        label = "FULL" if full else "DELTA"
+        status = ack.status
+        if status == sync_pb2.ACK_STATUS_APPLIED:
+            if full:
+                self._update(applied_full=self.stats.applied_full + 1, last_applied_sequence=ack.sequence)
+            else:
+                self._update(applied_delta=self.stats.applied_delta + 1, last_applied_sequence=ack.sequence)
+            log = logger.info if full or item.object_count else logger.debug
+            log(
+                "sync {} applied: seq {}, {} objects, {} bytes in {} message(s), +{} ~{} -{}, {:.2f}s",
+                label,
+                ack.sequence,
+                item.object_count,
+                size,
+                len(states),
+                ack.added,
+                ack.modified,
+                ack.deleted,
+                took,
+                kind=label,
+                sequence=ack.sequence,
+                objects=item.object_count,
+                bytes=size,
+                added=ack.added,
+                modified=ack.modified,
+                deleted=ack.deleted,
+                seconds=round(took, 3),
+            )
+            return
+        if status == sync_pb2.ACK_STATUS_INVALID:
+            self._update(invalid=self.stats.invalid + 1)
+            logger.error("the manager rejected {} state {} as invalid: {}", label, ack.sequence, ack.error)
+            if not full:
+                self.on_resync()
+            return
+        if status == sync_pb2.ACK_STATUS_RETRY:
+            self._update(retry=self.stats.retry + 1)
+            logger.warning(
+                "the manager could not apply {} state {} ({}); a full resync follows", label, ack.sequence, ack.error
+            )
+            self.on_resync()
+            return
+        raise ProtocolError(f"state {ack.sequence} acked {ack_status_name(status)}, expected a final status")

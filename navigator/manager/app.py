@@ -1,0 +1,166 @@
+"""Build and run a manager from its configuration; usable in-process (tests, demo) and from the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import pluggy
+from loguru import logger
+
+from navigator import plugin_manager
+from navigator.config.manager import ManagerConfig
+from navigator.errors import NavigatorError
+from navigator.interfaces import ClusterRegistry, ManagerStream, RunningServer, StorageBackend, StorageError
+from navigator.manager.apply import StorageWorker
+from navigator.manager.query import QueryService
+from navigator.manager.registry import InMemoryRegistry
+from navigator.manager.session import Session, SyncContext
+from navigator.manager.sinks import SinkFanout
+from navigator.v1 import query_pb2
+
+#: How long ``stop`` lets streams end cleanly before the transport cuts them.
+STOP_GRACE = 5.0
+
+
+def open_storage(pm: pluggy.PluginManager, config: ManagerConfig) -> StorageBackend:
+    plugin = plugin_manager.storage_backend(pm, config.storage.plugin)
+    try:
+        backend = plugin.create(config.storage.options)
+        backend.migrate()
+    except StorageError as exc:
+        raise NavigatorError(f"storage ({config.storage.plugin}): {exc}") from None
+    return backend
+
+
+class Manager:
+    """The manager: ``await start()``, serve until ``await stop()``; implements ``ManagerServices``."""
+
+    def __init__(self, config: ManagerConfig, pm: pluggy.PluginManager | None = None) -> None:
+        self.config = config
+        self._pm = pm
+        self._server: RunningServer | None = None
+        self._ctx: SyncContext | None = None
+        self._query: QueryService | None = None
+        self._streams: set[Session] = set()
+
+    @property
+    def address(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the manager is not started")
+        return self._server.address
+
+    @property
+    def context(self) -> SyncContext:
+        if self._ctx is None:
+            raise RuntimeError("the manager is not started")
+        return self._ctx
+
+    @property
+    def backend(self) -> StorageBackend:
+        return self.context.backend
+
+    @property
+    def registry(self) -> ClusterRegistry:
+        return self.context.registry
+
+    async def start(self) -> None:
+        config = self.config
+        pm = plugin_manager.load_plugins(config.enabled_plugins(), self._pm)
+        serializers = plugin_manager.serializers(pm, config.plugins.serializers)
+        transport = plugin_manager.transport(pm, config.plugins.transport)
+        sinks = SinkFanout.build(pm, config.sinks)
+        backend = await asyncio.to_thread(open_storage, pm, config)
+        registry = backend.create_registry(config.manager_id, config.grace_period)
+        if registry is None:
+            registry = InMemoryRegistry(config.manager_id, config.grace_period)
+        self._ctx = SyncContext(
+            config=config,
+            backend=backend,
+            registry=registry,
+            worker=StorageWorker(),
+            serializers=serializers,
+            sinks=sinks,
+        )
+        self._query = QueryService(self._ctx)
+        if config.auth is None:
+            logger.warning(
+                "NO AUTHENTICATION: any edge may claim any cluster; set auth.tokens in the manager config"
+            )
+        try:
+            self._server = await transport.serve(config, self)
+        except BaseException:
+            await self._close_parts()
+            raise
+        logger.info(
+            "manager {} serving sync and query on {} (storage {}, transport {})",
+            config.manager_id,
+            self._server.address,
+            config.storage.plugin,
+            config.plugins.transport,
+        )
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """End every stream (edges see UNAVAILABLE and reconnect), stop serving, close storage."""
+        if self._ctx is None:
+            return
+        self._ctx.stopping = True
+        for session in list(self._ctx.sessions.values()):
+            session.terminate("UNAVAILABLE", "the manager is shutting down")
+        pending = [asyncio.create_task(s.done.wait()) for s in self._streams]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+            for task in pending:
+                task.cancel()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self._close_parts()
+        logger.info("manager {} stopped", self.config.manager_id)
+
+    async def _close_parts(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is None:
+            return
+        await ctx.sinks.close()
+        await asyncio.to_thread(ctx.worker.shutdown)
+        ctx.registry.close()
+        ctx.backend.close()
+
+    # -- ManagerServices ---------------------------------------------------------------
+
+    async def handle_sync(self, stream: ManagerStream) -> None:
+        session = Session(self.context, stream)
+        self._streams.add(session)
+        try:
+            await session.run()
+        finally:
+            self._streams.discard(session)
+
+    async def list_clusters(self, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse:
+        assert self._query is not None
+        return await self._query.list_clusters(request)
+
+    async def list_resources(self, request: query_pb2.ListResourcesRequest) -> AsyncIterator[query_pb2.ResourcePage]:
+        assert self._query is not None
+        async for page in self._query.list_resources(request):
+            yield page
+
+
+async def run_manager(config: ManagerConfig) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly; the exit code for the CLI."""
+    manager = Manager(config)
+    await manager.start()
+    print(f"listening on {manager.address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await manager.stop()
+    return 0

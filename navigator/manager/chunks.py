@@ -1,0 +1,145 @@
+"""Chunk-set assembly: a FULL state split over several messages is applied only when complete.
+
+Chunks of one set arrive in order on one stream. Anything else — a gap, a
+mismatch between chunks, a non-chunk state in the middle, a timeout — discards
+the whole set, so nothing of a partial snapshot is ever stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loguru import logger
+
+from navigator.config.manager import LimitsSection
+from navigator.manager.validation import InvalidState, StateSet
+from navigator.v1 import sync_pb2
+
+
+@dataclass(slots=True)
+class _Pending:
+    snapshot_sequence: int
+    count: int
+    next_index: int
+    last_sequence: int
+    header: sync_pb2.ClusterState
+    started: float
+    state: StateSet
+
+
+def _header(state: sync_pb2.ClusterState) -> sync_pb2.ClusterState:
+    """The fields every chunk of a set repeats (everything but sequence, resources and chunk)."""
+    header = sync_pb2.ClusterState(
+        edge_id=state.edge_id,
+        cluster_id=state.cluster_id,
+        type=state.type,
+        kinds=state.kinds,
+        errors=state.errors,
+        cached_kinds=state.cached_kinds,
+        counts=state.counts,
+    )
+    header.timestamp.CopyFrom(state.timestamp)
+    return header
+
+
+def is_chunk(state: sync_pb2.ClusterState) -> bool:
+    return state.HasField("chunk") and state.chunk.count > 1
+
+
+class ChunkAssembler:
+    """Collects one stream's chunk sets; ``add`` returns a complete state or ``None`` (buffered)."""
+
+    def __init__(self, limits: LimitsSection, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._pending: _Pending | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def discard(self, reason: str) -> None:
+        if self._pending is not None:
+            logger.warning(
+                "discarding incomplete chunk set {} ({} of {} chunks received): {}",
+                self._pending.snapshot_sequence,
+                self._pending.next_index,
+                self._pending.count,
+                reason,
+            )
+            self._pending = None
+
+    def expire(self) -> None:
+        """Drop a set that has waited longer than ``limits.chunk_timeout`` for its next chunk."""
+        if self._pending is not None and self._clock() - self._pending.started > self.limits.chunk_timeout:
+            self.discard(f"not completed within limits.chunk_timeout ({self.limits.chunk_timeout:g}s)")
+
+    def add(self, state: sync_pb2.ClusterState) -> StateSet | None:
+        self.expire()
+        if not is_chunk(state):
+            self.discard(f"state {state.sequence} arrived before the set was complete")
+            return StateSet.single(state)
+        chunk = state.chunk
+        try:
+            return self._add_chunk(state, chunk)
+        except InvalidState as exc:
+            self.discard(str(exc))
+            raise
+
+    def _add_chunk(self, state: sync_pb2.ClusterState, chunk: sync_pb2.Chunk) -> StateSet | None:
+        where = f"chunk {chunk.index} of snapshot {chunk.snapshot_sequence}"
+        if state.type != sync_pb2.STATE_TYPE_FULL:
+            raise InvalidState(f"{where}: only FULL states may be chunked")
+        if chunk.count > self.limits.max_chunks:
+            raise InvalidState(f"{where}: {chunk.count} chunks is more than limits.max_chunks ({self.limits.max_chunks})")
+        if chunk.index >= chunk.count:
+            raise InvalidState(f"{where}: index must be below count ({chunk.count})")
+        if chunk.index == 0:
+            self.discard(f"a new set {chunk.snapshot_sequence} started")
+            if chunk.snapshot_sequence != state.sequence:
+                raise InvalidState(
+                    f"{where}: snapshot_sequence must equal the first chunk's sequence ({state.sequence})"
+                )
+            first = StateSet.single(state)
+            first.chunks = chunk.count
+            self._pending = _Pending(
+                snapshot_sequence=chunk.snapshot_sequence,
+                count=chunk.count,
+                next_index=1,
+                last_sequence=state.sequence,
+                header=_header(state),
+                started=self._clock(),
+                state=first,
+            )
+            return None
+        pending = self._pending
+        if pending is None or pending.snapshot_sequence != chunk.snapshot_sequence:
+            raise InvalidState(f"{where} arrived without the set's earlier chunks")
+        if chunk.index != pending.next_index:
+            raise InvalidState(f"{where} arrived out of order (expected chunk {pending.next_index})")
+        if chunk.count != pending.count:
+            raise InvalidState(f"{where}: count {chunk.count} differs from the set's count {pending.count}")
+        if state.sequence != pending.last_sequence + 1:
+            raise InvalidState(
+                f"{where}: sequence {state.sequence} does not follow the previous chunk's {pending.last_sequence}"
+            )
+        if _header(state) != pending.header:
+            raise InvalidState(
+                f"{where}: timestamp, kinds, cached_kinds, errors or counts differ from the set's first chunk"
+            )
+        collected = pending.state
+        collected.resources.extend(state.resources)
+        if len(collected.resources) > self.limits.max_resources_per_state:
+            raise InvalidState(
+                f"{where}: the set holds more than limits.max_resources_per_state "
+                f"({self.limits.max_resources_per_state}) objects"
+            )
+        pending.next_index += 1
+        pending.last_sequence = state.sequence
+        if pending.next_index < pending.count:
+            return None
+        self._pending = None
+        collected.sequence = state.sequence
+        return collected

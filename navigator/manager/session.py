@@ -1,0 +1,311 @@
+"""One edge's sync stream: handshake and claim, then validate, apply and acknowledge every state.
+
+Everything a stream sends comes from its own session task, one message at a
+time, in order (the single writer); acks go out in the order states arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from loguru import logger
+
+from navigator.config.manager import ManagerConfig
+from navigator.interfaces import (
+    ClaimOutcome,
+    ClusterRecord,
+    ClusterRegistry,
+    ManagerStream,
+    Serializer,
+    StorageBackend,
+)
+from navigator.manager.apply import StorageWorker, apply_state
+from navigator.manager.auth import authenticate
+from navigator.manager.chunks import ChunkAssembler
+from navigator.manager.sinks import SinkFanout
+from navigator.manager.validation import (
+    InvalidState,
+    check_header,
+    check_identify,
+    check_sequence,
+    check_state_set,
+)
+from navigator.resource import ChangeType
+from navigator.v1 import sync_pb2
+
+#: The first message must be an Identify arriving within this many seconds.
+IDENTIFY_TIMEOUT = 10.0
+#: How often a connected edge's claim is renewed with the registry.
+RENEW_INTERVAL = 2.0
+#: States with more objects than this are validated off the event loop.
+_BIG_STATE = 2000
+
+#: Reject reason -> the gRPC status the call ends with.
+REJECT_STATUS: dict[int, str] = {
+    sync_pb2.REJECT_REASON_MALFORMED: "INVALID_ARGUMENT",
+    sync_pb2.REJECT_REASON_UNAUTHENTICATED: "UNAUTHENTICATED",
+    sync_pb2.REJECT_REASON_UNSUPPORTED: "FAILED_PRECONDITION",
+    sync_pb2.REJECT_REASON_ALREADY_HELD: "ALREADY_EXISTS",
+    sync_pb2.REJECT_REASON_GRACE_PERIOD: "UNAVAILABLE",
+    sync_pb2.REJECT_REASON_UNAVAILABLE: "UNAVAILABLE",
+}
+
+
+@dataclass(slots=True)
+class SyncContext:
+    """What every session shares: built once by the manager."""
+
+    config: ManagerConfig
+    backend: StorageBackend
+    registry: ClusterRegistry
+    worker: StorageWorker
+    serializers: Mapping[str, Serializer]
+    sinks: SinkFanout
+    #: cluster id -> the session currently holding it on this manager.
+    sessions: dict[str, Session] = field(default_factory=dict)
+    stopping: bool = False
+    clock: Callable[[], float] = time.time
+
+
+class Session:
+    def __init__(self, ctx: SyncContext, stream: ManagerStream) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.cluster = ""
+        self.edge_id = ""
+        self.record: ClusterRecord | None = None
+        self.serializer: Serializer | None = None
+        self.connected_at = 0.0
+        self.last_seen = 0.0
+        self.done = asyncio.Event()
+        self._sequence = 0
+        self._claimed = False
+        self._task: asyncio.Task[None] | None = None
+        self._ending: tuple[str, str] | None = None
+        self._chunks = ChunkAssembler(ctx.config.limits)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        try:
+            if await self._handshake():
+                await self._receive()
+        except asyncio.CancelledError:
+            if self._ending is None:
+                raise
+            if self._task is not None:
+                self._task.uncancel()
+            await self.stream.abort(*self._ending)
+        finally:
+            await self._cleanup()
+
+    def terminate(self, code: str, details: str) -> None:
+        """End this stream with a gRPC status (another stream took over, the claim was lost, shutdown)."""
+        if self._ending is None:
+            self._ending = (code, details)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _cleanup(self) -> None:
+        self._chunks.discard("the stream ended")
+        if self._claimed and self.ctx.sessions.get(self.cluster) is self:
+            del self.ctx.sessions[self.cluster]
+            self.ctx.registry.release(self.cluster, self.edge_id)
+            logger.info("edge {} of cluster {} disconnected; grace period starts", self.edge_id, self.cluster)
+            if self.record is not None:
+                record = dataclasses.replace(self.record, last_seen=_utc(self.last_seen))
+                try:
+                    await asyncio.shield(self.ctx.worker.call(self.ctx.backend.save_cluster, record))
+                except Exception as exc:
+                    logger.warning("could not save last_seen of cluster {}: {}", self.cluster, exc)
+        self.done.set()
+
+    # -- handshake -------------------------------------------------------------------
+
+    async def _reject(self, reason: int, message: str, retry_after: float = 0.0, holder: str = "") -> bool:
+        name = sync_pb2.RejectReason.Name(reason)  # type: ignore[arg-type]
+        logger.warning("rejected edge from {}: {}: {}", self.stream.peer.address, name, message)
+        reject = sync_pb2.Reject(
+            reason=reason,  # type: ignore[arg-type]
+            message=message,
+            retry_after_seconds=retry_after,
+            holder_edge_id=holder,
+        )
+        try:
+            await self.stream.send(sync_pb2.ManagerMessage(reject=reject))
+        finally:
+            await self.stream.abort(REJECT_STATUS[reason], message)
+        return False
+
+    async def _handshake(self) -> bool:
+        try:
+            first = await asyncio.wait_for(self.stream.recv(), IDENTIFY_TIMEOUT)
+        except TimeoutError:
+            return await self._reject(
+                sync_pb2.REJECT_REASON_MALFORMED, f"no Identify received within {IDENTIFY_TIMEOUT:g}s"
+            )
+        if first is None:
+            return False
+        body = first.WhichOneof("body")
+        if body != "identify":
+            return await self._reject(
+                sync_pb2.REJECT_REASON_MALFORMED, f"the first message must be Identify, got {body or 'an empty message'}"
+            )
+        ident = first.identify
+        if problem := check_identify(ident):
+            return await self._reject(sync_pb2.REJECT_REASON_MALFORMED, problem)
+        token = self.stream.peer.token or ident.token or None
+        if problem := authenticate(self.ctx.config.auth, ident.cluster_id, token, self.stream.peer.identity):
+            return await self._reject(sync_pb2.REJECT_REASON_UNAUTHENTICATED, problem)
+        chosen = next((n for n in ident.serializers if n in self.ctx.serializers), None)
+        if chosen is None:
+            return await self._reject(
+                sync_pb2.REJECT_REASON_UNSUPPORTED,
+                f"no serializer in common: the edge offers [{', '.join(ident.serializers)}], "
+                f"the manager has [{', '.join(self.ctx.serializers)}]",
+            )
+        if self.ctx.stopping:
+            return await self._reject(sync_pb2.REJECT_REASON_UNAVAILABLE, "the manager is shutting down")
+        claim = self.ctx.registry.claim(ident.cluster_id, ident.edge_id)
+        if claim.outcome is ClaimOutcome.ALREADY_HELD:
+            return await self._reject(
+                sync_pb2.REJECT_REASON_ALREADY_HELD,
+                f"cluster {ident.cluster_id!r} is held by connected edge {claim.holder_edge_id!r}",
+                holder=claim.holder_edge_id,
+            )
+        if claim.outcome is ClaimOutcome.GRACE_PERIOD:
+            return await self._reject(
+                sync_pb2.REJECT_REASON_GRACE_PERIOD,
+                f"cluster {ident.cluster_id!r} was held by edge {claim.holder_edge_id!r} until recently; "
+                f"other edges may claim it in {claim.retry_after:.1f}s (grace period)",
+                retry_after=claim.retry_after,
+                holder=claim.holder_edge_id,
+            )
+        self.cluster, self.edge_id = ident.cluster_id, ident.edge_id
+        self.serializer = self.ctx.serializers[chosen]
+        self.connected_at = self.last_seen = self.ctx.clock()
+        self._claimed = True
+        previous = self.ctx.sessions.get(self.cluster)
+        self.ctx.sessions[self.cluster] = self
+        if previous is not None:
+            previous.terminate("ALREADY_EXISTS", f"edge {self.edge_id!r} reconnected on a newer stream")
+        # Through the storage thread: any apply still running for the old stream lands first.
+        stored = await self.ctx.worker.call(self.ctx.backend.get_cluster, self.cluster)
+        stored = stored or ClusterRecord(self.cluster)
+        self.record = dataclasses.replace(
+            stored,
+            edge_id=self.edge_id,
+            metadata=dict(ident.metadata),
+            sync_interval=ident.sync_interval_seconds or 30.0,
+            manager_id=self.ctx.config.manager_id,
+            last_seen=_utc(self.last_seen),
+            last_sequence=stored.last_sequence if stored.edge_id == self.edge_id else 0,
+        )
+        await self.ctx.worker.call(self.ctx.backend.save_cluster, self.record)
+        accept = sync_pb2.Accept(
+            manager_id=self.ctx.config.manager_id,
+            serializer=chosen,
+            max_message_bytes=self.ctx.config.limits.max_message_size,
+            last_sequence=self.record.last_sequence,
+        )
+        await self.stream.send(sync_pb2.ManagerMessage(accept=accept))
+        logger.info(
+            "edge {} claimed cluster {} from {} (serializer {}, interval {:g}s)",
+            self.edge_id,
+            self.cluster,
+            self.stream.peer.address,
+            chosen,
+            self.record.sync_interval,
+        )
+        return True
+
+    # -- states ----------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        renewer = asyncio.create_task(self._renew())
+        try:
+            while (message := await self.stream.recv()) is not None:
+                self.last_seen = self.ctx.clock()
+                self._chunks.expire()
+                body = message.WhichOneof("body")
+                if body == "state":
+                    ack = await self._process(message.state)
+                    await self.stream.send(sync_pb2.ManagerMessage(ack=ack))
+                elif body == "identify":
+                    logger.warning("edge {} sent a second Identify; ignored", self.edge_id)
+        finally:
+            renewer.cancel()
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_INTERVAL)
+            if not self.ctx.registry.renew(self.cluster, self.edge_id):
+                logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
+                self.terminate("ALREADY_EXISTS", f"the claim on cluster {self.cluster!r} was lost")
+                return
+
+    def _invalid(self, sequence: int, error: InvalidState) -> sync_pb2.Ack:
+        self._chunks.discard(str(error))
+        logger.warning("invalid state {} from edge {} of cluster {}: {}", sequence, self.edge_id, self.cluster, error)
+        return sync_pb2.Ack(sequence=sequence, status=sync_pb2.ACK_STATUS_INVALID, error=str(error))
+
+    async def _process(self, state: sync_pb2.ClusterState) -> sync_pb2.Ack:
+        sequence = state.sequence
+        try:
+            check_sequence(sequence, self._sequence)
+            self._sequence = sequence
+            check_header(state, self.cluster, self.edge_id)
+            assembled = self._chunks.add(state)
+            if assembled is None:
+                return sync_pb2.Ack(sequence=sequence, status=sync_pb2.ACK_STATUS_BUFFERED)
+            if len(assembled.resources) > _BIG_STATE:
+                await asyncio.to_thread(check_state_set, assembled, self.ctx.config.limits)
+            else:
+                check_state_set(assembled, self.ctx.config.limits)
+        except InvalidState as exc:
+            return self._invalid(sequence, exc)
+        assert self.record is not None and self.serializer is not None
+        started = time.perf_counter()
+        try:
+            record, changes = await apply_state(
+                self.ctx.worker, self.ctx.backend, self.record, assembled, self.serializer, _utc(self.ctx.clock())
+            )
+        except InvalidState as exc:
+            return self._invalid(sequence, exc)
+        except Exception as exc:
+            logger.opt(exception=exc).error("storing state {} of cluster {} failed", sequence, self.cluster)
+            return sync_pb2.Ack(
+                sequence=sequence, status=sync_pb2.ACK_STATUS_RETRY, error=f"storage failed: {exc}"
+            )
+        self.record = record
+        await self.ctx.sinks.send(changes)
+        tally = Counter(c.type for c in changes)
+        logger.debug(
+            "applied {} state {} of cluster {}: {} objects, +{} ~{} -{} in {:.3f}s",
+            "FULL" if assembled.full else "DELTA",
+            sequence,
+            self.cluster,
+            len(assembled.resources),
+            tally[ChangeType.ADDED],
+            tally[ChangeType.MODIFIED],
+            tally[ChangeType.DELETED],
+            time.perf_counter() - started,
+        )
+        return sync_pb2.Ack(
+            sequence=sequence,
+            status=sync_pb2.ACK_STATUS_APPLIED,
+            added=tally[ChangeType.ADDED],
+            modified=tally[ChangeType.MODIFIED],
+            deleted=tally[ChangeType.DELETED],
+        )
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

@@ -1,0 +1,293 @@
+"""Prometheus metrics for the edge and the manager, on one registry per process.
+
+The edge and manager code call the small functions below at the points where
+something happens; nothing here knows how they work. Keeping Navigator's
+metrics on their own ``CollectorRegistry`` (instead of prometheus-client's
+global one) means a scrape shows exactly Navigator's figures plus the process
+basics, whatever else the process imports. Every name starts with
+``navigator_``; ``docs/metrics.md`` lists them all.
+
+A process that runs several edges (the demo, tests) tells them apart by the
+``cluster`` label.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+
+from navigator.errors import NavigatorError
+
+#: ``*_created`` series double every counter's lines and tell an operator nothing.
+disable_created_metrics()
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(namespace="navigator", registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+#: Syncs of a small cluster take milliseconds, a 150,000-pod cluster tens of seconds.
+_SYNC_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0)
+_APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# -- edge -------------------------------------------------------------------------------------
+
+EDGE_SYNC_DURATION = Histogram(
+    "navigator_edge_sync_duration_seconds",
+    "Time to collect one cluster state from the Kubernetes API and hand it to the stream.",
+    ["cluster", "mode"],
+    buckets=_SYNC_BUCKETS,
+    registry=REGISTRY,
+)
+EDGE_OBJECTS = Gauge(
+    "navigator_edge_objects",
+    "Objects per kind in the edge's latest collection.",
+    ["cluster", "kind"],
+    registry=REGISTRY,
+)
+EDGE_COLLECTED = Gauge(
+    "navigator_edge_collected_objects",
+    "Objects listed so far by the collection in progress, per kind: the progress of a long first sync.",
+    ["cluster", "kind"],
+    registry=REGISTRY,
+)
+EDGE_BYTES_SENT = Counter(
+    "navigator_edge_sent_bytes",
+    "Serialized bytes the edge sent to the manager.",
+    ["cluster"],
+    registry=REGISTRY,
+)
+EDGE_BYTES_RECEIVED = Counter(
+    "navigator_edge_received_bytes",
+    "Serialized bytes the edge received from the manager.",
+    ["cluster"],
+    registry=REGISTRY,
+)
+EDGE_ACKS = Counter(
+    "navigator_edge_acks",
+    "Acknowledgements the edge received, by status (APPLIED, BUFFERED, INVALID, RETRY).",
+    ["cluster", "status"],
+    registry=REGISTRY,
+)
+EDGE_RECONNECTS = Counter(
+    "navigator_edge_reconnects",
+    "Times the edge opened a new stream after losing or being refused one.",
+    ["cluster"],
+    registry=REGISTRY,
+)
+EDGE_ERRORS = Counter(
+    "navigator_edge_errors",
+    "Failures on the edge, by kind: a collector name (pods, ...) for Kubernetes API failures, "
+    "or connection, stream, rejected, ack_timeout.",
+    ["cluster", "kind"],
+    registry=REGISTRY,
+)
+
+# -- manager ----------------------------------------------------------------------------------
+
+MANAGER_CONNECTED_EDGES = Gauge(
+    "navigator_manager_connected_edges",
+    "Edges holding a cluster on this manager right now.",
+    registry=REGISTRY,
+)
+MANAGER_OBJECTS = Gauge(
+    "navigator_manager_objects",
+    "Stored objects per cluster and kind after the last applied state.",
+    ["cluster", "kind"],
+    registry=REGISTRY,
+)
+MANAGER_RECEIVED_OBJECTS = Counter(
+    "navigator_manager_received_objects",
+    "Resources received in cluster states (chunks included), before they are applied.",
+    ["cluster"],
+    registry=REGISTRY,
+)
+MANAGER_CHANGES = Counter(
+    "navigator_manager_changes",
+    "Changes detected when applying states, by change (added, modified, deleted).",
+    ["cluster", "change"],
+    registry=REGISTRY,
+)
+MANAGER_BYTES_RECEIVED = Counter(
+    "navigator_manager_received_bytes",
+    "Serialized bytes the manager received from edges.",
+    ["cluster"],
+    registry=REGISTRY,
+)
+MANAGER_BYTES_SENT = Counter(
+    "navigator_manager_sent_bytes",
+    "Serialized bytes the manager sent to edges.",
+    ["cluster"],
+    registry=REGISTRY,
+)
+MANAGER_ACKS = Counter(
+    "navigator_manager_acks",
+    "Acknowledgements the manager sent, by status (APPLIED, BUFFERED, INVALID, RETRY).",
+    ["cluster", "status"],
+    registry=REGISTRY,
+)
+MANAGER_REJECTIONS = Counter(
+    "navigator_manager_rejections",
+    "Edges refused at connect, by reason (MALFORMED, UNAUTHENTICATED, ALREADY_HELD, GRACE_PERIOD, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
+MANAGER_ERRORS = Counter(
+    "navigator_manager_errors",
+    "Failures on the manager, by kind (storage, invalid_state, chunk, sink, stream, ...).",
+    ["kind"],
+    registry=REGISTRY,
+)
+MANAGER_STORAGE_APPLY = Histogram(
+    "navigator_manager_storage_apply_seconds",
+    "Time the storage backend took to apply one state in one transaction, by mode (full, delta).",
+    ["mode"],
+    buckets=_APPLY_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+# -- recording: the edge ------------------------------------------------------------------------
+
+
+def observe_edge_sync(cluster: str, seconds: float, counts: Mapping[str, int], mode: str = "full") -> None:
+    """One collection finished: how long it took and what it found per kind."""
+    EDGE_SYNC_DURATION.labels(cluster, mode).observe(seconds)
+    for kind, count in counts.items():
+        EDGE_OBJECTS.labels(cluster, kind).set(count)
+
+
+def set_collect_progress(cluster: str, kind: str, listed: int) -> None:
+    """Call per list page; a 150,000-pod first sync otherwise looks stuck for a minute."""
+    EDGE_COLLECTED.labels(cluster, kind).set(listed)
+
+
+def count_edge_bytes(cluster: str, sent: int = 0, received: int = 0) -> None:
+    if sent:
+        EDGE_BYTES_SENT.labels(cluster).inc(sent)
+    if received:
+        EDGE_BYTES_RECEIVED.labels(cluster).inc(received)
+
+
+def count_edge_ack(cluster: str, status: str) -> None:
+    EDGE_ACKS.labels(cluster, _short(status, "ACK_STATUS_")).inc()
+
+
+def count_edge_reconnect(cluster: str) -> None:
+    EDGE_RECONNECTS.labels(cluster).inc()
+
+
+def count_edge_error(cluster: str, kind: str) -> None:
+    EDGE_ERRORS.labels(cluster, kind).inc()
+
+
+# -- recording: the manager ---------------------------------------------------------------------
+
+
+def edge_connected() -> None:
+    MANAGER_CONNECTED_EDGES.inc()
+
+
+def edge_disconnected() -> None:
+    MANAGER_CONNECTED_EDGES.dec()
+
+
+def set_stored_objects(cluster: str, counts: Mapping[str, int]) -> None:
+    for kind, count in counts.items():
+        MANAGER_OBJECTS.labels(cluster, kind).set(count)
+
+
+def count_received_objects(cluster: str, count: int) -> None:
+    """Resources arrived; during a first, chunked sync this is the only sign of progress."""
+    if count:
+        MANAGER_RECEIVED_OBJECTS.labels(cluster).inc(count)
+
+
+def count_changes(cluster: str, added: int = 0, modified: int = 0, deleted: int = 0) -> None:
+    for change, n in (("added", added), ("modified", modified), ("deleted", deleted)):
+        if n:
+            MANAGER_CHANGES.labels(cluster, change).inc(n)
+
+
+def count_manager_bytes(cluster: str, received: int = 0, sent: int = 0) -> None:
+    if received:
+        MANAGER_BYTES_RECEIVED.labels(cluster).inc(received)
+    if sent:
+        MANAGER_BYTES_SENT.labels(cluster).inc(sent)
+
+
+def count_manager_ack(cluster: str, status: str) -> None:
+    MANAGER_ACKS.labels(cluster, _short(status, "ACK_STATUS_")).inc()
+
+
+def count_rejection(reason: str) -> None:
+    MANAGER_REJECTIONS.labels(_short(reason, "REJECT_REASON_")).inc()
+
+
+def count_manager_error(kind: str) -> None:
+    MANAGER_ERRORS.labels(kind).inc()
+
+
+@contextmanager
+def time_storage_apply(mode: str) -> Iterator[None]:
+    """``with time_storage_apply("full"): backend.apply_snapshot(...)``; failures are timed too."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        MANAGER_STORAGE_APPLY.labels(mode).observe(time.perf_counter() - start)
+
+
+def _short(value: str, prefix: str) -> str:
+    """``ACK_STATUS_APPLIED`` and ``APPLIED`` are the same label value."""
+    return value.removeprefix(prefix) or "UNSPECIFIED"
+
+
+# -- serving ------------------------------------------------------------------------------------
+
+
+@dataclass
+class MetricsServer:
+    """The HTTP endpoint serving ``/metrics`` (any path answers) from a daemon thread."""
+
+    host: str
+    port: int
+    _server: WSGIServer
+    _thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
+    """Serve this process's Navigator metrics; port 0 picks a free port (see ``.port``)."""
+    try:
+        server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:
+        raise NavigatorError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    return MetricsServer(host=host, port=int(server.server_port), _server=server, _thread=thread)
+
+
+def metrics_text() -> bytes:
+    """What a scrape would return, for callers in the same process."""
+    return generate_latest(REGISTRY)

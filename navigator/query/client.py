@@ -1,0 +1,175 @@
+"""A client for the manager's Query service (``navigator.v1.Query``), blocking and asyncio flavours."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+
+from navigator.config.common import ClientTLSConfig
+from navigator.errors import NavigatorError
+from navigator.query.rows import cluster_row, record_dict
+from navigator.v1 import query_pb2, query_pb2_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+class QueryError(NavigatorError):
+    """The manager could not be reached or refused the query; the message says which."""
+
+
+def _credentials(tls: ClientTLSConfig | None) -> grpc.ChannelCredentials | None:
+    if tls is None or not tls.enabled:
+        return None
+
+    def read(path: Any) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return bytes(path.expanduser().read_bytes())
+        except OSError as exc:
+            raise QueryError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(tls.ca_file),
+        private_key=read(tls.key_file),
+        certificate_chain=read(tls.cert_file),
+    )
+
+
+def _options(tls: ClientTLSConfig | None) -> list[tuple[str, Any]]:
+    options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
+    if tls is not None and tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return options
+
+
+def _error(exc: grpc.RpcError, address: str, timeout: float) -> QueryError:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return QueryError(f"cannot reach the manager at {address}: {details}")
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return QueryError(f"the manager at {address} did not answer within {timeout:g}s")
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return QueryError(f"invalid query: {details}")
+    return QueryError(f"query failed ({code.name if code else 'error'}): {details}")
+
+
+def _list_request(
+    kind: str | None,
+    cluster: str | None,
+    namespace: str | None,
+    selector: str | None,
+    name: str | None,
+    limit: int | None,
+) -> query_pb2.ListResourcesRequest:
+    return query_pb2.ListResourcesRequest(
+        kind=kind or "",
+        cluster=cluster or "",
+        namespace=namespace or "",
+        label_selector=selector or "",
+        name=name or "",
+        limit=limit or 0,
+    )
+
+
+class QueryClient:
+    """Blocking client (the CLI's); rows are plain dicts in the DESIGN.md §3 shape."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, tls: ClientTLSConfig | None = None, timeout: float = 30.0):
+        self.address = address
+        self.timeout = timeout
+        credentials = _credentials(tls)
+        options = _options(tls)
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        self._stub = query_pb2_grpc.QueryStub(self._channel)
+
+    def clusters(self, cluster: str | None = None) -> list[dict[str, Any]]:
+        try:
+            response = self._stub.ListClusters(
+                query_pb2.ListClustersRequest(cluster=cluster or ""), timeout=self.timeout
+            )
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address, self.timeout) from None
+        return [cluster_row(c) for c in response.clusters]
+
+    def resources(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        request = _list_request(kind, cluster, namespace, selector, name, limit)
+        try:
+            for page in self._stub.ListResources(request, timeout=self.timeout):
+                for record in page.resources:
+                    yield record_dict(record)
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address, self.timeout) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncQueryClient:
+    """The same over ``grpc.aio`` for asyncio code (tests, the demo)."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, tls: ClientTLSConfig | None = None, timeout: float = 30.0):
+        self.address = address
+        self.timeout = timeout
+        credentials = _credentials(tls)
+        options = _options(tls)
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
+        self._stub = query_pb2_grpc.QueryStub(self._channel)
+
+    async def clusters(self, cluster: str | None = None) -> list[dict[str, Any]]:
+        try:
+            response = await self._stub.ListClusters(
+                query_pb2.ListClustersRequest(cluster=cluster or ""), timeout=self.timeout
+            )
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address, self.timeout) from None
+        return [cluster_row(c) for c in response.clusters]
+
+    async def resources(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        request = _list_request(kind, cluster, namespace, selector, name, limit)
+        try:
+            async for page in self._stub.ListResources(request, timeout=self.timeout):
+                for record in page.resources:
+                    yield record_dict(record)
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address, self.timeout) from None
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncQueryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,196 @@
+"""Server-side printing (``meta.k8s.io/v1 Table``), which plain ``kubectl get`` asks for."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .resources import ResourceType
+
+Row = Callable[[dict[str, Any], float], list[Any]]
+
+NAME_COL = {"name": "Name", "type": "string", "format": "name", "priority": 0,
+            "description": "Name must be unique within a namespace."}
+
+
+def _col(name: str, type_: str = "string", priority: int = 0, fmt: str = "") -> dict[str, Any]:
+    return {"name": name, "type": type_, "format": fmt, "description": name, "priority": priority}
+
+
+def human_duration(seconds: float) -> str:
+    """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = m // 60
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if h < 24 * 8:
+        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
+    if h < 24 * 365 * 2:
+        return f"{h // 24}d"
+    if h < 24 * 365 * 8:
+        y = h // (24 * 365)
+        d = (h % (24 * 365)) // 24
+        return f"{y}y{d}d" if d else f"{y}y"
+    return f"{h // (24 * 365)}y"
+
+
+def age(ts: Any, now: float) -> str:
+    if not isinstance(ts, str) or not ts:
+        return "<unknown>"
+    try:
+        t = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return "<unknown>"
+    return human_duration(now - t)
+
+
+def _meta(o: dict[str, Any]) -> dict[str, Any]:
+    m = o.get("metadata")
+    return m if isinstance(m, dict) else {}
+
+
+def _pod_row(o: dict[str, Any], now: float) -> list[Any]:
+    meta, spec, status = _meta(o), o.get("spec") or {}, o.get("status") or {}
+    containers = spec.get("containers") or []
+    cstats = status.get("containerStatuses") or []
+    reason = status.get("reason") or status.get("phase") or ""
+    restarts, ready = 0, 0
+    for cs in cstats:
+        restarts += int(cs.get("restartCount") or 0)
+        state = cs.get("state") or {}
+        if "waiting" in state and state["waiting"].get("reason"):
+            reason = state["waiting"]["reason"]
+        elif "terminated" in state:
+            reason = state["terminated"].get("reason") or "Completed"
+        if cs.get("ready"):
+            ready += 1
+    if meta.get("deletionTimestamp"):
+        reason = "Terminating"
+    nominated = status.get("nominatedNodeName") or "<none>"
+    gates = spec.get("readinessGates") or []
+    return [meta.get("name", ""), f"{ready}/{len(containers)}", reason, str(restarts),
+            age(meta.get("creationTimestamp"), now), status.get("podIP") or "<none>",
+            spec.get("nodeName") or "<none>", nominated, f"{len(gates)}" if gates else "<none>"]
+
+
+def _ports(ports: list[dict[str, Any]]) -> str:
+    out = []
+    for p in ports:
+        s = f"{p.get('port')}"
+        if p.get("nodePort"):
+            s += f":{p['nodePort']}"
+        out.append(f"{s}/{p.get('protocol', 'TCP')}")
+    return ",".join(out) or "<none>"
+
+
+def _svc_row(o: dict[str, Any], now: float) -> list[Any]:
+    meta, spec = _meta(o), o.get("spec") or {}
+    ext = ",".join(spec.get("externalIPs") or []) or "<none>"
+    if spec.get("type") == "LoadBalancer":
+        ing = ((o.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        ext = ",".join(i.get("ip") or i.get("hostname") or "" for i in ing) or "<pending>"
+    sel = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())) or "<none>"
+    return [meta.get("name", ""), spec.get("type", "ClusterIP"), spec.get("clusterIP") or "<none>", ext,
+            _ports(spec.get("ports") or []), age(meta.get("creationTimestamp"), now), sel]
+
+
+def _node_row(o: dict[str, Any], now: float) -> list[Any]:
+    meta, spec, status = _meta(o), o.get("spec") or {}, o.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    st = "Ready" if ready and ready.get("status") == "True" else "NotReady" if ready else "Unknown"
+    if spec.get("unschedulable"):
+        st += ",SchedulingDisabled"
+    roles = sorted(k.split("/", 1)[1] for k in (meta.get("labels") or {})
+                   if k.startswith("node-role.kubernetes.io/"))
+    info = status.get("nodeInfo") or {}
+    addrs = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    return [meta.get("name", ""), st, ",".join(roles) or "<none>", age(meta.get("creationTimestamp"), now),
+            info.get("kubeletVersion", ""), addrs.get("InternalIP") or "<none>", addrs.get("ExternalIP") or "<none>",
+            info.get("osImage", ""), info.get("kernelVersion", ""), info.get("containerRuntimeVersion", "")]
+
+
+def _ns_row(o: dict[str, Any], now: float) -> list[Any]:
+    meta = _meta(o)
+    return [meta.get("name", ""), (o.get("status") or {}).get("phase", ""), age(meta.get("creationTimestamp"), now)]
+
+
+def _cm_row(o: dict[str, Any], now: float) -> list[Any]:
+    meta = _meta(o)
+    n = len(o.get("data") or {}) + len(o.get("binaryData") or {})
+    return [meta.get("name", ""), n, age(meta.get("creationTimestamp"), now)]
+
+
+def _eps_row(o: dict[str, Any], now: float) -> list[Any]:
+    meta = _meta(o)
+    ports = ",".join(str(p.get("port")) for p in o.get("ports") or []) or "<unset>"
+    addrs = [a for ep in o.get("endpoints") or [] for a in ep.get("addresses") or []]
+    shown = ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "")
+    return [meta.get("name", ""), o.get("addressType", ""), ports, shown or "<unset>",
+            age(meta.get("creationTimestamp"), now)]
+
+
+def _generic_row(o: dict[str, Any], now: float) -> list[Any]:
+    meta = _meta(o)
+    return [meta.get("name", ""), age(meta.get("creationTimestamp"), now)]
+
+
+PRINTERS: dict[tuple[str, str], tuple[list[dict[str, Any]], Row]] = {
+    ("", "pods"): ([NAME_COL, _col("Ready"), _col("Status"), _col("Restarts"), _col("Age"),
+                    _col("IP", priority=1), _col("Node", priority=1), _col("Nominated Node", priority=1),
+                    _col("Readiness Gates", priority=1)], _pod_row),
+    ("", "services"): ([NAME_COL, _col("Type"), _col("Cluster-IP"), _col("External-IP"), _col("Port(s)"),
+                        _col("Age"), _col("Selector", priority=1)], _svc_row),
+    ("", "nodes"): ([NAME_COL, _col("Status"), _col("Roles"), _col("Age"), _col("Version"),
+                     _col("Internal-IP", priority=1), _col("External-IP", priority=1), _col("OS-Image", priority=1),
+                     _col("Kernel-Version", priority=1), _col("Container-Runtime", priority=1)], _node_row),
+    ("", "namespaces"): ([NAME_COL, _col("Status"), _col("Age")], _ns_row),
+    ("", "configmaps"): ([NAME_COL, _col("Data", "integer"), _col("Age")], _cm_row),
+    ("discovery.k8s.io", "endpointslices"): ([NAME_COL, _col("AddressType"), _col("Ports"), _col("Endpoints"),
+                                              _col("Age")], _eps_row),
+}
+GENERIC = ([NAME_COL, _col("Age", "date")], _generic_row)
+
+
+def _partial(o: dict[str, Any], version: str) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}", "metadata": _meta(o)}
+
+
+def table(
+    rt: ResourceType,
+    objs: list[dict[str, Any]],
+    *,
+    version: str = "v1",
+    include: str = "Metadata",
+    list_meta: dict[str, Any] | None = None,
+    columns: bool = True,
+) -> dict[str, Any]:
+    cols, row = PRINTERS.get((rt.group, rt.plural), GENERIC)
+    now = time.time()
+    rows = []
+    for o in objs:
+        r: dict[str, Any] = {"cells": row(o, now)}
+        if include == "Object":
+            r["object"] = o
+        elif include != "None":
+            r["object"] = _partial(o, version)
+        rows.append(r)
+    out: dict[str, Any] = {"kind": "Table", "apiVersion": f"meta.k8s.io/{version}",
+                           "metadata": list_meta if list_meta is not None else {}}
+    out["columnDefinitions"] = cols if columns else None
+    out["rows"] = rows
+    return out

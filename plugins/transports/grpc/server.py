@@ -1,0 +1,194 @@
+"""The manager's gRPC server: Sync and Query on one port, plus health checking and reflection.
+
+Keep-alive settings accept edges' pings down to ``keepalive.min_ping_interval``
+and never answer extra pings with a ``too_many_pings`` GOAWAY, so a
+misconfigured edge costs a few pings, not its connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from loguru import logger
+
+from navigator.config.manager import ManagerConfig
+from navigator.errors import ConfigError
+from navigator.interfaces import ManagerServices, PeerInfo, StorageError, StreamClosed
+from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
+
+SERVICE_NAMES = (
+    sync_pb2.DESCRIPTOR.services_by_name["Sync"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["Query"].full_name,
+)
+
+
+def server_options(config: ManagerConfig) -> list[tuple[str, Any]]:
+    ka = config.keepalive
+    size = config.limits.max_message_size
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.keepalive_time_ms", int(ka.time * 1000)),
+        ("grpc.keepalive_timeout_ms", int(ka.timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1 if ka.permit_without_calls else 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(ka.min_ping_interval * 1000)),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key.lower() == "authorization":
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def _identity(context: grpc.aio.ServicerContext[Any, Any], known: Sequence[str]) -> str | None:
+    """The verified client-certificate name: one the config maps if any, else the common name."""
+    auth = context.auth_context() or {}
+    names = [v.decode() for v in auth.get("x509_common_name", [])]
+    names += [v.decode() for v in auth.get("x509_subject_alternative_name", [])]
+    return next((n for n in names if n in known), names[0] if names else None)
+
+
+class GrpcManagerStream:
+    """``ManagerStream`` over one ``Sync/Connect`` call (only the session task uses it)."""
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], peer: PeerInfo) -> None:
+        self._context = context
+        self.peer = peer
+
+    async def recv(self) -> sync_pb2.EdgeMessage | None:
+        try:
+            message = await self._context.read()
+        except (grpc.RpcError, RuntimeError) as exc:
+            raise StreamClosed(f"reading from {self.peer.address} failed: {exc}") from None
+        if message is grpc.aio.EOF:
+            return None
+        return message
+
+    async def send(self, message: sync_pb2.ManagerMessage) -> None:
+        try:
+            await self._context.write(message)
+        except (grpc.RpcError, RuntimeError) as exc:
+            raise StreamClosed(f"writing to {self.peer.address} failed: {exc}") from None
+
+    async def abort(self, code: str, details: str) -> None:
+        # Set the status and let the handler return: raising here would skip the session's clean-up.
+        self._context.set_code(grpc.StatusCode[code])
+        self._context.set_details(details)
+
+
+class SyncServicer(sync_pb2_grpc.SyncServicer):
+    def __init__(self, services: ManagerServices, config: ManagerConfig) -> None:
+        self._services = services
+        self._known = list(config.auth.identities) if config.auth is not None else []
+
+    async def Connect(  # type: ignore[override]
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        peer = PeerInfo(
+            address=context.peer(),
+            token=_bearer(context.invocation_metadata()),
+            identity=_identity(context, self._known),
+        )
+        try:
+            await self._services.handle_sync(GrpcManagerStream(context, peer))
+        except StreamClosed as exc:
+            logger.debug("sync stream from {} closed: {}", peer.address, exc)
+
+
+class QueryServicer(query_pb2_grpc.QueryServicer):
+    def __init__(self, services: ManagerServices) -> None:
+        self._services = services
+
+    async def ListClusters(
+        self, request: query_pb2.ListClustersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> query_pb2.ListClustersResponse:
+        try:
+            return await self._services.list_clusters(request)
+        except StorageError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
+            raise  # unreachable: abort raises
+
+    async def ListResources(
+        self, request: query_pb2.ListResourcesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[query_pb2.ResourcePage]:
+        try:
+            async for page in self._services.list_resources(request):
+                yield page
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except StorageError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
+
+
+def _read(path: Path | None, key: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def server_credentials(config: ManagerConfig) -> grpc.ServerCredentials | None:
+    tls = config.tls
+    if not tls.enabled:
+        return None
+    cert, key = _read(tls.cert_file, "tls.cert_file"), _read(tls.key_file, "tls.key_file")
+    client_ca = _read(tls.client_ca_file, "tls.client_ca_file")
+    assert cert is not None and key is not None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+class GrpcServer:
+    """``RunningServer``: the bound address and a way to stop."""
+
+    def __init__(self, server: grpc.aio.Server, address: str, health_servicer: Any) -> None:
+        self._server = server
+        self.address = address
+        self._health = health_servicer
+
+    async def stop(self, grace: float) -> None:
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+
+async def serve(config: ManagerConfig, services: ManagerServices) -> GrpcServer:
+    server = grpc.aio.server(options=server_options(config))
+    sync_pb2_grpc.add_SyncServicer_to_server(SyncServicer(services, config), server)
+    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(services), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    credentials = server_credentials(config)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, credentials)
+    except RuntimeError as exc:
+        raise ConfigError(f"listen: cannot listen on {config.listen}: {exc}") from None
+    if port == 0:
+        raise ConfigError(f"listen: cannot listen on {config.listen} (address in use or not available)")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = config.listen.rpartition(":")[0]
+    return GrpcServer(server, f"{host}:{port}", health_servicer)

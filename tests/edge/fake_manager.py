@@ -1,0 +1,138 @@
+"""A small real grpc.aio server speaking the sync protocol, scripted per test.
+
+It lets the stream client's tests cause what a real manager rarely does on cue:
+rejecting, not acking, vanishing mid-stream, coming back on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from navigator.v1 import sync_pb2, sync_pb2_grpc
+
+RejectFn = Callable[[sync_pb2.Identify], sync_pb2.Reject | None]
+
+
+@dataclass
+class Connection:
+    identify: sync_pb2.Identify
+    metadata: dict[str, str]
+    states: list[sync_pb2.ClusterState] = field(default_factory=list)
+    accepted: bool = False
+    ended: bool = False
+
+
+class FakeManager(sync_pb2_grpc.SyncServicer):
+    def __init__(self) -> None:
+        self.port = 0
+        self.server: grpc.aio.Server | None = None
+        self.connections: list[Connection] = []
+        #: Decide per Identify: a Reject to refuse, None to accept.
+        self.reject: RejectFn = lambda identify: None
+        #: False: receive states but never ack them.
+        self.ack = True
+        #: Status for final acks (ACK_STATUS_APPLIED by default).
+        self.ack_status: Callable[[sync_pb2.ClusterState], int] = lambda s: sync_pb2.ACK_STATUS_APPLIED
+        self.serializer = "protobuf"
+        self.max_message_bytes = 0
+        self.changed = asyncio.Condition()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20)])
+        sync_pb2_grpc.add_SyncServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        await self.server.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Go away (every open stream fails); ``start()`` again serves on the same port."""
+        if self.server is not None:
+            await self.server.stop(grace)
+            self.server = None
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[FakeManager], bool], timeout: float = 10.0) -> None:
+        async def until() -> None:
+            async with self.changed:
+                await self.changed.wait_for(lambda: predicate(self))
+
+        await asyncio.wait_for(until(), timeout)
+
+    # -- views -----------------------------------------------------------------------------
+
+    @property
+    def states(self) -> list[sync_pb2.ClusterState]:
+        return [s for c in self.connections for s in c.states]
+
+    def fulls(self) -> list[list[sync_pb2.ClusterState]]:
+        """Complete FULL states (chunk sets joined), in arrival order."""
+        out: list[list[sync_pb2.ClusterState]] = []
+        for state in self.states:
+            if state.type != sync_pb2.STATE_TYPE_FULL:
+                continue
+            if state.chunk.count <= 1 or state.chunk.index == 0:
+                out.append([state])
+            else:
+                out[-1].append(state)
+        return [s for s in out if len(s) == max(1, s[0].chunk.count)]
+
+    def deltas(self) -> list[sync_pb2.ClusterState]:
+        return [s for s in self.states if s.type == sync_pb2.STATE_TYPE_DELTA]
+
+    # -- the servicer ----------------------------------------------------------------------
+
+    async def Connect(  # noqa: N802 - the gRPC method name
+        self, request_iterator: AsyncIterator[sync_pb2.EdgeMessage], context: Any
+    ) -> None:
+        first = await context.read()
+        if first is grpc.aio.EOF or first.WhichOneof("body") != "identify":
+            return
+        connection = Connection(first.identify, {k: v for k, v in context.invocation_metadata()})
+        self.connections.append(connection)
+        try:
+            reject = self.reject(first.identify)
+            if reject is not None:
+                await context.write(sync_pb2.ManagerMessage(reject=reject))
+                await self._notify()
+                context.set_code(grpc.StatusCode.ALREADY_EXISTS)
+                context.set_details(reject.message)
+                return
+            connection.accepted = True
+            await context.write(
+                sync_pb2.ManagerMessage(
+                    accept=sync_pb2.Accept(
+                        manager_id="fake", serializer=self.serializer, max_message_bytes=self.max_message_bytes
+                    )
+                )
+            )
+            await self._notify()
+            while True:
+                message = await context.read()
+                if message is grpc.aio.EOF:
+                    return
+                if message.WhichOneof("body") != "state":
+                    continue
+                state = message.state
+                connection.states.append(state)
+                if self.ack:
+                    chunked = state.chunk.count > 1 and state.chunk.index < state.chunk.count - 1
+                    status = sync_pb2.ACK_STATUS_BUFFERED if chunked else self.ack_status(state)
+                    await context.write(sync_pb2.ManagerMessage(ack=sync_pb2.Ack(sequence=state.sequence, status=status)))
+                await self._notify()
+        finally:
+            connection.ended = True
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self._notify())

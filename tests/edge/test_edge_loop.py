@@ -1,0 +1,153 @@
+"""The sync loop against the simulator: FULL first, then watch DELTAs; poll mode; resyncs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from navigator.config.edge import EdgeConfig
+from navigator.edge.collect import KindCollector
+from navigator.edge.kube import KubeClient
+from navigator.edge.loop import SyncLoop
+from navigator.edge.outbox import Outbox
+from navigator.edge.state import Delta, FullSnapshot, Outgoing
+from navigator.testing.kubesim import KubeSim
+from navigator_plugins.collectors import endpointslices, pods, services
+
+
+class Running:
+    def __init__(self, loop: SyncLoop, outbox: Outbox) -> None:
+        self.loop = loop
+        self.outbox = outbox
+
+    async def next(self, timeout: float = 10.0) -> Outgoing:
+        return await asyncio.wait_for(self.outbox.get(), timeout)
+
+    async def until(self, predicate: Callable[[Outgoing], bool], timeout: float = 10.0) -> Outgoing:
+        async def scan() -> Outgoing:
+            while not predicate(item := await self.outbox.get()):
+                pass
+            return item
+
+        return await asyncio.wait_for(scan(), timeout)
+
+
+@pytest.fixture
+def start_loop(kubesim: KubeSim, make_config: Callable[..., EdgeConfig]) -> Callable[..., Any]:
+    async def start(**overrides: Any) -> AsyncIterator[Running]:
+        config = make_config("127.0.0.1:1", **overrides)
+        client = KubeClient.from_config(config.kubernetes)
+        outbox = Outbox(100)
+        collectors = {
+            c.name: KindCollector(c, client, config.kubernetes)
+            for c in (services.COLLECTOR, endpointslices.COLLECTOR, pods.COLLECTOR)
+        }
+        loop = SyncLoop(config, collectors, client, outbox)
+        task = asyncio.create_task(loop.run())
+        try:
+            yield Running(loop, outbox)
+        finally:
+            task.cancel()
+            loop.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            client.close()
+
+    return start
+
+
+def pod(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": labels or {"app": "t"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+
+
+async def test_watch_mode_sends_full_then_deltas(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    async for run in start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}):
+        first = await run.next()
+        assert isinstance(first, FullSnapshot)
+        assert sorted(first.kinds) == ["endpointslices", "pods", "services"]
+        assert len(first.results["pods"].resources) == kubesim.count("pods")
+
+        quiet = await run.next()
+        assert isinstance(quiet, Delta) and quiet.object_count == 0  # "nothing changed" still syncs
+
+        svc = kubesim.list("services")[0]["metadata"]
+        target = kubesim.list("pods")[0]["metadata"]
+        kubesim.create(pod("newcomer"))
+        kubesim.delete("services", svc["namespace"], svc["name"])
+        kubesim.patch("pods", target["namespace"], target["name"], {"metadata": {"labels": {"tier": "gold"}}})
+
+        upserts: dict[str, Any] = {}
+        deletions: set[str] = set()
+
+        def seen_all(item: Outgoing) -> bool:
+            if isinstance(item, Delta):
+                upserts.update({r.name: r for r in item.upserts})
+                deletions.update(r.name for r in item.deletions if r.kind == "services")
+            return "newcomer" in upserts and target["name"] in upserts and svc["name"] in deletions
+
+        await run.until(seen_all)
+        assert upserts["newcomer"].kind == "pods" and upserts["newcomer"].data["containers"] == ["c"]
+        assert upserts[target["name"]].labels["tier"] == "gold"
+        assert run.loop.stats.watch_events >= 3
+
+
+async def test_latest_event_per_object_wins(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    async for run in start_loop(sync={"interval": 2, "adaptive": {"enabled": False}}):
+        assert isinstance(await run.next(), FullSnapshot)
+        kubesim.create(pod("brief"))
+        kubesim.delete("pods", "default", "brief")
+        delta = await run.until(lambda i: isinstance(i, Delta) and i.object_count > 0)
+        assert isinstance(delta, Delta)
+        assert [r.name for r in delta.upserts] == []
+        assert [r.name for r in delta.deletions] == ["brief"]
+
+
+async def test_expired_watch_leads_to_a_full_resync(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    kubesim.faults.set("pods", 410, times=1, verbs=["watch"])
+    async for run in start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}):
+        assert isinstance(await run.next(), FullSnapshot)
+        again = await run.until(lambda i: isinstance(i, FullSnapshot))
+        assert isinstance(again, FullSnapshot) and not again.errors
+
+
+async def test_poll_mode_sends_a_full_state_every_interval(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    async for run in start_loop(sync={"interval": 0.1, "mode": "poll", "adaptive": {"enabled": False}}):
+        items = [await run.next() for _ in range(3)]
+        assert all(isinstance(i, FullSnapshot) for i in items)
+        assert run.loop.stats.collections >= 3
+
+
+async def test_request_full_wakes_the_loop_at_once(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    async for run in start_loop(sync={"interval": 30, "mode": "poll", "adaptive": {"enabled": False}}):
+        assert isinstance(await run.next(), FullSnapshot)
+        run.loop.request_full()
+        assert isinstance(await run.next(timeout=5), FullSnapshot)
+
+
+async def test_failed_kind_is_retried_at_the_next_sync(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    kubesim.faults.set("pods", 500, verbs=["list"])
+    async for run in start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}):
+        first = await run.next()
+        assert isinstance(first, FullSnapshot)
+        assert sorted(first.kinds) == ["endpointslices", "services"]
+        assert [e.kind for e in first.errors] == ["pods"] and first.cached_kinds == []
+        kubesim.faults.clear()
+        healed = await run.until(lambda i: isinstance(i, FullSnapshot))
+        assert isinstance(healed, FullSnapshot) and sorted(healed.kinds) == ["endpointslices", "pods", "services"]
+
+
+async def test_busy_cluster_shortens_the_interval(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    async for run in start_loop(sync={"interval": 0.4, "adaptive": {"min_interval": 0.1, "busy_changes": 5}}):
+        assert isinstance(await run.next(), FullSnapshot)
+        for i in range(10):
+            kubesim.create(pod(f"busy-{i}"))
+        await run.until(lambda i: isinstance(i, Delta) and i.object_count >= 5)
+        assert run.loop.stats.interval == pytest.approx(0.2)

@@ -1,0 +1,179 @@
+"""The stream client against a protocol-speaking gRPC server: claim, acks, reconnects, standby, chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from navigator.config.edge import EdgeConfig
+from navigator.edge.app import Edge
+from navigator.edge.stream import StreamState
+from navigator.testing.kubesim import KubeSim
+from navigator.v1 import sync_pb2
+from navigator_plugins.serializers.json import JsonSerializer
+
+from .fake_manager import FakeManager
+
+
+async def test_identifies_then_sends_a_full_state_first(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    fake_manager.serializer = "json"
+    config = make_config(fake_manager.address, edge_id="edge-1", cluster={"id": "sim", "metadata": {"region": "r1"}},
+                         manager={"token": "s3cret"})
+    async with Edge(config) as edge:
+        await fake_manager.wait_for(lambda m: len(m.states) >= 2)
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+    (conn,) = fake_manager.connections
+    ident = conn.identify
+    assert (ident.protocol_version, ident.cluster_id, ident.edge_id) == (1, "sim", "edge-1")
+    assert dict(ident.metadata) == {"environment": "test", "region": "r1"}
+    assert list(ident.serializers) == ["protobuf", "json"]
+    assert list(ident.kinds) == ["services", "endpointslices", "pods"]
+    assert ident.sync_interval_seconds == 0.5 and ident.token == "s3cret"
+    assert conn.metadata["authorization"] == "Bearer s3cret"
+
+    full, *rest = conn.states
+    assert full.type == sync_pb2.STATE_TYPE_FULL and not full.HasField("chunk")
+    assert (full.cluster_id, full.edge_id) == ("sim", "edge-1")
+    assert dict(full.counts) == {k: kubesim.count(k) for k in ("services", "endpointslices", "pods")}
+    pod = next(r for r in full.resources if r.kind == "pods")
+    assert JsonSerializer().decode(pod.payload)["phase"] == kubesim.get("pods", pod.namespace, pod.name)["status"]["phase"]
+    assert all(s.type == sync_pb2.STATE_TYPE_DELTA for s in rest)
+    sequences = [s.sequence for s in conn.states]
+    assert sequences == sorted(set(sequences))
+
+
+async def test_reconnects_after_the_manager_goes_away_and_resyncs(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    async with Edge(make_config(fake_manager.address)) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        await fake_manager.stop()
+        await edge.wait_until(lambda e: e.stats.state != StreamState.CONNECTED)
+        kubesim.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "while-away", "namespace": "default"},
+                        "spec": {"containers": [{"name": "c", "image": "x"}]}})
+        await asyncio.sleep(0.3)  # a few failed reconnects with backoff
+        await fake_manager.start()
+        await fake_manager.wait_for(lambda m: len(m.connections) == 2 and len(m.connections[1].states) >= 1)
+        await edge.wait_until(lambda e: e.stats.applied_full >= 2)
+        assert edge.stats.accepts == 2
+    first, second = fake_manager.connections
+    resync = second.states[0]
+    assert resync.type == sync_pb2.STATE_TYPE_FULL
+    assert "while-away" in {r.name for r in resync.resources}
+    assert resync.sequence > max(s.sequence for s in first.states)
+
+
+async def test_rejected_edge_stands_by_and_takes_over(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    held = True
+
+    def reject(identify: sync_pb2.Identify) -> sync_pb2.Reject | None:
+        if not held:
+            return None
+        return sync_pb2.Reject(reason=sync_pb2.REJECT_REASON_ALREADY_HELD, message="cluster sim is held",
+                               holder_edge_id="other-edge")
+
+    fake_manager.reject = reject
+    async with Edge(make_config(fake_manager.address)) as edge:
+        await edge.wait_until(lambda e: e.stats.rejects >= 3)
+        assert edge.stats.state == StreamState.STANDBY
+        assert "ALREADY_HELD" in edge.stats.last_reject and "other-edge" in edge.stats.last_reject
+        assert fake_manager.states == []
+        held = False  # the holder went away
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        assert edge.connected
+    accepted = [c for c in fake_manager.connections if c.accepted]
+    assert len(accepted) == 1 and accepted[0].states[0].type == sync_pb2.STATE_TYPE_FULL
+
+
+async def test_retry_after_from_a_reject_is_honoured(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    fake_manager.reject = lambda i: sync_pb2.Reject(
+        reason=sync_pb2.REJECT_REASON_GRACE_PERIOD, message="grace period", retry_after_seconds=60
+    )
+    async with Edge(make_config(fake_manager.address)) as edge:
+        await edge.wait_until(lambda e: e.stats.rejects == 1)
+        await asyncio.sleep(1.0)  # the edge's own backoff (0.05s..0.5s) would have retried by now
+        assert len(fake_manager.connections) == 1
+        assert "GRACE_PERIOD" in edge.stats.last_reject
+
+
+async def test_ack_timeout_reconnects_and_resends_a_full_state(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    fake_manager.ack = False
+    async with Edge(make_config(fake_manager.address, manager={"ack_timeout": 0.5})) as edge:
+        await edge.wait_until(lambda e: e.stats.ack_timeouts >= 1)
+        fake_manager.ack = True
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+    assert len(fake_manager.connections) >= 2
+    assert all(c.states[0].type == sync_pb2.STATE_TYPE_FULL for c in fake_manager.connections if c.states)
+
+
+async def test_graceful_stop_ends_the_stream_at_once(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    edge = Edge(make_config(fake_manager.address, manager={"keepalive": {"time": 60, "timeout": 20}}))
+    await edge.start()
+    await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+    started = time.monotonic()
+    await edge.stop()
+    await fake_manager.wait_for(lambda m: m.connections[0].ended, timeout=5)
+    assert time.monotonic() - started < 5  # not after a keep-alive timeout (60s + 20s)
+    assert edge.stats.state == StreamState.STOPPED
+
+
+async def test_big_full_state_arrives_as_a_chunk_set(
+    kubesim_factory: Any, fake_manager: FakeManager
+) -> None:
+    sim = kubesim_factory(pods=300, services=20, namespaces=2)
+    fake_manager.max_message_bytes = 64 * 1024
+    from navigator.testing.edge import edge_config
+
+    config = edge_config(sim.kubeconfig_path, sim.context, fake_manager.address, "big",
+                         manager={"chunk_fraction": 0.5})
+    async with Edge(config) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+    (chunks,) = fake_manager.fulls()[:1]
+    assert len(chunks) > 2
+    first = chunks[0].sequence
+    for i, chunk in enumerate(chunks):
+        assert (chunk.sequence, chunk.chunk.snapshot_sequence, chunk.chunk.index) == (first + i, first, i)
+        assert chunk.chunk.count == len(chunks)
+        assert sync_pb2.EdgeMessage(state=chunk).ByteSize() <= 32 * 1024
+    names = [r.name for c in chunks for r in c.resources if r.kind == "pods"]
+    assert len(names) == len(set(names)) == sim.count("pods") == chunks[0].counts["pods"]
+
+
+async def test_retry_ack_asks_for_a_full_resync(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    retried: list[int] = []
+
+    def status(state: sync_pb2.ClusterState) -> int:
+        if state.type == sync_pb2.STATE_TYPE_DELTA and not retried:
+            retried.append(state.sequence)
+            return sync_pb2.ACK_STATUS_RETRY
+        return sync_pb2.ACK_STATUS_APPLIED
+
+    fake_manager.ack_status = status
+    async with Edge(make_config(fake_manager.address, sync={"interval": 0.2})) as edge:
+        await edge.wait_until(lambda e: e.stats.retry == 1 and e.stats.applied_full >= 2)
+    later = [s for s in fake_manager.states if s.sequence > retried[0]]
+    assert any(s.type == sync_pb2.STATE_TYPE_FULL for s in later)
+
+
+async def test_heartbeats_while_a_slow_collection_runs(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    config = make_config(fake_manager.address, sync={"mode": "poll", "interval": 1.0, "adaptive": {"enabled": False}})
+    async with Edge(config) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        kubesim.faults.latency("pods", 4.0, times=1)  # the next collection takes longer than an interval
+        await edge.wait_until(lambda e: e.stats.heartbeats_sent >= 1, timeout=10)

@@ -1,0 +1,139 @@
+"""The metrics endpoint an operator scrapes: real HTTP, Prometheus text format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from navigator import metrics
+from navigator.errors import NavigatorError
+
+
+@pytest.fixture
+def server() -> Iterator[metrics.MetricsServer]:
+    running = metrics.start_metrics_server("127.0.0.1", 0)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def scrape(server: metrics.MetricsServer) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    response = httpx.get(server.url, timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float:
+    return samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+
+def test_every_metric_family_is_served_with_the_navigator_prefix(server: metrics.MetricsServer) -> None:
+    text = httpx.get(server.url, timeout=5).text
+    families = {f.name for f in text_string_to_metric_families(text)}
+    expected = {
+        "navigator_edge_sync_duration_seconds",
+        "navigator_edge_objects",
+        "navigator_edge_collected_objects",
+        "navigator_edge_sent_bytes",
+        "navigator_edge_received_bytes",
+        "navigator_edge_acks",
+        "navigator_edge_reconnects",
+        "navigator_edge_errors",
+        "navigator_manager_connected_edges",
+        "navigator_manager_objects",
+        "navigator_manager_received_objects",
+        "navigator_manager_changes",
+        "navigator_manager_received_bytes",
+        "navigator_manager_sent_bytes",
+        "navigator_manager_acks",
+        "navigator_manager_rejections",
+        "navigator_manager_errors",
+        "navigator_manager_storage_apply_seconds",
+    }
+    assert expected <= families
+    assert "navigator_process_cpu_seconds" in families
+    # Only Navigator's registry: nothing registered on prometheus-client's global one leaks in.
+    assert not {f for f in families if f.startswith("python_gc")}
+
+
+def test_edge_recordings_show_up_in_a_scrape(server: metrics.MetricsServer) -> None:
+    before = scrape(server)
+    metrics.observe_edge_sync("metrics-test-edge", 0.3, {"pods": 120, "services": 7})
+    metrics.count_edge_bytes("metrics-test-edge", sent=1000, received=40)
+    metrics.count_edge_ack("metrics-test-edge", "ACK_STATUS_APPLIED")
+    metrics.count_edge_ack("metrics-test-edge", "RETRY")
+    metrics.count_edge_reconnect("metrics-test-edge")
+    metrics.count_edge_error("metrics-test-edge", "pods")
+    metrics.set_collect_progress("metrics-test-edge", "pods", 500)
+    after = scrape(server)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert value(after, "navigator_edge_objects", cluster="metrics-test-edge", kind="pods") == 120
+    assert value(after, "navigator_edge_objects", cluster="metrics-test-edge", kind="services") == 7
+    assert value(after, "navigator_edge_collected_objects", cluster="metrics-test-edge", kind="pods") == 500
+    assert grew("navigator_edge_sync_duration_seconds_count", cluster="metrics-test-edge", mode="full") == 1
+    assert grew("navigator_edge_sent_bytes_total", cluster="metrics-test-edge") == 1000
+    assert grew("navigator_edge_received_bytes_total", cluster="metrics-test-edge") == 40
+    # ACK_STATUS_APPLIED and APPLIED are one label value.
+    assert grew("navigator_edge_acks_total", cluster="metrics-test-edge", status="APPLIED") == 1
+    assert grew("navigator_edge_acks_total", cluster="metrics-test-edge", status="RETRY") == 1
+    assert grew("navigator_edge_reconnects_total", cluster="metrics-test-edge") == 1
+    assert grew("navigator_edge_errors_total", cluster="metrics-test-edge", kind="pods") == 1
+
+
+def test_manager_recordings_show_up_in_a_scrape(server: metrics.MetricsServer) -> None:
+    before = scrape(server)
+    metrics.edge_connected()
+    metrics.edge_connected()
+    metrics.edge_disconnected()
+    metrics.set_stored_objects("metrics-test-mgr", {"pods": 300})
+    metrics.count_received_objects("metrics-test-mgr", 300)
+    metrics.count_changes("metrics-test-mgr", added=3, modified=2)
+    metrics.count_manager_bytes("metrics-test-mgr", received=2048, sent=64)
+    metrics.count_manager_ack("metrics-test-mgr", "ACK_STATUS_BUFFERED")
+    metrics.count_rejection("REJECT_REASON_ALREADY_HELD")
+    metrics.count_manager_error("storage")
+    with metrics.time_storage_apply("delta"):
+        pass
+    with pytest.raises(RuntimeError), metrics.time_storage_apply("delta"):
+        raise RuntimeError("a failed apply is timed too")
+    after = scrape(server)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("navigator_manager_connected_edges") == 1
+    assert value(after, "navigator_manager_objects", cluster="metrics-test-mgr", kind="pods") == 300
+    assert grew("navigator_manager_received_objects_total", cluster="metrics-test-mgr") == 300
+    assert grew("navigator_manager_changes_total", cluster="metrics-test-mgr", change="added") == 3
+    assert grew("navigator_manager_changes_total", cluster="metrics-test-mgr", change="modified") == 2
+    assert grew("navigator_manager_received_bytes_total", cluster="metrics-test-mgr") == 2048
+    assert grew("navigator_manager_sent_bytes_total", cluster="metrics-test-mgr") == 64
+    assert grew("navigator_manager_acks_total", cluster="metrics-test-mgr", status="BUFFERED") == 1
+    assert grew("navigator_manager_rejections_total", reason="ALREADY_HELD") == 1
+    assert grew("navigator_manager_errors_total", kind="storage") == 1
+    assert grew("navigator_manager_storage_apply_seconds_count", mode="delta") == 2
+
+
+def test_a_taken_port_is_a_clear_error(server: metrics.MetricsServer) -> None:
+    with pytest.raises(NavigatorError, match=rf"cannot serve metrics on 127\.0\.0\.1:{server.port}"):
+        metrics.start_metrics_server("127.0.0.1", server.port)
+
+
+def test_close_frees_the_port() -> None:
+    first = metrics.start_metrics_server("127.0.0.1", 0)
+    port = first.port
+    first.close()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)

@@ -1,0 +1,83 @@
+"""Fixtures for the simulator's own tests: small served clusters, the official client, kubectl."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from navigator.testing.kubesim import KubeSim
+
+KUBECTL = shutil.which("kubectl")
+FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "k8s-api"
+
+
+@pytest.fixture
+def make_sim(tmp_path: Path) -> Iterator[Callable[..., KubeSim]]:
+    started: list[KubeSim] = []
+
+    def make(**kwargs: Any) -> KubeSim:
+        kwargs.setdefault("kubeconfig_path", tmp_path / f"kubeconfig-{len(started)}")
+        sim = KubeSim(**kwargs).start()
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(make_sim: Callable[..., KubeSim]) -> KubeSim:
+    return make_sim(pods=60, services=10, namespaces=3, seed=7)
+
+
+@pytest.fixture
+def core(sim: KubeSim) -> Iterator[client.CoreV1Api]:
+    with sim.api_client() as api:
+        yield client.CoreV1Api(api)
+
+
+@pytest.fixture
+def upstream_fixtures() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"upstream Kubernetes fixtures not present at {FIXTURES.resolve()} (only in the dev workspace)")
+    return FIXTURES.resolve()
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: Path, home: Path) -> None:
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home),
+                    "KUBECACHEDIR": str(home / "cache")}
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        assert KUBECTL is not None
+        res = subprocess.run([KUBECTL, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}): {res.stderr}")
+        return res
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        assert KUBECTL is not None
+        return subprocess.Popen([KUBECTL, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+
+@pytest.fixture
+def kubectl_for(tmp_path: Path) -> Callable[[KubeSim], Kubectl]:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+
+    def make(s: KubeSim) -> Kubectl:
+        assert s.kubeconfig_path is not None
+        home = tmp_path / f"home-{s.port}"
+        home.mkdir(exist_ok=True)
+        return Kubectl(s.kubeconfig_path, home)
+
+    return make
