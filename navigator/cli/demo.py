@@ -89,6 +89,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
+def make_console() -> Console:
+    """A pipe or CI log gets full-width lines, not rich's 80-column default."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200, soft_wrap=True)
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM stops the demo like Ctrl-C does: children are stopped, nothing is left behind."""
 
@@ -114,4 +120,4 @@ def run(args: argparse.Namespace) -> int:
         directory=args.dir,
         dashboard=not args.no_dashboard,
     )
-    return run_demo(options, Console())
+    return run_demo(options, make_console())

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
-from navigator.cli.demo import add_fleet_arguments, stop_on_sigterm
+from navigator.cli.demo import add_fleet_arguments, make_console, stop_on_sigterm
 
 
 def _names(text: str) -> list[str]:
@@ -40,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
         directory=args.dir,
         dashboard=not args.no_dashboard,
     )
-    return run_local(options, Console())
+    return run_local(options, make_console())

@@ -29,11 +29,11 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 
 
-def choose_port(requested: int | None, default: int) -> int:
+def choose_port(requested: int | None, default: int | None = None) -> int:
     """The requested port; else ``default`` when free, else any free one (0 means any too)."""
     if requested:
         return requested
-    if requested is None and processes.port_is_free(default, HOST):
+    if requested is None and default is not None and processes.port_is_free(default, HOST):
         return default
     return processes.free_port(HOST)
 
@@ -54,7 +54,7 @@ class Fleet:
         self.directory = Path(tempfile.mkdtemp(prefix="navigator-")) if directory is None else directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = choose_port(port, DEFAULT_PORT)
-        self.metrics_port = choose_port(metrics_port, 0)
+        self.metrics_port = choose_port(metrics_port)
         self.interval = interval
         self.console = console
         self.started = time.monotonic()

@@ -104,7 +104,10 @@ class Session:
                 self._task.uncancel()
             await self.stream.abort(*self._ending)
         finally:
-            await self._cleanup()
+            try:
+                await self._cleanup()
+            finally:
+                self.done.set()
 
     def terminate(self, code: str, details: str) -> None:
         """End this stream with a gRPC status (another stream took over, the claim was lost, shutdown)."""
@@ -125,7 +128,6 @@ class Session:
                     await asyncio.shield(self.ctx.worker.call(self.ctx.backend.save_cluster, record))
                 except Exception as exc:
                     logger.warning("could not save last_seen of cluster {}: {}", self.cluster, exc)
-        self.done.set()
 
     # -- handshake -------------------------------------------------------------------
 

@@ -288,7 +288,7 @@ class Api:
             else:
                 if not isinstance(patch, dict):
                     raise ApiError.bad_request("a merge patch must be a JSON object")
-                pmeta = patch.get("metadata") if isinstance(patch.get("metadata"), dict) else {}
+                pmeta: dict[str, Any] = patch["metadata"] if isinstance(patch.get("metadata"), dict) else {}
                 self._preconditions(rt, name, old, pmeta.get("uid"), pmeta.get("resourceVersion"))
                 fn = merge_patch if kind == "merge" else strategic_merge_patch
                 new = fn(old, patch)

@@ -171,7 +171,6 @@ class _Gen:
         n = spec.nodes if spec.nodes is not None else max(1, math.ceil(n_pods / 60))
         if n <= 0 and n_pods:
             raise ValueError("pods need at least one node")
-        rt = self.rts["nodes"]
         rv = self.store.reserve(max(n, 1))
         out: list[tuple[str, str, int]] = []
         ents: list[tuple[dict[str, Any], int]] = []

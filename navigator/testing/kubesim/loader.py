@@ -9,13 +9,10 @@ from typing import Any
 import orjson
 import yaml
 
-try:
-    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined,unused-ignore]
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Base = yaml.SafeLoader
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
 
-class _Loader(_Base):  # type: ignore[misc,valid-type,unused-ignore]
+class _Loader(_Base):
     """SafeLoader that keeps timestamps as strings, as the API server would serve them."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import socket
 import ssl
 import sys
@@ -126,10 +127,8 @@ class KubeHTTPServer(ThreadingHTTPServer):
         with self.conns_lock:
             conns = list(self.conns)
         for s in conns:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -163,10 +162,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         self.server.track(self.connection, False)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -217,10 +214,8 @@ class Handler(BaseHTTPRequestHandler):
         if drop:
             self.wfile.write(head + body[: max(1, len(body) // 2)])
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             raise _Dropped
         if len(body) < 256 * 1024:
             self.wfile.write(head + body)

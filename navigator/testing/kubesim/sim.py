@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import random
 import shutil
@@ -315,7 +316,7 @@ class KubeSim:
 
     # -- disturbance ------------------------------------------------------------------------------------
 
-    def churn(self, n: int) -> list[str]:
+    def churn(self, n: int) -> builtins.list[str]:
         """Do ``n`` seeded mutations synchronously; returns a description of each."""
         return self.churner.run(n)
 

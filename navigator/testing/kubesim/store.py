@@ -11,6 +11,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -314,12 +315,11 @@ class Store:
                 return Page(out, self.rv, nxt, (hi - end) if nxt else None)
             out = []
             nxt = None
-            get_field = Entry.field
             for i in range(lo, hi):
                 e = ents[keys[i]]
                 if labels and not labels.matches(e.labels):
                     continue
-                if fields and not fields.matches(lambda f, e=e: get_field(e, rt, f)):  # type: ignore[misc]
+                if fields and not fields.matches(partial(e.field, rt)):
                     continue
                 out.append(e)
                 if 0 < limit <= len(out):

@@ -145,7 +145,11 @@ class Watch:
             except ApiError as exc:
                 write(error_line(exc))
                 return
-            out = [line for ev in evs if (line := self._translate(ev)) is not None]
+            out: list[bytes] = []
+            for ev in evs:
+                translated = self._translate(ev)
+                if translated is not None:
+                    out.append(translated)
             if self.bookmarks and time.monotonic() >= next_bookmark:
                 out.append(self.fmt.bookmark(cur_rv))
                 next_bookmark = time.monotonic() + self.bookmark_interval

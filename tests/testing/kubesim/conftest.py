@@ -81,3 +81,16 @@ def kubectl_for(tmp_path: Path) -> Callable[[KubeSim], Kubectl]:
         return Kubectl(s.kubeconfig_path, home)
 
     return make
+
+
+@pytest.fixture
+def kubectl_at(tmp_path: Path) -> Callable[[Path], Kubectl]:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+
+    def make(kubeconfig: Path) -> Kubectl:
+        home = tmp_path / "home-cli"
+        home.mkdir(exist_ok=True)
+        return Kubectl(kubeconfig, home)
+
+    return make

@@ -1,0 +1,52 @@
+"""How much the metrics calls on the hot path cost: they run per message and per state.
+
+    .venv/bin/python benchmarks/metrics_overhead.py
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from navigator import metrics
+
+N = 200_000
+
+
+def per_call(label: str, fn: Callable[[], None], n: int = N) -> None:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    elapsed = time.perf_counter() - start
+    print(f"{label:<44} {elapsed / n * 1e6:7.2f} µs/call   ({n:,} calls in {elapsed:.2f}s)")
+
+
+def main() -> None:
+    counts = {"services": 10_000, "endpointslices": 10_500, "pods": 150_000}
+
+    def timed_apply() -> None:
+        with metrics.time_storage_apply("delta"):
+            pass
+
+    per_call("count_edge_ack", lambda: metrics.count_edge_ack("bench", "ACK_STATUS_APPLIED"))
+    per_call("count_edge_bytes(sent=...)", lambda: metrics.count_edge_bytes("bench", sent=4096))
+    per_call("count_manager_bytes(received=...)", lambda: metrics.count_manager_bytes("bench", received=4096))
+    per_call("count_received_objects", lambda: metrics.count_received_objects("bench", 500))
+    per_call("count_changes(added, modified)", lambda: metrics.count_changes("bench", added=3, modified=5))
+    per_call("time_storage_apply (context manager)", timed_apply)
+    per_call("observe_edge_sync (3 kinds)", lambda: metrics.observe_edge_sync("bench", 0.5, counts))
+    per_call("set_collect_progress", lambda: metrics.set_collect_progress("bench", "pods", 1000))
+    server = metrics.start_metrics_server("127.0.0.1", 0)
+    try:
+        import httpx
+
+        start = time.perf_counter()
+        for _ in range(200):
+            httpx.get(server.url).raise_for_status()
+        print(f"{'scrape over HTTP':<44} {(time.perf_counter() - start) / 200 * 1e3:7.2f} ms/scrape")
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

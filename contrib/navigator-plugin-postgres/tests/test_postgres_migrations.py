@@ -1,0 +1,89 @@
+"""Managers starting together migrate once, without racing; a schema newer than the plugin is refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from navigator.interfaces import StorageError
+from navigator_plugin_postgres import migrations
+from navigator_plugin_postgres.backend import PostgresBackend
+from navigator_plugin_postgres.options import parse_options
+
+
+def recorded(dsn: str, schema: str) -> list[int]:
+    with psycopg.connect(dsn) as conn:
+        return [row[0] for row in conn.execute(f'SELECT version FROM "{schema}".schema_migrations ORDER BY version')]
+
+
+def test_threads_migrating_at_once_apply_each_migration_once(pg_options: dict[str, Any]) -> None:
+    backends = [PostgresBackend(parse_options(pg_options)) for _ in range(4)]
+    start = threading.Barrier(len(backends))
+    errors: list[BaseException] = []
+
+    def migrate(backend: PostgresBackend) -> None:
+        start.wait()
+        try:
+            backend.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(b,)) for b in backends]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        for b in backends:
+            b.close()
+    assert errors == []
+    assert recorded(pg_options["dsn"], pg_options["schema"]) == [m.version for m in migrations.MIGRATIONS]
+
+
+def test_processes_migrating_at_once_both_start(pg_options: dict[str, Any]) -> None:
+    script = (
+        "import sys, json; from navigator_plugin_postgres.plugin import create; "
+        "b = create(json.loads(sys.argv[1])); b.migrate(); b.close(); print('ok')"
+    )
+    import json
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, json.dumps(pg_options)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for _ in range(2)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out.strip() == "ok"
+    assert recorded(pg_options["dsn"], pg_options["schema"]) == [m.version for m in migrations.MIGRATIONS]
+
+
+def test_migrating_again_does_nothing(pg_dsn: str, pg_options: dict[str, Any]) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        assert migrations.migrate(conn, pg_options["schema"]) == [m.version for m in migrations.MIGRATIONS]
+        conn.commit()
+        assert migrations.migrate(conn, pg_options["schema"]) == []
+
+
+def test_a_schema_from_a_newer_plugin_is_refused(backend: PostgresBackend, pg_options: dict[str, Any]) -> None:
+    schema = pg_options["schema"]
+    with psycopg.connect(pg_options["dsn"], autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{schema}".schema_migrations (version, description) VALUES (%s, %s)',
+            [migrations.LATEST + 1, "from the future"],
+        )
+    with pytest.raises(StorageError, match=f"version {migrations.LATEST + 1}, newer than .* understands"):
+        backend.migrate()
+
+
+def test_lock_keys_are_stable_and_per_schema() -> None:
+    assert migrations.lock_key("navigator") == migrations.lock_key("navigator")
+    assert migrations.lock_key("navigator") != migrations.lock_key("other")
+    assert -(2**63) <= migrations.lock_key("navigator") < 2**63
