@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
+from loguru import logger
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -32,7 +35,10 @@ from prometheus_client import (
     start_http_server,
 )
 
+from navigator.config.common import MetricsConfig
 from navigator.errors import NavigatorError
+from navigator.resource import Change, ChangeType
+from navigator.v1 import sync_pb2
 
 #: ``*_created`` series double every counter's lines and tell an operator nothing.
 disable_created_metrics()
@@ -164,11 +170,15 @@ MANAGER_STORAGE_APPLY = Histogram(
 # -- recording: the edge ------------------------------------------------------------------------
 
 
-def observe_edge_sync(cluster: str, seconds: float, counts: Mapping[str, int], mode: str = "full") -> None:
-    """One collection finished: how long it took and what it found per kind."""
+def observe_edge_sync(
+    cluster: str, seconds: float, counts: Mapping[str, int] | None, mode: str = "full", failed: Iterable[str] = ()
+) -> None:
+    """One collection finished: how long it took, what it found per kind, which kinds failed."""
     EDGE_SYNC_DURATION.labels(cluster, mode).observe(seconds)
-    for kind, count in counts.items():
+    for kind, count in (counts or {}).items():
         EDGE_OBJECTS.labels(cluster, kind).set(count)
+    for kind in failed:
+        EDGE_ERRORS.labels(cluster, kind).inc()
 
 
 def set_collect_progress(cluster: str, kind: str, listed: int) -> None:
@@ -183,8 +193,8 @@ def count_edge_bytes(cluster: str, sent: int = 0, received: int = 0) -> None:
         EDGE_BYTES_RECEIVED.labels(cluster).inc(received)
 
 
-def count_edge_ack(cluster: str, status: str) -> None:
-    EDGE_ACKS.labels(cluster, _short(status, "ACK_STATUS_")).inc()
+def count_edge_ack(cluster: str, status: str | int) -> None:
+    EDGE_ACKS.labels(cluster, _ack_status(status)).inc()
 
 
 def count_edge_reconnect(cluster: str) -> None:
@@ -230,16 +240,45 @@ def count_manager_bytes(cluster: str, received: int = 0, sent: int = 0) -> None:
         MANAGER_BYTES_SENT.labels(cluster).inc(sent)
 
 
-def count_manager_ack(cluster: str, status: str) -> None:
-    MANAGER_ACKS.labels(cluster, _short(status, "ACK_STATUS_")).inc()
+def count_manager_ack(cluster: str, status: str | int, size: int = 0) -> None:
+    """An ack was sent; ``size`` its bytes on the wire."""
+    MANAGER_ACKS.labels(cluster, _ack_status(status)).inc()
+    if size:
+        MANAGER_BYTES_SENT.labels(cluster).inc(size)
 
 
-def count_rejection(reason: str) -> None:
+def count_rejection(reason: str | int) -> None:
+    if isinstance(reason, int):
+        reason = _enum_name(sync_pb2.RejectReason.Name, reason)
     MANAGER_REJECTIONS.labels(_short(reason, "REJECT_REASON_")).inc()
 
 
 def count_manager_error(kind: str) -> None:
     MANAGER_ERRORS.labels(kind).inc()
+
+
+def record_applied(
+    cluster: str, full: bool, seconds: float, changes: Sequence[Change], counts: Mapping[str, int] | None = None
+) -> None:
+    """A state was stored: its apply time, its changes, and the stored objects per kind.
+
+    A full state's ``counts`` are the cluster's new totals for its kinds; after a
+    delta the totals move by what was added and deleted.
+    """
+    MANAGER_STORAGE_APPLY.labels("full" if full else "delta").observe(seconds)
+    tally = Tally((c.kind, c.type) for c in changes)
+    for change in ChangeType:
+        n = sum(v for (_, t), v in tally.items() if t is change)
+        if n:
+            MANAGER_CHANGES.labels(cluster, change.value.lower()).inc(n)
+    if full and counts:
+        set_stored_objects(cluster, counts)
+    else:
+        for (kind, change), n in tally.items():
+            if change is ChangeType.ADDED:
+                MANAGER_OBJECTS.labels(cluster, kind).inc(n)
+            elif change is ChangeType.DELETED:
+                MANAGER_OBJECTS.labels(cluster, kind).dec(n)
 
 
 @contextmanager
@@ -250,6 +289,20 @@ def time_storage_apply(mode: str) -> Iterator[None]:
         yield
     finally:
         MANAGER_STORAGE_APPLY.labels(mode).observe(time.perf_counter() - start)
+
+
+def _ack_status(status: str | int) -> str:
+    if isinstance(status, int):
+        status = _enum_name(sync_pb2.AckStatus.Name, status)
+    return _short(status, "ACK_STATUS_")
+
+
+def _enum_name(name_of: Callable[[Any], str], number: int) -> str:
+    """A peer may send a number this version does not know: count it, do not fail on it."""
+    try:
+        return name_of(number)
+    except ValueError:
+        return str(number)
 
 
 def _short(value: str, prefix: str) -> str:
@@ -277,6 +330,15 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def serve_metrics(config: MetricsConfig) -> MetricsServer | None:
+    """What the edge and manager commands call: serve if ``metrics.port`` is set."""
+    if config.port is None:
+        return None
+    server = start_metrics_server(config.host, config.port)
+    logger.info("serving Prometheus metrics on {}", server.url)
+    return server
 
 
 def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> MetricsServer:

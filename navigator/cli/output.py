@@ -23,7 +23,10 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
         table.add_column(column.upper())
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console(soft_wrap=True).print(table)
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 100_000  # piped output keeps whole values instead of truncating to 80 columns
+    console.print(table)
 
 
 def add_output_argument(parser: Any) -> None:

@@ -3,13 +3,234 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+from navigator.cli.output import add_output_argument, print_json, print_table
+from navigator.config.common import ClientTLSConfig
 from navigator.errors import NavigatorError
+from navigator.query.client import DEFAULT_ADDRESS, QueryClient, QueryError
+from navigator.query.joined import service_view
+from navigator.query.rows import resource_row
+from navigator.selectors import SelectorError, parse_selector
+
+VIEWS = ("clusters", "services", "endpointslices", "pods", "resources")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manager",
+        default=os.environ.get("NAVIGATOR_MANAGER", DEFAULT_ADDRESS),
+        metavar="HOST:PORT",
+        help=f"the manager's address (default: $NAVIGATOR_MANAGER or {DEFAULT_ADDRESS})",
+    )
+    parser.add_argument("--cluster", default=None, help="only this cluster id")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the manager")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="connect with TLS")
+    tls.add_argument("--ca-file", type=Path, default=None, help="CA bundle that signs the manager's certificate")
+    tls.add_argument("--cert-file", type=Path, default=None, help="client certificate (mTLS)")
+    tls.add_argument("--key-file", type=Path, default=None, help="client key (mTLS)")
+    tls.add_argument("--server-name", default=None, help="name to check the manager's certificate against")
+    add_output_argument(parser)
+
+
+def _filters(parser: argparse.ArgumentParser, kind: bool) -> None:
+    parser.add_argument("--namespace", "-n", default=None, help="only this namespace")
+    parser.add_argument("-l", "--selector", default=None, help="label selector, e.g. app=web,tier!=db")
+    parser.add_argument("--name", default=None, help="only objects with this name")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    if kind:
+        parser.add_argument("--kind", default=None, help="only this kind (collector name), e.g. pods")
+
+
+def _exit_1_when_unreachable(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """An unreachable or failing manager is exit status 1 (a usage or config problem stays 2)."""
+
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except QueryError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except BrokenPipeError:
+            # `navigator query pods -o json | head`: the reader left; stop quietly, and keep the
+            # interpreter's final flush of stdout from failing again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+
+    return wrapper
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(run=run)
+    sub = parser.add_subparsers(dest="view", metavar="VIEW", required=True)
+    clusters = sub.add_parser("clusters", help="every cluster: status, edge, last sync, counts, errors")
+    _common(clusters)
+    clusters.set_defaults(run=run_clusters)
+    for view in VIEWS[1:]:
+        p = sub.add_parser(view, help=f"{view} across clusters" if view != "resources" else "any kind, raw data")
+        _common(p)
+        _filters(p, kind=view == "resources")
+        p.set_defaults(run=run_resources, kind=None if view == "resources" else view)
+    service = sub.add_parser("service", help="one service in every cluster, with its endpoints and their pods")
+    service.add_argument("service_name", metavar="NAME")
+    service.add_argument("--namespace", "-n", default="default", help="the service's namespace (default: default)")
+    _common(service)
+    service.set_defaults(run=run_service)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise NavigatorError("'navigator query' is not implemented yet")
+def _client(args: argparse.Namespace) -> QueryClient:
+    tls = None
+    if args.tls or args.ca_file or args.cert_file:
+        tls = ClientTLSConfig(
+            enabled=True, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
+            server_name=args.server_name,
+        )  # fmt: skip
+    return QueryClient(args.manager, tls=tls, timeout=args.timeout)
+
+
+def _age(stamp: str | None, now: datetime) -> str:
+    if not stamp:
+        return "never"
+    seconds = int((now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+@_exit_1_when_unreachable
+def run_clusters(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rows = client.clusters(args.cluster)
+    if args.output == "json":
+        print_json(rows)
+        return 0
+    kinds = sorted({k for r in rows for k in r["counts"]})
+    now = datetime.now(UTC)
+    print_table(
+        ["cluster", "status", "edge", "last sync", *kinds, "errors"],
+        [
+            (
+                r["cluster"], r["status"], r["edge_id"], _age(r["last_sync"], now),
+                *(r["counts"].get(k, 0) for k in kinds),
+                "; ".join(f"{e['kind']}: {e['message']}" + (" (cached)" if e["cached"] else "") for e in r["errors"]),
+            )
+            for r in rows
+        ],
+    )  # fmt: skip
+    return 0
+
+
+def _ports(ports: Iterable[dict[str, Any]] | None) -> str:
+    out = []
+    for p in ports or []:
+        target = p.get("target_port")
+        text = f"{p.get('port')}/{p.get('protocol') or 'TCP'}"
+        if target not in (None, "", p.get("port")):
+            text += f"→{target}"
+        out.append(text)
+    return ",".join(out)
+
+
+def _ready_count(endpoints: Iterable[dict[str, Any]] | None) -> str:
+    eps = list(endpoints or [])
+    return f"{sum(1 for e in eps if e.get('ready'))}/{len(eps)}"
+
+
+def _yes(value: object) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+TABLES: dict[str, tuple[list[str], Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
+    "pods": (
+        ["cluster", "namespace", "name", "phase", "ready", "ip", "node"],
+        lambda r: (r["cluster"], r["namespace"], r["name"], r["phase"], _yes(r["ready"]), r["pod_ip"], r["node_name"]),
+    ),
+    "services": (
+        ["cluster", "namespace", "name", "type", "cluster-ip", "ports"],
+        lambda r: (r["cluster"], r["namespace"], r["name"], r["type"], r["cluster_ip"], _ports(r["ports"])),
+    ),
+    "endpointslices": (
+        ["cluster", "namespace", "name", "service", "type", "ready", "ports"],
+        lambda r: (
+            r["cluster"],
+            r["namespace"],
+            r["name"],
+            r["service"],
+            r["address_type"],
+            _ready_count(r["endpoints"]),
+            _ports(r["ports"]),
+        ),
+    ),
+    "resources": (
+        ["cluster", "kind", "namespace", "name", "version", "labels"],
+        lambda r: (r["cluster"], r["kind"], r["namespace"], r["name"], r["resource_version"], _labels(r["labels"])),
+    ),
+}
+
+
+@_exit_1_when_unreachable
+def run_resources(args: argparse.Namespace) -> int:
+    try:
+        parse_selector(args.selector)
+    except SelectorError as exc:
+        raise NavigatorError(f"-l: {exc}") from None
+    view = args.view
+    kind = args.kind
+    with _client(args) as client:
+        rows = [
+            resource_row(r, view)
+            for r in client.resources(
+                kind=kind,
+                cluster=args.cluster,
+                namespace=args.namespace,
+                selector=args.selector,
+                name=args.name,
+                limit=args.limit,
+            )
+        ]
+    if args.output == "json":
+        print_json(rows)
+    else:
+        columns, row = TABLES[view]
+        print_table(columns, [row(r) for r in rows])
+    return 0
+
+
+@_exit_1_when_unreachable
+def run_service(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        views = service_view(client, args.service_name, args.namespace, cluster=args.cluster)
+    if not views:
+        raise NavigatorError(f"service {args.namespace}/{args.service_name} was not found in any cluster")
+    if args.output == "json":
+        print_json(views)
+        return 0
+    rows = []
+    for v in views:
+        head = (v["cluster"], v["type"], v["cluster_ip"], _ports(v["ports"]))
+        if not v["endpoints"]:
+            rows.append((*head, "-", "", "", "", ""))
+        for i, e in enumerate(v["endpoints"]):
+            shown = head if i == 0 else ("", "", "", "")
+            rows.append(
+                (*shown, ",".join(e["addresses"]), e["pod"] or "", e["node_name"] or "", _yes(e["ready"]),
+                 _yes(e["pod_ready"]))
+            )  # fmt: skip
+    print_table(
+        ["cluster", "type", "cluster-ip", "ports", "endpoint", "pod", "node", "ready", "pod ready"],
+        rows,
+        title=f"service {args.namespace}/{args.service_name}",
+    )
+    return 0

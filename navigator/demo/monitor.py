@@ -18,15 +18,15 @@ PLAIN_EVERY = 5.0
 class _PlainPrinter:
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.shown: dict[str, str] = {}
+        self.shown: tuple[dict[str, str], list[str]] = ({}, [])
         self.printed_at = 0.0
 
     def update(self, fleet: FleetStatus, elapsed: float) -> None:
-        statuses = {c.cluster: c.status for c in fleet.clusters}
-        if statuses != self.shown or fleet.notices or time.monotonic() - self.printed_at >= PLAIN_EVERY:
+        shown = ({c.cluster: c.status for c in fleet.clusters}, list(fleet.notices))
+        if shown != self.shown or time.monotonic() - self.printed_at >= PLAIN_EVERY:
             for line in status_lines(fleet):
                 self.console.print(line, highlight=False, soft_wrap=True, markup=False)
-            self.shown, self.printed_at = statuses, time.monotonic()
+            self.shown, self.printed_at = shown, time.monotonic()
 
 
 def watch(

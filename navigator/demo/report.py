@@ -19,7 +19,12 @@ def final_report(console: Console, last: FleetStatus, reached_healthy: Set[str],
     missing = [c.cluster for c in last.clusters if c.cluster not in reached_healthy]
     if last.clusters and not missing:
         n = len(last.clusters)
-        console.print(f"[bold green]{n}/{n} clusters reached HEALTHY[/bold green]")
+        now = [f"{c.cluster} {c.status}" for c in last.clusters if c.status != "HEALTHY"]
+        console.print(
+            f"[bold green]{n}/{n} clusters reached HEALTHY[/bold green]"
+            + (f" (at the end: {', '.join(now)})" if now else ""),
+            highlight=False,
+        )
         return 0
     if not last.clusters:
         console.print("[bold red]no cluster was seen[/bold red]")
@@ -27,6 +32,7 @@ def final_report(console: Console, last: FleetStatus, reached_healthy: Set[str],
     reached = len(last.clusters) - len(missing)
     console.print(
         f"[bold red]{reached}/{len(last.clusters)} clusters reached HEALTHY; never: {', '.join(missing)}[/bold red]"
-        " (the logs say why)"
+        " (the logs say why)",
+        highlight=False,
     )
     return 1

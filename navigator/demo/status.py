@@ -94,10 +94,12 @@ def cluster_from_row(row: Mapping[str, Any]) -> ClusterStatus:
     )
 
 
-def scrape(url: str, timeout: float = 2.0) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(
+    url: str, timeout: float = 2.0, client: httpx.Client | None = None
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Samples of one Prometheus endpoint: name -> sorted label pairs -> value; {} if unreachable."""
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = (client.get(url, timeout=timeout) if client is not None else httpx.get(url, timeout=timeout))
         response.raise_for_status()
     except httpx.HTTPError:
         return {}
@@ -135,6 +137,7 @@ class StatusPoller:
         self.edge_metrics_urls = dict(edge_metrics_urls or {})
         self.timeout = timeout
         self._client = QueryClient(manager_address, timeout=timeout)
+        self._http = httpx.Client()
         self._rates: dict[str, RateWindow] = {}
         #: Clusters seen HEALTHY once: the next reading starts their rate window.
         self._healthy_seen: set[str] = set()
@@ -146,6 +149,7 @@ class StatusPoller:
 
     def close(self) -> None:
         self._client.close()
+        self._http.close()
 
     def poll(self) -> FleetStatus:
         now = datetime.now(UTC)
@@ -168,7 +172,7 @@ class StatusPoller:
         return FleetStatus(clusters, now)
 
     def _add_metrics(self, clusters: list[ClusterStatus]) -> None:
-        manager = scrape(self.manager_metrics_url, self.timeout) if self.manager_metrics_url else {}
+        manager = scrape(self.manager_metrics_url, self.timeout, self._http) if self.manager_metrics_url else {}
         changes = sum_by_cluster(manager.get("navigator_manager_changes_total", {}))
         received = sum_by_cluster(manager.get("navigator_manager_received_objects_total", {}))
         at = time.monotonic()
@@ -191,7 +195,7 @@ class StatusPoller:
             self._received_base[cluster] = received.get(cluster, 0.0)
         edge_url = self.edge_metrics_urls.get(cluster)
         if edge_url is not None:
-            collecting = scrape(edge_url, self.timeout).get("navigator_edge_collected_objects", {})
+            collecting = scrape(edge_url, self.timeout, self._http).get("navigator_edge_collected_objects", {})
             if collecting:
                 return int(sum(collecting.values()))
         if cluster not in received:

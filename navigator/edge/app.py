@@ -19,7 +19,7 @@ from types import TracebackType
 import pluggy
 from loguru import logger
 
-from navigator import plugin_manager
+from navigator import metrics, plugin_manager
 from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeClient
@@ -94,11 +94,14 @@ class Edge:
             self.config.manager.buffer.when_full,
             on_lost=lambda: loop_ref[0].request_full_soon(),
         )
+        # Collections are packed with the preferred serializer; another negotiated one re-encodes.
+        preferred = next(iter(self.serializers.values()))
         collectors = {
             name: KindCollector(
                 c,
                 self.client,
                 self.config.kubernetes,
+                preferred,
                 executor=self._executor,
                 progress=lambda kind, n: loop_ref[0].progress(kind, n),
             )
@@ -208,6 +211,7 @@ async def run_edge(config: EdgeConfig, once: bool = False) -> int:
 
         return await run_once(config)
     edge = Edge(config)
+    metrics_server = metrics.serve_metrics(config.metrics)
     await edge.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -227,4 +231,6 @@ async def run_edge(config: EdgeConfig, once: bool = False) -> int:
     if stopped in done:
         logger.info("shutting down: finishing the in-flight send, then closing the stream")
     await edge.stop(timeout=5.0)
+    if metrics_server is not None:
+        metrics_server.close()
     return EXIT_FAILURE if failed in done else EXIT_OK

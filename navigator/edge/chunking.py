@@ -3,13 +3,16 @@
 A FULL state too big for one message becomes a chunk set (docs/protocol.md,
 "Chunked snapshots") that the manager applies atomically; a big DELTA becomes
 several independent DELTAs (upserts and deletions per object commute, since
-the loop keeps only the latest event per object). Sizes are measured with
-``ByteSize()`` on the encoded protobuf, never estimated from Python objects.
+the loop keeps only the latest event per object).
+
+A FULL state is planned from the sizes of its packed resources and each chunk is
+built only when it is about to be sent, straight from those bytes: a 150,000-pod
+snapshot never exists as one message, nor as Python objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -17,8 +20,11 @@ from loguru import logger
 from navigator.edge.state import Sequencer
 from navigator.v1 import sync_pb2
 
-#: Room for what is added after packing: the EdgeMessage wrapper, sequence and chunk fields.
+#: Room for what is added after planning: the EdgeMessage wrapper, sequence and chunk fields.
 ENVELOPE_OVERHEAD = 64
+#: Wire tags: ClusterState.resources (field 8) and EdgeMessage.state (field 2), length-delimited.
+_TAG_RESOURCES = bytes([8 << 3 | 2])
+_TAG_STATE = bytes([2 << 3 | 2])
 
 
 def size_target(max_message_size: int, accepted_max: int, fraction: float) -> int:
@@ -31,24 +37,18 @@ def message_limit(max_message_size: int, accepted_max: int) -> int:
     return min(max_message_size, accepted_max) if accepted_max else max_message_size
 
 
-def _varint_size(value: int) -> int:
-    size = 1
+def varint(value: int) -> bytes:
+    out = bytearray()
     while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
         value >>= 7
-        size += 1
-    return size
+    out.append(value)
+    return bytes(out)
 
 
 def field_size(message_size: int) -> int:
     """Bytes a message of ``message_size`` takes as a repeated field entry (tag + length + body)."""
-    return 1 + _varint_size(message_size) + message_size
-
-
-@dataclass(slots=True)
-class Packed:
-    states: list[sync_pb2.ClusterState]
-    #: Resources larger than the hard limit on their own; left out and logged.
-    dropped: list[sync_pb2.Resource] = field(default_factory=list)
+    return 1 + len(varint(message_size)) + message_size
 
 
 def _groups(sizes: Sequence[int], room: int) -> list[tuple[int, int]]:
@@ -64,28 +64,63 @@ def _groups(sizes: Sequence[int], room: int) -> list[tuple[int, int]]:
     return groups
 
 
-def pack_full(
-    header: sync_pb2.ClusterState, resources: Sequence[sync_pb2.Resource], target: int, limit: int
-) -> Packed:
-    """The FULL state as one message or a chunk set, each under ``target`` where at all possible.
+@dataclass(slots=True)
+class FullPlan:
+    """How a FULL state is cut into messages; ``build`` makes one of them."""
+
+    header: sync_pb2.ClusterState
+    items: Sequence[bytes]
+    groups: list[tuple[int, int]]
+    #: Resources larger than the hard limit on their own: left out (and logged).
+    dropped: list[sync_pb2.Resource] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.groups)
+
+    def build(self, index: int, sequence: int, snapshot_sequence: int) -> sync_pb2.EdgeMessage:
+        """Message ``index`` of the set, numbered ``sequence``, assembled from the packed resources."""
+        state = sync_pb2.ClusterState()
+        state.CopyFrom(self.header)
+        state.sequence = sequence
+        if self.count > 1:
+            state.chunk.snapshot_sequence = snapshot_sequence
+            state.chunk.index = index
+            state.chunk.count = self.count
+        head = state.SerializeToString()
+        start, end = self.groups[index]
+        parts = [head]
+        for item in self.items[start:end]:
+            parts += (_TAG_RESOURCES, varint(len(item)), item)
+        body = b"".join(parts)
+        return sync_pb2.EdgeMessage.FromString(b"".join((_TAG_STATE, varint(len(body)), body)))
+
+    def messages(self, sequencer: Sequencer) -> Iterator[sync_pb2.EdgeMessage]:
+        """Every message in order, numbered as they are built."""
+        first = 0
+        for index in range(self.count):
+            sequence = sequencer.next()
+            first = first or sequence
+            yield self.build(index, sequence, first)
+
+
+def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int, limit: int) -> FullPlan:
+    """Plan the FULL state as one message or a chunk set, each under ``target`` where at all possible.
 
     ``header`` carries everything but the resources; its ``counts`` are corrected
-    for resources dropped for exceeding ``limit``.
+    for resources dropped for exceeding ``limit`` on their own.
     """
-    header_size = header.ByteSize() + ENVELOPE_OVERHEAD
-    hard_room = limit - header_size
-    kept: list[sync_pb2.Resource] = []
-    sizes: list[int] = []
+    hard_room = limit - header.ByteSize() - ENVELOPE_OVERHEAD
+    sizes = [field_size(len(item)) for item in items]
     dropped: list[sync_pb2.Resource] = []
-    for resource in resources:
-        size = field_size(resource.ByteSize())
-        if size > hard_room:
+    if any(size > hard_room for size in sizes):
+        kept = []
+        for item, size in zip(items, sizes, strict=True):
+            if size <= hard_room:
+                kept.append(item)
+                continue
+            resource = sync_pb2.Resource.FromString(item)
             dropped.append(resource)
-            continue
-        kept.append(resource)
-        sizes.append(size)
-    if dropped:
-        for resource in dropped:
             header.counts[resource.kind] = max(0, header.counts[resource.kind] - 1)
             logger.error(
                 "{} {}/{} is larger than the message limit ({} bytes) and is left out",
@@ -94,54 +129,30 @@ def pack_full(
                 resource.name,
                 limit,
             )
-        header_size = header.ByteSize() + ENVELOPE_OVERHEAD
-    room = max(1, target - header_size)
-    states = []
-    for start, end in _groups(sizes, room):
-        state = sync_pb2.ClusterState()
-        state.CopyFrom(header)
-        state.resources.extend(kept[start:end])
-        states.append(state)
-    return Packed(states, dropped)
+        items = kept
+        sizes = [field_size(len(item)) for item in items]
+    room = max(1, target - header.ByteSize() - ENVELOPE_OVERHEAD)
+    return FullPlan(header, items, _groups(sizes, room), dropped)
 
 
-def pack_delta(
+def delta_messages(
     header: sync_pb2.ClusterState,
     upserts: Sequence[sync_pb2.Resource],
     deletions: Sequence[sync_pb2.ResourceKey],
     target: int,
-) -> list[sync_pb2.ClusterState]:
-    """One DELTA, or several when it is bigger than ``target`` (each valid on its own)."""
+    sequencer: Sequencer,
+) -> list[sync_pb2.EdgeMessage]:
+    """One DELTA, or several when it is bigger than ``target`` (each valid on its own), numbered."""
     room = max(1, target - header.ByteSize() - ENVELOPE_OVERHEAD)
-    up_sizes = [field_size(r.ByteSize()) for r in upserts]
-    del_sizes = [field_size(d.ByteSize()) for d in deletions]
-    items: list[tuple[bool, int]] = [(True, i) for i in range(len(upserts))] + [
-        (False, i) for i in range(len(deletions))
-    ]
-    sizes = up_sizes + del_sizes
-    states = []
+    sizes = [field_size(r.ByteSize()) for r in upserts] + [field_size(d.ByteSize()) for d in deletions]
+    split = len(upserts)
+    messages = []
     for start, end in _groups(sizes, room):
-        state = sync_pb2.ClusterState()
+        message = sync_pb2.EdgeMessage()
+        state = message.state
         state.CopyFrom(header)
-        for is_upsert, i in items[start:end]:
-            if is_upsert:
-                state.resources.append(upserts[i])
-            else:
-                state.deletions.append(deletions[i])
-        states.append(state)
-    return states
-
-
-def number(states: Sequence[sync_pb2.ClusterState], sequencer: Sequencer) -> None:
-    """Give each message its sequence; a multi-message FULL becomes a chunk set, DELTAs stay independent."""
-    count = len(states)
-    first = 0
-    for index, state in enumerate(states):
         state.sequence = sequencer.next()
-        if index == 0:
-            first = state.sequence
-        if count > 1 and state.type == sync_pb2.STATE_TYPE_FULL:
-            state.chunk.snapshot_sequence = first
-            state.chunk.index = index
-            state.chunk.count = count
-
+        state.resources.extend(upserts[start:min(end, split)])
+        state.deletions.extend(deletions[max(start, split) - split : max(end, split) - split])
+        messages.append(message)
+    return messages

@@ -19,7 +19,8 @@ from loguru import logger
 from navigator.config.edge import KubernetesSection
 from navigator.edge.backoff import Backoff
 from navigator.edge.kube import KubeApiError, KubeClient
-from navigator.interfaces import Collector
+from navigator.edge.records import pack, unpack
+from navigator.interfaces import Collector, Serializer
 from navigator.resource import Resource
 
 #: Statuses a retry cannot fix (bad request, RBAC, unknown resource, ...): report at once.
@@ -44,15 +45,34 @@ class KindFailure:
 
 
 @dataclass(slots=True)
+class Versions:
+    """Hashes of (id, resourceVersion) and of ids: enough to count changes between collections cheaply."""
+
+    pairs: set[int] = field(default_factory=set)
+    ids: set[int] = field(default_factory=set)
+
+    def add(self, resource: Resource) -> None:
+        ident = resource.uid or f"{resource.namespace}/{resource.name}"
+        self.ids.add(hash(ident))
+        self.pairs.add(hash((ident, resource.resource_version)))
+
+    def changes_since(self, old: Versions) -> int:
+        """Objects added or modified, plus objects gone."""
+        return len(self.pairs - old.pairs) + len(old.ids - self.ids)
+
+
+@dataclass(slots=True)
 class CollectResult:
-    """The outcome of collecting one kind."""
+    """The outcome of collecting one kind; objects are kept packed (see ``navigator.edge.records``)."""
 
     kind: str
-    resources: list[Resource] = field(default_factory=list)
+    #: Serialized ``navigator.v1.Resource`` messages, payloads encoded with ``serializer``.
+    items: list[bytes] = field(default_factory=list)
+    serializer: Serializer | None = None
     #: The list's resourceVersion: where a watch starts. Empty when not freshly listed.
     resource_version: str = ""
     error: KindFailure | None = None
-    #: ``resources`` are the last good collection because this one failed.
+    #: ``items`` are the last good collection because this one failed.
     cached: bool = False
     duration: float = 0.0
     #: Bytes of API responses read.
@@ -66,18 +86,21 @@ class CollectResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def count(self) -> int:
+        return len(self.items)
 
-def count_changes(old: list[Resource] | None, new: list[Resource]) -> int | None:
-    """How many objects differ between two collections of a kind (by uid and resourceVersion)."""
-    if old is None:
-        return None
-    before = {r.uid or f"{r.namespace}/{r.name}": r.resource_version for r in old}
-    changed = 0
-    for r in new:
-        rv = before.pop(r.uid or f"{r.namespace}/{r.name}", None)
-        if rv != r.resource_version:
-            changed += 1
-    return changed + len(before)
+    @property
+    def state_bytes(self) -> int:
+        """Size of the encoded records (what this kind adds to a state)."""
+        return sum(len(item) for item in self.items)
+
+    @property
+    def resources(self) -> list[Resource]:
+        """The records decoded again (slow for big kinds: for tests, summaries and debugging)."""
+        if self.serializer is None:
+            return []
+        return [unpack(item, self.serializer) for item in self.items]
 
 
 class KindCollector:
@@ -88,6 +111,7 @@ class KindCollector:
         collector: Collector,
         client: KubeClient,
         config: KubernetesSection,
+        serializer: Serializer,
         *,
         executor: Executor | None = None,
         progress: ProgressFn | None = None,
@@ -96,10 +120,13 @@ class KindCollector:
         self.collector = collector
         self.client = client
         self.config = config
+        self.serializer = serializer
         self.executor = executor
         self.progress = progress
         self.sleep = sleep
-        self.last_good: list[Resource] | None = None
+        #: The last complete collection: the cached fallback when collecting fails.
+        self.last_good: CollectResult | None = None
+        self._versions: Versions | None = None
         self._cancel = threading.Event()
 
     @property
@@ -118,29 +145,32 @@ class KindCollector:
         loop = asyncio.get_running_loop()
         for attempt in range(1, attempts + 1):
             try:
-                resources, rv, size, skipped = await loop.run_in_executor(self.executor, self.list_all)
+                items, versions, rv, size, skipped = await loop.run_in_executor(self.executor, self.list_all)
             except KubeApiError as exc:
                 error = exc
                 if exc.status in FINAL_STATUSES or attempt == attempts:
                     break
                 wait = exc.retry_after if exc.retry_after is not None else backoff.next()
                 logger.warning(
-                    "listing {} failed (attempt {}/{}): {}; retrying in {:.1f}s", self.kind, attempt, attempts, exc, wait
+                    "listing {} failed (attempt {}/{}): {}; retrying in {:.2f}s", self.kind, attempt, attempts, exc, wait
                 )
                 await self.sleep(wait)
                 continue
             api_bytes += size
-            changes = count_changes(self.last_good, resources)
-            self.last_good = resources
-            return CollectResult(
+            changes = versions.changes_since(self._versions) if self._versions is not None else None
+            self._versions = versions
+            result = CollectResult(
                 kind=self.kind,
-                resources=resources,
+                items=items,
+                serializer=self.serializer,
                 resource_version=rv,
                 duration=time.monotonic() - started,
                 api_bytes=api_bytes,
                 skipped=skipped,
                 changes=changes,
             )
+            self.last_good = result
+            return result
         assert error is not None
         failure = KindFailure(message=str(error), http_status=error.status, attempts=attempt)
         cached = self.last_good is not None
@@ -153,14 +183,15 @@ class KindCollector:
         )
         return CollectResult(
             kind=self.kind,
-            resources=self.last_good if self.last_good is not None else [],
+            items=self.last_good.items if self.last_good is not None else [],
+            serializer=self.serializer,
             error=failure,
             cached=cached,
             duration=time.monotonic() - started,
         )
 
-    def list_all(self) -> tuple[list[Resource], str, int, int]:
-        """Every object of the kind, page by page (blocking). Returns (resources, rv, bytes, skipped)."""
+    def list_all(self) -> tuple[list[bytes], Versions, str, int, int]:
+        """Every object of the kind, page by page (blocking): (packed items, versions, rv, bytes, skipped)."""
         for restart in range(MAX_LIST_RESTARTS + 1):
             try:
                 return self._list_pages()
@@ -170,10 +201,12 @@ class KindCollector:
                 logger.info("list of {} expired while paging ({}); starting the list again", self.kind, exc.message)
         raise AssertionError("unreachable")
 
-    def _list_pages(self) -> tuple[list[Resource], str, int, int]:
+    def _list_pages(self) -> tuple[list[bytes], Versions, str, int, int]:
         path = self.collector.collection_path
         to_resource = self.collector.to_resource
-        resources: list[Resource] = []
+        serializer = self.serializer
+        items: list[bytes] = []
+        versions = Versions()
         token: str | None = None
         size = skipped = 0
         rv = ""
@@ -185,15 +218,19 @@ class KindCollector:
             )
             size += page.size
             rv = page.resource_version or rv
+            token = page.continue_token
             for obj in page.items:
                 try:
-                    resources.append(to_resource(obj))
+                    resource = to_resource(obj)
+                    items.append(pack(resource, serializer))
                 except Exception as exc:  # one odd object must not lose the whole kind
                     skipped += 1
                     if skipped <= 5:
                         logger.warning("{}: skipping an object the collector cannot read: {!r}", self.kind, exc)
+                    continue
+                versions.add(resource)
+            del page
             if self.progress is not None:
-                self.progress(self.kind, len(resources))
-            token = page.continue_token
+                self.progress(self.kind, len(items))
             if not token:
-                return resources, rv, size, skipped
+                return items, versions, rv, size, skipped

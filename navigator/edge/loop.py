@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+from navigator import metrics
 from navigator.config.edge import EdgeConfig
 from navigator.edge.adaptive import AdaptiveInterval
 from navigator.edge.collect import CollectResult, KindCollector
@@ -126,8 +127,11 @@ class SyncLoop:
         took = time.monotonic() - started
         self.stats.collections += 1
         self.stats.last_collection_seconds = took
-        self.stats.last_counts = {r.kind: len(r.resources) for r in results}
+        self.stats.last_counts = {r.kind: r.count for r in results}
         _log_collection(results, took)
+        metrics.observe_edge_sync(
+            self.config.cluster.id, took, self.stats.last_counts, failed=[r.kind for r in results if r.error]
+        )
         if start_watches:
             self._start_watches(results)
         if any(not r.ok for r in results):
@@ -137,6 +141,7 @@ class SyncLoop:
     def progress(self, kind: str, listed: int) -> None:
         """Progress callback for the collectors (called from their threads)."""
         self._progress[kind] = listed
+        metrics.set_collect_progress(self.config.cluster.id, kind, listed)
 
     async def _report_progress(self, started: float) -> None:
         while True:
@@ -195,7 +200,7 @@ def _sum_changes(results: Iterable[CollectResult]) -> int | None:
 
 
 def _describe(result: CollectResult) -> str:
-    text = f"{result.kind} {len(result.resources)}"
+    text = f"{result.kind} {result.count}"
     if result.cached:
         text += " (cached)"
     elif not result.ok:
@@ -213,7 +218,7 @@ def _log_collection(results: list[CollectResult], took: float) -> None:
         took,
         api_bytes / 1e6,
         "; failed: " + "; ".join(f"{r.kind}: {r.error.message}" for r in failed if r.error) if failed else "",
-        counts={r.kind: len(r.resources) for r in results},
+        counts={r.kind: r.count for r in results},
         seconds=round(took, 3),
         api_bytes=api_bytes,
         failed=[r.kind for r in failed],

@@ -24,7 +24,6 @@ from navigator import plugin_manager
 from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import CollectResult, KindCollector, ProgressFn
 from navigator.edge.kube import KubeClient
-from navigator.edge.state import encode_resource
 
 EXIT_OK, EXIT_FAILURE, EXIT_PARTIAL = 0, 1, 3
 
@@ -56,7 +55,7 @@ class OnceReport:
             "kinds": [
                 {
                     "kind": kind,
-                    "objects": len(r.resources) if r.ok else 0,
+                    "objects": r.count if r.ok else 0,
                     "api_bytes": r.api_bytes,
                     "state_bytes": self.state_bytes.get(kind, 0),
                     "seconds": round(r.duration, 3),
@@ -82,19 +81,17 @@ async def collect_once(
     serializer = next(iter(serializers.values()))
     client = await asyncio.to_thread(KubeClient.from_config, config.kubernetes)
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=len(collectors), thread_name_prefix="navigator-once") as executor:
+    with ThreadPoolExecutor(max_workers=int(__import__("os").environ.get("W", len(collectors))), thread_name_prefix="navigator-once") as executor:
         try:
             runners = [
-                KindCollector(c, client, config.kubernetes, executor=executor, progress=progress)
+                KindCollector(c, client, config.kubernetes, serializer, executor=executor, progress=progress)
                 for c in collectors.values()
             ]
             results = await asyncio.gather(*(r.collect() for r in runners))
         finally:
             client.close()
     seconds = time.monotonic() - started
-    state_bytes = {
-        r.kind: sum(encode_resource(res, serializer).ByteSize() for res in r.resources) for r in results if r.ok
-    }
+    state_bytes = {r.kind: r.state_bytes for r in results if r.ok}
     return OnceReport(
         cluster=config.cluster.id,
         api_server=client.host,
@@ -124,12 +121,13 @@ def summary_table(report: OnceReport) -> Table:
     for column in ("KIND", "OBJECTS", "API BYTES", f"STATE BYTES ({report.serializer})", "SECONDS", "STATUS"):
         table.add_column(column, justify="right" if column not in ("KIND", "STATUS") else "left")
     for kind, r in report.results.items():
-        status = "ok" if r.ok else f"FAILED after {r.error.attempts} attempt(s): {r.error.message}"  # type: ignore[union-attr]
-        if r.ok and r.skipped:
-            status = f"ok ({r.skipped} unreadable objects skipped)"
+        if r.error is not None:
+            status = f"FAILED (HTTP {r.error.http_status})" if r.error.http_status else "FAILED"
+        else:
+            status = f"ok ({r.skipped} unreadable skipped)" if r.skipped else "ok"
         table.add_row(
             kind,
-            str(len(r.resources)) if r.ok else "-",
+            str(r.count) if r.ok else "-",
             _size(r.api_bytes),
             _size(report.state_bytes[kind]) if kind in report.state_bytes else "-",
             f"{r.duration:.2f}",
@@ -140,7 +138,7 @@ def summary_table(report: OnceReport) -> Table:
 
 async def run_once(config: EdgeConfig, output: str = "table") -> int:
     """Collect once with a progress line on stderr, print the summary on stdout, return the exit code."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=None),
@@ -165,11 +163,15 @@ async def run_once(config: EdgeConfig, output: str = "table") -> int:
         sys.stdout.buffer.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
     else:
-        Console(soft_wrap=True).print(summary_table(report))
+        out = Console(soft_wrap=True)
+        out.print(summary_table(report))
         for kind, r in report.results.items():
-            if r.error is not None and r.error.http_status == 403:
+            if r.error is None:
+                continue
+            out.print(f"{kind}: failed after {r.error.attempts} attempt(s): {r.error.message}", highlight=False)
+            if r.error.http_status in (401, 403):
                 err.print(
-                    f"[yellow]hint:[/] {kind}: the API refused access (403); "
+                    f"[yellow]hint:[/] {kind}: the API refused access ({r.error.http_status}); "
                     "the edge needs list and watch on it (see docs/deployment.md)"
                 )
     return report.exit_code

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from navigator.edge.collect import CollectResult, KindFailure
+from navigator.edge.records import encode_resource, reencode
 from navigator.interfaces import Serializer
 from navigator.resource import Resource
 from navigator.v1 import sync_pb2
@@ -57,12 +58,11 @@ class FullSnapshot:
 
     @property
     def object_count(self) -> int:
-        return sum(len(r.resources) for r in self.results.values() if r.ok or r.cached)
+        return sum(r.count for r in self.results.values() if r.ok or r.cached)
 
-    def included(self) -> Iterable[Resource]:
-        for result in self.results.values():
-            if result.ok or result.cached:
-                yield from result.resources
+    def included(self) -> Iterable[CollectResult]:
+        """The kinds whose objects the state carries: collected now, or cached."""
+        return [r for r in self.results.values() if r.ok or r.cached]
 
 
 @dataclass(slots=True)
@@ -100,18 +100,6 @@ class Sequencer:
             self.last = sequence
 
 
-def encode_resource(resource: Resource, serializer: Serializer) -> sync_pb2.Resource:
-    return sync_pb2.Resource(
-        kind=resource.kind,
-        namespace=resource.namespace,
-        name=resource.name,
-        uid=resource.uid,
-        resource_version=resource.resource_version,
-        labels=resource.labels,
-        payload=serializer.encode(resource.data),
-    )
-
-
 def _header(cluster_id: str, edge_id: str, state_type: int, timestamp: float) -> sync_pb2.ClusterState:
     header = sync_pb2.ClusterState(edge_id=edge_id, cluster_id=cluster_id, type=state_type)  # type: ignore[arg-type]
     seconds = int(timestamp)
@@ -126,18 +114,27 @@ def full_header(snapshot: FullSnapshot, cluster_id: str, edge_id: str) -> sync_p
     header.kinds.extend(snapshot.kinds)
     header.cached_kinds.extend(snapshot.cached_kinds)
     header.errors.extend(e.to_proto() for e in snapshot.errors)
-    for kind, result in snapshot.results.items():
-        if result.ok or result.cached:
-            header.counts[kind] = len(result.resources)
+    for result in snapshot.included():
+        header.counts[result.kind] = result.count
     return header
 
 
 def encode_full(
     snapshot: FullSnapshot, cluster_id: str, edge_id: str, serializer: Serializer
-) -> tuple[sync_pb2.ClusterState, list[sync_pb2.Resource]]:
-    """The header and the encoded resources of a FULL state (``chunking`` packs them into messages)."""
+) -> tuple[sync_pb2.ClusterState, list[bytes]]:
+    """The header and the packed resources of a FULL state (``chunking`` splits them into messages).
+
+    Payloads are re-encoded only if the stream negotiated another serializer than the collection used.
+    """
     header = full_header(snapshot, cluster_id, edge_id)
-    return header, [encode_resource(r, serializer) for r in snapshot.included()]
+    items: list[bytes] = []
+    for result in snapshot.included():
+        source = result.serializer
+        if source is None or source.name == serializer.name:
+            items.extend(result.items)
+        else:
+            items.extend(reencode(item, source, serializer) for item in result.items)
+    return header, items
 
 
 def delta_header(delta: Delta, cluster_id: str, edge_id: str) -> sync_pb2.ClusterState:
@@ -162,8 +159,3 @@ def encode_delta(
     header = delta_header(delta, cluster_id, edge_id)
     upserts = [encode_resource(r, serializer) for r in delta.upserts]
     return header, upserts, [deletion_key(r) for r in delta.deletions]
-
-
-def counts_of(results: Mapping[str, CollectResult]) -> dict[str, int]:
-    """Objects per kind in a collection, as the ``--once`` summary and sync logs show them."""
-    return {kind: len(r.resources) for kind, r in results.items() if r.ok or r.cached}

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -26,7 +26,7 @@ from loguru import logger
 from navigator import __version__
 from navigator.config.edge import EdgeConfig
 from navigator.edge.backoff import Backoff
-from navigator.edge.chunking import message_limit, number, pack_delta, pack_full, size_target
+from navigator.edge.chunking import delta_messages, message_limit, plan_full, size_target
 from navigator.edge.outbox import Outbox
 from navigator.edge.state import Delta, FullSnapshot, Outgoing, Sequencer, encode_delta, encode_full
 from navigator.interfaces import EdgeStream, Serializer, StreamClosed, Transport
@@ -380,53 +380,59 @@ class StreamClient:
             if isinstance(item, Delta) and not sent_full:
                 # Older than the full resync that must come first on this stream; it covers these changes.
                 continue
-            states = await asyncio.to_thread(self._encode, item, session)
-            await self._deliver(stream, acks, item, states)
+            await self._deliver(stream, acks, item, session)
             sent_full = sent_full or isinstance(item, FullSnapshot)
 
-    def _encode(self, item: Outgoing, session: Session) -> list[sync_pb2.ClusterState]:
+    async def _messages(self, item: Outgoing, session: Session) -> AsyncIterator[sync_pb2.EdgeMessage]:
+        """The item's messages, numbered in order; FULL chunks are built one at a time, off the event loop."""
         cluster, edge = self.config.cluster.id, self.config.edge_id
         if isinstance(item, FullSnapshot):
-            header, resources = encode_full(item, cluster, edge, session.serializer)
-            states = pack_full(header, resources, session.target, session.limit).states
-        else:
-            header, upserts, deletions = encode_delta(item, cluster, edge, session.serializer)
-            states = pack_delta(header, upserts, deletions, session.target)
-        number(states, self.sequencer)
-        return states
+            header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
+            plan = await asyncio.to_thread(plan_full, header, items, session.target, session.limit)
+            del items
+            first = 0
+            for index in range(plan.count):
+                sequence = self.sequencer.next()
+                first = first or sequence
+                yield await asyncio.to_thread(plan.build, index, sequence, first)
+            return
+        header, upserts, deletions = encode_delta(item, cluster, edge, session.serializer)
+        for message in delta_messages(header, upserts, deletions, session.target, self.sequencer):
+            yield message
 
     async def _deliver(
-        self,
-        stream: EdgeStream,
-        acks: asyncio.Queue[sync_pb2.Ack],
-        item: Outgoing,
-        states: list[sync_pb2.ClusterState],
+        self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], item: Outgoing, session: Session
     ) -> None:
+        """Send every message of ``item``, then wait for each one's ack in order."""
         timeout = self.config.manager.ack_timeout
         started = time.monotonic()
         size = 0
-        for state in states:
-            size += state.ByteSize()
+        sequences: list[int] = []
+        async for message in self._messages(item, session):
+            sequence = message.state.sequence
+            size += message.ByteSize()
+            sequences.append(sequence)
             try:
-                await asyncio.wait_for(stream.send(sync_pb2.EdgeMessage(state=state)), timeout)
+                await asyncio.wait_for(stream.send(message), timeout)
             except TimeoutError:
                 self._update(ack_timeouts=self.stats.ack_timeouts + 1)
-                raise AckTimeout(f"the manager did not take state {state.sequence} within {timeout:.1f}s") from None
+                raise AckTimeout(f"the manager did not take state {sequence} within {timeout:.1f}s") from None
+            del message
         self._update(
             states_sent=self.stats.states_sent + 1,
-            messages_sent=self.stats.messages_sent + len(states),
+            messages_sent=self.stats.messages_sent + len(sequences),
             bytes_sent=self.stats.bytes_sent + size,
         )
         final: sync_pb2.Ack | None = None
-        for index, state in enumerate(states):
+        for index, sequence in enumerate(sequences):
             try:
                 ack = await asyncio.wait_for(acks.get(), timeout)
             except TimeoutError:
                 self._update(ack_timeouts=self.stats.ack_timeouts + 1)
-                raise AckTimeout(f"no ack for state {state.sequence} within {timeout:.1f}s") from None
-            if ack.sequence != state.sequence:
-                raise ProtocolError(f"expected the ack of state {state.sequence}, got one for {ack.sequence}")
-            last = index == len(states) - 1
+                raise AckTimeout(f"no ack for state {sequence} within {timeout:.1f}s") from None
+            if ack.sequence != sequence:
+                raise ProtocolError(f"expected the ack of state {sequence}, got one for {ack.sequence}")
+            last = index == len(sequences) - 1
             if not last and ack.status == sync_pb2.ACK_STATUS_BUFFERED:
                 continue
             final = ack
@@ -434,18 +440,15 @@ class StreamClient:
                 logger.warning(
                     "chunk {}/{} of state {} was acked {}: {}",
                     index + 1,
-                    len(states),
-                    states[0].sequence,
+                    len(sequences),
+                    sequences[0],
                     ack_status_name(ack.status),
                     ack.error,
                 )
-        assert final is not None or not states
         if final is not None:
-            self._acked(item, states, final, size, time.monotonic() - started)
+            self._acked(item, len(sequences), final, size, time.monotonic() - started)
 
-    def _acked(
-        self, item: Outgoing, states: list[sync_pb2.ClusterState], ack: sync_pb2.Ack, size: int, took: float
-    ) -> None:
+    def _acked(self, item: Outgoing, messages: int, ack: sync_pb2.Ack, size: int, took: float) -> None:
         full = isinstance(item, FullSnapshot)
         label = "FULL" if full else "DELTA"
         status = ack.status
@@ -461,7 +464,7 @@ class StreamClient:
                 ack.sequence,
                 item.object_count,
                 size,
-                len(states),
+                messages,
                 ack.added,
                 ack.modified,
                 ack.deleted,

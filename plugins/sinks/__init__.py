@@ -1,0 +1,1 @@
+"""Change-event sinks: ``log`` (JSON lines) and ``webhook`` (batched HTTP POST)."""

@@ -135,6 +135,7 @@ class InProcessTransport:
                 logger.debug("in-process stream ended: {}", exc)
             finally:
                 to_edge.close()
+                to_manager.close()  # the edge's later sends fail, as on a real stream
 
         edge_side.task = asyncio.create_task(run())
         return edge_side

@@ -58,6 +58,13 @@ def query_pods(port: int) -> list[dict[str, object]] | None:
     return rows
 
 
+def exited(demo: subprocess.Popen[bytes]) -> str:
+    """The demo's output if it ended early: the reason a check failed."""
+    if demo.poll() is None or demo.stdout is None:
+        return ""
+    return f"; the demo exited with code {demo.returncode}:\n" + demo.stdout.read().decode(errors="replace")
+
+
 def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
     workdir = tmp_path / "demo"
@@ -76,8 +83,8 @@ def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path)
             if pods is not None and len(pods) == 2 * 300:
                 break
             time.sleep(1)
-        assert pods is not None, "navigator query pods never answered while the demo ran"
-        assert len(pods) == 2 * 300
+        assert pods is not None, f"navigator query pods never answered while the demo ran{exited(demo)}"
+        assert len(pods) == 2 * 300, exited(demo)
         assert {p["cluster"] for p in pods} == {"production-east", "staging-west"}
         assert all(p["name"] and p["uid"] and p["resource_version"] for p in pods)
 
@@ -117,7 +124,8 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
             if pods:
                 break
             time.sleep(1)
-        assert len(processes_mentioning(str(workdir))) == 3  # simulator, manager, edge
+        children = set(processes_mentioning(str(workdir))) - {demo.pid}
+        assert len(children) == 3, exited(demo)  # simulator, manager, edge
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=30)
     finally:

@@ -121,7 +121,8 @@ def test_second_edge_rejected_then_standby_takes_over(fleet: Fleet, tmp_path: Pa
     holder = fleet.edge("holder", "west", kubeconfig, port, edge_id="edge-holder")
     wait_until(lambda: status_is(port, "west", "HEALTHY"), "holder HEALTHY")
     standby = fleet.edge("standby", "west", kubeconfig, port, edge_id="edge-standby")
-    standby.wait_for("already held", timeout=30)
+    standby.wait_for("ALREADY_HELD", timeout=30)
+    assert "held by connected edge 'edge-holder'" in standby.output()
 
     holder.stop()
     # Meanwhile the old state stays queryable.

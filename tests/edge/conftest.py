@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from navigator_plugins.serializers.protobuf import ProtobufSerializer
 
 from navigator.config.edge import EdgeConfig, KubernetesSection
 from navigator.edge.kube import KubeClient
@@ -16,6 +17,8 @@ from navigator.testing.kubesim.pytest_fixtures import kubesim, kubesim_factory
 from .fake_manager import FakeManager
 
 __all__ = ["kubesim", "kubesim_factory"]
+
+PROTOBUF = ProtobufSerializer()
 
 
 def kube_section(sim: KubeSim, **overrides: Any) -> KubernetesSection:

@@ -94,7 +94,7 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
 
     # -- the servicer ----------------------------------------------------------------------
 
-    async def Connect(  # noqa: N802 - the gRPC method name
+    async def Connect(  # the gRPC method name
         self, request_iterator: AsyncIterator[sync_pb2.EdgeMessage], context: Any
     ) -> None:
         first = await context.read()

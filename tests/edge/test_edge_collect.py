@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from navigator_plugins.collectors import pods, services
+
 from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeClient
 from navigator.testing.kubesim import KubeSim
-from navigator_plugins.collectors import pods, services
 
-from .conftest import kube_section
+from .conftest import PROTOBUF, kube_section
 
 
 class Sleeps:
@@ -23,7 +24,7 @@ class Sleeps:
 
 
 def collector(sim: KubeSim, client: KubeClient, sleeps: Sleeps, **kube: Any) -> KindCollector:
-    return KindCollector(pods.COLLECTOR, client, kube_section(sim, **kube), sleep=sleeps)
+    return KindCollector(pods.COLLECTOR, client, kube_section(sim, **kube), PROTOBUF, sleep=sleeps)
 
 
 async def test_retries_on_500_then_succeeds(kubesim: KubeSim, kube_client: KubeClient) -> None:
@@ -77,7 +78,7 @@ async def test_failure_after_success_sends_the_cached_collection(kubesim: KubeSi
 
 
 async def test_changes_counts_added_modified_and_deleted(kubesim: KubeSim, kube_client: KubeClient) -> None:
-    kc = KindCollector(services.COLLECTOR, kube_client, kube_section(kubesim))
+    kc = KindCollector(services.COLLECTOR, kube_client, kube_section(kubesim), PROTOBUF)
     await kc.collect()
     first, second = kubesim.list("services")[:2]
     kubesim.patch("services", first["metadata"]["namespace"], first["metadata"]["name"],
@@ -97,7 +98,7 @@ async def test_an_object_the_collector_cannot_read_is_skipped(kubesim: KubeSim, 
 
     from navigator.interfaces import Collector
 
-    kc = KindCollector(Collector("services", "v1", "services", picky), kube_client, kube_section(kubesim))
+    kc = KindCollector(Collector("services", "v1", "services", picky), kube_client, kube_section(kubesim), PROTOBUF)
     result = await kc.collect()
     names = [s["metadata"]["name"] for s in kubesim.list("services")]
     assert result.ok

@@ -9,24 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from navigator_plugins.collectors import pods, services
 
 from navigator.config.edge import KubernetesSection
 from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeApiError, KubeClient, WatchStop, build_api_client
+from navigator.edge.records import unpack
 from navigator.errors import ConfigError
-from navigator.testing.kubesim import KubeSim
-from navigator.testing.kubesim import kubeconfig
-from navigator_plugins.collectors import pods, services
+from navigator.testing.kubesim import KubeSim, kubeconfig
 
-from .conftest import kube_section
+from .conftest import PROTOBUF, kube_section
 
 
 def test_lists_are_paged_with_limit_and_continue(kubesim: KubeSim, kube_client: KubeClient) -> None:
     pages: list[int] = []
     collector = KindCollector(
-        pods.COLLECTOR, kube_client, kube_section(kubesim, page_size=7), progress=lambda k, n: pages.append(n)
+        pods.COLLECTOR, kube_client, kube_section(kubesim, page_size=7), PROTOBUF,
+        progress=lambda k, n: pages.append(n),
     )
-    resources, rv, size, skipped = collector.list_all()
+    items, _, rv, size, skipped = collector.list_all()
+    resources = [unpack(i, PROTOBUF) for i in items]
     total = kubesim.count("pods")
     assert len(pages) == math.ceil(total / 7) and pages[-1] == total
     assert sorted(r.name for r in resources) == sorted(p["metadata"]["name"] for p in kubesim.list("pods"))
@@ -42,8 +44,11 @@ def test_expired_continue_token_restarts_the_list(kubesim: KubeSim, kube_client:
             kubesim.delete("pods", *_first_pod(kubesim))
             kubesim.compact()
 
-    collector = KindCollector(pods.COLLECTOR, kube_client, kube_section(kubesim, page_size=10), progress=disturb)
-    resources, _, _, _ = collector.list_all()
+    collector = KindCollector(
+        pods.COLLECTOR, kube_client, kube_section(kubesim, page_size=10), PROTOBUF, progress=disturb
+    )
+    items, _, _, _, _ = collector.list_all()
+    resources = [unpack(i, PROTOBUF) for i in items]
     assert calls[0] == 10 and calls[1] == 10  # the list started again from the first page
     assert sorted(r.name for r in resources) == sorted(p["metadata"]["name"] for p in kubesim.list("pods"))
 
@@ -88,7 +93,8 @@ def test_connection_dropped_mid_list_is_retried(kubesim: KubeSim, kube_client: K
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    result = asyncio.run(KindCollector(pods.COLLECTOR, kube_client, kube_section(kubesim), sleep=sleep).collect())
+    collector = KindCollector(pods.COLLECTOR, kube_client, kube_section(kubesim), PROTOBUF, sleep=sleep)
+    result = asyncio.run(collector.collect())
     assert result.ok and len(result.resources) == kubesim.count("pods")
     assert len(waits) == 1
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from navigator_plugins.collectors import endpointslices, pods, services
 
 from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import KindCollector
@@ -15,7 +17,8 @@ from navigator.edge.loop import SyncLoop
 from navigator.edge.outbox import Outbox
 from navigator.edge.state import Delta, FullSnapshot, Outgoing
 from navigator.testing.kubesim import KubeSim
-from navigator_plugins.collectors import endpointslices, pods, services
+
+from .conftest import PROTOBUF
 
 
 class Running:
@@ -37,12 +40,13 @@ class Running:
 
 @pytest.fixture
 def start_loop(kubesim: KubeSim, make_config: Callable[..., EdgeConfig]) -> Callable[..., Any]:
+    @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Running]:
         config = make_config("127.0.0.1:1", **overrides)
         client = KubeClient.from_config(config.kubernetes)
         outbox = Outbox(100)
         collectors = {
-            c.name: KindCollector(c, client, config.kubernetes)
+            c.name: KindCollector(c, client, config.kubernetes, PROTOBUF)
             for c in (services.COLLECTOR, endpointslices.COLLECTOR, pods.COLLECTOR)
         }
         loop = SyncLoop(config, collectors, client, outbox)
@@ -69,7 +73,7 @@ def pod(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 async def test_watch_mode_sends_full_then_deltas(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
-    async for run in start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}):
+    async with start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}) as run:
         first = await run.next()
         assert isinstance(first, FullSnapshot)
         assert sorted(first.kinds) == ["endpointslices", "pods", "services"]
@@ -100,7 +104,7 @@ async def test_watch_mode_sends_full_then_deltas(kubesim: KubeSim, start_loop: C
 
 
 async def test_latest_event_per_object_wins(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
-    async for run in start_loop(sync={"interval": 2, "adaptive": {"enabled": False}}):
+    async with start_loop(sync={"interval": 2, "adaptive": {"enabled": False}}) as run:
         assert isinstance(await run.next(), FullSnapshot)
         kubesim.create(pod("brief"))
         kubesim.delete("pods", "default", "brief")
@@ -112,21 +116,21 @@ async def test_latest_event_per_object_wins(kubesim: KubeSim, start_loop: Callab
 
 async def test_expired_watch_leads_to_a_full_resync(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
     kubesim.faults.set("pods", 410, times=1, verbs=["watch"])
-    async for run in start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}):
+    async with start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}) as run:
         assert isinstance(await run.next(), FullSnapshot)
         again = await run.until(lambda i: isinstance(i, FullSnapshot))
         assert isinstance(again, FullSnapshot) and not again.errors
 
 
 async def test_poll_mode_sends_a_full_state_every_interval(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
-    async for run in start_loop(sync={"interval": 0.1, "mode": "poll", "adaptive": {"enabled": False}}):
+    async with start_loop(sync={"interval": 0.1, "mode": "poll", "adaptive": {"enabled": False}}) as run:
         items = [await run.next() for _ in range(3)]
         assert all(isinstance(i, FullSnapshot) for i in items)
         assert run.loop.stats.collections >= 3
 
 
 async def test_request_full_wakes_the_loop_at_once(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
-    async for run in start_loop(sync={"interval": 30, "mode": "poll", "adaptive": {"enabled": False}}):
+    async with start_loop(sync={"interval": 30, "mode": "poll", "adaptive": {"enabled": False}}) as run:
         assert isinstance(await run.next(), FullSnapshot)
         run.loop.request_full()
         assert isinstance(await run.next(timeout=5), FullSnapshot)
@@ -134,7 +138,7 @@ async def test_request_full_wakes_the_loop_at_once(kubesim: KubeSim, start_loop:
 
 async def test_failed_kind_is_retried_at_the_next_sync(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
     kubesim.faults.set("pods", 500, verbs=["list"])
-    async for run in start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}):
+    async with start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}) as run:
         first = await run.next()
         assert isinstance(first, FullSnapshot)
         assert sorted(first.kinds) == ["endpointslices", "services"]
@@ -145,7 +149,7 @@ async def test_failed_kind_is_retried_at_the_next_sync(kubesim: KubeSim, start_l
 
 
 async def test_busy_cluster_shortens_the_interval(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
-    async for run in start_loop(sync={"interval": 0.4, "adaptive": {"min_interval": 0.1, "busy_changes": 5}}):
+    async with start_loop(sync={"interval": 0.4, "adaptive": {"min_interval": 0.1, "busy_changes": 5}}) as run:
         assert isinstance(await run.next(), FullSnapshot)
         for i in range(10):
             kubesim.create(pod(f"busy-{i}"))

@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from navigator_plugins.serializers.json import JsonSerializer
+
 from navigator.config.edge import EdgeConfig
 from navigator.edge.app import Edge
 from navigator.edge.stream import StreamState
 from navigator.testing.kubesim import KubeSim
 from navigator.v1 import sync_pb2
-from navigator_plugins.serializers.json import JsonSerializer
 
 from .fake_manager import FakeManager
 

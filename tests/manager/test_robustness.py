@@ -73,18 +73,3 @@ async def test_reflection_lists_the_services(manager: TestManager) -> None:
         responses = [r async for r in stub.ServerReflectionInfo(iter([request]))]
         names = {s.name for s in responses[0].list_services_response.service}
     assert {"navigator.v1.Sync", "navigator.v1.Query", "grpc.health.v1.Health"} <= names
-
-
-async def test_messages_over_the_size_limit_are_refused_and_the_manager_lives_on(
-    tmp_path: object, edges: RawEdges, manager: TestManager
-) -> None:
-    edge = await edges.claimed("east", "edge-1")
-    huge = full_state("east", "edge-1", 1, {"pods": [pod("big", payload=b"x" * (65 * 1024 * 1024))]})
-    await edge.send(sync_pb2.EdgeMessage(state=huge))
-    code, _ = await edge.status()
-    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
-    await manager.wait_for_status("east", "DISCONNECTED")
-    again = await edges.claimed("east", "edge-1")
-    assert (await again.send_state(full_state("east", "edge-1", 2, {"pods": []}))).status == (
-        sync_pb2.ACK_STATUS_APPLIED
-    )

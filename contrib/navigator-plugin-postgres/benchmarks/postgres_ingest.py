@@ -9,18 +9,23 @@ or a throwaway ``pgserver`` server. Target: a 150,000-pod snapshot in under 5 s.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import psycopg
+from navigator_plugin_postgres.backend import PostgresBackend
+from navigator_plugin_postgres.connection import APPLICATION_NAME
+from navigator_plugin_postgres.options import parse_options
+from navigator_plugin_postgres.testing import postgres_dsn
 
 from navigator.interfaces import ClusterRecord, ResourceQuery
 from navigator.resource import Resource
 from navigator.selectors import parse_selector
-from navigator_plugin_postgres.backend import PostgresBackend
-from navigator_plugin_postgres.options import parse_options
-from navigator_plugin_postgres.testing import postgres_dsn
 
 NAMESPACES = 20
 
@@ -47,10 +52,40 @@ def pod(i: int, version: int = 1) -> Resource:
     return Resource("pods", namespace, f"{app}-{i:07d}", f"uid-{i:07d}", str(version), labels, data)
 
 
-def timed(label: str, work: Callable[[], Any]) -> Any:
+class ServerCpu:
+    """CPU seconds of this benchmark's PostgreSQL server processes (local server, Linux /proc only).
+
+    On a shared machine wall time depends on the neighbours; CPU time shows the work itself.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def __call__(self) -> float | None:
+        try:
+            with psycopg.connect(self.dsn) as conn:
+                pids = [row[0] for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = %s", [APPLICATION_NAME])]  # fmt: skip
+            total = 0.0
+            for pid in pids:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return total
+        except (OSError, psycopg.Error, IndexError, ValueError):
+            return None
+
+
+def timed(label: str, work: Callable[[], Any], server_cpu: Callable[[], float | None]) -> Any:
+    server_before = server_cpu()
+    cpu = time.process_time()
     start = time.perf_counter()
     result = work()
-    print(f"{label:<52} {time.perf_counter() - start:8.3f} s")
+    wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    server_after = server_cpu()
+    server = f"{server_after - server_before:6.2f}" if server_before is not None and server_after is not None else "   n/a"
+    print(f"{label:<56} {wall:7.3f} s   (client cpu {cpu:5.2f} s, server cpu {server} s)")
     return result
 
 
@@ -66,46 +101,43 @@ def main() -> None:
     with postgres_dsn("navigator_bench") as dsn:
         backend = PostgresBackend(parse_options({"dsn": dsn, "schema": "bench"}))
         backend.migrate()
+        cpu = ServerCpu(dsn)
+
+        def snapshot(label: str, items: list[Resource]) -> None:
+            changes = timed(label, lambda: backend.apply_snapshot(cluster, ["pods"], items), cpu)
+            print(f"  -> {len(changes)} changes")
+
+        def query(label: str, q: ResourceQuery) -> None:
+            found = timed(label, lambda: list(backend.query(q)), cpu)
+            print(f"  -> {len(found)} rows")
+
         try:
-            changes = timed(f"full snapshot, {args.pods} pods (first)", lambda: backend.apply_snapshot(
-                cluster, ["pods"], pods))  # fmt: skip
-            print(f"  -> {len(changes)} changes")
-
-            changes = timed("same snapshot again (nothing changed)", lambda: backend.apply_snapshot(
-                cluster, ["pods"], pods))  # fmt: skip
-            print(f"  -> {len(changes)} changes")
-
-            picked = rng.sample(range(args.pods), int(args.pods * args.change))
-            third = len(picked) // 3
-            changed = list(pods)
-            for i in picked[:third]:
-                changed[i] = pod(i, version=2)
-            gone = set(picked[third : 2 * third])
-            changed = [p for j, p in enumerate(changed) if j not in gone]
-            changed.extend(pod(args.pods + k) for k in range(len(picked) - 2 * third))
-            changes = timed(f"re-apply with {args.change:.0%} changed (modify/delete/add)", lambda: backend.apply_snapshot(
-                cluster, ["pods"], changed))  # fmt: skip
-            print(f"  -> {len(changes)} changes")
-
+            snapshot(f"full snapshot, {args.pods} pods (first)", pods)
+            snapshot("same snapshot again (nothing changed)", pods)
+            snapshot(f"re-apply with {args.change:.0%} changed (modify/delete/add)", churned(pods, args.change, rng))
             delta = [pod(i, version=3) for i in rng.sample(range(args.pods), 500)]
-            timed("delta of 500 upserts", lambda: backend.apply_delta(cluster, delta, []))
-
-            found = timed("query one namespace (team-3, all rows)", lambda: list(backend.query(
-                ResourceQuery(kind="pods", namespace="team-3"))))  # fmt: skip
-            print(f"  -> {len(found)} pods")
-            found = timed("query one namespace, first 100", lambda: list(backend.query(
-                ResourceQuery(namespace="team-3", limit=100))))  # fmt: skip
-            selector = parse_selector("app=app-42,tier in (web,api)")
-            found = timed(f"query label selector {selector}", lambda: list(backend.query(
-                ResourceQuery(selector=selector))))  # fmt: skip
-            print(f"  -> {len(found)} pods")
-            found = timed("query every pod of the cluster", lambda: list(backend.query(
-                ResourceQuery(cluster="bench", kind="pods"))))  # fmt: skip
-            print(f"  -> {len(found)} pods")
-            timed("counts", lambda: backend.counts("bench"))
+            timed("delta of 500 upserts", lambda: backend.apply_delta(cluster, delta, []), cpu)
+            query("query one namespace (kind pods, team-3)", ResourceQuery(kind="pods", namespace="team-3"))
+            query("query one namespace, first 100", ResourceQuery(namespace="team-3", limit=100))
+            query("query label selector app=app-42,tier in (web,api)",
+                  ResourceQuery(selector=parse_selector("app=app-42,tier in (web,api)")))  # fmt: skip
+            query("query every pod of the cluster", ResourceQuery(cluster="bench", kind="pods"))
+            timed("counts", lambda: backend.counts("bench"), cpu)
         finally:
             backend.close()
 
+
+def churned(pods: list[Resource], fraction: float, rng: random.Random) -> list[Resource]:
+    """``fraction`` of the pods touched: a third modified, a third deleted, a third replaced by new ones."""
+    picked = rng.sample(range(len(pods)), int(len(pods) * fraction))
+    third = len(picked) // 3
+    changed = list(pods)
+    for i in picked[:third]:
+        changed[i] = pod(i, version=2)
+    gone = set(picked[third : 2 * third])
+    changed = [p for j, p in enumerate(changed) if j not in gone]
+    changed.extend(pod(len(pods) + k) for k in range(len(picked) - 2 * third))
+    return changed
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -111,8 +111,11 @@ class PostgresBackend:
 
         return self._run(f"counting resources of {cluster}", work)
 
-    def query(self, query: ResourceQuery) -> Iterator[StoredResource]:
-        """Streams through a server-side cursor: one statement, so one consistent snapshot."""
+    def query(self, query: ResourceQuery) -> Generator[StoredResource, None, None]:
+        """Streams through a server-side cursor: one statement, so one consistent snapshot.
+
+        ``close()`` the generator (or drop it) to give the connection back early.
+        """
         if self._closed:
             raise StorageError("postgres storage is closed")
         text, params = statement(query)

@@ -56,7 +56,7 @@ SELECT %(cluster)s, s.kind, s.namespace, s.name, s.uid, s.resource_version, s.la
        {_DIGEST}
 FROM {STAGING_TABLE} s
 WHERE NOT EXISTS (SELECT 1 FROM resources o WHERE {_SAME_KEY})
-RETURNING kind, namespace, name, uid, NULL, NULL, resource_version
+RETURNING kind, namespace, name, uid, resource_version
 """
 
 DELETE = """
@@ -131,7 +131,12 @@ def _removed(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
 def _write_staged(conn: psycopg.Connection[Any], cluster: str) -> list[Change]:
     params = {"cluster": cluster}
     changes = _changes(cluster, conn.execute(UPDATE_CHANGED, params))
-    changes.extend(_changes(cluster, conn.execute(INSERT_NEW, params)))
+    added = ChangeType.ADDED
+    # A first snapshot adds everything: build those changes without the general branching.
+    changes.extend(
+        Change(cluster, kind, namespace, name, uid, added, None, rv)
+        for kind, namespace, name, uid, rv in conn.execute(INSERT_NEW, params)
+    )
     return changes
 
 

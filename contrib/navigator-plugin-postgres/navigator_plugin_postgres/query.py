@@ -1,6 +1,6 @@
 """``ResourceQuery`` as one SQL statement, ordered by (cluster, kind, namespace, name).
 
-Filters on those columns use the primary key or ``resources_kind_idx``; label
+Filters on those columns use the primary key or ``resources_kind_namespace_idx``; label
 selectors use the GIN index on ``labels``.
 """
 
@@ -18,7 +18,7 @@ ORDER = ("cluster", "kind", "namespace", "name")
 COLUMNS = "cluster, kind, namespace, name, uid, resource_version, labels, data"
 
 
-def statement(query: ResourceQuery) -> tuple[sql.Composable, list[Any]]:
+def statement(query: ResourceQuery) -> tuple[sql.Composed, list[Any]]:
     where: list[sql.Composable] = []
     params: list[Any] = []
     for column in ORDER:

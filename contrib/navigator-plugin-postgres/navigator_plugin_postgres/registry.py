@@ -62,10 +62,24 @@ WHERE cluster = %(cluster)s AND edge_id = %(edge)s AND manager_id = %(manager)s 
 RETURNING cluster
 """
 
+# Renews the claims this manager serves; a row still marked as ours that we no longer serve
+# (its release failed during a database outage) is released here, or it would block its cluster.
 HEARTBEAT = f"""
-UPDATE cluster_claims SET expires_at = {_LEASE}
-WHERE manager_id = %(manager)s AND connected
-RETURNING cluster, edge_id
+WITH mine AS (
+    SELECT cluster COLLATE "C" AS cluster, edge_id
+    FROM unnest(%(clusters)s::text[], %(edges)s::text[]) AS m(cluster, edge_id)
+), renewed AS (
+    UPDATE cluster_claims c SET expires_at = {_LEASE}
+    FROM mine m
+    WHERE c.manager_id = %(manager)s AND c.connected AND c.cluster = m.cluster AND c.edge_id = m.edge_id
+    RETURNING c.cluster, c.edge_id
+), stale AS (
+    UPDATE cluster_claims c SET connected = false, released_at = least(clock_timestamp(), c.expires_at)
+    WHERE c.manager_id = %(manager)s AND c.connected
+      AND NOT EXISTS (SELECT 1 FROM mine m WHERE m.cluster = c.cluster AND m.edge_id = c.edge_id)
+    RETURNING c.cluster
+)
+SELECT cluster, edge_id FROM renewed
 """
 
 RELEASE_ALL = """
@@ -88,11 +102,24 @@ class PostgresRegistry:
         self.grace_period = float(grace_period)
         # Its own small pool: a long snapshot on the storage pool must not delay a heartbeat.
         # Opened on first use, with the heartbeat, so an unused registry costs nothing.
-        self.options = options.model_copy(update={"pool_min_size": 1, "pool_max_size": 2})
+        # Few, short retries: a manager deciding on a connecting edge should not wait long.
+        self.options = options.model_copy(
+            update={
+                "pool_min_size": 1,
+                "pool_max_size": 2,
+                "retry_attempts": min(options.retry_attempts, 2),
+                "retry_initial_backoff": min(options.retry_initial_backoff, 0.1),
+                "retry_max_backoff": min(options.retry_max_backoff, 0.5),
+            }
+        )
         self._pool: ConnectionPool | None = None
-        #: (cluster, edge id) -> monotonic time the database last extended its lease.
-        self._renewed: dict[tuple[str, str], float] = {}
+        #: The claims this manager serves: (cluster, edge id) -> monotonic time the database
+        #: last extended the lease.
+        self._held: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+        #: Claims and heartbeats take turns: a heartbeat must not see a claim that committed
+        #: before it was recorded in ``_held``, and release it as stale.
+        self._turns = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._heartbeat_loop, name=f"navigator-postgres-leases-{manager_id}", daemon=True
@@ -115,11 +142,11 @@ class PostgresRegistry:
 
     def _renewed_now(self, cluster: str, edge_id: str) -> None:
         with self._lock:
-            self._renewed[(cluster, edge_id)] = time.monotonic()
+            self._held[(cluster, edge_id)] = time.monotonic()
 
     def _forget(self, cluster: str, edge_id: str) -> None:
         with self._lock:
-            self._renewed.pop((cluster, edge_id), None)
+            self._held.pop((cluster, edge_id), None)
 
     def claim(self, cluster: str, edge_id: str) -> Claim:
         params = self._params(cluster=cluster, edge=edge_id)
@@ -138,17 +165,22 @@ class PostgresRegistry:
             conn.execute(TAKE, params)
             return Claim(ClaimOutcome.ACCEPTED)
 
-        claim = self._run(f"claiming cluster {cluster}", work)
-        if claim.accepted:
-            self._renewed_now(cluster, edge_id)
+        with self._turns:
+            claim = self._run(f"claiming cluster {cluster}", work)
+            if claim.accepted:
+                self._renewed_now(cluster, edge_id)
         return claim
 
     def release(self, cluster: str, edge_id: str) -> None:
+        """Never raises: if the database is unreachable now, the next heartbeat releases it."""
         self._forget(cluster, edge_id)
-        self._run(
-            f"releasing cluster {cluster}",
-            lambda conn: conn.execute(RELEASE, self._params(cluster=cluster, edge=edge_id)),
-        )
+        try:
+            self._run(
+                f"releasing cluster {cluster}",
+                lambda conn: conn.execute(RELEASE, self._params(cluster=cluster, edge=edge_id)),
+            )
+        except StorageError as exc:
+            logger.warning("postgres: {}; the next heartbeat releases it", exc)
 
     def renew(self, cluster: str, edge_id: str) -> bool:
         """``False`` once another manager or edge took the claim; a database outage is not a loss
@@ -160,7 +192,7 @@ class PostgresRegistry:
             )
         except StorageError as exc:
             with self._lock:
-                renewed = self._renewed.get((cluster, edge_id))
+                renewed = self._held.get((cluster, edge_id))
             still_valid = renewed is not None and time.monotonic() - renewed < self.options.lease_ttl
             logger.warning("postgres: {}; claim counted as {}", exc, "held" if still_valid else "lost")
             return still_valid
@@ -187,11 +219,16 @@ class PostgresRegistry:
         return self._run("reading cluster claims", work)
 
     def _heartbeat(self) -> None:
-        rows = self._run("renewing leases", lambda conn: conn.execute(HEARTBEAT, self._params()).fetchall())
-        now = time.monotonic()
-        with self._lock:
-            for cluster, edge_id in rows:
-                self._renewed[(cluster, edge_id)] = now
+        with self._turns:
+            with self._lock:
+                held = list(self._held)
+            params = self._params(clusters=[c for c, _ in held], edges=[e for _, e in held])
+            rows = self._run("renewing leases", lambda conn: conn.execute(HEARTBEAT, params).fetchall())
+            now = time.monotonic()
+            with self._lock:
+                for key in map(tuple, rows):
+                    if key in self._held:
+                        self._held[key] = now
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.options.heartbeat_interval):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import psycopg
@@ -65,7 +65,7 @@ def stream(
     options: PostgresOptions,
     what: str,
     work: Callable[[psycopg.Connection[Any]], Iterator[T]],
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """Yield what ``work(conn)`` yields inside one transaction (one snapshot of the data).
 
     Retried only until the first item is out: after that, starting over would

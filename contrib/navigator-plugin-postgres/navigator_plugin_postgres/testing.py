@@ -48,10 +48,13 @@ def _pgserver() -> Iterator[str]:
             import pgserver
     except ImportError as exc:
         raise PostgresUnavailable(f"the pgserver package is not installed ({exc})") from None
-    root = Path(tempfile.mkdtemp(prefix="navigator-pg-"))
+    root: Path | None = None
     try:
+        root = Path(tempfile.mkdtemp(prefix="navigator-pg-"))
         server = pgserver.get_server(root / "data", cleanup_mode="delete")
     except Exception as exc:  # pgserver raises plain exceptions of many kinds
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
         raise PostgresUnavailable(f"pgserver could not start PostgreSQL: {type(exc).__name__}: {exc}") from None
     try:
         yield server.get_uri()

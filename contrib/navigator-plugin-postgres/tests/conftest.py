@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.options import parse_options
 from navigator_plugin_postgres.testing import PostgresUnavailable, fresh_schema, postgres_dsn

@@ -8,12 +8,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from navigator_plugin_postgres.backend import FETCH_SIZE, PostgresBackend
+from navigator_plugin_postgres.options import parse_options
 
 from navigator.interfaces import ClusterRecord, ResourceQuery, StorageError
 from navigator.resource import ChangeType, Resource, ResourceKey
 from navigator.selectors import parse_selector
-from navigator_plugin_postgres.backend import FETCH_SIZE, PostgresBackend
-from navigator_plugin_postgres.options import parse_options
 
 
 def pod(name: str, *, rv: str = "1", uid: str | None = None, namespace: str = "default",
@@ -42,7 +42,7 @@ def test_label_selectors_agree_with_the_reference_on_random_labels(backend: Post
     labelled = {
         f"p{i:03d}": {k: rng.choice(VALUES) for k in KEYS if rng.random() < 0.5} for i in range(120)
     }
-    backend.apply_snapshot(ClusterRecord("east"), ["pods"], [pod(n, labels=l) for n, l in labelled.items()])
+    backend.apply_snapshot(ClusterRecord("east"), ["pods"], [pod(n, labels=ls) for n, ls in labelled.items()])
     for text in SELECTORS:
         selector = parse_selector(text)
         assert selector is not None
@@ -71,7 +71,7 @@ def test_duplicate_keys_in_a_snapshot_keep_the_last(backend: PostgresBackend) ->
 def test_a_resource_of_a_kind_outside_the_snapshot_is_refused(backend: PostgresBackend) -> None:
     backend.apply_snapshot(ClusterRecord("east"), ["pods"], [pod("a")])
     svc = Resource("services", "default", "web", "u", "1")
-    with pytest.raises(StorageError, match="services default/web.*not in the snapshot's kinds"):
+    with pytest.raises(StorageError, match=r"services default/web .* not in the snapshot's kinds"):
         backend.apply_snapshot(ClusterRecord("east"), ["pods"], [pod("b"), svc])
     assert names(backend) == ["a"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from navigator_plugin_postgres.plugin import create
 
 from navigator.testing.storage_conformance import BackendFactory, StorageConformance
-from navigator_plugin_postgres.plugin import create
 
 
 class TestPostgresConformance(StorageConformance):

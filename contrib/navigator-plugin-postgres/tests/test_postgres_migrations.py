@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import psycopg
 import pytest
-
-from navigator.interfaces import StorageError
 from navigator_plugin_postgres import migrations
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.options import parse_options
+
+from navigator.interfaces import StorageError
 
 
 def recorded(dsn: str, schema: str) -> list[int]:
@@ -46,18 +48,40 @@ def test_threads_migrating_at_once_apply_each_migration_once(pg_options: dict[st
     assert recorded(pg_options["dsn"], pg_options["schema"]) == [m.version for m in migrations.MIGRATIONS]
 
 
-def test_processes_migrating_at_once_both_start(pg_options: dict[str, Any]) -> None:
-    script = (
-        "import sys, json; from navigator_plugin_postgres.plugin import create; "
-        "b = create(json.loads(sys.argv[1])); b.migrate(); b.close(); print('ok')"
-    )
-    import json
+#: A manager start in a separate process, held at a gate so the processes migrate at the same moment.
+STARTER = """
+import json, sys
+import psycopg
+from navigator_plugin_postgres.plugin import create
+options = json.loads(sys.argv[1])
+backend = create(options)
+with psycopg.connect(options["dsn"]) as gate:
+    gate.execute("SELECT pg_advisory_lock_shared(%s)", [int(sys.argv[2])])
+backend.migrate()
+backend.close()
+print("ok")
+"""
 
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, json.dumps(pg_options)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for _ in range(2)
-    ]
+
+def test_processes_migrating_at_once_both_start(pg_options: dict[str, Any]) -> None:
+    gate_key = 0x6A7E
+    with psycopg.connect(pg_options["dsn"], autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", [gate_key])
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", STARTER, json.dumps(pg_options), str(gate_key)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        deadline = time.monotonic() + 60
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        while gate.execute(waiting).fetchone() != (2,):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "starters did not arrive"
+            time.sleep(0.02)
+        gate.execute("SELECT pg_advisory_unlock(%s)", [gate_key])
     for proc in procs:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err

@@ -11,16 +11,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
-
-from navigator.interfaces import ClusterRecord, ResourceQuery, StorageError
-from navigator.plugin_manager import discover, load_plugins, storage_backend
-from navigator.resource import ChangeType, Resource
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.connection import APPLICATION_NAME
 from navigator_plugin_postgres.ingest import _CLUSTER_LOCK_CLASS
 from navigator_plugin_postgres.options import parse_options
 from navigator_plugin_postgres.plugin import create
+from psycopg.conninfo import make_conninfo
+
+from navigator.interfaces import ClusterRecord, ResourceQuery, StorageError
+from navigator.plugin_manager import discover, load_plugins, storage_backend
+from navigator.resource import ChangeType, Resource
 
 
 def pods(prefix: str, n: int) -> list[Resource]:

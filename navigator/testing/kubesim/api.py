@@ -308,24 +308,25 @@ class Api:
         options: dict[str, Any] | None = None,
         *,
         dry_run: bool = False,
-    ) -> Entry:
+    ) -> tuple[Entry, bool]:
+        """Returns the last state and whether it is gone (False while finalizers hold it)."""
         pre = (options or {}).get("preconditions") or {}
         with self.store.lock:
             entry = self.get(rt, namespace, name)
             obj = entry.obj(rt)
             self._preconditions(rt, name, obj, pre.get("uid"), pre.get("resourceVersion"))
-            if dry_run:
-                return entry
             meta = obj["metadata"]
+            if dry_run:
+                return entry, not meta.get("finalizers")
             if meta.get("finalizers"):
                 if not meta.get("deletionTimestamp"):
                     meta["deletionTimestamp"] = now_str()
                     meta["deletionGracePeriodSeconds"] = 0
-                    return self.store.put(rt, obj)
-                return entry
+                    return self.store.put(rt, obj), False
+                return entry, False
             if rt.plural == "namespaces" and not rt.group:
                 self._empty_namespace(name)
-            return self.store.remove(rt, entry.key, obj)
+            return self.store.remove(rt, entry.key, obj), True
 
     def _empty_namespace(self, ns: str) -> None:
         for other in list(self.registry):
@@ -335,16 +336,13 @@ class Api:
             for e in page.entries:
                 self.store.remove(other, e.key)
 
-    def delete_collection(
-        self, rt: ResourceType, namespace: str | None, entries: list[Entry], *, dry_run: bool = False
-    ) -> list[Entry]:
+    def delete_collection(self, rt: ResourceType, entries: list[Entry], *, dry_run: bool = False) -> list[Entry]:
         out = []
         with self.store.lock:
             for e in entries:
-                if self.store.bucket(rt).entries.get(e.key) is e or not dry_run:
-                    try:
-                        out.append(self.delete(rt, e.namespace, e.name, dry_run=dry_run))
-                    except ApiError as exc:
-                        if exc.code != 404:
-                            raise
+                try:
+                    out.append(self.delete(rt, e.namespace, e.name, dry_run=dry_run)[0])
+                except ApiError as exc:
+                    if exc.code != 404:  # gone already, e.g. with its namespace
+                        raise
         return out

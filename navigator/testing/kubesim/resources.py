@@ -29,6 +29,9 @@ class ResourceType:
     field_paths: tuple[str, ...] = ()
     #: A status subresource makes main-resource writes keep the stored status, as the real server does.
     status_subresource: bool = False
+    #: DELETE answers with the deleted object (pods, services, namespaces, custom resources) or,
+    #: like the real registry for the rest, with a ``Status`` of ``Success``.
+    return_deleted: bool = False
     field_index: dict[str, int] = field(init=False, repr=False)
     full_prefix: bytes = field(init=False, repr=False)
 
@@ -36,6 +39,8 @@ class ResourceType:
         if not self.singular:
             self.singular = self.kind.lower()
         self.field_index = {p: i for i, p in enumerate(self.field_paths)}
+        if self.custom:
+            self.return_deleted = True
         self.full_prefix = b'{"kind":"' + self.kind.encode() + b'","apiVersion":"' + self.api_version.encode()
         self.full_prefix += b'",'
 
@@ -85,15 +90,15 @@ def builtin_types() -> list[ResourceType]:
     return [
         ResourceType(
             "", "v1", "Pod", "pods", True, short_names=("po",), categories=("all",),
-            field_paths=POD_FIELDS, status_subresource=True,
+            field_paths=POD_FIELDS, status_subresource=True, return_deleted=True,
         ),
         ResourceType(
             "", "v1", "Service", "services", True, short_names=("svc",), categories=("all",),
-            field_paths=("spec.clusterIP", "spec.type"), status_subresource=True,
+            field_paths=("spec.clusterIP", "spec.type"), status_subresource=True, return_deleted=True,
         ),
         ResourceType(
             "", "v1", "Namespace", "namespaces", False, short_names=("ns",),
-            field_paths=("status.phase",), status_subresource=True,
+            field_paths=("status.phase",), status_subresource=True, return_deleted=True,
         ),
         ResourceType(
             "", "v1", "Node", "nodes", False, short_names=("no",),

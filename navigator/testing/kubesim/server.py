@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import select
 import socket
 import ssl
 import sys
@@ -368,11 +369,17 @@ class Handler(BaseHTTPRequestHandler):
         opts = self._decode(body) if body.strip() else {}
         if verb == "delete":
             assert name is not None
-            return self._send_entry(200, rt, api.delete(rt, ns, name, opts if isinstance(opts, dict) else None,
-                                                        dry_run=dry))
+            entry, gone = api.delete(rt, ns, name, opts if isinstance(opts, dict) else None, dry_run=dry)
+            if not gone:
+                return self._send_entry(202, rt, entry)
+            if rt.return_deleted:
+                return self._send_entry(200, rt, entry)
+            details = {**rt.details(name), "uid": (orjson.loads(entry.body).get("metadata") or {}).get("uid", "")}
+            return self._send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                         "details": details})
         page = self._page(rt, namespace, q)
-        gone = api.delete_collection(rt, namespace, page.entries, dry_run=dry)
-        self._send_list(rt, gone, {"resourceVersion": str(self.state.store.rv)}, q)
+        deleted = api.delete_collection(rt, page.entries, dry_run=dry)
+        self._send_list(rt, deleted, {"resourceVersion": str(self.state.store.rv)}, q)
 
     def _decode(self, body: bytes) -> Any:
         ctype = (self.headers.get("Content-Type") or "application/json").lower()
@@ -391,12 +398,10 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "plain":
             return self._send(code, rt.full(entry.body))
         obj = orjson.loads(rt.full(entry.body))
-        rv = (obj.get("metadata") or {}).get("resourceVersion", "")
-        if kind == "table":
-            include = self._q_include()
-            return self._send_json(code, table(rt, [obj], version=version, include=include,
-                                               list_meta={"resourceVersion": rv}))
         meta = obj.get("metadata") or {}
+        if kind == "table":
+            return self._send(code, table(rt, [entry.body], version=version, include=self._q_include(),
+                                          list_meta={"resourceVersion": meta.get("resourceVersion", "")}))
         self._send_json(code, {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}",
                                "metadata": meta})
 
@@ -455,14 +460,14 @@ class Handler(BaseHTTPRequestHandler):
                 b'","metadata":', orjson.dumps(meta), b',"items":[', b",".join(e.body for e in entries), b"]}",
             ))
             return self._send(200, body, drop=drop)
-        objs = [orjson.loads(rt.full(e.body)) for e in entries]
         if kind == "table":
-            doc = table(rt, objs, version=version, include=q.get("includeObject", "Metadata"), list_meta=meta)
-        else:
-            doc = {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{version}", "metadata": meta,
-                   "items": [{"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}",
-                              "metadata": o.get("metadata") or {}} for o in objs]}
-        self._send(200, orjson.dumps(doc), drop=drop)
+            body = table(rt, [e.body for e in entries], version=version, include=q.get("includeObject", "Metadata"),
+                         list_meta=meta)
+            return self._send(200, body, drop=drop)
+        head = b'{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/' + version.encode() + b'","metadata":'
+        items = [head + orjson.dumps(orjson.loads(e.body).get("metadata") or {}) + b"}" for e in entries]
+        doc = {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{version}", "metadata": meta}
+        self._send(200, orjson.dumps(doc)[:-1] + b',"items":[' + b",".join(items) + b"]}", drop=drop)
 
     def _watch(self, rt: ResourceType, namespace: str | None, name: str | None, q: dict[str, str]) -> None:
         st = self.state
@@ -491,10 +496,23 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
 
         try:
-            w.run(write)
+            w.run(write, self._client_alive)
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             pass
+
+    def _client_alive(self) -> bool:
+        """False once the peer closed: lets idle watches end without waiting for their timeout."""
+        sock = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return True
+            if isinstance(sock, ssl.SSLSocket):
+                return sock.recv(1) != b""  # a watch client sends nothing, so nothing is lost
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        except (OSError, ValueError):
+            return False
 
     # -- control API -------------------------------------------------------------------------------
 

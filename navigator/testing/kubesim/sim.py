@@ -238,7 +238,7 @@ class KubeSim:
 
     def delete(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
         rt = self.resource(kind)
-        return self._decode(rt.full(self.api.delete(rt, namespace or "", name).body))
+        return self._decode(rt.full(self.api.delete(rt, namespace or "", name)[0].body))
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         rt = self.resource(kind)

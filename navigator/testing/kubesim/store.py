@@ -217,7 +217,9 @@ class Store:
             if old is None:
                 i = bisect_left(b.keys, key)
                 b.keys.insert(i, key)
-            self._record(Event(rv, "ADDED" if old is None else "MODIFIED", rt, entry, old))
+            # history keeps only the old index fields (for selector transitions), not the old body
+            prev = None if old is None else Entry(key, old.namespace, old.name, old.rv, old.labels, old.fields, b"")
+            self._record(Event(rv, "ADDED" if old is None else "MODIFIED", rt, entry, prev))
             for fn in self.listeners:
                 fn(rt, old, entry)
             return entry
@@ -232,7 +234,7 @@ class Store:
             obj = final if final is not None else old.obj(rt)
             obj.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
             gone = Entry(key, old.namespace, old.name, self.rv, old.labels, old.fields, encode_item(rt, obj))
-            self._record(Event(self.rv, "DELETED", rt, gone, old))
+            self._record(Event(self.rv, "DELETED", rt, gone, None))
             for fn in self.listeners:
                 fn(rt, old, None)
             return gone

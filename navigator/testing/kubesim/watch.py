@@ -31,12 +31,11 @@ class WatchFormat:
             if ev is not None and ev.type == type_:
                 return ev.encoded()
             return b'{"type":"' + type_.encode() + b'","object":' + self.rt.full(entry.body) + b"}\n"
-        obj = orjson.loads(self.rt.full(entry.body))
-        t = table(self.rt, [obj], version=self.table_version, include=self.include,
-                  list_meta={"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")},
-                  columns=not self.columns_sent)
+        rv = (orjson.loads(entry.body).get("metadata") or {}).get("resourceVersion", "")
+        t = table(self.rt, [entry.body], version=self.table_version, include=self.include,
+                  list_meta={"resourceVersion": rv}, columns=not self.columns_sent)
         self.columns_sent = True
-        return orjson.dumps({"type": type_, "object": t}) + b"\n"
+        return b'{"type":"' + type_.encode() + b'","object":' + t + b"}\n"
 
     def bookmark(self, rv: int, initial_end: bool = False) -> bytes:
         meta: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
@@ -112,7 +111,8 @@ class Watch:
             return self.fmt.line("MODIFIED" if was else "ADDED", ev.entry, ev)
         return self.fmt.line("DELETED", ev.entry, ev) if was else None
 
-    def run(self, write: Write) -> None:
+    def run(self, write: Write, alive: Callable[[], bool] = lambda: True) -> None:
+        """Stream until timeout, server stop, or ``alive()`` says the client went away."""
         if self.error is not None:
             write(error_line(self.error))
             return
@@ -133,7 +133,7 @@ class Watch:
         deadline = time.monotonic() + self.timeout
         next_bookmark = time.monotonic() + self.bookmark_interval
         seq = self.seq
-        while not self.store.closed:
+        while not self.store.closed and alive():
             now = time.monotonic()
             if now >= deadline:
                 return

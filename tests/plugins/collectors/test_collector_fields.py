@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-
-from navigator.resource import Resource
 from navigator_plugins.collectors import endpointslices, pods, services
 from navigator_plugins.serializers.json import JsonSerializer
 from navigator_plugins.serializers.protobuf import ProtobufSerializer
+
+from navigator.resource import Resource
 
 SERVICE_KEYS = {"type", "cluster_ip", "cluster_ips", "selector", "ports", "external_ips", "load_balancer"}
 SLICE_KEYS = {"service", "address_type", "endpoints", "ports"}

@@ -288,3 +288,25 @@ def test_keep_alive_many_requests_fast(sim: KubeSim, core: client.CoreV1Api) -> 
         core.read_namespace("default")
     assert time.perf_counter() - t0 < 5  # no Nagle/delayed-ACK stalls on keep-alive connections
     assert orjson.loads(core.read_namespace("default", _preload_content=False).data)["kind"] == "Namespace"
+
+
+def test_delete_responses_match_the_real_registry(sim: KubeSim, core: client.CoreV1Api) -> None:
+    core.create_namespaced_config_map("default", {"metadata": {"name": "c1"}})
+    st = json.loads(core.delete_namespaced_config_map("c1", "default", _preload_content=False).data)
+    assert st["kind"] == "Status" and st["status"] == "Success"
+    assert st["details"]["name"] == "c1" and st["details"]["kind"] == "configmaps" and st["details"]["uid"]
+    name = sim.list("pods", "search")[0]["metadata"]["name"]
+    pod = core.delete_namespaced_pod(name, "search")  # pods answer with the deleted object
+    assert pod.kind == "Pod" and pod.metadata.name == name
+    core.create_namespaced_config_map("default", {"metadata": {"name": "c2", "finalizers": ["a/b"]}})
+    resp = core.delete_namespaced_config_map("c2", "default", _preload_content=False)
+    assert resp.status == 202
+
+
+def test_delete_collection(sim: KubeSim, core: client.CoreV1Api) -> None:
+    app = sim.list("pods", "search")[0]["metadata"]["labels"]["app"]
+    n = len(sim.list("pods", "search", label_selector=f"app={app}"))
+    resp = json.loads(core.delete_collection_namespaced_pod("search", label_selector=f"app={app}",
+                                                            _preload_content=False).data)
+    assert resp["kind"] == "PodList" and len(resp["items"]) == n
+    assert sim.list("pods", "search", label_selector=f"app={app}") == []

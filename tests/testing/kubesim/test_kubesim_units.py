@@ -115,3 +115,9 @@ def test_accept_header() -> None:
 ])
 def test_human_duration(secs: int, want: str) -> None:
     assert human_duration(secs) == want
+
+
+def test_pytest_fixtures_module_imports() -> None:
+    from navigator.testing.kubesim import pytest_fixtures
+
+    assert callable(pytest_fixtures.kubesim) and callable(pytest_fixtures.kubesim_factory)

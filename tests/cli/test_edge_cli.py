@@ -1,0 +1,161 @@
+"""``navigator edge`` as a user runs it: ``--once`` summaries and exit codes, SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from navigator.testing.manager import run_test_manager
+
+NAVIGATOR = [sys.executable, "-m", "navigator.cli.main"]
+
+
+@pytest.fixture
+def kubesim_process(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Start ``navigator kubesim`` subprocesses; returns the kubeconfig path once it is listening."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> Path:
+        kubeconfig = tmp_path / f"kubeconfig-{len(procs)}"
+        proc = subprocess.Popen(
+            [*NAVIGATOR, "kubesim", "--kubeconfig", str(kubeconfig), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), line
+        return kubeconfig
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def write_config(tmp_path: Path, kubeconfig: Path | None, **extra: Any) -> Path:
+    data: dict[str, Any] = {
+        "cluster": {"id": "cli-test"},
+        "kubernetes": {
+            "kubeconfig": str(kubeconfig) if kubeconfig else str(tmp_path / "no-such-kubeconfig"),
+            "retry_attempts": 2,
+            "retry": {"initial": "10ms", "max": "50ms"},
+            "request_timeout": "5s",
+        },
+        "manager": {"address": "127.0.0.1:1"},
+    }
+    data.update(extra)
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def once(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*NAVIGATOR, "edge", "--config", str(config), "--once", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_once_prints_a_summary_and_exits_0(tmp_path: Path, kubesim_process: Callable[..., Path]) -> None:
+    kubeconfig = kubesim_process("--pods", "60", "--services", "6")
+    result = once(write_config(tmp_path, kubeconfig))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    assert rows["pods"][1] == "60" and rows["services"][1] == "6"
+    assert "endpointslices" in rows
+    assert "Traceback" not in result.stderr
+
+
+def test_once_json_summary(tmp_path: Path, kubesim_process: Callable[..., Path]) -> None:
+    kubeconfig = kubesim_process("--pods", "25", "--services", "4")
+    result = once(write_config(tmp_path, kubeconfig), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    summary = orjson.loads(result.stdout)
+    kinds = {k["kind"]: k for k in summary["kinds"]}
+    assert kinds["pods"]["objects"] == 25 and kinds["services"]["objects"] == 4
+    assert all(k["error"] is None and k["api_bytes"] > 0 and k["state_bytes"] > 0 for k in kinds.values())
+    assert summary["cluster"] == "cli-test" and summary["ok"] is True
+
+
+def test_once_with_a_failing_kind_exits_3(tmp_path: Path, kubesim_process: Callable[..., Path]) -> None:
+    kubeconfig = kubesim_process("--pods", "10", "--services", "2", "--fault", "pods=500")
+    result = once(write_config(tmp_path, kubeconfig))
+    assert result.returncode == 3, result.stderr
+    pods_line = next(line for line in result.stdout.splitlines() if line.startswith("pods "))
+    assert "FAILED (HTTP 500)" in pods_line
+    assert "pods: failed after 2 attempt(s): HTTP 500" in result.stdout
+    services_line = next(line for line in result.stdout.splitlines() if line.startswith("services"))
+    assert services_line.split()[1] == "2" and "ok" in services_line
+
+
+def test_once_forbidden_gives_an_rbac_hint(tmp_path: Path, kubesim_process: Callable[..., Path]) -> None:
+    kubeconfig = kubesim_process("--pods", "10", "--fault", "endpointslices=403")
+    result = once(write_config(tmp_path, kubeconfig))
+    assert result.returncode == 3
+    assert "403" in result.stdout and "list and watch" in result.stderr
+
+
+def test_once_against_an_unreachable_api_server_exits_1(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    result = once(write_config(tmp_path, kubeconfig))
+    assert result.returncode == 1
+    assert "cannot reach the Kubernetes API" in result.stdout + result.stderr
+
+
+def test_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
+    result = once(write_config(tmp_path, None))
+    assert result.returncode == 2
+    assert "kubernetes.kubeconfig" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_sigterm_closes_the_stream_and_exits_0(tmp_path: Path, kubesim_process: Callable[..., Path]) -> None:
+    kubeconfig = kubesim_process("--pods", "30", "--services", "3")
+    async with run_test_manager(tmp_path, grace_period=30) as mgr:
+        config = write_config(
+            tmp_path, kubeconfig, manager={"address": mgr.address},
+            sync={"interval": "1s", "adaptive": {"min_interval": "0.5s"}}
+        )
+        proc = await asyncio.create_subprocess_exec(
+            *NAVIGATOR, "edge", "--config", str(config), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            try:
+                row = await mgr.wait_for_status("cli-test", "HEALTHY", timeout=30)
+            except TimeoutError:
+                proc.kill()
+                raise AssertionError((await proc.communicate())[1].decode()) from None
+            assert row["counts"]["pods"] == 30
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), 20)
+            assert proc.returncode == 0, stderr.decode()
+            # The stream was closed, not left to time out: the manager knows at once.
+            row = await mgr.wait_for_status("cli-test", "DISCONNECTED", timeout=5)
+            assert row["counts"]["pods"] == 30  # the last known state stays
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -1,0 +1,146 @@
+"""The webhook sink against a real local HTTP server: batching, retries, bounded queue, flush on close."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+from navigator_plugins.sinks.webhook import WebhookSink, create
+
+from navigator.resource import Change, ChangeType
+
+
+class Receiver:
+    """Records POST bodies; answers with queued status codes (then 200); can hold requests back."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[dict[str, Any]]] = []
+        self.statuses: list[int] = []
+        self.attempts = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.gate.wait(10)
+                receiver.attempts += 1
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                if status == 200:
+                    receiver.batches.append(orjson.loads(body)["changes"])
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def changes(n: int, start: int = 0) -> list[Change]:
+    return [
+        Change("east", "pods", "default", f"p{i}", f"uid-{i}", ChangeType.ADDED, None, "1")
+        for i in range(start, start + n)
+    ]
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met")
+
+
+async def test_batches_by_size_and_flush_interval(receiver: Receiver) -> None:
+    sink = create({"url": receiver.url, "batch_size": 3, "flush_interval": "200ms"})
+    await sink.send(changes(7))
+    await wait_until(lambda: sum(map(len, receiver.batches)) == 7)
+    assert [len(b) for b in receiver.batches] == [3, 3, 1]
+    first = receiver.batches[0][0]
+    assert first == {
+        "cluster": "east", "kind": "pods", "namespace": "default", "name": "p0", "uid": "uid-0",
+        "type": "ADDED", "old_resource_version": None, "new_resource_version": "1",
+    }  # fmt: skip
+    await sink.close()
+    assert isinstance(sink, WebhookSink) and (sink.sent, sink.dropped, sink.failed) == (7, 0, 0)
+
+
+async def test_retries_with_backoff_until_delivered(receiver: Receiver) -> None:
+    receiver.statuses = [503, 500, 429]
+    sink = create({"url": receiver.url, "flush_interval": 0, "backoff": "10ms", "retries": 5})
+    await sink.send(changes(2))
+    await sink.close()
+    assert receiver.attempts == 4
+    assert [len(b) for b in receiver.batches] == [2]
+    assert isinstance(sink, WebhookSink) and (sink.sent, sink.failed) == (2, 0)
+
+
+async def test_gives_up_after_retries_and_on_client_errors(receiver: Receiver) -> None:
+    receiver.statuses = [500, 500, 500, 400]
+    sink = create({"url": receiver.url, "flush_interval": 0, "backoff": "1ms", "retries": 2, "batch_size": 2})
+    await sink.send(changes(2))
+    await wait_until(lambda: receiver.attempts == 3)
+    await sink.send(changes(2, start=2))  # answered 400: not retried
+    await sink.close()
+    assert receiver.attempts == 4 and receiver.batches == []
+    assert isinstance(sink, WebhookSink) and (sink.sent, sink.failed) == (0, 4)
+
+
+async def test_a_full_queue_drops_and_counts(receiver: Receiver, capfd: pytest.CaptureFixture[str]) -> None:
+    receiver.gate.clear()  # the endpoint hangs: nothing drains
+    sink = create({"url": receiver.url, "max_queue": 5, "batch_size": 2, "flush_interval": 0})
+    assert isinstance(sink, WebhookSink)
+    await sink.send(changes(2))
+    await wait_until(lambda: len(sink._queue) == 0)  # the first batch is in flight, held by the gate
+    await sink.send(changes(10, start=2))
+    assert sink.dropped == 5
+    receiver.gate.set()
+    await sink.close()
+    assert (sink.sent, sink.dropped) == (7, 5)
+    assert sum(map(len, receiver.batches)) == 7
+
+
+async def test_an_unreachable_endpoint_never_blocks_send() -> None:
+    sink = create({"url": "http://127.0.0.1:9/", "retries": 1, "backoff": "1ms", "close_timeout": "2s"})
+    assert isinstance(sink, WebhookSink)
+    await asyncio.wait_for(sink.send(changes(1000)), 0.5)
+    await sink.close()
+    assert sink.failed == 1000 and sink.sent == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "url: expected an http"),
+        ({"url": "ftp://x"}, "url: expected an http"),
+        ({"url": "http://x", "batch_size": 0}, "batch_size"),
+        ({"url": "http://x", "flush_interval": "soon"}, "flush_interval"),
+        ({"url": "http://x", "bogus": 1}, "unknown webhook sink option bogus"),
+    ],
+)
+def test_bad_options_name_the_option(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create(options)
