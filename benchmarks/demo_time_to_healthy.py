@@ -14,7 +14,7 @@ import sys
 import time
 
 CLUSTERS = 3
-LINE = re.compile(r"^\S+ (\S+) (\S+) ")
+LINE = re.compile(r"^\d\d:\d\d:\d\d (\S+) ([A-Z]+) edge=")
 
 
 def time_to_healthy(pods: int) -> tuple[float | None, float]:

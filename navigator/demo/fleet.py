@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -133,7 +133,14 @@ class Fleet:
                 found.append(f"{child.name} (pid {child.pid}) exited with code {child.returncode}: see {child.log_path}")
         return found
 
-    def watch(self, info: DashboardInfo, *, duration: float | None, live: bool) -> tuple[FleetStatus, set[str]]:
+    def watch(
+        self,
+        info: DashboardInfo,
+        *,
+        duration: float | None,
+        live: bool,
+        on_reading: Callable[[FleetStatus], None] | None = None,
+    ) -> tuple[FleetStatus, set[str]]:
         """Show the fleet until ``duration`` seconds after start (or Ctrl-C); the last reading and
         the clusters that were HEALTHY at some point."""
         poller = StatusPoller(
@@ -146,7 +153,7 @@ class Fleet:
         try:
             last = watch(
                 poller, info, started=self.started, deadline=deadline, live=live,
-                console=self.console, notices=self.notices,
+                console=self.console, notices=self.notices, on_reading=on_reading,
             )
         finally:
             poller.close()

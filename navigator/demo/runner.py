@@ -8,6 +8,7 @@ localhost; the dashboard asks the manager's query service.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from navigator.demo.dashboard import DashboardInfo
 from navigator.demo.fleet import Fleet
 from navigator.demo.report import final_report
 from navigator.demo.simulators import default_services, start_simulator, startup_timeout, wait_until_serving
+from navigator.demo.status import FleetStatus
+from navigator.query.client import QueryClient, QueryError
+
+#: Namespaces every cluster has; a service from a workload namespace makes a better example.
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass(slots=True)
@@ -49,6 +55,30 @@ def demo_commands(fleet: Fleet, first: str) -> list[str]:
     ]
 
 
+def service_example(info: DashboardInfo, fleet: Fleet, cluster: str) -> Callable[[FleetStatus], None]:
+    """Once ``cluster`` is synced, add a ``navigator query service`` command naming one of its services."""
+    found = False
+
+    def on_reading(status: FleetStatus) -> None:
+        nonlocal found
+        if found or not any(c.cluster == cluster and c.status == "HEALTHY" for c in status.clusters):
+            return
+        found = True
+        try:
+            with QueryClient(fleet.address, timeout=2.0) as client:
+                rows = list(client.resources(kind="services", cluster=cluster, limit=50))
+        except QueryError:
+            return
+        rows = [r for r in rows if r["namespace"] not in SYSTEM_NAMESPACES] or rows
+        if rows:
+            row = rows[0]
+            info.commands.insert(
+                3, f"navigator query service {row['name']} -n {row['namespace']} --manager {fleet.address}"
+            )
+
+    return on_reading
+
+
 def run_demo(options: DemoOptions, console: Console) -> int:
     """Exit code 0 when every cluster was HEALTHY at some point before the end."""
     clusters = simulated_fleet(options.clusters)
@@ -62,7 +92,8 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         console=console,
     ) as fleet:
         console.print(
-            f"starting {len(clusters)} simulated clusters ({options.pods:,} pods, {services:,} services each"
+            f"starting {len(clusters)} simulated cluster{'s' if len(clusters) != 1 else ''} "
+            f"({options.pods:,} pods, {services:,} services each"
             + (f", {options.churn:g} changes/s" if options.churn else "")
             + f"), a manager on {fleet.address} and one edge per cluster in {fleet.directory}",
             highlight=False,
@@ -90,7 +121,9 @@ def run_demo(options: DemoOptions, console: Console) -> int:
             ],
             commands=demo_commands(fleet, clusters[0].id),
         )
-        last, reached = fleet.watch(info, duration=options.duration, live=live)
+        last, reached = fleet.watch(
+            info, duration=options.duration, live=live, on_reading=service_example(info, fleet, clusters[0].id)
+        )
         code = final_report(console, last, reached, show_table=not live)
         fleet.keep_directory = fleet.keep_directory or code != 0
     return code

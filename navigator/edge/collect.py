@@ -48,8 +48,8 @@ class KindFailure:
 class Versions:
     """Hashes of (id, resourceVersion) and of ids: enough to count changes between collections cheaply."""
 
-    pairs: set[int] = field(default_factory=set)
-    ids: set[int] = field(default_factory=set)
+    pairs: set[int] = field(default_factory=set, repr=False)
+    ids: set[int] = field(default_factory=set, repr=False)
 
     def add(self, resource: Resource) -> None:
         ident = resource.uid or f"{resource.namespace}/{resource.name}"
@@ -67,7 +67,7 @@ class CollectResult:
 
     kind: str
     #: Serialized ``navigator.v1.Resource`` messages, payloads encoded with ``serializer``.
-    items: list[bytes] = field(default_factory=list)
+    items: list[bytes] = field(default_factory=list, repr=False)
     serializer: Serializer | None = None
     #: The list's resourceVersion: where a watch starts. Empty when not freshly listed.
     resource_version: str = ""

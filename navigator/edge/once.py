@@ -81,7 +81,7 @@ async def collect_once(
     serializer = next(iter(serializers.values()))
     client = await asyncio.to_thread(KubeClient.from_config, config.kubernetes)
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=int(__import__("os").environ.get("W", len(collectors))), thread_name_prefix="navigator-once") as executor:
+    with ThreadPoolExecutor(max_workers=len(collectors), thread_name_prefix="navigator-once") as executor:
         try:
             runners = [
                 KindCollector(c, client, config.kubernetes, serializer, executor=executor, progress=progress)

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from loguru import logger
 
-from navigator import __version__
+from navigator import __version__, metrics
 from navigator.config.edge import EdgeConfig
 from navigator.edge.backoff import Backoff
 from navigator.edge.chunking import delta_messages, message_limit, plan_full, size_target
@@ -203,6 +203,8 @@ class StreamClient:
             wait = 0.0
             try:
                 self._update(state=StreamState.CONNECTING, connect_attempts=self.stats.connect_attempts + 1)
+                if self.stats.connect_attempts > 1:
+                    metrics.count_edge_reconnect(self.config.cluster.id)
                 stream = await self._unless_stopped(self._connect())
                 if stream is None:
                     break
@@ -213,6 +215,7 @@ class StreamClient:
                 backoff.reset()
                 await self._session(stream, session)
             except Rejected as rejected:
+                metrics.count_edge_error(self.config.cluster.id, "rejected")
                 wait = rejected.retry_after * (1.0 + 0.1 * self._rng.random()) if rejected.retry_after else 0.0
                 wait = wait or backoff.next()
                 self._update(state=StreamState.STANDBY, rejects=self.stats.rejects + 1, last_reject=str(rejected))
@@ -228,6 +231,8 @@ class StreamClient:
                 wait = backoff.next()
                 what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StreamClosed) else str(exc)
                 was_connected = self.stats.state == StreamState.CONNECTED
+                failure = "ack_timeout" if isinstance(exc, AckTimeout) else "stream" if was_connected else "connection"
+                metrics.count_edge_error(self.config.cluster.id, failure)
                 self._update(state=StreamState.DISCONNECTED, last_error=what)
                 logger.warning(
                     "{} manager at {}: {}; reconnecting in {:.1f}s",
@@ -349,9 +354,11 @@ class StreamClient:
             message = await stream.recv()
             if message is None:
                 raise StreamClosed("the manager ended the stream")
+            metrics.count_edge_bytes(self.config.cluster.id, received=message.ByteSize())
             body = message.WhichOneof("body")
             if body == "ack":
                 acks.put_nowait(message.ack)
+                metrics.count_edge_ack(self.config.cluster.id, message.ack.status)
             elif body == "reject":
                 raise StreamClosed(f"the manager revoked the claim: {Rejected(message.reject)}")
             elif body != "heartbeat":
@@ -423,6 +430,7 @@ class StreamClient:
             messages_sent=self.stats.messages_sent + len(sequences),
             bytes_sent=self.stats.bytes_sent + size,
         )
+        metrics.count_edge_bytes(self.config.cluster.id, sent=size)
         final: sync_pb2.Ack | None = None
         for index, sequence in enumerate(sequences):
             try:

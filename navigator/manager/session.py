@@ -123,6 +123,7 @@ class Session:
             metrics.edge_disconnected()
         if self._claimed and self.ctx.sessions.get(self.cluster) is self:
             del self.ctx.sessions[self.cluster]
+            # On the loop, right after the check above: a reconnect of the same edge cannot slip in between.
             self.ctx.registry.release(self.cluster, self.edge_id)
             logger.info("edge {} of cluster {} disconnected; grace period starts", self.edge_id, self.cluster)
             if self.record is not None:
@@ -179,6 +180,7 @@ class Session:
             )
         if self.ctx.stopping:
             return await self._reject(sync_pb2.REJECT_REASON_UNAVAILABLE, "the manager is shutting down")
+        # On the loop (not a thread) so a cancelled handshake can never leave a claim nobody releases.
         claim = self.ctx.registry.claim(ident.cluster_id, ident.edge_id)
         if claim.outcome is ClaimOutcome.ALREADY_HELD:
             return await self._reject(
@@ -255,7 +257,8 @@ class Session:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(RENEW_INTERVAL)
-            if not self.ctx.registry.renew(self.cluster, self.edge_id):
+            # A shared registry (e.g. PostgreSQL) answers over the network: keep renewals off the loop.
+            if not await asyncio.to_thread(self.ctx.registry.renew, self.cluster, self.edge_id):
                 logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
                 self.terminate("ALREADY_EXISTS", f"the claim on cluster {self.cluster!r} was lost")
                 return

@@ -104,6 +104,9 @@ def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path)
     assert demo.returncode == 0, text
     assert "production-east HEALTHY" in text and "staging-west HEALTHY" in text
     assert "2/2 clusters reached HEALTHY" in text
+    # Without a terminal the header is printed once: what to try while the demo runs.
+    assert f"navigator query pods --manager 127.0.0.1:{port}" in text
+    assert f"curl -s http://127.0.0.1:{metrics_port}/metrics" in text
     # --dir keeps what the run produced: the database, the configs, the logs.
     assert (workdir / "navigator.db").is_file()
     assert (workdir / "manager.yaml").is_file() and (workdir / "logs" / "manager.log").is_file()

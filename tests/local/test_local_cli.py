@@ -63,13 +63,13 @@ def test_local_watches_the_chosen_contexts_until_the_duration_ends(kubeconfig: P
     run = subprocess.Popen(
         navigator(
             "local", "--kubeconfig", str(kubeconfig), "--contexts", "alpha,beta", "--interval", "2s",
-            "--duration", "20", "--port", str(port), "--dir", str(tmp_path / "local"),
+            "--duration", "15", "--port", str(port), "--dir", str(tmp_path / "local"),
         ),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         clusters: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 18
+        deadline = time.monotonic() + 14
         while time.monotonic() < deadline and run.poll() is None:
             result = subprocess.run(
                 navigator("query", "clusters", "--manager", f"127.0.0.1:{port}", "-o", "json"),

@@ -97,7 +97,7 @@ def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], 
     )
     staging = sql.SQL(
         "CREATE TEMP TABLE IF NOT EXISTS {table} (kind text COLLATE \"C\", namespace text COLLATE \"C\","
-        " name text COLLATE \"C\", uid text, resource_version text, labels text, data text)"
+        " name text COLLATE \"C\", uid text, resource_version text, labels text, data text, digest bigint)"
         " ON COMMIT DELETE ROWS"
     ).format(table=sql.Identifier(STAGING_TABLE))
 

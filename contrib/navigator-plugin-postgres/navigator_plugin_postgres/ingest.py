@@ -8,6 +8,7 @@ never a Python loop over the stored rows.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -21,9 +22,10 @@ from navigator_plugin_postgres.connection import STAGING_TABLE
 #: Arbitrary class id for per-cluster advisory locks (the two-key space never meets the migration lock).
 _CLUSTER_LOCK_CLASS = 0x4E41
 
-#: Same text, same digest: a payload that changed without a new resource_version (a collector upgrade)
-#: is still rewritten, and an unchanged one is compared without parsing its JSON.
-_DIGEST = "hashtextextended(s.labels || s.data, 0)"
+#: Same JSON text, same digest: a payload that changed without a new resource_version (a collector
+#: upgrade) is still rewritten, and an unchanged one is compared without parsing its JSON. Computed
+#: by the client while it encodes (CRC-32), so the server spends nothing on it.
+_DIGEST = "s.digest"
 _SAME_KEY = "o.cluster = %(cluster)s AND o.kind = s.kind AND o.namespace = s.namespace AND o.name = s.name"
 
 # Each statement touches a disjoint set of rows (vanished, existing-and-changed, new),
@@ -85,19 +87,22 @@ def _latest_per_key(resources: Sequence[Resource]) -> Iterable[Resource]:
 
 def stage(conn: psycopg.Connection[Any], resources: Sequence[Resource]) -> int:
     """COPY ``resources`` into this session's staging table; JSON is encoded on the way."""
-    dumps = orjson.dumps
+    dumps, crc = orjson.dumps, zlib.crc32
     count = 0
-    columns = "kind, namespace, name, uid, resource_version, labels, data"
+    columns = "kind, namespace, name, uid, resource_version, labels, data, digest"
     with conn.cursor().copy(f"COPY {STAGING_TABLE} ({columns}) FROM STDIN") as copy:
         for r in _latest_per_key(resources):
             try:
-                labels = dumps(r.labels).decode()
-                data = dumps(r.data).decode()
+                labels = dumps(r.labels)
+                data = dumps(r.data)
             except TypeError as exc:
                 raise StorageError(
                     f"{r.kind} {r.namespace}/{r.name}: labels and data must be JSON-compatible ({exc})"
                 ) from None
-            copy.write_row((r.kind, r.namespace, r.name, r.uid, r.resource_version, labels, data))
+            digest = crc(data, crc(labels))
+            copy.write_row(
+                (r.kind, r.namespace, r.name, r.uid, r.resource_version, labels.decode(), data.decode(), digest)
+            )
             count += 1
     return count
 

@@ -21,9 +21,10 @@ from navigator_plugin_postgres.options import PostgresOptions
 
 T = TypeVar("T")
 
-#: Failures that a new connection or a second try can fix: lost connections,
-#: server restarts, pool exhaustion, serialization failures and deadlocks.
-RETRYABLE: tuple[type[BaseException], ...] = (psycopg.OperationalError,)
+def retryable(exc: psycopg.Error) -> bool:
+    """Failures a new connection or a second try can fix: lost connections, server restarts,
+    pool exhaustion, serialization failures, deadlocks. Not a statement_timeout: it would hit again."""
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
 
 
 def backoff(options: PostgresOptions, attempt: int) -> float:
@@ -44,7 +45,9 @@ def run(
         try:
             with pool.connection() as conn, conn.transaction():
                 return work(conn)
-        except RETRYABLE as exc:
+        except psycopg.Error as exc:
+            if not retryable(exc):
+                raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc
             attempt += 1
             if attempt >= options.retry_attempts:
                 raise StorageError(
@@ -56,8 +59,6 @@ def run(
                 what, describe_error(exc), wait, attempt + 1, options.retry_attempts,
             )  # fmt: skip
             time.sleep(wait)
-        except psycopg.Error as exc:
-            raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc
 
 
 def stream(
@@ -80,10 +81,8 @@ def stream(
                     started = True
                     yield item
             return
-        except RETRYABLE as exc:
+        except psycopg.Error as exc:
             attempt += 1
-            if started or attempt >= options.retry_attempts:
+            if started or not retryable(exc) or attempt >= options.retry_attempts:
                 raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc
             time.sleep(backoff(options, attempt - 1))
-        except psycopg.Error as exc:
-            raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc

@@ -118,6 +118,24 @@ def test_a_snapshot_that_cannot_be_retried_changes_nothing(
         backend.close()
 
 
+def test_a_statement_timeout_is_reported_not_retried(
+    pg_options: dict[str, Any], admin: psycopg.Connection[Any]
+) -> None:
+    backend = PostgresBackend(parse_options({**pg_options, "statement_timeout": "300ms"}))
+    backend.migrate()
+    try:
+        backend.apply_snapshot(ClusterRecord("east"), ["pods"], pods("old", 3))
+        admin.execute("SELECT pg_advisory_lock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
+        try:
+            with pytest.raises(StorageError, match=r"applying a snapshot of east failed: .*statement timeout"):
+                backend.apply_snapshot(ClusterRecord("east"), ["pods"], pods("new", 3))
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
+        assert names(backend) == ["old0", "old1", "old2"]
+    finally:
+        backend.close()
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

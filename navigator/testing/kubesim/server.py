@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,7 +60,6 @@ class ServerState:
     churn: Callable[[int], list[str]] | None = None
     churn_rate: Callable[[float], None] | None = None
     address: str = "127.0.0.1:0"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def encode_continue(rv: int, key: str) -> str:
