@@ -9,7 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from navigator import metrics
+from navigator.config.common import MetricsConfig
 from navigator.errors import NavigatorError
+from navigator.resource import Change, ChangeType
 
 
 @pytest.fixture
@@ -137,3 +139,40 @@ def test_close_frees_the_port() -> None:
     first.close()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_stored_objects_follow_full_states_and_deltas(server: metrics.MetricsServer) -> None:
+    def change(kind: str, kind_of_change: ChangeType, name: str) -> Change:
+        return Change("metrics-test-apply", kind, "default", name, f"uid-{name}", kind_of_change, None, "1")
+
+    metrics.record_applied("metrics-test-apply", True, 0.02, [], {"pods": 10, "services": 2})
+    metrics.record_applied(
+        "metrics-test-apply",
+        False,
+        0.001,
+        [
+            change("pods", ChangeType.ADDED, "a"),
+            change("pods", ChangeType.ADDED, "b"),
+            change("pods", ChangeType.DELETED, "c"),
+            change("services", ChangeType.MODIFIED, "s"),
+        ],
+    )
+    after = scrape(server)
+    assert value(after, "navigator_manager_objects", cluster="metrics-test-apply", kind="pods") == 11
+    assert value(after, "navigator_manager_objects", cluster="metrics-test-apply", kind="services") == 2
+    assert value(after, "navigator_manager_changes_total", cluster="metrics-test-apply", change="added") == 2
+    assert value(after, "navigator_manager_changes_total", cluster="metrics-test-apply", change="deleted") == 1
+    assert value(after, "navigator_manager_changes_total", cluster="metrics-test-apply", change="modified") == 1
+    # A later full state resets the totals to what the edge counted.
+    metrics.record_applied("metrics-test-apply", True, 0.02, [], {"pods": 7})
+    assert value(scrape(server), "navigator_manager_objects", cluster="metrics-test-apply", kind="pods") == 7
+
+
+def test_serve_metrics_only_when_a_port_is_configured() -> None:
+    assert metrics.serve_metrics(MetricsConfig()) is None
+    running = metrics.serve_metrics(MetricsConfig(host="127.0.0.1", port=0))
+    assert running is not None
+    try:
+        assert "navigator_manager_connected_edges" in httpx.get(running.url, timeout=5).text
+    finally:
+        running.close()
