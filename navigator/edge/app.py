@@ -88,12 +88,7 @@ class Edge:
         self._executor = ThreadPoolExecutor(
             max_workers=len(self.collectors) + 1, thread_name_prefix=f"navigator-list-{self.cluster_id}"
         )
-        loop_ref: list[SyncLoop] = []
-        outbox = Outbox(
-            self.config.manager.buffer.max_messages,
-            self.config.manager.buffer.when_full,
-            on_lost=lambda: loop_ref[0].request_full_soon(),
-        )
+        outbox = Outbox(self.config.manager.buffer.max_messages, self.config.manager.buffer.when_full)
         # Collections are packed with the preferred serializer; another negotiated one re-encodes.
         preferred = next(iter(self.serializers.values()))
         collectors = {
@@ -103,12 +98,10 @@ class Edge:
                 self.config.kubernetes,
                 preferred,
                 executor=self._executor,
-                progress=lambda kind, n: loop_ref[0].progress(kind, n),
             )
             for name, c in self.collectors.items()
         }
         self.loop = SyncLoop(self.config, collectors, self.client, outbox)
-        loop_ref.append(self.loop)
         self.stream = StreamClient(
             self.config,
             self.transport,

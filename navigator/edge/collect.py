@@ -222,8 +222,10 @@ class KindCollector:
             for obj in page.items:
                 try:
                     resource = to_resource(obj)
+                    if not resource.name or not resource.uid:
+                        raise ValueError("it has no metadata.name or metadata.uid")
                     items.append(pack(resource, serializer))
-                except Exception as exc:  # one odd object must not lose the whole kind
+                except Exception as exc:  # one odd object must not lose the whole kind (nor the state)
                     skipped += 1
                     if skipped <= 5:
                         logger.warning("{}: skipping an object the collector cannot read: {!r}", self.kind, exc)

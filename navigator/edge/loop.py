@@ -55,6 +55,10 @@ class SyncLoop:
         self.collectors = dict(collectors)
         self.client = client
         self.outbox = outbox
+        # The loop listens to what it drives: collection progress, and states the buffer had to drop.
+        for kc in self.collectors.values():
+            kc.progress = kc.progress or self.progress
+        outbox.on_lost = outbox.on_lost or self.request_full_soon
         self.adaptive = AdaptiveInterval(config.sync.interval, config.sync.adaptive)
         self.stats = LoopStats(interval=self.adaptive.current)
         self._wake = asyncio.Event()

@@ -365,11 +365,10 @@ class StreamClient:
                 logger.debug("ignoring unexpected {} from the manager", body)
 
     async def _next(self) -> Outgoing | None:
-        """The next state to send; None when stopping; heartbeats while idle."""
-        while not self._stopping.is_set():
-            item = await self._unless_stopped(asyncio.wait_for(self.outbox.get(), self._heartbeat_every))
-            return item
-        return None
+        """The next state to send; None when stopping; TimeoutError after an idle heartbeat interval."""
+        if self._stopping.is_set():
+            return None
+        return await self._unless_stopped(asyncio.wait_for(self.outbox.get(), self._heartbeat_every))
 
     async def _write(self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], session: Session) -> None:
         sent_full = False

@@ -17,6 +17,7 @@ from loguru import logger
 
 from navigator.config.edge import KubernetesSection
 from navigator.edge.backoff import Backoff
+from navigator.edge.collect import FINAL_STATUSES
 from navigator.edge.kube import KubeApiError, KubeClient, WatchStop
 from navigator.interfaces import Collector
 from navigator.resource import Resource
@@ -96,6 +97,8 @@ class KindWatcher:
                         continue
                     try:
                         resource = to_resource(event.object)
+                        if not resource.name or not resource.uid:
+                            raise ValueError("it has no metadata.name or metadata.uid")
                     except Exception as exc:  # skip what the collector cannot read
                         logger.warning("{}: skipping a watch event the collector cannot read: {!r}", self.kind, exc)
                         continue
@@ -105,6 +108,9 @@ class KindWatcher:
                     return
                 if exc.expired:
                     self._post(self.on_broken, self.kind, f"watch expired: {exc.message}")
+                    return
+                if exc.status in FINAL_STATUSES:  # e.g. RBAC allows list but not watch: poll instead
+                    self._post(self.on_broken, self.kind, f"cannot watch: {exc}")
                     return
                 failures += 1
                 if failures >= self.config.retry_attempts:

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from navigator.testing.kubesim.tls import TLSMaterial
 from navigator.v1 import sync_pb2, sync_pb2_grpc
 
 RejectFn = Callable[[sync_pb2.Identify], sync_pb2.Reject | None]
@@ -48,10 +49,14 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, tls: TLSMaterial | None = None) -> None:
         self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20)])
         sync_pb2_grpc.add_SyncServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if tls is None:
+            self.port = self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        else:
+            credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
+            self.port = self.server.add_secure_port(f"127.0.0.1:{self.port}", credentials)
         await self.server.start()
 
     async def stop(self, grace: float | None = None) -> None:

@@ -166,3 +166,14 @@ async def test_third_party_kind_reaches_the_manager(kubesim: KubeSim, tmp_path: 
         (widget,) = await mgr.resources(kind="widgets")
         assert widget["name"] == "w1" and widget["labels"] == {"color": "red"}
         assert (widget["size"], widget["color"]) == (3, "red")
+
+
+async def test_in_process_transport(kubesim: KubeSim, tmp_path: Path) -> None:
+    async with (
+        run_test_manager(tmp_path, transport="inprocess") as mgr,
+        run_test_edge(kubesim.kubeconfig_path, kubesim.context, mgr.address, "sim",
+                      plugins={"transport": "inprocess"}) as edge,
+    ):
+        row = await mgr.wait_for_status("sim", "HEALTHY")
+        assert row["counts"]["pods"] == kubesim.count("pods")
+        assert edge.stats.applied_full >= 1

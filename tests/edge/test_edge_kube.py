@@ -144,3 +144,10 @@ def test_label_selector_is_applied_server_side(kubesim: KubeSim, kube_client: Ku
         s["metadata"]["name"] for s in kubesim.list("services", label_selector=selector)
     ]
     assert services.COLLECTOR.collection_path == "/api/v1/services"
+
+
+def test_https_api_server_with_the_kubeconfig_ca(kubesim_factory: Any) -> None:
+    sim = kubesim_factory(pods=3, tls=True, token="t0k")
+    client = KubeClient.from_config(kube_section(sim))
+    assert client.host.startswith("https://")
+    assert len(client.list_page("/api/v1/pods", limit=10).items) == 3

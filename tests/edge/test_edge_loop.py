@@ -155,3 +155,11 @@ async def test_busy_cluster_shortens_the_interval(kubesim: KubeSim, start_loop: 
             kubesim.create(pod(f"busy-{i}"))
         await run.until(lambda i: isinstance(i, Delta) and i.object_count >= 5)
         assert run.loop.stats.interval == pytest.approx(0.2)
+
+
+async def test_watch_refused_by_rbac_falls_back_to_listing(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    kubesim.faults.set("services", 403, verbs=["watch"])
+    async with start_loop(sync={"interval": 0.2, "adaptive": {"enabled": False}}) as run:
+        assert isinstance(await run.next(), FullSnapshot)
+        again = await run.until(lambda i: isinstance(i, FullSnapshot))
+        assert isinstance(again, FullSnapshot) and sorted(again.kinds) == ["endpointslices", "pods", "services"]

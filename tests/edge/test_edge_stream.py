@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from navigator_plugins.serializers.json import JsonSerializer
@@ -12,7 +13,7 @@ from navigator_plugins.serializers.json import JsonSerializer
 from navigator.config.edge import EdgeConfig
 from navigator.edge.app import Edge
 from navigator.edge.stream import StreamState
-from navigator.testing.kubesim import KubeSim
+from navigator.testing.kubesim import KubeSim, tls
 from navigator.v1 import sync_pb2
 
 from .fake_manager import FakeManager
@@ -178,3 +179,23 @@ async def test_heartbeats_while_a_slow_collection_runs(
         await edge.wait_until(lambda e: e.stats.applied_full >= 1)
         kubesim.faults.latency("pods", 4.0, times=1)  # the next collection takes longer than an interval
         await edge.wait_until(lambda e: e.stats.heartbeats_sent >= 1, timeout=10)
+
+
+async def test_tls_to_the_manager_with_a_private_ca(
+    kubesim: KubeSim, make_config: Callable[..., EdgeConfig], tmp_path: Path
+) -> None:
+    material = tls.generate()
+    (tmp_path / "ca.pem").write_bytes(material.ca_pem)
+    manager = FakeManager()
+    await manager.start(tls=material)
+    try:
+        trusted = make_config(manager.address, manager={"tls": {"enabled": True, "ca_file": str(tmp_path / "ca.pem")},
+                                                         "compression": "gzip"})
+        async with Edge(trusted) as edge:
+            await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        untrusted = make_config(manager.address, manager={"tls": {"enabled": True}, "connect_timeout": 0.5})
+        async with Edge(untrusted) as edge:
+            await edge.wait_until(lambda e: e.stats.connect_attempts >= 2)
+            assert edge.stats.accepts == 0 and "cannot reach the manager" in edge.stats.last_error
+    finally:
+        await manager.stop()
