@@ -155,14 +155,19 @@ class KubeClient:
     def close(self) -> None:
         self.api.close()
 
-    def _get(self, path: str, query: list[tuple[str, Any]], timeout: float | tuple[float, float]) -> Any:
+    def _get(
+        self, path: str, query: list[tuple[str, Any]], timeout: float | tuple[float, float], gzip: bool = False
+    ) -> Any:
         """Start a GET; returns the raw urllib3 response (body unread) or raises KubeApiError."""
+        headers = {"Accept": "application/json"}
+        if gzip:  # as kubectl does: API servers compress large responses (urllib3 decodes them)
+            headers["Accept-Encoding"] = "gzip"
         try:
             request = self.api.param_serialize(
                 method="GET",
                 resource_path=path,
                 query_params=query,
-                header_params={"Accept": "application/json"},
+                header_params=headers,
                 auth_settings=["BearerToken"],
             )
             response = self.api.call_api(*request, _request_timeout=timeout)
@@ -189,7 +194,7 @@ class KubeClient:
             query.append(("continue", continue_token))
         if label_selector:
             query.append(("labelSelector", label_selector))
-        raw = self._get(path, query, self.request_timeout)
+        raw = self._get(path, query, self.request_timeout, gzip=True)
         try:
             body = raw.data
         except (urllib3.exceptions.HTTPError, OSError) as exc:

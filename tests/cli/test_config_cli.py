@@ -33,3 +33,14 @@ def test_unknown_command_is_usage_error() -> None:
     result = navigator("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_plugins_list_marks_what_a_config_enables(tmp_path: Path) -> None:
+    manager = tmp_path / "manager.yaml"
+    manager.write_text("storage: {plugin: postgres, options: {dsn: 'postgresql://x'}}\nsinks: [{plugin: log}]\n")
+    result = navigator("plugins", "list", "-o", "json", "--manager-config", str(manager))
+    assert result.returncode == 0, result.stderr
+    enabled = {(r["group"], r["name"]) for r in orjson.loads(result.stdout) if r["enabled"]}
+    assert ("navigator.sinks", "log") in enabled
+    assert ("navigator.storage", "sqlite") not in enabled
+    assert ("navigator.collectors", "pods") not in enabled
