@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/navigator demo --clusters 3 --pods 2000 --churn 5 --duration 60
 
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
