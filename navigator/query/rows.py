@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2
 
 #: Keys a row of each built-in kind always has (``None`` when the collector did not set them).
@@ -24,27 +24,6 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: The ``navigator query`` views that show one kind.
 KIND_VIEWS = tuple(KIND_FIELDS)
-
-
-def value_to_python(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        number = value.number_value
-        # Struct keeps numbers as doubles; Kubernetes integers (ports, counts) come back as ints.
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [value_to_python(v) for v in value.list_value.values]
-    return None
-
-
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    return {key: value_to_python(value) for key, value in message.fields.items()}
 
 
 def rfc3339(stamp: Timestamp | None) -> str | None:

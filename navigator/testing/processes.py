@@ -143,7 +143,8 @@ def wait_until(
                 f"{proc.name} exited ({proc.proc.returncode}) waiting for {what}:\n{proc.output()[-4000:]}"
             )
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    tail = f"; {proc.name} output:\n{proc.output()[-4000:]}" if proc is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{tail}")
 
 
 def kubectl_count(kubeconfig: Path, resource: str) -> int:

@@ -1,7 +1,7 @@
 """Protobuf payloads: ``google.protobuf.Struct``, readable by any protobuf runtime.
 
-Struct keeps every number as a double, so integral values are turned back into
-ints on decode (Kubernetes fields carry no fractional numbers that matter).
+Struct keeps every number as a double; ``navigator.structs`` turns integral
+values back into ints on decode.
 """
 
 from __future__ import annotations
@@ -14,28 +14,7 @@ from google.protobuf.message import DecodeError
 
 from navigator import hookimpl
 from navigator.interfaces import Serializer
-
-
-def _from_value(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        number = value.number_value
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return _from_struct(value.struct_value)
-    if kind == "list_value":
-        return [_from_value(v) for v in value.list_value.values]
-    return None
-
-
-def _from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
-    # Keys plus indexing stay in C; the map's items() view runs Python code per entry (~1/3 of decode time).
-    fields = message.fields
-    return {key: _from_value(fields[key]) for key in fields}
+from navigator.structs import struct_to_dict
 
 
 class ProtobufSerializer:
@@ -55,7 +34,7 @@ class ProtobufSerializer:
             message.ParseFromString(payload)
         except DecodeError as exc:
             raise ValueError(f"payload is not a protobuf Struct: {exc}") from None
-        return _from_struct(message)
+        return struct_to_dict(message)
 
 
 @hookimpl

@@ -157,7 +157,7 @@ def test_manager_kill9_edges_reconnect_and_resync(fleet: Fleet, tmp_path: Path, 
     _, kubeconfig = fleet.kubesim("south", "--pods", "30", "--services", "3")
     port, db = free_port(), tmp_path / "nav.db"
     manager = fleet.manager("manager", port, db)
-    fleet.edge("edge", "south", kubeconfig, port)
+    edge = fleet.edge("edge", "south", kubeconfig, port)
     wait_until(lambda: status_is(port, "south", "HEALTHY"), "HEALTHY")
     pods = query(port, "pods", "--cluster", "south")
     manager.stop(signal.SIGKILL)
@@ -165,7 +165,7 @@ def test_manager_kill9_edges_reconnect_and_resync(fleet: Fleet, tmp_path: Path, 
     gone = pods[0]
     kubectl(kubeconfig, "delete", "pod", "-n", gone["namespace"], gone["name"], "--wait=false")
     fleet.manager("manager-again", port, db)
-    wait_until(lambda: status_is(port, "south", "HEALTHY"), "edge reconnected", timeout=60)
+    wait_until(lambda: status_is(port, "south", "HEALTHY"), "edge reconnected", edge, timeout=60)
     wait_until(
         lambda: len(query(port, "pods", "--cluster", "south")) == 29,
         "the deletion made while the manager was down",

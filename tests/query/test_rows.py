@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from google.protobuf import struct_pb2
 
-from navigator.query.rows import cluster_row, record_dict, resource_row, struct_to_dict
+from navigator.query.rows import cluster_row, record_dict, resource_row
+from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2
 
 
 def test_struct_numbers_come_back_as_ints_where_integral() -> None:
     message = struct_pb2.Struct()
     message.update({"port": 80, "ratio": 0.5, "nested": [{"n": 3}], "none": None, "ok": True})
-    assert struct_to_dict(message) == {"port": 80, "ratio": 0.5, "nested": [{"n": 3}], "none": None, "ok": True}
+    assert struct_to_dict(message) == {
+        "port": 80,
+        "ratio": 0.5,
+        "nested": [{"n": 3}],
+        "none": None,
+        "ok": True,
+    }
     assert isinstance(struct_to_dict(message)["port"], int)
 
 
 def test_kind_rows_always_carry_their_keys() -> None:
-    record = query_pb2.ResourceRecord(kind="pods", cluster="c", namespace="n", name="p", uid="u", resource_version="9")
+    record = query_pb2.ResourceRecord(
+        kind="pods", cluster="c", namespace="n", name="p", uid="u", resource_version="9"
+    )
     record.data.update({"phase": "Running", "restarts": 2})
     row = resource_row(record_dict(record), "pods")
     assert row == {
