@@ -184,6 +184,11 @@ class StreamClient:
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # Our caller was cancelled (the session ended): the inner task must not outlive it, or an
+            # orphaned outbox.get() would take the next state, which then is never sent.
+            task.cancel()
+            raise
         finally:
             stop.cancel()
         if task in done:

@@ -23,8 +23,12 @@ async def test_identifies_then_sends_a_full_state_first(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
     fake_manager.serializer = "json"
-    config = make_config(fake_manager.address, edge_id="edge-1", cluster={"id": "sim", "metadata": {"region": "r1"}},
-                         manager={"token": "s3cret"})
+    config = make_config(
+        fake_manager.address,
+        edge_id="edge-1",
+        cluster={"id": "sim", "metadata": {"region": "r1"}},
+        manager={"token": "s3cret"},
+    )
     async with Edge(config) as edge:
         await fake_manager.wait_for(lambda m: len(m.states) >= 2)
         await edge.wait_until(lambda e: e.stats.applied_full >= 1)
@@ -42,7 +46,10 @@ async def test_identifies_then_sends_a_full_state_first(
     assert (full.cluster_id, full.edge_id) == ("sim", "edge-1")
     assert dict(full.counts) == {k: kubesim.count(k) for k in ("services", "endpointslices", "pods")}
     pod = next(r for r in full.resources if r.kind == "pods")
-    assert JsonSerializer().decode(pod.payload)["phase"] == kubesim.get("pods", pod.namespace, pod.name)["status"]["phase"]
+    assert (
+        JsonSerializer().decode(pod.payload)["phase"]
+        == kubesim.get("pods", pod.namespace, pod.name)["status"]["phase"]
+    )
     assert all(s.type == sync_pb2.STATE_TYPE_DELTA for s in rest)
     sequences = [s.sequence for s in conn.states]
     assert sequences == sorted(set(sequences))
@@ -55,8 +62,14 @@ async def test_reconnects_after_the_manager_goes_away_and_resyncs(
         await edge.wait_until(lambda e: e.stats.applied_full >= 1)
         await fake_manager.stop()
         await edge.wait_until(lambda e: e.stats.state != StreamState.CONNECTED)
-        kubesim.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "while-away", "namespace": "default"},
-                        "spec": {"containers": [{"name": "c", "image": "x"}]}})
+        kubesim.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "while-away", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            }
+        )
         await asyncio.sleep(0.3)  # a few failed reconnects with backoff
         await fake_manager.start()
         await fake_manager.wait_for(lambda m: len(m.connections) == 2 and len(m.connections[1].states) >= 1)
@@ -69,6 +82,26 @@ async def test_reconnects_after_the_manager_goes_away_and_resyncs(
     assert resync.sequence > max(s.sequence for s in first.states)
 
 
+async def test_full_resync_after_a_quick_reconnect_is_delivered_while_idle(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    # A long interval keeps the idle writer waiting for its next state for a long time; the
+    # resync after a quick reconnect must reach the new stream, not that abandoned wait.
+    config = make_config(
+        fake_manager.address,
+        sync={"interval": "30s", "adaptive": {"enabled": False, "min_interval": "1s", "max_interval": "1m"}},
+        manager={"reconnect": {"initial": "0.05s", "max": "0.1s"}},
+    )
+    async with Edge(config) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        await asyncio.sleep(0.3)
+        await fake_manager.stop()
+        await edge.wait_until(lambda e: e.stats.state != StreamState.CONNECTED)
+        await fake_manager.start()
+        await edge.wait_until(lambda e: e.stats.applied_full >= 2, timeout=10)
+    assert fake_manager.connections[1].states[0].type == sync_pb2.STATE_TYPE_FULL
+
+
 async def test_rejected_edge_stands_by_and_takes_over(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
@@ -77,8 +110,11 @@ async def test_rejected_edge_stands_by_and_takes_over(
     def reject(identify: sync_pb2.Identify) -> sync_pb2.Reject | None:
         if not held:
             return None
-        return sync_pb2.Reject(reason=sync_pb2.REJECT_REASON_ALREADY_HELD, message="cluster sim is held",
-                               holder_edge_id="other-edge")
+        return sync_pb2.Reject(
+            reason=sync_pb2.REJECT_REASON_ALREADY_HELD,
+            message="cluster sim is held",
+            holder_edge_id="other-edge",
+        )
 
     fake_manager.reject = reject
     async with Edge(make_config(fake_manager.address)) as edge:
@@ -131,15 +167,14 @@ async def test_graceful_stop_ends_the_stream_at_once(
     assert edge.stats.state == StreamState.STOPPED
 
 
-async def test_big_full_state_arrives_as_a_chunk_set(
-    kubesim_factory: Any, fake_manager: FakeManager
-) -> None:
+async def test_big_full_state_arrives_as_a_chunk_set(kubesim_factory: Any, fake_manager: FakeManager) -> None:
     sim = kubesim_factory(pods=300, services=20, namespaces=2)
     fake_manager.max_message_bytes = 64 * 1024
     from navigator.testing.edge import edge_config
 
-    config = edge_config(sim.kubeconfig_path, sim.context, fake_manager.address, "big",
-                         manager={"chunk_fraction": 0.5})
+    config = edge_config(
+        sim.kubeconfig_path, sim.context, fake_manager.address, "big", manager={"chunk_fraction": 0.5}
+    )
     async with Edge(config) as edge:
         await edge.wait_until(lambda e: e.stats.applied_full >= 1)
     (chunks,) = fake_manager.fulls()[:1]
@@ -174,7 +209,9 @@ async def test_retry_ack_asks_for_a_full_resync(
 async def test_heartbeats_while_a_slow_collection_runs(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
-    config = make_config(fake_manager.address, sync={"mode": "poll", "interval": 1.0, "adaptive": {"enabled": False}})
+    config = make_config(
+        fake_manager.address, sync={"mode": "poll", "interval": 1.0, "adaptive": {"enabled": False}}
+    )
     async with Edge(config) as edge:
         await edge.wait_until(lambda e: e.stats.applied_full >= 1)
         kubesim.faults.latency("pods", 4.0, times=1)  # the next collection takes longer than an interval
@@ -189,8 +226,10 @@ async def test_tls_to_the_manager_with_a_private_ca(
     manager = FakeManager()
     await manager.start(tls=material)
     try:
-        trusted = make_config(manager.address, manager={"tls": {"enabled": True, "ca_file": str(tmp_path / "ca.pem")},
-                                                         "compression": "gzip"})
+        trusted = make_config(
+            manager.address,
+            manager={"tls": {"enabled": True, "ca_file": str(tmp_path / "ca.pem")}, "compression": "gzip"},
+        )
         async with Edge(trusted) as edge:
             await edge.wait_until(lambda e: e.stats.applied_full >= 1)
         untrusted = make_config(manager.address, manager={"tls": {"enabled": True}, "connect_timeout": 0.5})
