@@ -77,5 +77,7 @@ def watch(
                 time.sleep(refresh if deadline is None else min(refresh, deadline - now))
                 last = poller.poll()
         except KeyboardInterrupt:
-            pass
+            # Ctrl-C can land between two readings: one last look, so the final report is current.
+            with contextlib.suppress(KeyboardInterrupt):
+                last = poller.poll()
     return last
