@@ -67,8 +67,8 @@ _EQ = re.compile(rf"^\s*({_KEY})\s*(==|=|!=)\s*(.*?)\s*$")
 _EXISTS = re.compile(rf"^\s*(!?)\s*({_KEY})\s*$")
 
 
-def _split(text: str) -> list[str]:
-    """Split on commas outside parentheses."""
+def split_requirements(text: str) -> list[str]:
+    """Split a selector on the commas outside parentheses (``env in (a,b)`` stays whole)."""
     parts: list[str] = []
     current: list[str] = []
     depth = 0
@@ -97,7 +97,7 @@ def parse_selector(text: str | None) -> LabelSelector | None:
     if text is None or not text.strip():
         return None
     requirements = []
-    for part in _split(text):
+    for part in split_requirements(text):
         if not part.strip():
             raise SelectorError(f"empty requirement in label selector {text!r}")
         if m := _SET.match(part):

@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from navigator.selectors import split_requirements
+
 from .errors import ApiError
 
 _KEY = r"[A-Za-z0-9](?:[-A-Za-z0-9_./]*[A-Za-z0-9])?"
@@ -48,25 +50,6 @@ class Requirement:
         return n > int(bound) if op == "gt" else n < int(bound)
 
 
-def _split_top(s: str) -> list[str]:
-    """Split on commas that are not inside parentheses."""
-    parts: list[str] = []
-    cur: list[str] = []
-    depth = 0
-    for ch in s:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return parts
-
-
 class LabelSelector:
     """A parsed ``labelSelector``; an empty one matches everything."""
 
@@ -78,7 +61,7 @@ class LabelSelector:
         if not text or not text.strip():
             return cls([])
         reqs: list[Requirement] = []
-        for part in _split_top(text):
+        for part in split_requirements(text):
             reqs.append(_parse_requirement(part, text))
         return cls(reqs)
 
@@ -171,7 +154,7 @@ class FieldSelector:
                 raise ApiError.bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
             fld, op, value = m.group(1).strip(), m.group(2), _unescape(m.group(3))
             if not allowed(fld):
-                raise ApiError.bad_request(f'field label not supported: {fld}')
+                raise ApiError.bad_request(f"field label not supported: {fld}")
             terms.append((fld, op != "!=", value))
         return cls(terms)
 

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -19,18 +18,9 @@ FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / 
 
 
 @pytest.fixture
-def make_sim(tmp_path: Path) -> Iterator[Callable[..., KubeSim]]:
-    started: list[KubeSim] = []
-
-    def make(**kwargs: Any) -> KubeSim:
-        kwargs.setdefault("kubeconfig_path", tmp_path / f"kubeconfig-{len(started)}")
-        sim = KubeSim(**kwargs).start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+def make_sim(kubesim_factory: Callable[..., KubeSim]) -> Callable[..., KubeSim]:
+    """The fixture plugin authors get, so the simulator's own tests exercise it too."""
+    return kubesim_factory
 
 
 @pytest.fixture
