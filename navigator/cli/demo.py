@@ -9,66 +9,18 @@ from types import FrameType
 
 from rich.console import Console
 
-
-def _whole(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"expected at least {least}, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _whole(text, 1)
-
-
-def _count(text: str) -> int:
-    return _whole(text, 0)
-
-
-def _seconds(text: str) -> float:
-    from navigator.config.types import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected changes per second, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative rate, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value}")
-    return value
+from navigator.cli import argtypes
 
 
 def add_fleet_arguments(parser: argparse.ArgumentParser, default_interval: float) -> None:
     """Options ``navigator demo`` and ``navigator local`` share."""
-    parser.add_argument("--port", type=_port, default=None, metavar="P",
+    parser.add_argument("--port", type=argtypes.port, default=None, metavar="P",
                         help="manager port (default 50051, or a free port if that is taken; 0: any free port)")
-    parser.add_argument("--metrics-port", type=_port, default=None, metavar="P",
+    parser.add_argument("--metrics-port", type=argtypes.port, default=None, metavar="P",
                         help="Prometheus metrics port of the manager (default: a free port)")
-    parser.add_argument("--interval", type=_seconds, default=default_interval, metavar="S",
+    parser.add_argument("--interval", type=argtypes.duration, default=default_interval, metavar="S",
                         help=f"edge sync interval, e.g. 5s (default {default_interval:g}s)")
-    parser.add_argument("--duration", type=_seconds, default=None, metavar="S",
+    parser.add_argument("--duration", type=argtypes.duration, default=None, metavar="S",
                         help="stop after this many seconds, print a final table, exit 0 only if all clusters "
                         "were HEALTHY (default: run until Ctrl-C)")
     parser.add_argument("--dir", type=Path, default=None, metavar="PATH",
@@ -78,12 +30,12 @@ def add_fleet_arguments(parser: argparse.ArgumentParser, default_interval: float
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clusters", type=_positive_int, default=3, metavar="N",
+    parser.add_argument("--clusters", type=argtypes.positive_int, default=3, metavar="N",
                         help="simulated clusters (default 3)")
-    parser.add_argument("--pods", type=_count, default=200, metavar="N", help="pods per cluster (default 200)")
-    parser.add_argument("--services", type=_count, default=None, metavar="N",
+    parser.add_argument("--pods", type=argtypes.count, default=200, metavar="N", help="pods per cluster (default 200)")
+    parser.add_argument("--services", type=argtypes.count, default=None, metavar="N",
                         help="services per cluster (default: one per 10 pods)")
-    parser.add_argument("--churn", type=_rate, default=0.0, metavar="R",
+    parser.add_argument("--churn", type=argtypes.rate, default=0.0, metavar="R",
                         help="pod changes per second per cluster: restarts, readiness, scaling (default 0)")
     add_fleet_arguments(parser, default_interval=5.0)
     parser.set_defaults(run=run)

@@ -12,34 +12,9 @@ import threading
 from types import FrameType
 from typing import Any
 
+from navigator.cli import argtypes
+
 from .loader import LoadError
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return n
-
-
-def _port(text: str) -> int:
-    n = _count(text)
-    if n > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return n
-
-
-def _rate(text: str) -> float:
-    try:
-        r = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of mutations per second, got {text!r}") from None
-    if r < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative rate, got {text!r}")
-    return r
 
 
 def _fault(text: str) -> tuple[str, int]:
@@ -55,15 +30,15 @@ def _fault(text: str) -> tuple[str, int]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", required=True, metavar="PATH", help="where to write the kubeconfig")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: a free port)")
-    parser.add_argument("--pods", type=_count, default=0, metavar="N", help="generated pods")
-    parser.add_argument("--services", type=_count, default=0, metavar="N", help="generated services")
-    parser.add_argument("--namespaces", type=_count, default=1, metavar="N",
+    parser.add_argument("--port", type=argtypes.port, default=0, help="port to listen on (default 0: a free port)")
+    parser.add_argument("--pods", type=argtypes.count, default=0, metavar="N", help="generated pods")
+    parser.add_argument("--services", type=argtypes.count, default=0, metavar="N", help="generated services")
+    parser.add_argument("--namespaces", type=argtypes.count, default=1, metavar="N",
                         help="generated workload namespaces, besides the 4 system ones (default 1)")
-    parser.add_argument("--nodes", type=_count, default=None, metavar="N",
+    parser.add_argument("--nodes", type=argtypes.count, default=None, metavar="N",
                         help="generated nodes (default: one per 60 pods)")
-    parser.add_argument("--seed", type=_count, default=0, metavar="N", help="generator seed (default 0)")
-    parser.add_argument("--churn", type=_rate, default=0.0, metavar="PER_SECOND",
+    parser.add_argument("--seed", type=argtypes.count, default=0, metavar="N", help="generator seed (default 0)")
+    parser.add_argument("--churn", type=argtypes.rate, default=0.0, metavar="PER_SECOND",
                         help="pod mutations per second (restarts, readiness, scaling)")
     parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a throwaway CA (put in the kubeconfig)")
@@ -74,9 +49,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="sim", help="cluster name, also the default context name")
     parser.add_argument("--user", default=None, help="kubeconfig user name (default NAME-user)")
     parser.add_argument("--context", default=None, help="kubeconfig context name (default NAME)")
-    parser.add_argument("--history-limit", type=_count, default=20000, metavar="N",
+    parser.add_argument("--history-limit", type=argtypes.count, default=20000, metavar="N",
                         help="watch events kept; older resourceVersions get 410 Gone (default 20000)")
-    parser.add_argument("--bookmark-interval", type=_rate, default=10.0, metavar="SECONDS",
+    parser.add_argument("--bookmark-interval", type=argtypes.rate, default=10.0, metavar="SECONDS",
                         help="seconds between watch bookmarks (default 10)")
 
 
