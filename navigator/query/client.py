@@ -58,7 +58,7 @@ def _error(exc: grpc.RpcError, address: str, timeout: float) -> QueryError:
     return QueryError(f"query failed ({code.name if code else 'error'}): {details}")
 
 
-def _list_request(
+def list_request(
     kind: str | None,
     cluster: str | None,
     namespace: str | None,
@@ -109,7 +109,7 @@ class QueryClient:
         name: str | None = None,
         limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        request = _list_request(kind, cluster, namespace, selector, name, limit)
+        request = list_request(kind, cluster, namespace, selector, name, limit)
         try:
             for page in self._stub.ListResources(request, timeout=self.timeout):
                 for record in page.resources:
@@ -159,7 +159,7 @@ class AsyncQueryClient:
         name: str | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        request = _list_request(kind, cluster, namespace, selector, name, limit)
+        request = list_request(kind, cluster, namespace, selector, name, limit)
         try:
             async for page in self._stub.ListResources(request, timeout=self.timeout):
                 for record in page.resources:

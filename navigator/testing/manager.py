@@ -26,7 +26,7 @@ from typing import Any
 from navigator.config.manager import ManagerConfig
 from navigator.interfaces import StorageBackend
 from navigator.manager.app import Manager
-from navigator.query.client import AsyncQueryClient
+from navigator.query.client import AsyncQueryClient, list_request
 from navigator.query.rows import cluster_row, record_dict, resource_row
 from navigator.v1 import query_pb2
 
@@ -131,10 +131,7 @@ class TestManager:
         name: str | None = None,
     ) -> list[dict[str, Any]]:
         """Rows as ``navigator query`` prints them: a kind view when ``kind`` is given, else ``resources``."""
-        request = query_pb2.ListResourcesRequest(
-            kind=kind or "", cluster=cluster or "", namespace=namespace or "", label_selector=selector or "",
-            name=name or "",
-        )  # fmt: skip
+        request = list_request(kind, cluster, namespace, selector, name, None)
         rows = []
         async for page in self.manager.list_resources(request):
             rows += [resource_row(record_dict(r), kind or "resources") for r in page.resources]
