@@ -82,7 +82,7 @@ def main() -> int:
         raw_client(args.raw_client, args.limit)
         return 0
 
-    from navigator.testing.kubesim import KubeSim
+    from navigator.kubesim import KubeSim
 
     base, _ = rss_mb()
     t0 = time.perf_counter()

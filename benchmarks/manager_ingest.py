@@ -27,8 +27,8 @@ from pathlib import Path
 from navigator_plugins.serializers.protobuf import ProtobufSerializer
 from navigator_plugins.storage.sqlite import create as create_sqlite
 
+from navigator.client.client import AsyncQueryClient
 from navigator.interfaces import ResourceQuery
-from navigator.query.client import AsyncQueryClient
 from navigator.testing.raw_edge import RawEdge, chunked, full_state
 from navigator.v1 import sync_pb2
 

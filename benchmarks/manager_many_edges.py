@@ -26,7 +26,7 @@ from pathlib import Path
 
 from navigator_plugins.serializers.protobuf import ProtobufSerializer
 
-from navigator.query.client import AsyncQueryClient
+from navigator.client.client import AsyncQueryClient
 from navigator.testing.raw_edge import RawEdge, delta_state, full_state
 from navigator.v1 import sync_pb2
 

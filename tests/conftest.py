@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-#: The simulator fixtures plugin authors use (``kubesim``, ``kubesim_factory``), used here too.
-pytest_plugins = ["navigator.testing.kubesim.pytest_fixtures"]
-
 ROOT = Path(__file__).resolve().parent.parent
 #: Upstream Kubernetes objects; present in the development workspace, absent in users' clones.
 K8S_FIXTURES = ROOT.parent / "shared" / "fixtures" / "k8s-api"

@@ -6,13 +6,13 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from navigator.testing.kubesim.cli import configure_parser
+    from navigator.kubesim.cli import configure_parser
 
     configure_parser(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from navigator.testing.kubesim.cli import run as run_kubesim
+    from navigator.kubesim.cli import run as run_kubesim
 
     return run_kubesim(args)

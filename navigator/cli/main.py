@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from navigator import __version__
 from navigator.cli import config_cmd, demo, edge, kubesim, local, manager, plugins, query
 from navigator.errors import NavigatorError
+from navigator.exit_codes import EXIT_USAGE
 from navigator.log import configure_logging
 
 COMMANDS = {
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except NavigatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     return code

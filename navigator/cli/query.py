@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from navigator.cli.output import add_output_argument, print_json, print_table
+from navigator.client.client import DEFAULT_ADDRESS, QueryClient, QueryError
+from navigator.client.joined import service_view
+from navigator.client.rows import resource_row
 from navigator.config.common import ClientTLSConfig
 from navigator.errors import NavigatorError
-from navigator.query.client import DEFAULT_ADDRESS, QueryClient, QueryError
-from navigator.query.joined import service_view
-from navigator.query.rows import resource_row
 from navigator.selectors import SelectorError, parse_selector
 
 VIEWS = ("clusters", "services", "endpointslices", "pods", "resources")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,17 +18,7 @@ from navigator.config.common import (
 )
 from navigator.config.identity import default_instance_id
 from navigator.config.types import Duration, Size
-
-_CLUSTER_ID = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
-
-
-def check_cluster_id(value: str) -> str:
-    if not _CLUSTER_ID.match(value):
-        raise ValueError(
-            f"invalid cluster id {value!r}: use 1-63 lowercase letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-    return value
+from navigator.protocol import check_cluster_id
 
 
 class ClusterSection(Section):

@@ -21,21 +21,14 @@ from pydantic import BaseModel, ValidationError
 from navigator.config.edge import EdgeConfig
 from navigator.config.manager import ManagerConfig
 from navigator.errors import ConfigError
+from navigator.plugin_options import problems
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        message = message.removeprefix("Value error, ")
-        lines.append(f"  {path}: {message}")
+    lines += [f"  {line}" for line in problems(error, "")]
     return "\n".join(lines)
 
 

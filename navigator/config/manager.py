@@ -15,9 +15,10 @@ from navigator.config.common import (
     Section,
     ServerTLSConfig,
 )
-from navigator.config.edge import check_address, check_cluster_id
+from navigator.config.edge import check_address
 from navigator.config.identity import default_instance_id
 from navigator.config.types import Duration, Size
+from navigator.protocol import check_cluster_id
 
 
 class StorageSection(Section):

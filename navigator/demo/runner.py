@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from navigator.client.client import QueryClient, QueryError
 from navigator.demo.clusters import fleet as simulated_fleet
 from navigator.demo.configs import EdgePlan
 from navigator.demo.dashboard import DashboardInfo
@@ -21,7 +22,6 @@ from navigator.demo.fleet import Fleet
 from navigator.demo.report import final_report
 from navigator.demo.simulators import default_services, start_simulator, startup_timeout, wait_until_serving
 from navigator.demo.status import FleetStatus
-from navigator.query.client import QueryClient, QueryError
 
 #: Namespaces every cluster has; a service from a workload namespace makes a better example.
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from navigator.query.client import QueryClient, QueryError
+from navigator.client.client import QueryClient, QueryError
 
 #: Shown for a cluster the demo started but the manager has not heard of yet.
 WAITING = "WAITING"

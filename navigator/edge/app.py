@@ -24,15 +24,10 @@ from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeClient
 from navigator.edge.loop import LoopStats, SyncLoop
+from navigator.edge.messages import Sequencer
 from navigator.edge.outbox import Outbox
-from navigator.edge.state import Sequencer
 from navigator.edge.stream import StreamClient, StreamState, StreamStats
-
-#: Exit codes of ``navigator edge`` (documented in docs/edge.md).
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
+from navigator.exit_codes import EXIT_FAILURE, EXIT_OK
 
 
 class Edge:

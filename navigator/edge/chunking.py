@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from navigator.edge.state import Sequencer
+from navigator.edge.messages import Sequencer
 from navigator.v1 import sync_pb2
 
 #: Room for what is added after planning: the EdgeMessage wrapper, sequence and chunk fields.

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+from navigator.backoff import Backoff
 from navigator.config.edge import KubernetesSection
-from navigator.edge.backoff import Backoff
 from navigator.edge.kube import KubeApiError, KubeClient
 from navigator.edge.records import pack, unpack
 from navigator.interfaces import Collector, Serializer

@@ -22,8 +22,8 @@ from navigator.config.edge import EdgeConfig
 from navigator.edge.adaptive import AdaptiveInterval
 from navigator.edge.collect import CollectResult, KindCollector
 from navigator.edge.kube import KubeClient
+from navigator.edge.messages import Delta, FullSnapshot
 from navigator.edge.outbox import Outbox
-from navigator.edge.state import Delta, FullSnapshot
 from navigator.edge.watch import KindWatcher
 from navigator.resource import Resource
 

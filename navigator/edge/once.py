@@ -24,8 +24,7 @@ from navigator import plugin_manager
 from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import CollectResult, KindCollector, ProgressFn
 from navigator.edge.kube import KubeClient
-
-EXIT_OK, EXIT_FAILURE, EXIT_PARTIAL = 0, 1, 3
+from navigator.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 
 
 @dataclass(slots=True)

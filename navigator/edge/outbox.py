@@ -16,7 +16,7 @@ from typing import Literal
 
 from loguru import logger
 
-from navigator.edge.state import FullSnapshot, Outgoing
+from navigator.edge.messages import FullSnapshot, Outgoing
 
 
 class Outbox:

@@ -24,15 +24,15 @@ from typing import TypeVar
 from loguru import logger
 
 from navigator import __version__, metrics
+from navigator.backoff import Backoff
 from navigator.config.edge import EdgeConfig
-from navigator.edge.backoff import Backoff
 from navigator.edge.chunking import delta_messages, message_limit, plan_full, size_target
+from navigator.edge.messages import Delta, FullSnapshot, Outgoing, Sequencer, encode_delta, encode_full
 from navigator.edge.outbox import Outbox
-from navigator.edge.state import Delta, FullSnapshot, Outgoing, Sequencer, encode_delta, encode_full
 from navigator.interfaces import EdgeStream, Serializer, StreamClosed, Transport
+from navigator.protocol import PROTOCOL_VERSION
 from navigator.v1 import sync_pb2
 
-PROTOCOL_VERSION = 1
 T = TypeVar("T")
 
 
@@ -109,7 +109,7 @@ class StreamStats:
 
 
 @dataclass(slots=True)
-class Session:
+class Negotiated:
     """What one accepted stream negotiated."""
 
     serializer: Serializer
@@ -291,7 +291,7 @@ class StreamClient:
             raise Rejected(reply.reject)
         raise ProtocolError(f"expected Accept or Reject, got {body}")
 
-    async def _accepted(self, accept: sync_pb2.Accept) -> Session:
+    async def _accepted(self, accept: sync_pb2.Accept) -> Negotiated:
         serializer = self.serializers.get(accept.serializer)
         if serializer is None:
             raise ProtocolError(
@@ -301,7 +301,7 @@ class StreamClient:
         self.sequencer.advance_past(accept.last_sequence)
         manager = self.config.manager
         accepted_max = int(accept.max_message_bytes)
-        session = Session(
+        session = Negotiated(
             serializer=serializer,
             target=size_target(manager.max_message_size, accepted_max, manager.chunk_fraction),
             limit=message_limit(manager.max_message_size, accepted_max),
@@ -337,7 +337,7 @@ class StreamClient:
 
     # -- one accepted stream ---------------------------------------------------------------
 
-    async def _session(self, stream: EdgeStream, session: Session) -> None:
+    async def _session(self, stream: EdgeStream, session: Negotiated) -> None:
         acks: asyncio.Queue[sync_pb2.Ack] = asyncio.Queue()
         reader = asyncio.create_task(self._read(stream, acks), name="navigator-edge-reader")
         writer = asyncio.create_task(self._write(stream, acks, session), name="navigator-edge-writer")
@@ -375,7 +375,7 @@ class StreamClient:
             return None
         return await self._unless_stopped(asyncio.wait_for(self.outbox.get(), self._heartbeat_every))
 
-    async def _write(self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], session: Session) -> None:
+    async def _write(self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], session: Negotiated) -> None:
         sent_full = False
         while not self._stopping.is_set():
             try:
@@ -394,7 +394,7 @@ class StreamClient:
             await self._deliver(stream, acks, item, session)
             sent_full = sent_full or isinstance(item, FullSnapshot)
 
-    async def _messages(self, item: Outgoing, session: Session) -> AsyncIterator[sync_pb2.EdgeMessage]:
+    async def _messages(self, item: Outgoing, session: Negotiated) -> AsyncIterator[sync_pb2.EdgeMessage]:
         """The item's messages, numbered in order; FULL chunks are built one at a time, off the event loop."""
         cluster, edge = self.config.cluster.id, self.config.edge_id
         if isinstance(item, FullSnapshot):
@@ -412,7 +412,7 @@ class StreamClient:
             yield message
 
     async def _deliver(
-        self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], item: Outgoing, session: Session
+        self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], item: Outgoing, session: Negotiated
     ) -> None:
         """Send every message of ``item``, then wait for each one's ack in order."""
         timeout = self.config.manager.ack_timeout

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from navigator.backoff import Backoff
 from navigator.config.edge import KubernetesSection
-from navigator.edge.backoff import Backoff
 from navigator.edge.collect import FINAL_STATUSES
 from navigator.edge.kube import KubeApiError, KubeClient, WatchStop
 from navigator.interfaces import Collector

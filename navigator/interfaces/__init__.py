@@ -6,8 +6,8 @@ from navigator.interfaces.sink import Sink, SinkPlugin
 from navigator.interfaces.storage import (
     Claim,
     ClaimOutcome,
+    ClusterClaims,
     ClusterRecord,
-    ClusterRegistry,
     Holding,
     KindErrorRecord,
     ResourceQuery,
@@ -28,8 +28,8 @@ from navigator.interfaces.transport import (
 __all__ = [
     "Claim",
     "ClaimOutcome",
+    "ClusterClaims",
     "ClusterRecord",
-    "ClusterRegistry",
     "Collector",
     "EdgeStream",
     "Holding",

@@ -99,8 +99,8 @@ class StorageBackend(Protocol):
         """Matching resources ordered by cluster, kind, namespace, name."""
         ...
 
-    def create_registry(self, manager_id: str, grace_period: float) -> ClusterRegistry | None:
-        """A registry shared by every manager on this storage, or ``None`` for the in-memory one."""
+    def create_claims(self, manager_id: str, grace_period: float) -> ClusterClaims | None:
+        """A claims shared by every manager on this storage, or ``None`` for the in-memory one."""
         ...
 
 
@@ -134,7 +134,7 @@ class Holding:
 
 
 @runtime_checkable
-class ClusterRegistry(Protocol):
+class ClusterClaims(Protocol):
     """Who holds which cluster: one edge per cluster, and a grace period after it leaves.
 
     Rules every implementation follows: a cluster held by a connected edge is

@@ -12,11 +12,11 @@ from loguru import logger
 from navigator import metrics, plugin_manager
 from navigator.config.manager import ManagerConfig
 from navigator.errors import NavigatorError
-from navigator.interfaces import ClusterRegistry, ManagerStream, RunningServer, StorageBackend, StorageError
+from navigator.interfaces import ClusterClaims, ManagerStream, RunningServer, StorageBackend, StorageError
 from navigator.manager.apply import StorageWorker
-from navigator.manager.query import QueryService
-from navigator.manager.registry import InMemoryRegistry
-from navigator.manager.session import Session, SyncContext
+from navigator.manager.claims import InMemoryClaims
+from navigator.manager.edge_session import EdgeSession, SyncContext
+from navigator.manager.query_service import QueryService
 from navigator.manager.sinks import SinkFanout
 from navigator.v1 import query_pb2
 
@@ -43,7 +43,7 @@ class Manager:
         self._server: RunningServer | None = None
         self._ctx: SyncContext | None = None
         self._query: QueryService | None = None
-        self._streams: set[Session] = set()
+        self._streams: set[EdgeSession] = set()
 
     @property
     def address(self) -> str:
@@ -62,8 +62,8 @@ class Manager:
         return self.context.backend
 
     @property
-    def registry(self) -> ClusterRegistry:
-        return self.context.registry
+    def claims(self) -> ClusterClaims:
+        return self.context.claims
 
     async def start(self) -> None:
         config = self.config
@@ -72,13 +72,13 @@ class Manager:
         transport = plugin_manager.transport(pm, config.plugins.transport)
         sinks = SinkFanout.build(pm, config.sinks)
         backend = await asyncio.to_thread(open_storage, pm, config)
-        registry = backend.create_registry(config.manager_id, config.grace_period)
-        if registry is None:
-            registry = InMemoryRegistry(config.manager_id, config.grace_period)
+        claims = backend.create_claims(config.manager_id, config.grace_period)
+        if claims is None:
+            claims = InMemoryClaims(config.manager_id, config.grace_period)
         self._ctx = SyncContext(
             config=config,
             backend=backend,
-            registry=registry,
+            claims=claims,
             worker=StorageWorker(),
             serializers=serializers,
             sinks=sinks,
@@ -125,13 +125,13 @@ class Manager:
             return
         await ctx.sinks.close()
         await asyncio.to_thread(ctx.worker.shutdown)
-        ctx.registry.close()
+        ctx.claims.close()
         ctx.backend.close()
 
     # -- ManagerServices ---------------------------------------------------------------
 
     async def handle_sync(self, stream: ManagerStream) -> None:
-        session = Session(self.context, stream)
+        session = EdgeSession(self.context, stream)
         self._streams.add(session)
         try:
             await session.run()

@@ -7,15 +7,12 @@ changes and the stream stays open.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from navigator.config.manager import LimitsSection
+from navigator.protocol import PROTOCOL_VERSION, cluster_id_problem
 from navigator.v1 import sync_pb2
-
-PROTOCOL_VERSION = 1
-_CLUSTER_ID = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
 
 
 class InvalidState(ValueError):
@@ -26,11 +23,8 @@ def check_identify(identify: sync_pb2.Identify) -> str | None:
     """The problem with an ``Identify``, or ``None`` when it is well formed."""
     if identify.protocol_version != PROTOCOL_VERSION:
         return f"unsupported protocol_version {identify.protocol_version} (this manager speaks {PROTOCOL_VERSION})"
-    if not _CLUSTER_ID.match(identify.cluster_id):
-        return (
-            f"invalid cluster_id {identify.cluster_id!r}: use 1-63 lowercase letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
+    if (problem := cluster_id_problem(identify.cluster_id)) is not None:
+        return problem
     if not identify.edge_id.strip():
         return "edge_id is empty"
     if identify.sync_interval_seconds < 0:

@@ -1,6 +1,6 @@
 """What Navigator's own tests use, for plugin authors too.
 
-- ``navigator.testing.kubesim``: a Kubernetes API server simulator.
+- ``navigator.kubesim``: a Kubernetes API server simulator.
 - ``navigator.testing.manager`` and ``navigator.testing.edge``: a real manager and
   real edges in one process.
 - ``navigator.testing.storage_conformance``: the suite every storage backend passes.

@@ -23,11 +23,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from navigator.client.client import AsyncQueryClient, list_request
+from navigator.client.rows import cluster_row, record_dict, resource_row
 from navigator.config.manager import ManagerConfig
 from navigator.interfaces import StorageBackend
 from navigator.manager.app import Manager
-from navigator.query.client import AsyncQueryClient, list_request
-from navigator.query.rows import cluster_row, record_dict, resource_row
 from navigator.v1 import query_pb2
 
 

@@ -23,8 +23,8 @@ namespace, name and label selector (``=``, ``!=``, ``in``, ``notin``, exists,
 ``!`` — compared against ``navigator.selectors`` as the reference), ordering,
 limits and counts; a failing apply leaves the previous state intact
 (atomicity); ``migrate()`` is idempotent; data survives a reopen; and, when
-``create_registry`` returns a registry, the claim rules of ``ClusterRegistry``
-(``check_registry_rules`` runs the same rules against any registry).
+``create_claims`` returns a claims, the claim rules of ``ClusterClaims``
+(``check_claim_rules`` runs the same rules against any claims).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import pytest
 
 from navigator.interfaces import (
     ClaimOutcome,
+    ClusterClaims,
     ClusterRecord,
-    ClusterRegistry,
     KindErrorRecord,
     ResourceQuery,
     StorageBackend,
@@ -123,40 +123,40 @@ SELECTORS = [
 ]
 
 
-def check_registry_rules(make_registry: Callable[[float], ClusterRegistry]) -> None:
-    """The ``ClusterRegistry`` claim rules; ``make_registry(grace_period)`` returns a fresh registry."""
-    registry = make_registry(0.4)
+def check_claim_rules(make_claims: Callable[[float], ClusterClaims]) -> None:
+    """The ``ClusterClaims`` claim rules; ``make_claims(grace_period)`` returns a fresh claims."""
+    claims = make_claims(0.4)
     try:
-        assert registry.claim("east", "edge-a").accepted
+        assert claims.claim("east", "edge-a").accepted
         # Held by a connected edge: refused to any other edge id.
-        refused = registry.claim("east", "edge-b")
+        refused = claims.claim("east", "edge-b")
         assert refused.outcome is ClaimOutcome.ALREADY_HELD
         assert refused.holder_edge_id == "edge-a"
         # The same edge id may always reclaim (a reconnect).
-        assert registry.claim("east", "edge-a").accepted
-        assert registry.renew("east", "edge-a")
-        assert not registry.renew("east", "edge-b")
-        holding = registry.holdings()["east"]
+        assert claims.claim("east", "edge-a").accepted
+        assert claims.renew("east", "edge-a")
+        assert not claims.renew("east", "edge-b")
+        holding = claims.holdings()["east"]
         assert holding.edge_id == "edge-a" and holding.connected
         # Other clusters are independent.
-        assert registry.claim("west", "edge-b").accepted
+        assert claims.claim("west", "edge-b").accepted
         # After release: others wait out the grace period, the holder may come back at once.
-        registry.release("east", "edge-a")
-        assert not registry.holdings()["east"].connected
-        waiting = registry.claim("east", "edge-b")
+        claims.release("east", "edge-a")
+        assert not claims.holdings()["east"].connected
+        waiting = claims.claim("east", "edge-b")
         assert waiting.outcome is ClaimOutcome.GRACE_PERIOD
         assert 0 < waiting.retry_after <= 0.4
-        assert registry.claim("east", "edge-a").accepted
-        registry.release("east", "edge-a")
+        assert claims.claim("east", "edge-a").accepted
+        claims.release("east", "edge-a")
         # A release by a non-holder changes nothing.
-        registry.release("west", "edge-a")
-        assert registry.holdings()["west"].connected
+        claims.release("west", "edge-a")
+        assert claims.holdings()["west"].connected
         time.sleep(0.5)
-        assert registry.claim("east", "edge-b").accepted
-        assert not registry.renew("east", "edge-a")
-        assert registry.holdings()["east"].edge_id == "edge-b"
+        assert claims.claim("east", "edge-b").accepted
+        assert not claims.renew("east", "edge-a")
+        assert claims.holdings()["east"].edge_id == "edge-b"
     finally:
-        registry.close()
+        claims.close()
 
 
 class StorageConformance:
@@ -459,9 +459,9 @@ class StorageConformance:
         rest = list(iterator)
         assert len([first, *rest]) in (1, 7)
 
-    # -- registry --------------------------------------------------------------------
+    # -- claims --------------------------------------------------------------------
 
-    def test_registry_rules(self, backend: StorageBackend) -> None:
-        if backend.create_registry("probe", 1.0) is None:
-            pytest.skip("this backend uses the manager's in-memory registry")
-        check_registry_rules(lambda grace: backend.create_registry("mgr-1", grace))  # type: ignore[arg-type,return-value]
+    def test_claim_rules(self, backend: StorageBackend) -> None:
+        if backend.create_claims("probe", 1.0) is None:
+            pytest.skip("this backend uses the manager's in-memory claims")
+        check_claim_rules(lambda grace: backend.create_claims("mgr-1", grace))  # type: ignore[arg-type,return-value]

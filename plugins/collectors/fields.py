@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from navigator.resource import Resource
+from navigator.plugin import Resource
 
 
 def mapping(value: Any) -> dict[str, Any]:

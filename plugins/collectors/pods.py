@@ -7,9 +7,7 @@ from typing import Any
 
 from navigator_plugins.collectors.fields import dicts, mapping, resource
 
-from navigator import hookimpl
-from navigator.interfaces import Collector
-from navigator.resource import Resource
+from navigator.plugin import Collector, Resource, hookimpl
 
 
 def _ready(status: dict[str, Any]) -> bool:

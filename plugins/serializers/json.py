@@ -7,8 +7,7 @@ from typing import Any
 
 import orjson
 
-from navigator import hookimpl
-from navigator.interfaces import Serializer
+from navigator.plugin import Serializer, hookimpl
 
 
 class JsonSerializer:

@@ -12,9 +12,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
-from navigator import hookimpl
-from navigator.interfaces import Serializer
-from navigator.structs import struct_to_dict
+from navigator.plugin import Serializer, hookimpl, struct_to_dict
 
 
 class ProtobufSerializer:

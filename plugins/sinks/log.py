@@ -17,9 +17,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from navigator import hookimpl
-from navigator.interfaces import Sink, SinkPlugin
-from navigator.resource import Change
+from navigator.plugin import Change, Sink, SinkPlugin, hookimpl
 
 OPTIONS = ("path",)
 

@@ -24,10 +24,7 @@ import httpx
 import orjson
 from loguru import logger
 
-from navigator import hookimpl
-from navigator.config.types import parse_duration
-from navigator.interfaces import Sink, SinkPlugin
-from navigator.resource import Change
+from navigator.plugin import Change, Sink, SinkPlugin, hookimpl, parse_duration
 
 DEFAULTS: dict[str, Any] = {
     "url": None,

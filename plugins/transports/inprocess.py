@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from navigator import hookimpl
-from navigator.interfaces import ManagerServices, PeerInfo, StreamClosed, Transport
-from navigator.v1 import sync_pb2
+from navigator.plugin import ManagerServices, PeerInfo, StreamClosed, Transport, hookimpl, sync_pb2
 
 if TYPE_CHECKING:
     from navigator.config.edge import EdgeConfig

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from navigator.config.edge import check_cluster_id
 from navigator.demo.clusters import fleet
 from navigator.demo.dashboard import DashboardInfo, age, render, status_lines
 from navigator.demo.status import ClusterStatus, FleetStatus, RateWindow
+from navigator.protocol import check_cluster_id
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -385,7 +385,7 @@ def test_site_documents_every_hook(site: Path) -> None:
     for name in hooks:
         assert f'id="navigator.hookspecs.{name}"' in page, name
     for record in ("Collector", "Serializer", "Transport", "StorageBackend", "StoragePlugin", "ClusterRecord",
-                   "ResourceQuery", "ClusterRegistry", "Sink", "SinkPlugin"):  # fmt: skip
+                   "ResourceQuery", "ClusterClaims", "Sink", "SinkPlugin"):  # fmt: skip
         assert f'id="navigator.interfaces.{record}"' in page, record
     assert 'id="navigator.resource.Resource"' in page
     # reST roles were turned into links, not left as text

@@ -10,13 +10,10 @@ from navigator_plugins.serializers.protobuf import ProtobufSerializer
 
 from navigator.config.edge import EdgeConfig, KubernetesSection
 from navigator.edge.kube import KubeClient
+from navigator.kubesim import KubeSim
 from navigator.testing.edge import edge_config
-from navigator.testing.kubesim import KubeSim
-from navigator.testing.kubesim.pytest_fixtures import kubesim, kubesim_factory
 
 from .fake_manager import FakeManager
-
-__all__ = ["kubesim", "kubesim_factory"]
 
 PROTOBUF = ProtobufSerializer()
 

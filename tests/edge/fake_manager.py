@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from navigator.testing.kubesim.tls import TLSMaterial
+from navigator.kubesim.tls import TLSMaterial
 from navigator.v1 import sync_pb2, sync_pb2_grpc
 
 RejectFn = Callable[[sync_pb2.Identify], sync_pb2.Reject | None]

@@ -8,8 +8,8 @@ from navigator_plugins.serializers.protobuf import ProtobufSerializer
 
 from navigator.edge.chunking import FullPlan, delta_messages, message_limit, plan_full, size_target
 from navigator.edge.collect import CollectResult, KindFailure
+from navigator.edge.messages import Delta, FullSnapshot, Sequencer, encode_delta, encode_full
 from navigator.edge.records import pack
-from navigator.edge.state import Delta, FullSnapshot, Sequencer, encode_delta, encode_full
 from navigator.resource import Resource
 from navigator.v1 import sync_pb2
 

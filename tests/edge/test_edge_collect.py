@@ -9,7 +9,7 @@ from navigator_plugins.collectors import pods, services
 from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeClient
 from navigator.interfaces import Collector
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 from .conftest import PROTOBUF, kube_section
 

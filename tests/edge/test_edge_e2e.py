@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from navigator import plugin_manager
+from navigator.kubesim import KubeSim
 from navigator.testing.edge import run_test_edge
-from navigator.testing.kubesim import KubeSim
 from navigator.testing.manager import run_test_manager
 
 from ..plugins.collectors.test_collector_third_party import widget_plugin

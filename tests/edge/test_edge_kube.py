@@ -16,7 +16,7 @@ from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeApiError, KubeClient, WatchStop, build_api_client
 from navigator.edge.records import unpack
 from navigator.errors import ConfigError
-from navigator.testing.kubesim import KubeSim, kubeconfig
+from navigator.kubesim import KubeSim, kubeconfig
 
 from .conftest import PROTOBUF, kube_section
 

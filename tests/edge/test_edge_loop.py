@@ -14,9 +14,9 @@ from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeClient
 from navigator.edge.loop import SyncLoop
+from navigator.edge.messages import Delta, FullSnapshot, Outgoing
 from navigator.edge.outbox import Outbox
-from navigator.edge.state import Delta, FullSnapshot, Outgoing
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 from .conftest import PROTOBUF
 

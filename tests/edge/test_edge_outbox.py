@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from navigator.edge.messages import Delta, FullSnapshot
 from navigator.edge.outbox import Outbox
-from navigator.edge.state import Delta, FullSnapshot
 
 
 def delta(n: int) -> Delta:

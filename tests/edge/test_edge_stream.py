@@ -13,7 +13,7 @@ from navigator_plugins.serializers.json import JsonSerializer
 from navigator.config.edge import EdgeConfig
 from navigator.edge.app import Edge
 from navigator.edge.stream import StreamState
-from navigator.testing.kubesim import KubeSim, tls
+from navigator.kubesim import KubeSim, tls
 from navigator.v1 import sync_pb2
 
 from .fake_manager import FakeManager

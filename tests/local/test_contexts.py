@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from navigator.config.edge import check_cluster_id
 from navigator.errors import ConfigError
 from navigator.local.contexts import (
     KubeContext,
@@ -17,6 +16,7 @@ from navigator.local.contexts import (
     list_contexts,
     select,
 )
+from navigator.protocol import check_cluster_id
 
 
 def kubeconfig(path: Path, *contexts: str) -> Path:

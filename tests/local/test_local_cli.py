@@ -15,7 +15,7 @@ import orjson
 import pytest
 import yaml
 
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -119,7 +119,7 @@ async def test_token_in_identify_is_accepted(edges: RawEdges) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"cluster": "East_Bad!"}, "invalid cluster_id"),
+        ({"cluster": "East_Bad!"}, "invalid cluster id"),
         ({"edge_id": ""}, "edge_id is empty"),
         ({"protocol_version": 2}, "unsupported protocol_version 2"),
     ],
@@ -156,7 +156,7 @@ async def test_anything_but_identify_first_is_malformed(
 async def test_no_identify_in_time_is_malformed(
     edges: RawEdges, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("navigator.manager.session.IDENTIFY_TIMEOUT", 0.3)
+    monkeypatch.setattr("navigator.manager.edge_session.IDENTIFY_TIMEOUT", 0.3)
     silent = edges.connect(edges.tokens["east"])
     reject, code, _ = await rejection(silent)
     assert reject.reason == sync_pb2.REJECT_REASON_MALFORMED and "within" in reject.message

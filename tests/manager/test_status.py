@@ -78,5 +78,5 @@ async def test_a_restarted_manager_accepts_any_edge_for_a_disconnected_cluster(
 ) -> None:
     await edges.claimed("east", "edge-1")
     await manager.restart()
-    # Claims are not persisted by the in-memory registry: a standby may take over right away.
+    # Claims are not persisted by the in-memory claims: a standby may take over right away.
     await edges.claimed("east", "edge-2")

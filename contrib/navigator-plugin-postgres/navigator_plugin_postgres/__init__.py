@@ -1,4 +1,4 @@
-"""PostgreSQL storage for Navigator, and the shared cluster registry that lets several managers run as one."""
+"""PostgreSQL storage for Navigator, and the shared cluster claims that lets several managers run as one."""
 
 from importlib.metadata import PackageNotFoundError, version
 

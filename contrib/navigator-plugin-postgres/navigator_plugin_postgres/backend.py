@@ -8,13 +8,20 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from navigator.interfaces import ClusterRecord, ResourceQuery, StorageError
-from navigator.resource import Change, Resource, ResourceKey, StoredResource
+from navigator.plugin import (
+    Change,
+    ClusterRecord,
+    Resource,
+    ResourceKey,
+    ResourceQuery,
+    StorageError,
+    StoredResource,
+)
 from navigator_plugin_postgres import clusters, ingest, migrations, retry
+from navigator_plugin_postgres.claims import PostgresClaims
 from navigator_plugin_postgres.connection import open_pool
 from navigator_plugin_postgres.options import PostgresOptions
 from navigator_plugin_postgres.query import statement, to_stored
-from navigator_plugin_postgres.registry import PostgresRegistry
 
 T = TypeVar("T")
 
@@ -128,8 +135,8 @@ class PostgresBackend:
 
         return retry.stream(self._read_pool, self.options, "querying resources", work)
 
-    def create_registry(self, manager_id: str, grace_period: float) -> PostgresRegistry:
-        return PostgresRegistry(self.options, manager_id, grace_period)
+    def create_claims(self, manager_id: str, grace_period: float) -> PostgresClaims:
+        return PostgresClaims(self.options, manager_id, grace_period)
 
 
 def _materialise(items: Iterable[T]) -> Sequence[T]:

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from navigator.interfaces import ClusterRecord, KindErrorRecord
+from navigator.plugin import ClusterRecord, KindErrorRecord
 
 COLUMNS = (
     "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence"

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
-from navigator.interfaces import StorageError
+from navigator.plugin import StorageError
 from navigator_plugin_postgres.options import PostgresOptions
 
 #: ``application_name`` of Navigator's connections (unless the DSN sets one): finds them in pg_stat_activity.

@@ -15,8 +15,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from navigator.interfaces import StorageError
-from navigator.resource import Change, ChangeType, Resource, ResourceKey
+from navigator.plugin import Change, ChangeType, Resource, ResourceKey, StorageError
 from navigator_plugin_postgres.connection import STAGING_TABLE
 
 #: Arbitrary class id for per-cluster advisory locks (the two-key space never meets the migration lock).

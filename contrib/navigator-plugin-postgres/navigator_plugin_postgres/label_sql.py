@@ -12,7 +12,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from navigator.selectors import LabelSelector, Operator, Requirement
+from navigator.plugin import LabelSelector, Operator, Requirement
 
 
 def _requirement(req: Requirement, params: list[Any]) -> sql.Composable:

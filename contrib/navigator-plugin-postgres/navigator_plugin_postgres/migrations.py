@@ -14,7 +14,7 @@ import psycopg
 from loguru import logger
 from psycopg import sql
 
-from navigator.interfaces import StorageError
+from navigator.plugin import StorageError
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from navigator.config.types import Duration
-from navigator.interfaces import StorageError
+from navigator.plugin import Duration, StorageError
 
 #: Environment variable consulted when ``dsn`` is not in the options.
 DSN_ENV = "NAVIGATOR_POSTGRES_DSN"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from navigator import hookimpl
-from navigator.interfaces import StorageBackend, StoragePlugin
+from navigator.plugin import StorageBackend, StoragePlugin, hookimpl
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.options import parse_options
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from psycopg import sql
 
-from navigator.interfaces import ResourceQuery
-from navigator.resource import Resource, StoredResource
+from navigator.plugin import Resource, ResourceQuery, StoredResource
 from navigator_plugin_postgres.label_sql import selector_condition
 
 ORDER = ("cluster", "kind", "namespace", "name")

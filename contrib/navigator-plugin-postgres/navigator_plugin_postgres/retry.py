@@ -15,7 +15,7 @@ import psycopg
 from loguru import logger
 from psycopg_pool import ConnectionPool
 
-from navigator.interfaces import StorageError
+from navigator.plugin import StorageError
 from navigator_plugin_postgres.connection import describe_error
 from navigator_plugin_postgres.options import PostgresOptions
 

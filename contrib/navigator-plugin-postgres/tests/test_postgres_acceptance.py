@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from navigator.kubesim import KubeSim
 from navigator.testing.edge import run_test_edge
-from navigator.testing.kubesim import KubeSim
 from navigator.testing.manager import run_test_manager
 from navigator.testing.raw_edge import RawEdge
 from navigator.v1 import sync_pb2

@@ -13,9 +13,7 @@ from typing import Any
 
 from navigator_plugins.storage.sqlite.backend import SQLiteBackend
 
-from navigator import hookimpl
-from navigator.config.types import parse_duration
-from navigator.interfaces import StorageBackend, StorageError, StoragePlugin
+from navigator.plugin import StorageBackend, StorageError, StoragePlugin, hookimpl, parse_duration
 
 OPTIONS = ("path", "busy_timeout", "synchronous")
 

@@ -21,14 +21,18 @@ import orjson
 from navigator_plugins.storage.sqlite import schema
 from navigator_plugins.storage.sqlite.selector_sql import selector_sql
 
-from navigator.interfaces import (
+from navigator.plugin import (
+    Change,
+    ChangeType,
+    ClusterClaims,
     ClusterRecord,
-    ClusterRegistry,
     KindErrorRecord,
+    Resource,
+    ResourceKey,
     ResourceQuery,
     StorageError,
+    StoredResource,
 )
-from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredResource
 
 #: Rows per executemany inside a snapshot: bounds memory, not transactions.
 BATCH = 2000
@@ -273,7 +277,7 @@ class SQLiteBackend:
         sql, params = _query_sql(query)
         return self._iterate(sql, params)
 
-    def create_registry(self, manager_id: str, grace_period: float) -> ClusterRegistry | None:
+    def create_claims(self, manager_id: str, grace_period: float) -> ClusterClaims | None:
         return None
 
     # -- helpers ---------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from navigator.interfaces import StorageError
+from navigator.plugin import StorageError
 
 #: Each entry upgrades from version ``index`` to ``index + 1``; append, never edit.
 MIGRATIONS: tuple[str, ...] = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from navigator.selectors import LabelSelector, Operator
+from navigator.plugin import LabelSelector, Operator
 
 
 def _path(key: str) -> str:

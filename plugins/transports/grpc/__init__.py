@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from navigator import hookimpl
-from navigator.interfaces import EdgeStream, ManagerServices, RunningServer, Transport
+from navigator.plugin import EdgeStream, ManagerServices, RunningServer, Transport, hookimpl
 
 if TYPE_CHECKING:
     from navigator.config.edge import EdgeConfig

@@ -16,8 +16,7 @@ import grpc
 import grpc.aio
 
 from navigator.config.edge import EdgeConfig
-from navigator.interfaces import EdgeStream, StreamClosed
-from navigator.v1 import sync_pb2, sync_pb2_grpc
+from navigator.plugin import EdgeStream, StreamClosed, sync_pb2, sync_pb2_grpc
 
 
 def channel_options(config: EdgeConfig) -> list[tuple[str, Any]]:

@@ -17,9 +17,17 @@ from grpc_reflection.v1alpha import reflection
 from loguru import logger
 
 from navigator.config.manager import ManagerConfig
-from navigator.errors import ConfigError
-from navigator.interfaces import ManagerServices, PeerInfo, StorageError, StreamClosed
-from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
+from navigator.plugin import (
+    ConfigError,
+    ManagerServices,
+    PeerInfo,
+    StorageError,
+    StreamClosed,
+    query_pb2,
+    query_pb2_grpc,
+    sync_pb2,
+    sync_pb2_grpc,
+)
 
 SERVICE_NAMES = (
     sync_pb2.DESCRIPTOR.services_by_name["Sync"].full_name,

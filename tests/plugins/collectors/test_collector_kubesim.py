@@ -7,7 +7,7 @@ from typing import Any
 
 from navigator.config.edge import EdgeConfig
 from navigator.edge.once import collect_once
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 
 def config(sim: KubeSim, **kubernetes: Any) -> EdgeConfig:

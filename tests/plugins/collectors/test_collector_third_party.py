@@ -11,8 +11,8 @@ from navigator import hookimpl, plugin_manager
 from navigator.config.edge import EdgeConfig
 from navigator.edge.once import collect_once
 from navigator.interfaces import Collector
+from navigator.kubesim import KubeSim
 from navigator.resource import Resource
-from navigator.testing.kubesim import KubeSim
 
 
 def widget_plugin() -> types.ModuleType:

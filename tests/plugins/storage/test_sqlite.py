@@ -15,12 +15,12 @@ from navigator_plugins.storage.sqlite import create
 from navigator_plugins.storage.sqlite.schema import SCHEMA_VERSION
 
 from navigator.interfaces import ResourceQuery, StorageBackend, StorageError
-from navigator.manager.registry import InMemoryRegistry
+from navigator.manager.claims import InMemoryClaims
 from navigator.selectors import parse_selector
 from navigator.testing.storage_conformance import (
     BackendFactory,
     StorageConformance,
-    check_registry_rules,
+    check_claim_rules,
     make,
 )
 from navigator.testing.storage_conformance import record as cluster_record
@@ -33,7 +33,7 @@ class TestSQLiteConformance(StorageConformance):
 
 
 def test_the_in_memory_registry_follows_the_rules() -> None:
-    check_registry_rules(lambda grace: InMemoryRegistry("mgr-1", grace))
+    check_claim_rules(lambda grace: InMemoryClaims("mgr-1", grace))
 
 
 @pytest.fixture

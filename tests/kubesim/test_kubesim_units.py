@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from navigator.testing.kubesim.errors import ApiError
-from navigator.testing.kubesim.patch import json_patch, merge_patch, strategic_merge_patch
-from navigator.testing.kubesim.selectors import FieldSelector, LabelSelector
-from navigator.testing.kubesim.server import _accept, decode_continue, encode_continue
-from navigator.testing.kubesim.tables import human_duration
+from navigator.kubesim.errors import ApiError
+from navigator.kubesim.patch import json_patch, merge_patch, strategic_merge_patch
+from navigator.kubesim.selectors import FieldSelector, LabelSelector
+from navigator.kubesim.server import _accept, decode_continue, encode_continue
+from navigator.kubesim.tables import human_duration
 
 LABELS = {"app": "web", "tier": "front", "n": "5", "empty": ""}
 
@@ -117,7 +117,10 @@ def test_human_duration(secs: int, want: str) -> None:
     assert human_duration(secs) == want
 
 
-def test_pytest_fixtures_module_imports() -> None:
-    from navigator.testing.kubesim import pytest_fixtures
+def test_fixtures_reach_any_suite_through_the_pytest11_entry_point(request: pytest.FixtureRequest) -> None:
+    import importlib.metadata
 
-    assert callable(pytest_fixtures.kubesim) and callable(pytest_fixtures.kubesim_factory)
+    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
+    assert eps.get("navigator-kubesim") == "navigator.kubesim.pytest_plugin"
+    # Registered by the entry point, not by a conftest: the fixture resolves here.
+    assert callable(request.getfixturevalue("kubesim_factory"))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -105,7 +105,7 @@ def test_custom_resources_with_kubectl(sim: KubeSim, kubectl_for: Callable[[Kube
 def _start_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "navigator.testing.kubesim", "--kubeconfig", str(tmp_path / "kc"), *args],
+        [sys.executable, "-m", "navigator.kubesim", "--kubeconfig", str(tmp_path / "kc"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     assert proc.stdout is not None
@@ -162,7 +162,7 @@ def test_cli_faults_and_load(tmp_path: Path, upstream_fixtures: Path) -> None:
 ])
 def test_cli_bad_arguments(tmp_path: Path, args: list[str], needle: str) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "navigator.testing.kubesim", "--kubeconfig", str(tmp_path / "kc"), *args],
+        [sys.executable, "-m", "navigator.kubesim", "--kubeconfig", str(tmp_path / "kc"), *args],
         capture_output=True, text=True, timeout=30,
     )
     assert res.returncode == 2

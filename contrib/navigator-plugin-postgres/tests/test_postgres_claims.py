@@ -13,12 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 from navigator_plugin_postgres.backend import PostgresBackend
+from navigator_plugin_postgres.claims import PostgresClaims
 from navigator_plugin_postgres.options import parse_options
-from navigator_plugin_postgres.registry import PostgresRegistry
 from navigator_plugin_postgres.testing import fresh_schema
 
 from navigator.interfaces import Claim, ClaimOutcome
-from navigator.testing.storage_conformance import check_registry_rules
+from navigator.testing.storage_conformance import check_claim_rules
 
 FAST_LEASES = {"lease_ttl": 1.0, "heartbeat_interval": 0.2}
 
@@ -29,33 +29,33 @@ def options(pg_options: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def managers(options: dict[str, Any]) -> Iterator[Callable[[str, float], PostgresRegistry]]:
-    """``make(manager_id, grace_period)``: a manager's registry on the shared database."""
+def managers(options: dict[str, Any]) -> Iterator[Callable[[str, float], PostgresClaims]]:
+    """``make(manager_id, grace_period)``: a manager's claims on the shared database."""
     backend = PostgresBackend(parse_options(options))
     backend.migrate()
-    made: list[PostgresRegistry] = []
+    made: list[PostgresClaims] = []
 
-    def make(manager_id: str, grace_period: float = 30.0) -> PostgresRegistry:
-        made.append(backend.create_registry(manager_id, grace_period))
+    def make(manager_id: str, grace_period: float = 30.0) -> PostgresClaims:
+        made.append(backend.create_claims(manager_id, grace_period))
         return made[-1]
 
     yield make
-    for registry in made:
-        registry.close()
+    for claims in made:
+        claims.close()
     backend.close()
 
 
-def test_the_claim_rules_hold_for_each_manager(managers: Callable[[str, float], PostgresRegistry]) -> None:
-    check_registry_rules(lambda grace: managers(f"mgr-{time.monotonic_ns()}", grace))
+def test_the_claim_rules_hold_for_each_manager(managers: Callable[[str, float], PostgresClaims]) -> None:
+    check_claim_rules(lambda grace: managers(f"mgr-{time.monotonic_ns()}", grace))
 
 
 def test_a_second_edge_is_rejected_whichever_manager_it_reaches(
-    managers: Callable[[str, float], PostgresRegistry],
+    managers: Callable[[str, float], PostgresClaims],
 ) -> None:
     a, b = managers("mgr-a", 30.0), managers("mgr-b", 30.0)
     assert a.claim("east", "edge-1").accepted
-    for registry in (a, b):
-        refused = registry.claim("east", "edge-2")
+    for claims in (a, b):
+        refused = claims.claim("east", "edge-2")
         assert (refused.outcome, refused.holder_edge_id) == (ClaimOutcome.ALREADY_HELD, "edge-1")
     # Every manager reports the same holder, connected, served by mgr-a.
     seen = [(h.edge_id, h.manager_id, h.connected) for h in (a.holdings()["east"], b.holdings()["east"])]
@@ -63,7 +63,7 @@ def test_a_second_edge_is_rejected_whichever_manager_it_reaches(
 
 
 def test_an_edge_may_move_to_another_manager_and_the_old_one_lets_go(
-    managers: Callable[[str, float], PostgresRegistry],
+    managers: Callable[[str, float], PostgresClaims],
 ) -> None:
     a, b = managers("mgr-a", 30.0), managers("mgr-b", 30.0)
     assert a.claim("east", "edge-1").accepted
@@ -76,7 +76,7 @@ def test_an_edge_may_move_to_another_manager_and_the_old_one_lets_go(
 
 
 def test_after_a_release_another_manager_waits_out_the_grace_period(
-    managers: Callable[[str, float], PostgresRegistry],
+    managers: Callable[[str, float], PostgresClaims],
 ) -> None:
     a, b = managers("mgr-a", 0.5), managers("mgr-b", 0.5)
     assert a.claim("east", "edge-1").accepted
@@ -90,7 +90,7 @@ def test_after_a_release_another_manager_waits_out_the_grace_period(
 
 
 def test_a_graceful_shutdown_releases_the_managers_claims(
-    managers: Callable[[str, float], PostgresRegistry],
+    managers: Callable[[str, float], PostgresClaims],
 ) -> None:
     a, b = managers("mgr-a", 30.0), managers("mgr-b", 30.0)
     assert a.claim("east", "edge-1").accepted and a.claim("west", "edge-9").accepted
@@ -102,14 +102,14 @@ def test_a_graceful_shutdown_releases_the_managers_claims(
     assert b.claim("east", "edge-1").accepted
 
 
-def test_the_heartbeat_keeps_a_quiet_claim_alive(managers: Callable[[str, float], PostgresRegistry]) -> None:
+def test_the_heartbeat_keeps_a_quiet_claim_alive(managers: Callable[[str, float], PostgresClaims]) -> None:
     a, b = managers("mgr-a", 30.0), managers("mgr-b", 30.0)
     assert a.claim("east", "edge-1").accepted
     time.sleep(FAST_LEASES["lease_ttl"] * 2)  # no renew() calls: only the heartbeat
     assert b.claim("east", "edge-2").outcome is ClaimOutcome.ALREADY_HELD
 
 
-def test_simultaneous_claims_have_one_winner(managers: Callable[[str, float], PostgresRegistry]) -> None:
+def test_simultaneous_claims_have_one_winner(managers: Callable[[str, float], PostgresClaims]) -> None:
     registries = [managers("mgr-a", 30.0), managers("mgr-b", 30.0)]
     start = threading.Barrier(8)
     outcomes: list[Claim] = []
@@ -129,7 +129,7 @@ def test_simultaneous_claims_have_one_winner(managers: Callable[[str, float], Po
 
 
 def test_a_claim_survives_a_dropped_database_connection(
-    managers: Callable[[str, float], PostgresRegistry], pg_dsn: str
+    managers: Callable[[str, float], PostgresClaims], pg_dsn: str
 ) -> None:
     a = managers("mgr-a", 30.0)
     assert a.claim("east", "edge-1").accepted
@@ -145,8 +145,8 @@ def test_a_claim_survives_a_dropped_database_connection(
 DOOMED_MANAGER = """
 import json, sys, time
 from navigator_plugin_postgres.plugin import create
-registry = create(json.loads(sys.argv[1])).create_registry(sys.argv[2], 30.0)
-assert registry.claim("east", "edge-1").accepted
+claims = create(json.loads(sys.argv[1])).create_claims(sys.argv[2], 30.0)
+assert claims.claim("east", "edge-1").accepted
 print("claimed", flush=True)
 time.sleep(600)
 """
@@ -168,7 +168,7 @@ def kill_after_claiming(options: dict[str, Any], manager_id: str) -> None:
 
 
 def test_when_a_manager_dies_its_leases_expire_then_the_grace_period_runs(
-    managers: Callable[[str, float], PostgresRegistry], options: dict[str, Any]
+    managers: Callable[[str, float], PostgresClaims], options: dict[str, Any]
 ) -> None:
     survivor = managers("mgr-b", 1.0)
     kill_after_claiming(options, "doomed-manager")
@@ -193,15 +193,15 @@ def test_when_a_manager_dies_its_leases_expire_then_the_grace_period_runs(
 def test_an_unused_registry_can_be_closed(options: dict[str, Any]) -> None:
     backend = PostgresBackend(parse_options({**options, "schema": fresh_schema()}))
     try:
-        registry = backend.create_registry("probe", 1.0)
-        registry.close()
-        registry.close()
+        claims = backend.create_claims("probe", 1.0)
+        claims.close()
+        claims.close()
     finally:
         backend.close()
 
 
 def test_a_manager_restarted_under_the_same_id_lets_go_of_its_old_claims(
-    pg_options: dict[str, Any], managers: Callable[[str, float], PostgresRegistry]
+    pg_options: dict[str, Any], managers: Callable[[str, float], PostgresClaims]
 ) -> None:
     # manager_id fixed in the YAML: the new process must not keep the dead one's claims alive.
     kill_after_claiming({**pg_options, "lease_ttl": 60, "heartbeat_interval": 0.2}, "mgr-fixed")

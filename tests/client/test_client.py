@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from navigator.query.client import AsyncQueryClient, QueryClient, QueryError
+from navigator.client.client import AsyncQueryClient, QueryClient, QueryError
 from navigator.testing.manager import run_test_manager
 from navigator.testing.raw_edge import RawEdge, full_state, pod
 

@@ -1,7 +1,7 @@
-"""The default, in-memory cluster registry: who holds which cluster, and the grace period after.
+"""The default, in-memory cluster claims: who holds which cluster, and the grace period after.
 
 A single manager needs nothing more; backends shared by several managers
-return their own registry from ``StorageBackend.create_registry``.
+return their own claims from ``StorageBackend.create_claims``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from navigator.interfaces import Claim, ClaimOutcome, Holding
 
 
-class InMemoryRegistry:
-    """Implements the ``ClusterRegistry`` rules for one manager process."""
+class InMemoryClaims:
+    """Implements the ``ClusterClaims`` rules for one manager process."""
 
     def __init__(self, manager_id: str, grace_period: float, clock: Callable[[], float] = time.time) -> None:
         self.manager_id = manager_id

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 pytestmark = pytest.mark.timeout(60)
 

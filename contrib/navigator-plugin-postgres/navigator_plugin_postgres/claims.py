@@ -18,7 +18,7 @@ import psycopg
 from loguru import logger
 from psycopg_pool import ConnectionPool
 
-from navigator.interfaces import Claim, ClaimOutcome, Holding, StorageError
+from navigator.plugin import Claim, ClaimOutcome, Holding, StorageError
 from navigator_plugin_postgres import retry
 from navigator_plugin_postgres.connection import open_pool
 from navigator_plugin_postgres.options import PostgresOptions
@@ -94,14 +94,14 @@ FROM cluster_claims ORDER BY cluster
 """
 
 
-class PostgresRegistry:
-    """A ``ClusterRegistry`` whose claims are rows with leases, renewed by a heartbeat thread."""
+class PostgresClaims:
+    """A ``ClusterClaims`` whose claims are rows with leases, renewed by a heartbeat thread."""
 
     def __init__(self, options: PostgresOptions, manager_id: str, grace_period: float) -> None:
         self.manager_id = manager_id
         self.grace_period = float(grace_period)
         # Its own small pool: a long snapshot on the storage pool must not delay a heartbeat.
-        # Opened on first use, with the heartbeat, so an unused registry costs nothing.
+        # Opened on first use, with the heartbeat, so an unused claims costs nothing.
         # Few, short retries: a manager deciding on a connecting edge should not wait long.
         self.options = options.model_copy(
             update={
@@ -128,7 +128,7 @@ class PostgresRegistry:
     def _connected(self) -> ConnectionPool:
         with self._lock:
             if self._stop.is_set():
-                raise StorageError("postgres cluster registry is closed")
+                raise StorageError("postgres cluster claims is closed")
             if self._pool is None:
                 self._pool = open_pool(self.options)
                 self._thread.start()

@@ -20,15 +20,15 @@ from navigator import metrics
 from navigator.config.manager import ManagerConfig
 from navigator.interfaces import (
     ClaimOutcome,
+    ClusterClaims,
     ClusterRecord,
-    ClusterRegistry,
     ManagerStream,
     Serializer,
     StorageBackend,
 )
 from navigator.manager.apply import StorageWorker, apply_state
 from navigator.manager.auth import authenticate
-from navigator.manager.chunks import ChunkAssembler
+from navigator.manager.chunking import ChunkAssembler
 from navigator.manager.sinks import SinkFanout
 from navigator.manager.validation import (
     InvalidState,
@@ -42,7 +42,7 @@ from navigator.v1 import sync_pb2
 
 #: The first message must be an Identify arriving within this many seconds.
 IDENTIFY_TIMEOUT = 10.0
-#: How often a connected edge's claim is renewed with the registry.
+#: How often a connected edge's claim is renewed with the claims.
 RENEW_INTERVAL = 2.0
 #: States with more objects than this are validated off the event loop.
 _BIG_STATE = 2000
@@ -64,17 +64,17 @@ class SyncContext:
 
     config: ManagerConfig
     backend: StorageBackend
-    registry: ClusterRegistry
+    claims: ClusterClaims
     worker: StorageWorker
     serializers: Mapping[str, Serializer]
     sinks: SinkFanout
     #: cluster id -> the session currently holding it on this manager.
-    sessions: dict[str, Session] = field(default_factory=dict)
+    sessions: dict[str, EdgeSession] = field(default_factory=dict)
     stopping: bool = False
     clock: Callable[[], float] = time.time
 
 
-class Session:
+class EdgeSession:
     def __init__(self, ctx: SyncContext, stream: ManagerStream) -> None:
         self.ctx = ctx
         self.stream = stream
@@ -124,7 +124,7 @@ class Session:
         if self._claimed and self.ctx.sessions.get(self.cluster) is self:
             del self.ctx.sessions[self.cluster]
             # On the loop, right after the check above: a reconnect of the same edge cannot slip in between.
-            self.ctx.registry.release(self.cluster, self.edge_id)
+            self.ctx.claims.release(self.cluster, self.edge_id)
             logger.info("edge {} of cluster {} disconnected; grace period starts", self.edge_id, self.cluster)
             if self.record is not None:
                 record = dataclasses.replace(self.record, last_seen=_utc(self.last_seen))
@@ -181,7 +181,7 @@ class Session:
         if self.ctx.stopping:
             return await self._reject(sync_pb2.REJECT_REASON_UNAVAILABLE, "the manager is shutting down")
         # On the loop (not a thread) so a cancelled handshake can never leave a claim nobody releases.
-        claim = self.ctx.registry.claim(ident.cluster_id, ident.edge_id)
+        claim = self.ctx.claims.claim(ident.cluster_id, ident.edge_id)
         if claim.outcome is ClaimOutcome.ALREADY_HELD:
             return await self._reject(
                 sync_pb2.REJECT_REASON_ALREADY_HELD,
@@ -257,8 +257,8 @@ class Session:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(RENEW_INTERVAL)
-            # A shared registry (e.g. PostgreSQL) answers over the network: keep renewals off the loop.
-            if not await asyncio.to_thread(self.ctx.registry.renew, self.cluster, self.edge_id):
+            # A shared claims (e.g. PostgreSQL) answers over the network: keep renewals off the loop.
+            if not await asyncio.to_thread(self.ctx.claims.renew, self.cluster, self.edge_id):
                 logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
                 self.terminate("ALREADY_EXISTS", f"the claim on cluster {self.cluster!r} was lost")
                 return

@@ -1,22 +1,26 @@
 """pytest fixtures: ``kubesim`` (a small served cluster) and ``kubesim_factory`` (build your own).
 
-Use from a conftest with ``pytest_plugins = ["navigator.testing.kubesim.pytest_fixtures"]``.
+Registered through the ``pytest11`` entry point, so any test suite with Navigator installed
+has them; the simulator itself is imported only when a test asks for a fixture.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .sim import KubeSim
+if TYPE_CHECKING:
+    from navigator.kubesim.sim import KubeSim
 
 
 @pytest.fixture
 def kubesim_factory(tmp_path: Path) -> Iterator[Callable[..., KubeSim]]:
     """Start any number of simulators; all are stopped at teardown."""
+    from navigator.kubesim.sim import KubeSim
+
     started: list[KubeSim] = []
 
     def make(**kwargs: Any) -> KubeSim:

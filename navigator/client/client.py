@@ -7,9 +7,9 @@ from typing import Any
 
 import grpc
 
+from navigator.client.rows import cluster_row, record_dict
 from navigator.config.common import ClientTLSConfig
 from navigator.errors import NavigatorError
-from navigator.query.rows import cluster_row, record_dict
 from navigator.v1 import query_pb2, query_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from navigator.testing.kubesim import KubeSim, LoadError, loader
+from navigator.kubesim import KubeSim, LoadError, loader
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ import urllib3
 import yaml
 from kubernetes import client
 
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from navigator.query.rows import resource_row
+from navigator.client.rows import resource_row
 
 
 class _Resources(Protocol):

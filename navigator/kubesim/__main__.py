@@ -1,4 +1,4 @@
-"""``python -m navigator.testing.kubesim``: the same CLI as ``navigator kubesim``."""
+"""``python -m navigator.kubesim``: the same CLI as ``navigator kubesim``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .cli import configure_parser, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m navigator.testing.kubesim",
+    parser = argparse.ArgumentParser(prog="python -m navigator.kubesim",
                                      description="Serve a simulated Kubernetes API server.")
     configure_parser(parser)
     return run(parser.parse_args(argv))

@@ -17,7 +17,7 @@ import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from navigator.interfaces import ClusterRecord, Holding, ResourceQuery
-from navigator.manager.session import SyncContext
+from navigator.manager.edge_session import SyncContext
 from navigator.manager.status import cluster_status
 from navigator.resource import StoredResource
 from navigator.selectors import parse_selector
@@ -156,7 +156,7 @@ class QueryService:
         else:
             records = backend.list_clusters()
         counts = {r.cluster: backend.counts(r.cluster) for r in records}
-        return records, counts, dict(self.ctx.registry.holdings())
+        return records, counts, dict(self.ctx.claims.holdings())
 
     async def list_clusters(self, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse:
         records, counts, holdings = await asyncio.to_thread(self._load, request.cluster)

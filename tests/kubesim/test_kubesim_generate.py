@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from kubernetes import client, watch
 
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 pytestmark = pytest.mark.timeout(90)
 

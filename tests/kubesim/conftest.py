@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from navigator.testing.kubesim import KubeSim
+from navigator.kubesim import KubeSim
 
 KUBECTL = shutil.which("kubectl")
 FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "k8s-api"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import random
 
+from navigator.backoff import Backoff
 from navigator.config.common import BackoffConfig
-from navigator.edge.backoff import Backoff
 
 
 def test_grows_exponentially_up_to_max_without_jitter() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import struct_pb2
 
-from navigator.query.rows import cluster_row, record_dict, resource_row
+from navigator.client.rows import cluster_row, record_dict, resource_row
 from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2
 

@@ -1,0 +1,105 @@
+"""The public plugin API: everything a plugin may import from Navigator, in one module.
+
+Plugins (the built-in ones included) import only from here and from
+``navigator.testing``; the boundary is enforced by import contracts in
+``make lint``. Anything not listed in ``__all__`` may change without notice.
+``PLUGIN_API_VERSION`` follows semantic versioning: a minor bump adds names, a
+major bump removes or changes one (docs/plugin-api.md keeps the history).
+
+    from navigator.plugin import Collector, Resource, hookimpl
+"""
+
+from __future__ import annotations
+
+from navigator import hookimpl
+from navigator.backoff import Backoff, BackoffPolicy, BackoffSettings
+from navigator.config.types import Duration, Size, parse_duration, parse_size
+from navigator.errors import ConfigError, NavigatorError
+from navigator.interfaces import (
+    Claim,
+    ClaimOutcome,
+    ClusterClaims,
+    ClusterRecord,
+    Collector,
+    EdgeStream,
+    Holding,
+    KindErrorRecord,
+    ManagerServices,
+    ManagerStream,
+    PeerInfo,
+    RawObject,
+    ResourceQuery,
+    RunningServer,
+    Serializer,
+    Sink,
+    SinkPlugin,
+    StorageBackend,
+    StorageError,
+    StoragePlugin,
+    StreamClosed,
+    Transport,
+)
+from navigator.plugin_options import PluginOptions, validate_options
+from navigator.protocol import PROTOCOL_VERSION, check_cluster_id
+from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredResource
+from navigator.selectors import LabelSelector, Operator, Requirement, SelectorError, parse_selector
+from navigator.structs import struct_to_dict
+from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
+
+#: The version of this module's surface (semantic versioning).
+PLUGIN_API_VERSION = "1.0"
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "PROTOCOL_VERSION",
+    "Backoff",
+    "BackoffPolicy",
+    "BackoffSettings",
+    "Change",
+    "ChangeType",
+    "Claim",
+    "ClaimOutcome",
+    "ClusterClaims",
+    "ClusterRecord",
+    "Collector",
+    "ConfigError",
+    "Duration",
+    "EdgeStream",
+    "Holding",
+    "KindErrorRecord",
+    "LabelSelector",
+    "ManagerServices",
+    "ManagerStream",
+    "NavigatorError",
+    "Operator",
+    "PeerInfo",
+    "PluginOptions",
+    "RawObject",
+    "Requirement",
+    "Resource",
+    "ResourceKey",
+    "ResourceQuery",
+    "RunningServer",
+    "SelectorError",
+    "Serializer",
+    "Sink",
+    "SinkPlugin",
+    "Size",
+    "StorageBackend",
+    "StorageError",
+    "StoragePlugin",
+    "StoredResource",
+    "StreamClosed",
+    "Transport",
+    "check_cluster_id",
+    "hookimpl",
+    "parse_duration",
+    "parse_selector",
+    "parse_size",
+    "query_pb2",
+    "query_pb2_grpc",
+    "struct_to_dict",
+    "sync_pb2",
+    "sync_pb2_grpc",
+    "validate_options",
+]
