@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py $(CONTRIB)
-	$(BIN)/pip install --quiet -e '.[test,dev,docs]' $(foreach p,$(CONTRIB),-e $(dir $(p)))
+	$(BIN)/pip install --quiet -e '.[test,dev,docs]' $(foreach p,$(CONTRIB),-e '$(patsubst %/,%,$(dir $(p)))[test]')
 	touch $(STAMP)
 
 venv: $(STAMP)
