@@ -12,7 +12,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from navigator.edge.collect import CollectResult, KindFailure
+from navigator.edge import partial
+from navigator.edge.collect import CollectResult
+from navigator.edge.partial import KindError
 from navigator.edge.records import encode_resource, reencode
 from navigator.interfaces import Serializer
 from navigator.resource import Resource
@@ -20,49 +22,30 @@ from navigator.v1 import sync_pb2
 
 
 @dataclass(slots=True)
-class KindError:
-    """A kind that failed, as reported to the manager."""
-
-    kind: str
-    failure: KindFailure
-    cached: bool = False
-
-    def to_proto(self) -> sync_pb2.KindError:
-        return sync_pb2.KindError(
-            kind=self.kind,
-            message=self.failure.message,
-            http_status=self.failure.http_status,
-            attempts=self.failure.attempts,
-            cached=self.cached,
-        )
-
-
-@dataclass(slots=True)
 class FullSnapshot:
-    """One complete collection of every enabled kind (some possibly failed or cached)."""
+    """One complete collection of every enabled kind (some possibly failed: see ``partial``)."""
 
     results: dict[str, CollectResult]
     timestamp: float = field(default_factory=time.time)
 
     @property
     def kinds(self) -> list[str]:
-        return [k for k, r in self.results.items() if r.ok]
+        return partial.collected_kinds(self.results)
 
     @property
     def cached_kinds(self) -> list[str]:
-        return [k for k, r in self.results.items() if not r.ok and r.cached]
+        return partial.fallback_kinds(self.results)
 
     @property
     def errors(self) -> list[KindError]:
-        return [KindError(k, r.error, r.cached) for k, r in self.results.items() if r.error is not None]
+        return partial.kind_errors(self.results)
 
     @property
     def object_count(self) -> int:
-        return sum(r.count for r in self.results.values() if r.ok or r.cached)
+        return sum(r.count for r in partial.carried(self.results))
 
     def included(self) -> Iterable[CollectResult]:
-        """The kinds whose objects the state carries: collected now, or cached."""
-        return [r for r in self.results.values() if r.ok or r.cached]
+        return partial.carried(self.results)
 
 
 @dataclass(slots=True)

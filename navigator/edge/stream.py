@@ -26,6 +26,7 @@ from loguru import logger
 from navigator import __version__, metrics
 from navigator.backoff import Backoff
 from navigator.config.edge import EdgeConfig
+from navigator.edge.acks import AckOutOfOrder, AckTimeout, PendingAcks, ack_status_name
 from navigator.edge.chunking import delta_messages, message_limit, plan_full, size_target
 from navigator.edge.messages import Delta, FullSnapshot, Outgoing, Sequencer, encode_delta, encode_full
 from navigator.edge.outbox import Outbox
@@ -43,10 +44,6 @@ class StreamState(StrEnum):
     STANDBY = "standby"
     CONNECTED = "connected"
     STOPPED = "stopped"
-
-
-class AckTimeout(Exception):
-    """No ack within ``manager.ack_timeout``: the stream is presumed dead."""
 
 
 class ProtocolError(Exception):
@@ -75,13 +72,6 @@ def reason_name(reason: int) -> str:
         return sync_pb2.RejectReason.Name(reason).removeprefix("REJECT_REASON_")  # type: ignore[arg-type]
     except ValueError:
         return f"UNKNOWN({reason})"
-
-
-def ack_status_name(status: int) -> str:
-    try:
-        return sync_pb2.AckStatus.Name(status).removeprefix("ACK_STATUS_")  # type: ignore[arg-type]
-    except ValueError:
-        return f"UNKNOWN({status})"
 
 
 @dataclass(slots=True)
@@ -232,7 +222,7 @@ class StreamClient:
                     rejected,
                     wait,
                 )
-            except (StreamClosed, AckTimeout, ProtocolError, TimeoutError, OSError) as exc:
+            except (StreamClosed, AckTimeout, AckOutOfOrder, ProtocolError, TimeoutError, OSError) as exc:
                 wait = backoff.next()
                 what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StreamClosed) else str(exc)
                 was_connected = self.stats.state == StreamState.CONNECTED
@@ -338,7 +328,7 @@ class StreamClient:
     # -- one accepted stream ---------------------------------------------------------------
 
     async def _session(self, stream: EdgeStream, session: Negotiated) -> None:
-        acks: asyncio.Queue[sync_pb2.Ack] = asyncio.Queue()
+        acks = PendingAcks()
         reader = asyncio.create_task(self._read(stream, acks), name="navigator-edge-reader")
         writer = asyncio.create_task(self._write(stream, acks, session), name="navigator-edge-writer")
         try:
@@ -354,7 +344,7 @@ class StreamClient:
             if task in done and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
-    async def _read(self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack]) -> None:
+    async def _read(self, stream: EdgeStream, acks: PendingAcks) -> None:
         while True:
             message = await stream.recv()
             if message is None:
@@ -362,7 +352,7 @@ class StreamClient:
             metrics.count_edge_bytes(self.config.cluster.id, received=message.ByteSize())
             body = message.WhichOneof("body")
             if body == "ack":
-                acks.put_nowait(message.ack)
+                acks.received(message.ack)
                 metrics.count_edge_ack(self.config.cluster.id, message.ack.status)
             elif body == "reject":
                 raise StreamClosed(f"the manager revoked the claim: {Rejected(message.reject)}")
@@ -375,7 +365,7 @@ class StreamClient:
             return None
         return await self._unless_stopped(asyncio.wait_for(self.outbox.get(), self._heartbeat_every))
 
-    async def _write(self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], session: Negotiated) -> None:
+    async def _write(self, stream: EdgeStream, acks: PendingAcks, session: Negotiated) -> None:
         sent_full = False
         while not self._stopping.is_set():
             try:
@@ -412,7 +402,7 @@ class StreamClient:
             yield message
 
     async def _deliver(
-        self, stream: EdgeStream, acks: asyncio.Queue[sync_pb2.Ack], item: Outgoing, session: Negotiated
+        self, stream: EdgeStream, acks: PendingAcks, item: Outgoing, session: Negotiated
     ) -> None:
         """Send every message of ``item``, then wait for each one's ack in order."""
         timeout = self.config.manager.ack_timeout
@@ -435,28 +425,11 @@ class StreamClient:
             bytes_sent=self.stats.bytes_sent + size,
         )
         metrics.count_edge_bytes(self.config.cluster.id, sent=size)
-        final: sync_pb2.Ack | None = None
-        for index, sequence in enumerate(sequences):
-            try:
-                ack = await asyncio.wait_for(acks.get(), timeout)
-            except TimeoutError:
-                self._update(ack_timeouts=self.stats.ack_timeouts + 1)
-                raise AckTimeout(f"no ack for state {sequence} within {timeout:.1f}s") from None
-            if ack.sequence != sequence:
-                raise ProtocolError(f"expected the ack of state {sequence}, got one for {ack.sequence}")
-            last = index == len(sequences) - 1
-            if not last and ack.status == sync_pb2.ACK_STATUS_BUFFERED:
-                continue
-            final = ack
-            if not last:
-                logger.warning(
-                    "chunk {}/{} of state {} was acked {}: {}",
-                    index + 1,
-                    len(sequences),
-                    sequences[0],
-                    ack_status_name(ack.status),
-                    ack.error,
-                )
+        try:
+            final = await acks.outcome(sequences, timeout)
+        except AckTimeout:
+            self._update(ack_timeouts=self.stats.ack_timeouts + 1)
+            raise
         if final is not None:
             self._acked(item, len(sequences), final, size, time.monotonic() - started)
 

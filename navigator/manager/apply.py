@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
-from navigator.interfaces import ClusterRecord, KindErrorRecord, Serializer, StorageBackend
+from navigator.interfaces import ClusterRecord, Serializer, StorageBackend
+from navigator.manager import partial
 from navigator.manager.validation import InvalidState, StateSet
 from navigator.resource import Change, Resource, ResourceKey
 from navigator.v1 import sync_pb2
@@ -107,17 +108,6 @@ class DecodedResources(Sequence[Resource]):
             raise self.error from None
 
 
-def merge_errors(old: Sequence[KindErrorRecord], state: StateSet, now: datetime) -> list[KindErrorRecord]:
-    """Errors stay until a state lists their kind in ``kinds`` again; a still-failing kind keeps its ``since``."""
-    cleared = set(state.kinds)
-    merged = {e.kind: e for e in old if e.kind not in cleared}
-    for e in state.errors:
-        previous = merged.get(e.kind)
-        since = previous.since if previous is not None and previous.since is not None else now
-        merged[e.kind] = KindErrorRecord(e.kind, e.message, e.http_status, e.cached, since)
-    return sorted(merged.values(), key=lambda e: e.kind)
-
-
 async def apply_state(
     worker: StorageWorker,
     backend: StorageBackend,
@@ -136,12 +126,12 @@ async def apply_state(
         last_sync=now,
         last_seen=now,
         last_sequence=state.sequence,
-        errors=merge_errors(record.errors, state, now),
+        errors=partial.merge_errors(record.errors, state, now),
     )
     resources = DecodedResources(state.resources, serializer)
     try:
         if state.full:
-            changes = await worker.call(backend.apply_snapshot, updated, state.covered_kinds, resources)
+            changes = await worker.call(backend.apply_snapshot, updated, partial.covered_kinds(state), resources)
         else:
             deletions = [ResourceKey(k.kind, k.namespace, k.name, k.uid) for k in state.deletions]
             changes = await worker.call(backend.apply_delta, updated, resources, deletions)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from navigator.interfaces import (
     Serializer,
     StorageBackend,
 )
+from navigator.manager import acks
 from navigator.manager.apply import StorageWorker, apply_state
 from navigator.manager.auth import authenticate
 from navigator.manager.chunking import ChunkAssembler
@@ -37,7 +37,6 @@ from navigator.manager.validation import (
     check_sequence,
     check_state_set,
 )
-from navigator.resource import ChangeType
 from navigator.v1 import sync_pb2
 
 #: The first message must be an Identify arriving within this many seconds.
@@ -82,7 +81,6 @@ class EdgeSession:
         self.edge_id = ""
         self.record: ClusterRecord | None = None
         self.serializer: Serializer | None = None
-        self.connected_at = 0.0
         self.last_seen = 0.0
         self.done = asyncio.Event()
         self._sequence = 0
@@ -163,7 +161,8 @@ class EdgeSession:
         body = first.WhichOneof("body")
         if body != "identify":
             return await self._reject(
-                sync_pb2.REJECT_REASON_MALFORMED, f"the first message must be Identify, got {body or 'an empty message'}"
+                sync_pb2.REJECT_REASON_MALFORMED,
+                f"the first message must be Identify, got {body or 'an empty message'}",
             )
         ident = first.identify
         if problem := check_identify(ident):
@@ -198,7 +197,7 @@ class EdgeSession:
             )
         self.cluster, self.edge_id = ident.cluster_id, ident.edge_id
         self.serializer = self.ctx.serializers[chosen]
-        self.connected_at = self.last_seen = self.ctx.clock()
+        self.last_seen = self.ctx.clock()
         self._claimed = True
         metrics.edge_connected()
         previous = self.ctx.sessions.get(self.cluster)
@@ -266,8 +265,10 @@ class EdgeSession:
     def _invalid(self, sequence: int, error: InvalidState) -> sync_pb2.Ack:
         self._chunks.discard(str(error))
         metrics.count_manager_error("invalid_state")
-        logger.warning("invalid state {} from edge {} of cluster {}: {}", sequence, self.edge_id, self.cluster, error)
-        return sync_pb2.Ack(sequence=sequence, status=sync_pb2.ACK_STATUS_INVALID, error=str(error))
+        logger.warning(
+            "invalid state {} from edge {} of cluster {}: {}", sequence, self.edge_id, self.cluster, error
+        )
+        return acks.invalid(sequence, str(error))
 
     async def _process(self, state: sync_pb2.ClusterState) -> sync_pb2.Ack:
         sequence = state.sequence
@@ -278,7 +279,7 @@ class EdgeSession:
             check_header(state, self.cluster, self.edge_id)
             assembled = self._chunks.add(state)
             if assembled is None:
-                return sync_pb2.Ack(sequence=sequence, status=sync_pb2.ACK_STATUS_BUFFERED)
+                return acks.buffered(sequence)
             if len(assembled.resources) > _BIG_STATE:
                 await asyncio.to_thread(check_state_set, assembled, self.ctx.config.limits)
             else:
@@ -289,38 +290,37 @@ class EdgeSession:
         started = time.perf_counter()
         try:
             record, changes = await apply_state(
-                self.ctx.worker, self.ctx.backend, self.record, assembled, self.serializer, _utc(self.ctx.clock())
+                self.ctx.worker,
+                self.ctx.backend,
+                self.record,
+                assembled,
+                self.serializer,
+                _utc(self.ctx.clock()),
             )
         except InvalidState as exc:
             return self._invalid(sequence, exc)
         except Exception as exc:
             metrics.count_manager_error("storage")
             logger.opt(exception=exc).error("storing state {} of cluster {} failed", sequence, self.cluster)
-            return sync_pb2.Ack(
-                sequence=sequence, status=sync_pb2.ACK_STATUS_RETRY, error=f"storage failed: {exc}"
-            )
+            return acks.retry(sequence, f"storage failed: {exc}")
         self.record = record
-        metrics.record_applied(self.cluster, assembled.full, time.perf_counter() - started, changes, assembled.counts)
+        metrics.record_applied(
+            self.cluster, assembled.full, time.perf_counter() - started, changes, assembled.counts
+        )
         await self.ctx.sinks.send(changes)
-        tally = Counter(c.type for c in changes)
+        ack = acks.applied(sequence, changes)
         logger.debug(
             "applied {} state {} of cluster {}: {} objects, +{} ~{} -{} in {:.3f}s",
             "FULL" if assembled.full else "DELTA",
             sequence,
             self.cluster,
             len(assembled.resources),
-            tally[ChangeType.ADDED],
-            tally[ChangeType.MODIFIED],
-            tally[ChangeType.DELETED],
+            ack.added,
+            ack.modified,
+            ack.deleted,
             time.perf_counter() - started,
         )
-        return sync_pb2.Ack(
-            sequence=sequence,
-            status=sync_pb2.ACK_STATUS_APPLIED,
-            added=tally[ChangeType.ADDED],
-            modified=tally[ChangeType.MODIFIED],
-            deleted=tally[ChangeType.DELETED],
-        )
+        return ack
 
 
 def _utc(seconds: float) -> datetime:

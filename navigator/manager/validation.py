@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from navigator.config.manager import LimitsSection
+from navigator.manager import partial
 from navigator.protocol import PROTOCOL_VERSION, cluster_id_problem
 from navigator.v1 import sync_pb2
 
@@ -82,11 +83,6 @@ class StateSet:
     def full(self) -> bool:
         return self.type == sync_pb2.STATE_TYPE_FULL
 
-    @property
-    def covered_kinds(self) -> set[str]:
-        """Kinds whose stored set this state replaces: collected now or from the edge's cache."""
-        return set(self.kinds) | set(self.cached_kinds)
-
 
 def _describe(r: sync_pb2.Resource | sync_pb2.ResourceKey) -> str:
     return f"{r.kind or '?'}/{r.namespace + '/' if r.namespace else ''}{r.name or '?'}"
@@ -111,7 +107,7 @@ def check_state_set(state: StateSet, limits: LimitsSection) -> None:
                 raise InvalidState(f"deletion {_describe(deletion)} needs kind and name")
     elif state.deletions:
         raise InvalidState("a FULL state must not carry deletions: what it leaves out is deleted")
-    covered = state.covered_kinds
+    covered = partial.covered_kinds(state)
     max_payload = limits.max_payload_bytes
     seen: set[tuple[str, str, str]] = set()
     actual: Counter[str] = Counter()
