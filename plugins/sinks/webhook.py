@@ -3,7 +3,9 @@
 Options: ``url`` (required), ``batch_size`` (500), ``flush_interval`` (``1s``:
 a partial batch waits at most this long), ``timeout`` (``10s`` per request),
 ``retries`` (5, after the first try), ``backoff`` (``0.5s``, doubling up to
-``30s``), ``max_queue`` (10000 events), ``headers`` (extra request headers).
+``max_backoff``, ``30s``; each wait randomised by ±20 % so sinks of several
+managers do not retry in step), ``max_queue`` (10000 events), ``headers``
+(extra request headers).
 
 The body is ``{"changes": [{cluster, kind, namespace, name, uid, type,
 old_resource_version, new_resource_version}, ...]}``. When the queue is full,
@@ -15,16 +17,17 @@ a batch that still fails after every retry is counted in ``failed``.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 import orjson
 from loguru import logger
 
-from navigator.plugin import Change, Sink, SinkPlugin, hookimpl, parse_duration
+from navigator.plugin import Backoff, BackoffPolicy, Change, Sink, SinkPlugin, hookimpl, parse_duration
 
 DEFAULTS: dict[str, Any] = {
     "url": None,
@@ -56,13 +59,17 @@ class WebhookSink:
         max_queue: int = 10_000,
         headers: Mapping[str, str] | None = None,
         close_timeout: float = 10.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``rng`` seeds the jitter and ``sleep`` waits between tries (both replaceable for tests)."""
         self.url = url
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.backoff = BackoffPolicy(initial=backoff, max=max_backoff)
+        self._rng = rng if rng is not None else random.Random()
+        self._sleep = sleep
         self.max_queue = max_queue
         self.close_timeout = close_timeout
         self.timeout = timeout
@@ -130,9 +137,10 @@ class WebhookSink:
         assert self._client is not None
         body = orjson.dumps({"changes": batch})
         problem = ""
+        backoff = Backoff(self.backoff, self._rng)
         for attempt in range(self.retries + 1):
             if attempt:
-                await asyncio.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+                await self._sleep(backoff.next())
             try:
                 response = await self._client.post(self.url, content=body, headers=self.headers)
             except httpx.HTTPError as exc:
@@ -175,6 +183,8 @@ def create(options: Mapping[str, Any]) -> Sink:
             merged[key] = parse_duration(merged[key])
         except ValueError as exc:
             raise ValueError(f"{key}: {exc}") from None
+    if merged["max_backoff"] < merged["backoff"]:
+        raise ValueError(f"max_backoff ({merged['max_backoff']}s) must not be below backoff ({merged['backoff']}s)")
     for key in ("batch_size", "max_queue"):
         if not isinstance(merged[key], int) or merged[key] < 1:
             raise ValueError(f"{key}: expected a positive integer, got {merged[key]!r}")

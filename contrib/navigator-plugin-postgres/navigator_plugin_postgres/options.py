@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from navigator.plugin import Duration, StorageError
+from navigator.plugin import BackoffPolicy, Duration, StorageError
 
 #: Environment variable consulted when ``dsn`` is not in the options.
 DSN_ENV = "NAVIGATOR_POSTGRES_DSN"
@@ -36,8 +36,10 @@ class PostgresOptions(BaseModel):
     connect_timeout: Duration = Field(10.0, gt=0, description="give up connecting after this long")
     statement_timeout: Duration = Field(0.0, ge=0, description="abort statements running longer; 0: no limit")
     retry_attempts: int = Field(5, ge=1, description="tries per operation when the connection fails")
-    retry_initial_backoff: Duration = Field(0.1, ge=0, description="first wait between tries")
-    retry_max_backoff: Duration = Field(5.0, ge=0, description="longest wait between tries")
+    retry_initial_backoff: Duration = Field(
+        0.1, ge=0, description="first wait between tries; each wait doubles and is randomised by ±20 %"
+    )
+    retry_max_backoff: Duration = Field(5.0, ge=0, description="longest wait between tries, jitter included")
     lease_ttl: Duration = Field(
         15.0, gt=0, description="a manager that stops renewing its cluster claims loses them after this"
     )
@@ -61,6 +63,12 @@ class PostgresOptions(BaseModel):
         if self.retry_max_backoff < self.retry_initial_backoff:
             raise ValueError("retry_max_backoff must not be below retry_initial_backoff")
         return self
+
+    @property
+    def retry_backoff(self) -> BackoffPolicy:
+        """The pacing of retries: from ``retry_initial_backoff``, doubling, up to ``retry_max_backoff``,
+        each wait ±20 % so managers retrying after the same blip spread out."""
+        return BackoffPolicy(initial=self.retry_initial_backoff, max=self.retry_max_backoff)
 
 
 def parse_options(options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> PostgresOptions:

@@ -15,11 +15,12 @@ import psycopg
 from loguru import logger
 from psycopg_pool import ConnectionPool
 
-from navigator.plugin import StorageError
+from navigator.plugin import Backoff, StorageError
 from navigator_plugin_postgres.connection import describe_error
 from navigator_plugin_postgres.options import PostgresOptions
 
 T = TypeVar("T")
+
 
 def retryable(exc: psycopg.Error) -> bool:
     """Failures a new connection or a second try can fix: lost connections, server restarts,
@@ -27,19 +28,21 @@ def retryable(exc: psycopg.Error) -> bool:
     return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
 
 
-def backoff(options: PostgresOptions, attempt: int) -> float:
-    """Exponential wait with ±20 % jitter so managers retrying together spread out."""
-    wait = min(options.retry_max_backoff, options.retry_initial_backoff * (2**attempt))
-    return wait * random.uniform(0.8, 1.2)
-
-
 def run(
     pool: ConnectionPool,
     options: PostgresOptions,
     what: str,
     work: Callable[[psycopg.Connection[Any]], T],
+    *,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``work(conn)`` inside one transaction; retry it on connection failures."""
+    """Call ``work(conn)`` inside one transaction; retry it on connection failures.
+
+    Waits between tries follow ``options.retry_backoff`` (jittered by ``rng``) and are
+    spent in ``sleep``.
+    """
+    backoff = Backoff(options.retry_backoff, rng)
     attempt = 0
     while True:
         try:
@@ -53,12 +56,12 @@ def run(
                 raise StorageError(
                     f"postgres: {what} failed after {attempt} attempts: {describe_error(exc)}"
                 ) from exc
-            wait = backoff(options, attempt - 1)
+            wait = backoff.next()
             logger.warning(
                 "postgres: {} failed ({}), retrying in {:.2f}s (attempt {}/{})",
                 what, describe_error(exc), wait, attempt + 1, options.retry_attempts,
             )  # fmt: skip
-            time.sleep(wait)
+            sleep(wait)
 
 
 def stream(
@@ -66,12 +69,17 @@ def stream(
     options: PostgresOptions,
     what: str,
     work: Callable[[psycopg.Connection[Any]], Iterator[T]],
+    *,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Generator[T, None, None]:
     """Yield what ``work(conn)`` yields inside one transaction (one snapshot of the data).
 
     Retried only until the first item is out: after that, starting over would
     mix two snapshots, so a failure ends the stream with ``StorageError``.
+    Waits between tries are paced as in ``run``.
     """
+    backoff = Backoff(options.retry_backoff, rng)
     attempt = 0
     started = False
     while True:
@@ -85,4 +93,4 @@ def stream(
             attempt += 1
             if started or not retryable(exc) or attempt >= options.retry_attempts:
                 raise StorageError(f"postgres: {what} failed: {describe_error(exc)}") from exc
-            time.sleep(backoff(options, attempt - 1))
+            sleep(backoff.next())

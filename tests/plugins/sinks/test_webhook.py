@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,6 +99,60 @@ async def test_retries_with_backoff_until_delivered(receiver: Receiver) -> None:
     assert isinstance(sink, WebhookSink) and (sink.sent, sink.failed) == (2, 0)
 
 
+class Sleeps:
+    """Records the waits between tries and yields instead of sleeping them (the waits are under test)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
+
+
+async def failing_waits(receiver: Receiver, seed: int, **options: Any) -> list[float]:
+    """The waits of a sink whose endpoint fails every try, with jitter from ``random.Random(seed)``."""
+    receiver.statuses = [503] * 100
+    sleeps = Sleeps()
+    sink = WebhookSink(receiver.url, flush_interval=0, rng=random.Random(seed), sleep=sleeps, **options)
+    await sink.send(changes(1))
+    await sink.close()
+    assert receiver.attempts == options["retries"] + 1 and sink.failed == 1
+    return sleeps.waits
+
+
+async def test_retry_waits_grow_exponentially_with_bounded_jitter_up_to_max_backoff(receiver: Receiver) -> None:
+    waits = await failing_waits(receiver, 7, retries=8, backoff=0.5, max_backoff=10.0)
+    assert len(waits) == 8  # one wait before each retry
+    for n, wait in enumerate(waits):
+        base = min(10.0, 0.5 * 2**n)
+        assert base * 0.8 <= wait <= min(10.0, base * 1.2), (n, wait)
+    assert waits[:5] == sorted(waits[:5])  # ±20 % never reorders a doubling
+    assert all(w >= 8.0 for w in waits[5:])  # at the cap, still jittered below it
+    assert len({round(w, 9) for w in waits}) == len(waits)  # randomised, not lockstep
+
+
+async def test_retry_jitter_follows_the_rng(receiver: Receiver) -> None:
+    first = await failing_waits(receiver, 1, retries=3, backoff=1.0, max_backoff=60.0)
+    receiver.attempts = 0
+    again = await failing_waits(receiver, 1, retries=3, backoff=1.0, max_backoff=60.0)
+    receiver.attempts = 0
+    other = await failing_waits(receiver, 2, retries=3, backoff=1.0, max_backoff=60.0)
+    assert first == again and first != other
+
+
+async def test_each_batch_starts_its_backoff_afresh(receiver: Receiver) -> None:
+    receiver.statuses = [500, 500, 200, 500, 200]
+    sleeps = Sleeps()
+    sink = WebhookSink(receiver.url, batch_size=1, flush_interval=0, backoff=1.0, rng=random.Random(3), sleep=sleeps)
+    await sink.send(changes(2))
+    await sink.close()
+    assert (sink.sent, sink.failed, receiver.attempts) == (2, 0, 5)
+    first_batch, second_batch = sleeps.waits[:2], sleeps.waits[2:]
+    assert 0.8 <= first_batch[0] <= 1.2 and 1.6 <= first_batch[1] <= 2.4
+    assert len(second_batch) == 1 and 0.8 <= second_batch[0] <= 1.2
+
+
 async def test_gives_up_after_retries_and_on_client_errors(receiver: Receiver) -> None:
     receiver.statuses = [500, 500, 500, 400]
     sink = create({"url": receiver.url, "flush_interval": 0, "backoff": "1ms", "retries": 2, "batch_size": 2})
@@ -139,6 +194,7 @@ async def test_an_unreachable_endpoint_never_blocks_send() -> None:
         ({"url": "http://x", "batch_size": 0}, "batch_size"),
         ({"url": "http://x", "flush_interval": "soon"}, "flush_interval"),
         ({"url": "http://x", "bogus": 1}, "unknown webhook sink option bogus"),
+        ({"url": "http://x", "backoff": "1m"}, r"max_backoff \(30.0s\) must not be below backoff \(60.0s\)"),
     ],
 )
 def test_bad_options_name_the_option(options: dict[str, Any], message: str) -> None:
