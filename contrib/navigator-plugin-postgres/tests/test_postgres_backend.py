@@ -120,7 +120,7 @@ def test_a_streaming_query_keeps_its_snapshot_across_fetches(backend: PostgresBa
 
 
 def test_abandoned_queries_give_their_connections_back(pg_options: dict[str, Any]) -> None:
-    backend = PostgresBackend(parse_options({**pg_options, "query_pool_size": 1, "connect_timeout": 3}))
+    backend = PostgresBackend(parse_options({**pg_options, "query_pool_size": 1, "connect_timeout": 30}))
     backend.migrate()
     try:
         backend.apply_snapshot(ClusterRecord("east"), ["pods"], [pod(f"p{i}") for i in range(5)])

@@ -40,7 +40,7 @@ def test_threads_migrating_at_once_apply_each_migration_once(pg_options: dict[st
         for t in threads:
             t.start()
         for t in threads:
-            t.join(60)
+            t.join(120)
     finally:
         for b in backends:
             b.close()
@@ -76,14 +76,14 @@ def test_processes_migrating_at_once_both_start(pg_options: dict[str, Any]) -> N
             )
             for _ in range(2)
         ]
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         while gate.execute(waiting).fetchone() != (2,):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "starters did not arrive"
             time.sleep(0.02)
         gate.execute("SELECT pg_advisory_unlock(%s)", [gate_key])
     for proc in procs:
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert out.strip() == "ok"
     assert recorded(pg_options["dsn"], pg_options["schema"]) == [m.version for m in migrations.MIGRATIONS]

@@ -75,12 +75,12 @@ def _kill_while_waiting_for_the_cluster_lock(
     worker = threading.Thread(target=run)
     worker.start()
     waiting = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while terminate(admin, waiting) == 0:
         assert time.monotonic() < deadline, "the snapshot never reached the cluster lock"
         time.sleep(0.02)
     admin.execute("SELECT pg_advisory_unlock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
-    worker.join(30)
+    worker.join(120)
     return outcome
 
 
