@@ -17,13 +17,12 @@ from types import TracebackType
 
 from rich.console import Console
 
-from navigator.demo import processes
+from navigator import processes
 from navigator.demo.configs import EdgePlan, edge_config, manager_config, write_yaml
 from navigator.demo.dashboard import DashboardInfo
 from navigator.demo.monitor import watch
-from navigator.demo.processes import Child
 from navigator.demo.status import FleetStatus, StatusPoller
-from navigator.errors import NavigatorError
+from navigator.processes import Child
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -94,21 +93,17 @@ class Fleet:
             metrics_port=self.metrics_port,
         )
         path = write_yaml(self.directory / "manager.yaml", config)
-        self.manager = processes.spawn("manager", ["manager", "--config", str(path)], self.logs / "manager.log")
+        self.manager = processes.start("manager", ["manager", "--config", str(path)], self.logs / "manager.log")
         return self.manager
 
     def wait_for_manager(self, timeout: float = 60.0) -> None:
         """Until the query service answers: edges connecting earlier would only back off."""
         assert self.manager is not None
         poller = StatusPoller(self.address, timeout=1.0)
-        deadline = time.monotonic() + timeout
         try:
-            while poller.poll().error is not None:
-                if not self.manager.alive():
-                    raise NavigatorError(self.manager.failure(f"exited with code {self.manager.returncode}"))
-                if time.monotonic() > deadline:
-                    raise NavigatorError(self.manager.failure(f"did not answer on {self.address} in {timeout:.0f}s"))
-                time.sleep(0.2)
+            self.manager.wait_until(
+                lambda: poller.poll().error is None, f"an answer on {self.address}", timeout, interval=0.2
+            )
         finally:
             poller.close()
 
@@ -118,7 +113,7 @@ class Fleet:
                 plan.metrics_port = processes.free_port(HOST)
             config = edge_config(plan, manager=self.address, interval=self.interval)
             path = write_yaml(self.directory / "edges" / f"{plan.cluster}.yaml", config)
-            self.edges[plan.cluster] = processes.spawn(
+            self.edges[plan.cluster] = processes.start(
                 f"edge {plan.cluster}", ["edge", "--config", str(path)], self.logs / f"edge-{plan.cluster}.log"
             )
             self.plans.append(plan)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from navigator.demo import processes
+from navigator import processes
 from navigator.demo.clusters import SimulatedCluster
-from navigator.demo.processes import Child
+from navigator.processes import Child
 
 LISTENING = re.compile(r"listening on (https?://\S+)")
 
@@ -37,13 +37,13 @@ def start_simulator(
         "--seed", str(cluster.seed),
         "--churn", str(churn),
     ]  # no --token: kubectl sends no credentials over plain HTTP, and the docs use kubectl
-    child = processes.spawn(f"simulated cluster {cluster.id}", args, directory / "logs" / f"kubesim-{cluster.id}.log")
+    child = processes.start(f"simulated cluster {cluster.id}", args, directory / "logs" / f"kubesim-{cluster.id}.log")
     return child, kubeconfig
 
 
 def wait_until_serving(child: Child, timeout: float) -> str:
     """The simulator's URL once it prints ``listening on``; its kubeconfig is written by then."""
-    return child.wait_for_line(LISTENING, timeout).group(1)
+    return child.wait_for(LISTENING, timeout).group(1)
 
 
 def startup_timeout(pods: int) -> float:

@@ -1,63 +1,36 @@
-"""Real ``navigator`` processes for end-to-end tests: simulator, manager and edges as a user runs them."""
+"""Real ``navigator`` processes for end-to-end tests: simulator, manager and edges as a user runs them.
+
+Starting, waiting for and stopping a child is ``navigator.processes``' job (the
+demo runs its children with it too); this module adds what a test wants on top:
+a ``Fleet`` that writes the configs and stops everything at the end, and
+``navigator query`` and ``kubectl`` helpers.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
+from navigator import processes
+from navigator.processes import Child, ProcessError, free_port, navigator_command
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = [
+    "Child",
+    "Fleet",
+    "ProcessError",
+    "free_port",
+    "kubectl_count",
+    "navigator_command",
+    "query",
+    "query_ok",
+    "wait_until",
+]
 
-
-def navigator_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "navigator.cli.main", *args]
-
-
-class Process:
-    """A child process whose combined output goes to a file the test can read."""
-
-    def __init__(self, name: str, args: list[str], log: Path) -> None:
-        self.name, self.args, self.log = name, args, log
-        self._out = log.open("ab")
-        self.proc = subprocess.Popen(
-            args, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text.lower() in self.output().lower():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} never printed {text!r}; output:\n{self.output()[-4000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-        return self.proc.returncode
+T = TypeVar("T")
 
 
 class Fleet:
@@ -65,14 +38,15 @@ class Fleet:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.procs: list[Process] = []
+        self.procs: list[Child] = []
 
-    def start(self, name: str, *args: str) -> Process:
-        proc = Process(name, navigator_cmd(*args), self.tmp / f"{name}.log")
+    def start(self, name: str, *args: str) -> Child:
+        """``navigator <args>``, its output in ``<tmp>/<name>.log``."""
+        proc = processes.start(name, args, self.tmp / f"{name}.log")
         self.procs.append(proc)
         return proc
 
-    def kubesim(self, name: str, *extra: str) -> tuple[Process, Path]:
+    def kubesim(self, name: str, *extra: str) -> tuple[Child, Path]:
         kubeconfig = self.tmp / f"{name}.kubeconfig"
         proc = self.start(
             f"kubesim-{name}", "kubesim", "--kubeconfig", str(kubeconfig), "--name", name, *extra
@@ -82,7 +56,7 @@ class Fleet:
 
     def manager(
         self, name: str, port: int, db: Path, grace: str = "2s", tokens: dict[str, str] | None = None
-    ) -> Process:
+    ) -> Child:
         config = self.tmp / f"{name}.yaml"
         auth = f"auth:\n  tokens: {orjson.dumps(tokens).decode()}\n" if tokens else ""
         config.write_text(
@@ -90,11 +64,11 @@ class Fleet:
             f"grace_period: {grace}\n{auth}"
         )
         proc = self.start(name, "manager", "--config", str(config))
-        wait_until(lambda: query_ok(port), f"manager {name} answering on {port}", proc)
+        proc.wait_until(lambda: query_ok(port), f"an answer on port {port}", interval=0.3)
         return proc
 
     def edge(self, name: str, cluster: str, kubeconfig: Path, port: int, token: str | None = None,
-             interval: str = "2s", edge_id: str | None = None) -> Process:  # fmt: skip
+             interval: str = "2s", edge_id: str | None = None) -> Child:  # fmt: skip
         config = self.tmp / f"{name}.yaml"
         lines = [
             f"cluster: {{id: {cluster}, metadata: {{region: test-1, environment: test}}}}",
@@ -110,6 +84,7 @@ class Fleet:
         return self.start(name, "edge", "--config", str(config))
 
     def stop_all(self) -> None:
+        """Newest first: edges before the manager before the simulators they watch."""
         for proc in reversed(self.procs):
             proc.stop()
 
@@ -120,7 +95,7 @@ def query_ok(port: int) -> bool:
 
 def query(port: int, what: str, *args: str, check: bool = True) -> Any:
     result = subprocess.run(
-        navigator_cmd("query", what, "--manager", f"127.0.0.1:{port}", "-o", "json", *args),
+        navigator_command("query", what, "--manager", f"127.0.0.1:{port}", "-o", "json", *args),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     if result.returncode != 0:
@@ -130,21 +105,10 @@ def query(port: int, what: str, *args: str, check: bool = True) -> Any:
     return orjson.loads(result.stdout)
 
 
-def wait_until(
-    predicate: Callable[[], object], what: str, proc: Process | None = None, timeout: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.proc.poll() is not None:
-            raise AssertionError(
-                f"{proc.name} exited ({proc.proc.returncode}) waiting for {what}:\n{proc.output()[-4000:]}"
-            )
-        time.sleep(0.3)
-    tail = f"; {proc.name} output:\n{proc.output()[-4000:]}" if proc is not None else ""
-    raise AssertionError(f"timed out waiting for {what}{tail}")
+def wait_until(predicate: Callable[[], T | None], what: str, proc: Child | None = None, timeout: float = 60) -> T:
+    """Poll until ``predicate`` returns something true, and return that; fail early if ``proc`` exits.
+    ``what`` names the condition in the error: "east HEALTHY"."""
+    return processes.wait_until(predicate, what, child=proc, timeout=timeout, interval=0.3)
 
 
 def kubectl_count(kubeconfig: Path, resource: str) -> int:
