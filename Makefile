@@ -19,6 +19,8 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check navigator plugins contrib tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/vulture
 
 typecheck: $(STAMP)
 	$(BIN)/mypy navigator plugins

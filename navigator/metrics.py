@@ -31,7 +31,6 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
-    generate_latest,
     start_http_server,
 )
 
@@ -348,8 +347,3 @@ def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> MetricsServe
     except OSError as exc:
         raise NavigatorError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     return MetricsServer(host=host, port=int(server.server_port), _server=server, _thread=thread)
-
-
-def metrics_text() -> bytes:
-    """What a scrape would return, for callers in the same process."""
-    return generate_latest(REGISTRY)

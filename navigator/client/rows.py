@@ -22,8 +22,6 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "endpointslices": ("service", "address_type", "endpoints", "ports"),
     "pods": ("phase", "pod_ip", "node_name", "ready"),
 }
-#: The ``navigator query`` views that show one kind.
-KIND_VIEWS = tuple(KIND_FIELDS)
 
 
 def rfc3339(stamp: Timestamp | None) -> str | None:

@@ -49,10 +49,6 @@ class FleetStatus:
     #: Things the runner noticed, e.g. a child process that exited.
     notices: list[str] = field(default_factory=list)
 
-    @property
-    def all_healthy(self) -> bool:
-        return bool(self.clusters) and all(c.status == "HEALTHY" for c in self.clusters)
-
 
 class RateWindow:
     """Changes per minute from a monotonically growing counter, over a sliding window."""

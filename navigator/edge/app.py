@@ -23,7 +23,7 @@ from navigator import metrics, plugin_manager
 from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeClient
-from navigator.edge.loop import LoopStats, SyncLoop
+from navigator.edge.loop import SyncLoop
 from navigator.edge.messages import Sequencer
 from navigator.edge.outbox import Outbox
 from navigator.edge.stream import StreamClient, StreamState, StreamStats
@@ -66,10 +66,6 @@ class Edge:
     def stats(self) -> StreamStats:
         """Stream counters (accepts, applied states, ...); zeros before start."""
         return self.stream.stats if self.stream is not None else StreamStats()
-
-    @property
-    def loop_stats(self) -> LoopStats:
-        return self.loop.stats if self.loop is not None else LoopStats()
 
     @property
     def connected(self) -> bool:
@@ -192,12 +188,8 @@ class Edge:
         await self.stop()
 
 
-async def run_edge(config: EdgeConfig, once: bool = False) -> int:
-    """Run ``navigator edge`` until SIGTERM/SIGINT (or one collection with ``once``); returns the exit code."""
-    if once:
-        from navigator.edge.once import run_once
-
-        return await run_once(config)
+async def run_edge(config: EdgeConfig) -> int:
+    """Run ``navigator edge`` until SIGTERM/SIGINT; returns the exit code (``--once`` is ``edge.once``)."""
     edge = Edge(config)
     metrics_server = metrics.serve_metrics(config.metrics)
     await edge.start()

@@ -12,8 +12,8 @@ snapshot never exists as one message, nor as Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from loguru import logger
 
@@ -71,8 +71,6 @@ class FullPlan:
     header: sync_pb2.ClusterState
     items: Sequence[bytes]
     groups: list[tuple[int, int]]
-    #: Resources larger than the hard limit on their own: left out (and logged).
-    dropped: list[sync_pb2.Resource] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -95,14 +93,6 @@ class FullPlan:
         body = b"".join(parts)
         return sync_pb2.EdgeMessage.FromString(b"".join((_TAG_STATE, varint(len(body)), body)))
 
-    def messages(self, sequencer: Sequencer) -> Iterator[sync_pb2.EdgeMessage]:
-        """Every message in order, numbered as they are built."""
-        first = 0
-        for index in range(self.count):
-            sequence = sequencer.next()
-            first = first or sequence
-            yield self.build(index, sequence, first)
-
 
 def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int, limit: int) -> FullPlan:
     """Plan the FULL state as one message or a chunk set, each under ``target`` where at all possible.
@@ -112,7 +102,6 @@ def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int
     """
     hard_room = limit - header.ByteSize() - ENVELOPE_OVERHEAD
     sizes = [field_size(len(item)) for item in items]
-    dropped: list[sync_pb2.Resource] = []
     if any(size > hard_room for size in sizes):
         kept = []
         for item, size in zip(items, sizes, strict=True):
@@ -120,7 +109,6 @@ def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int
                 kept.append(item)
                 continue
             resource = sync_pb2.Resource.FromString(item)
-            dropped.append(resource)
             header.counts[resource.kind] = max(0, header.counts[resource.kind] - 1)
             logger.error(
                 "{} {}/{} is larger than the message limit ({} bytes) and is left out",
@@ -132,7 +120,7 @@ def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int
         items = kept
         sizes = [field_size(len(item)) for item in items]
     room = max(1, target - header.ByteSize() - ENVELOPE_OVERHEAD)
-    return FullPlan(header, items, _groups(sizes, room), dropped)
+    return FullPlan(header, items, _groups(sizes, room))
 
 
 def delta_messages(

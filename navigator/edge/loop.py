@@ -35,10 +35,6 @@ PendingKey = tuple[str, str, str, str]
 
 @dataclass(slots=True)
 class LoopStats:
-    collections: int = 0
-    deltas: int = 0
-    watch_events: int = 0
-    last_collection_seconds: float = 0.0
     last_counts: dict[str, int] | None = None
     interval: float = 0.0
 
@@ -129,8 +125,6 @@ class SyncLoop:
             reporter.cancel()
         snapshot = FullSnapshot({r.kind: r for r in results})
         took = time.monotonic() - started
-        self.stats.collections += 1
-        self.stats.last_collection_seconds = took
         self.stats.last_counts = {r.kind: r.count for r in results}
         _log_collection(results, took)
         metrics.observe_edge_sync(
@@ -172,7 +166,6 @@ class SyncLoop:
         self._pending.clear()
 
     def _on_event(self, event_type: str, resource: Resource) -> None:
-        self.stats.watch_events += 1
         key = (resource.kind, resource.namespace, resource.name, resource.uid)
         self._pending[key] = (event_type != "DELETED", resource)
 
@@ -189,7 +182,6 @@ class SyncLoop:
         delta = Delta()
         for upsert, resource in pending.values():
             (delta.upserts if upsert else delta.deletions).append(resource)
-        self.stats.deltas += 1
         return delta
 
     def cancel(self) -> None:

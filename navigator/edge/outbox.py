@@ -32,23 +32,19 @@ class Outbox:
         self.on_lost = on_lost
         self._items: deque[Outgoing] = deque()
         self._changed = asyncio.Condition()
-        self.dropped = 0
-        self.superseded = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     async def put(self, item: Outgoing) -> None:
         async with self._changed:
-            if isinstance(item, FullSnapshot) and self._items:
-                self.superseded += len(self._items)
+            if isinstance(item, FullSnapshot):
                 self._items.clear()
             while len(self._items) >= self.max_messages:
                 if self.when_full == "block":
                     await self._changed.wait()
                     continue
                 oldest = self._items.popleft()
-                self.dropped += 1
                 logger.warning(
                     "outgoing buffer full ({} states): dropped the oldest ({}); a full resync follows",
                     self.max_messages,
@@ -75,15 +71,6 @@ class Outbox:
         async with self._changed:
             if self._items and isinstance(self._items[0], FullSnapshot):
                 return True
-            self.superseded += len(self._items)
             self._items.clear()
             self._changed.notify_all()
             return False
-
-    async def clear(self) -> int:
-        """Discard everything queued (a reconnect starts with a fresh full resync)."""
-        async with self._changed:
-            count = len(self._items)
-            self._items.clear()
-            self._changed.notify_all()
-            return count

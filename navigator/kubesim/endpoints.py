@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -304,8 +303,3 @@ def _set(eps: list[dict[str, Any]], i: int, ep: dict[str, Any]) -> bool:
         return False
     eps[i] = ep
     return True
-
-
-def group_endpoints(endpoints: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    eps = list(endpoints)
-    return [eps[i : i + MAX_ENDPOINTS] for i in range(0, len(eps), MAX_ENDPOINTS)] or [[]]

@@ -100,7 +100,6 @@ async def test_watch_mode_sends_full_then_deltas(kubesim: KubeSim, start_loop: C
         await run.until(seen_all)
         assert upserts["newcomer"].kind == "pods" and upserts["newcomer"].data["containers"] == ["c"]
         assert upserts[target["name"]].labels["tier"] == "gold"
-        assert run.loop.stats.watch_events >= 3
 
 
 async def test_latest_event_per_object_wins(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
@@ -126,7 +125,6 @@ async def test_poll_mode_sends_a_full_state_every_interval(kubesim: KubeSim, sta
     async with start_loop(sync={"interval": 0.1, "mode": "poll", "adaptive": {"enabled": False}}) as run:
         items = [await run.next() for _ in range(3)]
         assert all(isinstance(i, FullSnapshot) for i in items)
-        assert run.loop.stats.collections >= 3
 
 
 async def test_request_full_wakes_the_loop_at_once(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
