@@ -1,114 +1,31 @@
-"""Label and field selectors with the grammar and semantics of k8s.io/apimachinery."""
+"""Label and field selectors with the grammar and semantics of k8s.io/apimachinery.
+
+Label selectors are the core's model (``navigator.selectors``), with ``>`` and
+``<`` on as the API server has them; this module turns its errors into the API
+server's 400s. Field selectors are the simulator's own: Navigator queries have none.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from navigator.selectors import split_requirements
+from navigator.selectors import LabelSelector, SelectorError, parse_selector
 
 from .errors import ApiError
 
-_KEY = r"[A-Za-z0-9](?:[-A-Za-z0-9_./]*[A-Za-z0-9])?"
-_VALUE = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
-_KEY_RE = re.compile(_KEY)
-_VALUE_RE = re.compile(_VALUE)
-_SET_RE = re.compile(rf"^\s*({_KEY})\s+(in|notin)\s*\((.*)\)\s*$")
-_OP_RE = re.compile(rf"^\s*({_KEY})\s*(==|=|!=|>|<)\s*(\S*)\s*$")
-_EXISTS_RE = re.compile(rf"^\s*(!?)\s*({_KEY})\s*$")
+__all__ = ["FieldSelector", "LabelSelector", "parse_label_selector"]
+
+#: What an empty ``labelSelector`` parses to: no requirements, matches everything.
+EVERYTHING = LabelSelector(())
 
 
-@dataclass(frozen=True, slots=True)
-class Requirement:
-    key: str
-    op: str  # "=", "!=", "in", "notin", "exists", "!", "gt", "lt"
-    values: frozenset[str] = frozenset()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        op = self.op
-        if op == "=":
-            v = labels.get(self.key)
-            return v is not None and v in self.values
-        if op == "in":
-            return labels.get(self.key) in self.values
-        if op == "!=" or op == "notin":
-            v = labels.get(self.key)
-            return v is None or v not in self.values
-        if op == "exists":
-            return self.key in labels
-        if op == "!":
-            return self.key not in labels
-        v = labels.get(self.key)
-        if v is None:
-            return False
-        try:
-            n = int(v)
-        except ValueError:
-            return False
-        (bound,) = self.values
-        return n > int(bound) if op == "gt" else n < int(bound)
-
-
-class LabelSelector:
-    """A parsed ``labelSelector``; an empty one matches everything."""
-
-    def __init__(self, requirements: list[Requirement]) -> None:
-        self.requirements = requirements
-
-    @classmethod
-    def parse(cls, text: str | None) -> LabelSelector:
-        if not text or not text.strip():
-            return cls([])
-        reqs: list[Requirement] = []
-        for part in split_requirements(text):
-            reqs.append(_parse_requirement(part, text))
-        return cls(reqs)
-
-    @classmethod
-    def from_match_labels(cls, labels: Mapping[str, str]) -> LabelSelector:
-        return cls([Requirement(k, "=", frozenset([v])) for k, v in labels.items()])
-
-    def __bool__(self) -> bool:
-        return bool(self.requirements)
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(r.matches(labels) for r in self.requirements)
-
-
-def _parse_requirement(part: str, whole: str) -> Requirement:
-    def bad(why: str) -> ApiError:
-        return ApiError.bad_request(f"unable to parse requirement: {why}")
-
-    if not part.strip():
-        raise bad(f"found '', expected: identifier in {whole!r}")
-    m = _SET_RE.match(part)
-    if m:
-        key, op, inner = m.groups()
-        values = [v.strip() for v in inner.split(",")]
-        for v in values:
-            if not _VALUE_RE.fullmatch(v):
-                raise bad(f"invalid label value: {v!r}")
-        if op == "in" and values == [""]:
-            raise bad("for 'in', 'notin' operators, values set can't be empty")
-        return Requirement(key, op, frozenset(values))
-    m = _OP_RE.match(part)
-    if m:
-        key, op, value = m.groups()
-        if op in ("<", ">"):
-            try:
-                int(value)
-            except ValueError:
-                raise bad(f"for 'Gt', 'Lt' operators, the value must be an integer: {value!r}") from None
-            return Requirement(key, "gt" if op == ">" else "lt", frozenset([value]))
-        if not _VALUE_RE.fullmatch(value):
-            raise bad(f"invalid label value: {value!r}")
-        return Requirement(key, "!=" if op == "!=" else "=", frozenset([value]))
-    m = _EXISTS_RE.match(part)
-    if m:
-        neg, key = m.groups()
-        return Requirement(key, "!" if neg else "exists")
-    raise bad(f"invalid selector: {part.strip()!r}")
+def parse_label_selector(text: str | None) -> LabelSelector:
+    """A ``labelSelector`` query parameter; a bad one is a 400 like the API server's."""
+    try:
+        return parse_selector(text, numeric=True) or EVERYTHING
+    except SelectorError as exc:
+        raise ApiError.bad_request(f"unable to parse requirement: {exc}") from None
 
 
 def _split_unescaped(s: str, sep: str) -> list[str]:

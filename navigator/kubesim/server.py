@@ -31,7 +31,7 @@ from .api import Api
 from .errors import ApiError
 from .faults import Faults
 from .resources import Registry, ResourceType
-from .selectors import FieldSelector, LabelSelector
+from .selectors import FieldSelector, LabelSelector, parse_label_selector
 from .store import Entry, Store
 from .tables import table
 from .watch import Watch, WatchFormat
@@ -409,7 +409,7 @@ class Handler(BaseHTTPRequestHandler):
         return (q.get("includeObject") or ["Metadata"])[0]
 
     def _selectors(self, rt: ResourceType, q: dict[str, str]) -> tuple[LabelSelector, FieldSelector]:
-        labels = LabelSelector.parse(q.get("labelSelector"))
+        labels = parse_label_selector(q.get("labelSelector"))
         fields = FieldSelector.parse(
             q.get("fieldSelector"), lambda f: f in ("metadata.name", "metadata.namespace") or f in rt.field_index
         )

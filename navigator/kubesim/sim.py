@@ -28,7 +28,7 @@ from .errors import ApiError
 from .faults import Faults
 from .generate import ClusterSpec, Generated, generate
 from .resources import Registry, ResourceType, builtin_types
-from .selectors import FieldSelector, LabelSelector
+from .selectors import FieldSelector, parse_label_selector
 from .server import KubeHTTPServer, ServerState
 from .store import Store
 
@@ -256,7 +256,7 @@ class KubeSim:
     ) -> list[dict[str, Any]]:
         rt = self.resource(kind)
         fields = FieldSelector.parse(field_selector, lambda f: True)
-        page = self.store.page(rt, namespace, labels=LabelSelector.parse(label_selector), fields=fields)
+        page = self.store.page(rt, namespace, labels=parse_label_selector(label_selector), fields=fields)
         return [self._decode(rt.full(e.body)) for e in page.entries]
 
     def count(self, kind: str, namespace: str | None = None) -> int:
