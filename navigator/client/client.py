@@ -1,9 +1,17 @@
-"""A client for the manager's Query service (``navigator.v1.Query``), blocking and asyncio flavours."""
+"""A client for the manager's Query service (``navigator.v1.Query``), blocking and asyncio flavours.
+
+Built as httpx is: one core, ``QueryCore``, does everything that does not wait on
+the network (channel settings, building requests, turning responses and pages
+into rows, mapping gRPC errors to ``QueryError``); ``QueryClient`` (blocking) and
+``AsyncQueryClient`` (asyncio) are thin faces that only make the calls, with the
+same methods and rows.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import grpc
 
@@ -13,6 +21,9 @@ from navigator.errors import NavigatorError
 from navigator.v1 import query_pb2, query_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+#: A gRPC channel, blocking or asyncio.
+C = TypeVar("C")
 
 
 class QueryError(NavigatorError):
@@ -77,28 +88,63 @@ def list_request(
     )
 
 
+class QueryCore:
+    """What the blocking and the asyncio client share: all but the calls themselves."""
+
+    def __init__(self, address: str, tls: ClientTLSConfig | None, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._credentials = _credentials(tls)
+        self._options = _options(tls)
+
+    def channel(self, insecure: Callable[..., C], secure: Callable[..., C]) -> C:
+        """A channel from ``grpc`` or ``grpc.aio`` (pass its ``insecure_channel`` and ``secure_channel``)."""
+        if self._credentials is None:
+            return insecure(self.address, options=self._options)
+        return secure(self.address, self._credentials, options=self._options)
+
+    @staticmethod
+    def clusters_request(cluster: str | None) -> query_pb2.ListClustersRequest:
+        return query_pb2.ListClustersRequest(cluster=cluster or "")
+
+    @staticmethod
+    def cluster_rows(response: query_pb2.ListClustersResponse) -> list[dict[str, Any]]:
+        return [cluster_row(c) for c in response.clusters]
+
+    @staticmethod
+    def page_rows(page: query_pb2.ResourcePage) -> Iterator[dict[str, Any]]:
+        """The rows of one page of the ListResources stream."""
+        return (record_dict(record) for record in page.resources)
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Around a call: a gRPC failure leaves as a ``QueryError`` that says what went wrong."""
+        try:
+            yield
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address, self.timeout) from None
+
+
 class QueryClient:
     """Blocking client (the CLI's); rows are plain dicts in the DESIGN.md §3 shape."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, tls: ClientTLSConfig | None = None, timeout: float = 30.0):
-        self.address = address
-        self.timeout = timeout
-        credentials = _credentials(tls)
-        options = _options(tls)
-        if credentials is None:
-            self._channel = grpc.insecure_channel(address, options=options)
-        else:
-            self._channel = grpc.secure_channel(address, credentials, options=options)
+        self._core = QueryCore(address, tls, timeout)
+        self._channel = self._core.channel(grpc.insecure_channel, grpc.secure_channel)
         self._stub = query_pb2_grpc.QueryStub(self._channel)
 
+    @property
+    def address(self) -> str:
+        return self._core.address
+
+    @property
+    def timeout(self) -> float:
+        return self._core.timeout
+
     def clusters(self, cluster: str | None = None) -> list[dict[str, Any]]:
-        try:
-            response = self._stub.ListClusters(
-                query_pb2.ListClustersRequest(cluster=cluster or ""), timeout=self.timeout
-            )
-        except grpc.RpcError as exc:
-            raise _error(exc, self.address, self.timeout) from None
-        return [cluster_row(c) for c in response.clusters]
+        with self._core.errors():
+            response = self._stub.ListClusters(self._core.clusters_request(cluster), timeout=self.timeout)
+        return self._core.cluster_rows(response)
 
     def resources(
         self,
@@ -110,12 +156,9 @@ class QueryClient:
         limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         request = list_request(kind, cluster, namespace, selector, name, limit)
-        try:
+        with self._core.errors():
             for page in self._stub.ListResources(request, timeout=self.timeout):
-                for record in page.resources:
-                    yield record_dict(record)
-        except grpc.RpcError as exc:
-            raise _error(exc, self.address, self.timeout) from None
+                yield from self._core.page_rows(page)
 
     def close(self) -> None:
         self._channel.close()
@@ -131,24 +174,22 @@ class AsyncQueryClient:
     """The same over ``grpc.aio`` for asyncio code (tests, the demo)."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, tls: ClientTLSConfig | None = None, timeout: float = 30.0):
-        self.address = address
-        self.timeout = timeout
-        credentials = _credentials(tls)
-        options = _options(tls)
-        if credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=options)
-        else:
-            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
+        self._core = QueryCore(address, tls, timeout)
+        self._channel = self._core.channel(grpc.aio.insecure_channel, grpc.aio.secure_channel)
         self._stub = query_pb2_grpc.QueryStub(self._channel)
 
+    @property
+    def address(self) -> str:
+        return self._core.address
+
+    @property
+    def timeout(self) -> float:
+        return self._core.timeout
+
     async def clusters(self, cluster: str | None = None) -> list[dict[str, Any]]:
-        try:
-            response = await self._stub.ListClusters(
-                query_pb2.ListClustersRequest(cluster=cluster or ""), timeout=self.timeout
-            )
-        except grpc.RpcError as exc:
-            raise _error(exc, self.address, self.timeout) from None
-        return [cluster_row(c) for c in response.clusters]
+        with self._core.errors():
+            response = await self._stub.ListClusters(self._core.clusters_request(cluster), timeout=self.timeout)
+        return self._core.cluster_rows(response)
 
     async def resources(
         self,
@@ -160,12 +201,10 @@ class AsyncQueryClient:
         limit: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         request = list_request(kind, cluster, namespace, selector, name, limit)
-        try:
+        with self._core.errors():
             async for page in self._stub.ListResources(request, timeout=self.timeout):
-                for record in page.resources:
-                    yield record_dict(record)
-        except grpc.RpcError as exc:
-            raise _error(exc, self.address, self.timeout) from None
+                for row in self._core.page_rows(page):
+                    yield row
 
     async def close(self) -> None:
         await self._channel.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +63,33 @@ async def test_a_client_that_stops_reading_does_not_hold_the_manager(tmp_path: P
         # The manager still answers, and shuts down promptly (no stuck producer threads).
         async with AsyncQueryClient(mgr.address) as client:
             assert len(await client.clusters()) == 1
+
+
+async def test_the_blocking_and_the_asyncio_client_answer_alike(tmp_path: Path) -> None:
+    async with run_test_manager(tmp_path) as mgr, RawEdge(mgr.address) as edge:
+        await edge.identify("east", "edge-1")
+        await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod(f"p{i}", labels={"i": str(i)})
+                                                                        for i in range(700)]}))  # fmt: skip
+
+        def ask_blocking() -> tuple[list[dict[str, Any]], list[Any], str]:
+            with QueryClient(mgr.address) as client:
+                rows = list(client.resources(kind="pods", selector="i notin (3)"))
+                clusters = [(c["edge_id"], c["counts"]) for c in client.clusters()]
+                with pytest.raises(QueryError) as refused:
+                    list(client.resources(selector="i>3"))
+            return rows, clusters, str(refused.value)
+
+        async with AsyncQueryClient(mgr.address) as client:
+            rows = [r async for r in client.resources(kind="pods", selector="i notin (3)")]
+            clusters = [(c["edge_id"], c["counts"]) for c in await client.clusters()]
+            with pytest.raises(QueryError) as refused:
+                [r async for r in client.resources(selector="i>3")]
+        assert len(rows) == 699  # more than one page
+        assert await asyncio.to_thread(ask_blocking) == (rows, clusters, str(refused.value))
+        assert str(refused.value).startswith("invalid query: cannot use '>'")
+
+
+async def test_an_unreachable_manager_is_the_same_error_for_the_asyncio_client() -> None:
+    async with AsyncQueryClient("127.0.0.1:1", timeout=5) as client:
+        with pytest.raises(QueryError, match=r"cannot reach the manager at 127\.0\.0\.1:1"):
+            [r async for r in client.resources()]
