@@ -57,7 +57,6 @@ _.wait_for_status
 _.server_cert  # Pki fields, read by tests/plugins/transports
 _.server_key
 _.stop_all  # testing/processes.py Fleet, used by tests/e2e
-kubectl_count
 chunked  # testing/raw_edge.py helpers, used by tests/manager and benchmarks
 full_state
 delta_state
@@ -79,8 +78,7 @@ _.last_applied_sequence
 # -- dead code whose removal touches files owned by others at the time of writing ---------------------
 
 _._reported  # TODO dead: Fleet._reported (demo/fleet.py) is assigned, never read
-_.single_name  # TODO dead: LabelSelector.single_name (kubesim/selectors.py) has no caller
-_.from_match_labels  # TODO dead: LabelSelector.from_match_labels (kubesim/selectors.py) has no caller
+_.single_name  # TODO dead: FieldSelector.single_name (kubesim/selectors.py) has no caller
 _.schema_version  # TODO dead: SQLiteBackend.schema_version (plugins/storage/sqlite/backend.py) has no caller
 # TODO dead: metrics.count_changes and metrics.time_storage_apply, superseded by metrics.record_applied;
 # only tests/test_metrics.py and benchmarks/metrics_overhead.py call them (remove with the benchmark lines)
