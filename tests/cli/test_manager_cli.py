@@ -16,10 +16,12 @@ from navigator.testing.raw_edge import RawEdge, full_state, pod
 from navigator.v1 import sync_pb2
 
 COMMAND = [sys.executable, "-m", "navigator.cli.main"]
+#: Seconds a wait may take before the test gives up: only a stuck process gets there.
+CEILING = 120.0
 
 
 def navigator(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=CEILING)
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
@@ -40,7 +42,7 @@ async def manager_process(config: Path) -> AsyncIterator[tuple[asyncio.subproces
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    line = (await asyncio.wait_for(proc.stdout.readline(), CEILING)).decode()
     assert line.startswith("listening on "), line
     try:
         yield proc, line.split()[-1]
@@ -54,7 +56,7 @@ async def query(address: str, *args: str) -> list[dict[str, object]]:
     proc = await asyncio.create_subprocess_exec(
         *COMMAND, "query", *args, "--manager", address, "-o", "json", stdout=asyncio.subprocess.PIPE
     )
-    out, _ = await proc.communicate()
+    out, _ = await asyncio.wait_for(proc.communicate(), CEILING)
     assert proc.returncode == 0
     rows: list[dict[str, object]] = orjson.loads(out)
     return rows
@@ -97,7 +99,7 @@ async def test_serves_until_sigterm_and_state_survives_a_restart(tmp_path: Path)
             [row] = await query(address, "clusters")
             assert row["status"] == "HEALTHY"
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert await asyncio.wait_for(proc.wait(), CEILING) == 0
 
     async with manager_process(config) as (proc, address):
         [row] = await query(address, "clusters")
@@ -105,7 +107,7 @@ async def test_serves_until_sigterm_and_state_survives_a_restart(tmp_path: Path)
         assert row["metadata"] == {"region": "eu"}
         assert [p["name"] for p in await query(address, "pods")] == ["a", "b"]
         proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert await asyncio.wait_for(proc.wait(), CEILING) == 0
 
 
 async def test_the_config_logging_section_applies_without_flags(tmp_path: Path) -> None:
@@ -115,8 +117,8 @@ async def test_the_config_logging_section_applies_without_flags(tmp_path: Path) 
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
-    await asyncio.wait_for(proc.stdout.readline(), 30)
+    await asyncio.wait_for(proc.stdout.readline(), CEILING)
     proc.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    _, err = await asyncio.wait_for(proc.communicate(), CEILING)
     records = [orjson.loads(line) for line in err.splitlines() if line.startswith(b"{")]
     assert any("serving sync and query" in r["record"]["message"] for r in records)

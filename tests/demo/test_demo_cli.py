@@ -7,19 +7,25 @@ work: ``navigator query`` against its manager, a scrape of its metrics port.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = pytest.mark.timeout(120)
+#: Seconds a wait may take before the test gives up: only a stuck run gets there.
+CEILING = 120.0
+pytestmark = pytest.mark.timeout(600)
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -47,10 +53,49 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+class Run:
+    """``navigator <args>`` as a child whose output goes to a file the test reads while it runs."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                navigator(*args), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_until(self, predicate: Callable[[], T | None], what: str) -> T:
+        """Poll ``predicate`` until it gives something true; fails at once if the run exits first."""
+        deadline = time.monotonic() + CEILING
+        while not (value := predicate()):
+            assert self.proc.poll() is None, f"exited ({self.proc.returncode}) before {what}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {what} after {CEILING:g}s:\n{self.output()}"
+            time.sleep(0.3)
+        return value
+
+    def printed(self, pattern: str) -> re.Match[str] | None:
+        return re.search(pattern, self.output(), re.MULTILINE)
+
+    def stop(self, sig: int) -> int:
+        """Send ``sig`` as a user (Ctrl-C) or a service manager (SIGTERM) would; the exit code."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(CEILING)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def query_pods(port: int) -> list[dict[str, object]] | None:
     result = subprocess.run(
         navigator("query", "pods", "--manager", f"127.0.0.1:{port}", "-o", "json"),
-        capture_output=True, timeout=30, check=False,
+        capture_output=True, timeout=CEILING, check=False,
     )
     if result.returncode != 0:
         return None
@@ -58,51 +103,34 @@ def query_pods(port: int) -> list[dict[str, object]] | None:
     return rows
 
 
-def exited(demo: subprocess.Popen[bytes]) -> str:
-    """The demo's output if it ended early: the reason a check failed."""
-    if demo.poll() is None or demo.stdout is None:
-        return ""
-    return f"; the demo exited with code {demo.returncode}:\n" + demo.stdout.read().decode(errors="replace")
-
-
 def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
     workdir = tmp_path / "demo"
-    demo = subprocess.Popen(
-        navigator(
-            "demo", "--clusters", "2", "--pods", "300", "--duration", "30",
-            "--port", str(port), "--metrics-port", str(metrics_port), "--dir", str(workdir),
-        ),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    demo = Run(
+        tmp_path / "demo.log",
+        "demo", "--clusters", "2", "--pods", "300",
+        "--port", str(port), "--metrics-port", str(metrics_port), "--dir", str(workdir),
+    )  # fmt: skip
     try:
-        pods: list[dict[str, object]] | None = None
-        deadline = time.monotonic() + 28
-        while time.monotonic() < deadline and demo.poll() is None:
-            pods = query_pods(port)
-            if pods is not None and len(pods) == 2 * 300:
-                break
-            time.sleep(1)
-        assert pods is not None, f"navigator query pods never answered while the demo ran{exited(demo)}"
-        assert len(pods) == 2 * 300, exited(demo)
+        pods = demo.wait_until(lambda: (rows := query_pods(port)) and len(rows) == 2 * 300 and rows, "all 600 pods")
         assert {p["cluster"] for p in pods} == {"production-east", "staging-west"}
         assert all(p["name"] and p["uid"] and p["resource_version"] for p in pods)
 
-        scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=CEILING)
         assert scrape.status_code == 200
         families = {f.name: f for f in text_string_to_metric_families(scrape.text)}
         assert "navigator_manager_connected_edges" in families
         assert "navigator_manager_storage_apply_seconds" in families
         assert all(name.startswith(("navigator_", "python_")) for name in families)
 
-        output, _ = demo.communicate(timeout=60)
+        # The demo's own status lines say when it has seen each cluster HEALTHY.
+        for name in ("production-east", "staging-west"):
+            demo.wait_until(lambda name=name: demo.printed(rf"^\S+ {name} HEALTHY "), f"'{name} HEALTHY'")
+        code = demo.stop(signal.SIGTERM)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.communicate()
-    text = output.decode(errors="replace")
-    assert demo.returncode == 0, text
-    assert "production-east HEALTHY" in text and "staging-west HEALTHY" in text
+        demo.kill()
+    text = demo.output()
+    assert code == 0, text
     assert "2/2 clusters reached HEALTHY" in text
     # Without a terminal the header is printed once: what to try while the demo runs.
     assert f"navigator query pods --manager 127.0.0.1:{port}" in text
@@ -116,27 +144,19 @@ def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path)
 def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     port = free_port()
     workdir = tmp_path / "demo"
-    demo = subprocess.Popen(
-        navigator("demo", "--clusters", "1", "--pods", "20", "--port", str(port), "--dir", str(workdir)),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    demo = Run(
+        tmp_path / "demo.log",
+        "demo", "--clusters", "1", "--pods", "20", "--port", str(port), "--dir", str(workdir),
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and demo.poll() is None:
-            pods = query_pods(port)
-            if pods:
-                break
-            time.sleep(1)
-        children = set(processes_mentioning(str(workdir))) - {demo.pid}
-        assert len(children) == 3, exited(demo)  # simulator, manager, edge
-        demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=30)
+        demo.wait_until(lambda: demo.printed(r"^\S+ \S+ HEALTHY "), "a HEALTHY status line")
+        children = set(processes_mentioning(str(workdir))) - {demo.proc.pid}
+        assert len(children) == 3, demo.output()  # simulator, manager, edge
+        code = demo.stop(signal.SIGINT)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.communicate()
-    text = output.decode(errors="replace")
-    assert demo.returncode == 0, text
+        demo.kill()
+    text = demo.output()
+    assert code == 0, text
     assert "1/1 clusters reached HEALTHY" in text
     assert processes_mentioning(str(workdir)) == []
     with socket.socket() as s:
@@ -144,9 +164,11 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
 
 
 def test_bad_options_are_refused_with_the_option_named() -> None:
-    result = subprocess.run(navigator("demo", "--clusters", "0"), capture_output=True, timeout=30, check=False)
+    result = subprocess.run(navigator("demo", "--clusters", "0"), capture_output=True, timeout=CEILING, check=False)
     assert result.returncode == 2
     assert b"--clusters" in result.stderr and b"at least 1" in result.stderr
-    result = subprocess.run(navigator("demo", "--duration", "soon"), capture_output=True, timeout=30, check=False)
+    result = subprocess.run(
+        navigator("demo", "--duration", "soon"), capture_output=True, timeout=CEILING, check=False
+    )
     assert result.returncode == 2
     assert b"--duration" in result.stderr and b"invalid duration" in result.stderr

@@ -22,7 +22,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 @pytest.fixture
 def kubectl_bin() -> str:
+    """For tests that compare with what kubectl itself shows; they skip, saying so, without it."""
     path = shutil.which("kubectl")
     if path is None:
-        pytest.skip("kubectl is not installed")
+        pytest.skip("compares Navigator with kubectl, and no kubectl is on PATH (install kubectl to run it)")
     return path

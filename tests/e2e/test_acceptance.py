@@ -15,12 +15,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import yaml
 
 from navigator.testing.processes import Fleet, free_port, kubectl_count, query, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+#: Seconds a wait may take before the test gives up: only a stuck process gets there.
+CEILING = 120.0
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def cluster(port: int, name: str) -> dict[str, Any] | None:
@@ -43,8 +47,18 @@ def kubectl(kubeconfig: Path, *args: str) -> str:
         check=True,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=CEILING,
     ).stdout
+
+
+def delete_pod(kubeconfig: Path, namespace: str, name: str) -> None:
+    """``kubectl delete pod`` without kubectl: the same request, straight to the simulator's API."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    token = config["users"][0]["user"].get("token")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.delete(f"{server}/api/v1/namespaces/{namespace}/pods/{name}", headers=headers, timeout=CEILING)
+    response.raise_for_status()
 
 
 def test_counts_fields_and_changes_match_kubectl(fleet: Fleet, tmp_path: Path, kubectl_bin: str) -> None:
@@ -54,13 +68,13 @@ def test_counts_fields_and_changes_match_kubectl(fleet: Fleet, tmp_path: Path, k
     port = free_port()
     fleet.manager("manager", port, tmp_path / "nav.db")
     fleet.edge("edge", "east", kubeconfig, port)
-    wait_until(lambda: status_is(port, "east", "HEALTHY"), "east HEALTHY")
+    wait_until(lambda: status_is(port, "east", "HEALTHY"), "east HEALTHY", timeout=CEILING)
 
     for kind in ("pods", "services", "endpointslices"):
         expected = kubectl_count(kubeconfig, kind)
         assert expected > 0
         wait_until(lambda kind=kind, expected=expected: len(query(port, kind, "--cluster", "east")) == expected,
-                   f"{kind} count {expected}")  # fmt: skip
+                   f"{kind} count {expected}", timeout=CEILING)  # fmt: skip
     row = cluster(port, "east")
     assert row is not None and row["connected"] is True and row["metadata"]["region"] == "test-1"
     assert row["counts"]["pods"] == kubectl_count(kubeconfig, "pods")
@@ -76,7 +90,7 @@ def test_counts_fields_and_changes_match_kubectl(fleet: Fleet, tmp_path: Path, k
         assert mine["pod_ip"] == pod["status"].get("podIP")
         assert mine["node_name"] == pod["spec"].get("nodeName")
 
-    # A deleted and a relabelled pod show up within a few intervals.
+    # A deleted and a relabelled pod show up in the manager.
     victim, relabel = real_pods[0]["metadata"], real_pods[1]["metadata"]
     kubectl(kubeconfig, "delete", "pod", "-n", victim["namespace"], victim["name"], "--wait=false")
     kubectl(
@@ -89,7 +103,7 @@ def test_counts_fields_and_changes_match_kubectl(fleet: Fleet, tmp_path: Path, k
             (relabel["namespace"], relabel["name"])
         ]["labels"].get("tier") == "gold"
 
-    wait_until(changed, "deletion and relabel to arrive", timeout=20)
+    wait_until(changed, "deletion and relabel to arrive", timeout=CEILING)
     gold = query(port, "pods", "-l", "tier=gold")
     assert [(r["namespace"], r["name"]) for r in gold] == [(relabel["namespace"], relabel["name"])]
 
@@ -101,13 +115,13 @@ def test_upstream_objects_keep_their_fields(fleet: Fleet, tmp_path: Path, k8s_fi
     port = free_port()
     fleet.manager("manager", port, tmp_path / "nav.db")
     fleet.edge("edge", "real", kubeconfig, port)
-    wait_until(lambda: status_is(port, "real", "HEALTHY"), "HEALTHY")
-    (pod,) = wait_until(lambda: query(port, "pods", "--cluster", "real"), "the pod")
+    wait_until(lambda: status_is(port, "real", "HEALTHY"), "HEALTHY", timeout=CEILING)
+    (pod,) = wait_until(lambda: query(port, "pods", "--cluster", "real"), "the pod", timeout=CEILING)
     assert (pod["namespace"], pod["name"]) == ("default", "some-name")
     assert pod["labels"]["app"] == "some-app"
     assert pod["phase"] == "Running"
     assert pod["node_name"] == "node-name"
-    (svc,) = wait_until(lambda: query(port, "services", "--cluster", "real"), "the service")
+    (svc,) = wait_until(lambda: query(port, "services", "--cluster", "real"), "the service", timeout=CEILING)
     assert (svc["namespace"], svc["name"], svc["cluster_ip"]) == ("edit-test", "svc1", "10.0.0.146")
     assert svc["selector"] == {"app": "svc1"}
     assert svc["type"] == "ClusterIP"
@@ -119,9 +133,9 @@ def test_second_edge_rejected_then_standby_takes_over(fleet: Fleet, tmp_path: Pa
     port = free_port()
     fleet.manager("manager", port, tmp_path / "nav.db", grace="3s")
     holder = fleet.edge("holder", "west", kubeconfig, port, edge_id="edge-holder")
-    wait_until(lambda: status_is(port, "west", "HEALTHY"), "holder HEALTHY")
+    wait_until(lambda: status_is(port, "west", "HEALTHY"), "holder HEALTHY", timeout=CEILING)
     standby = fleet.edge("standby", "west", kubeconfig, port, edge_id="edge-standby")
-    standby.wait_for("ALREADY_HELD", timeout=30)
+    standby.wait_for("ALREADY_HELD", timeout=CEILING)
     assert "held by connected edge 'edge-holder'" in standby.output()
 
     holder.stop()
@@ -130,7 +144,7 @@ def test_second_edge_rejected_then_standby_takes_over(fleet: Fleet, tmp_path: Pa
     taken = wait_until(
         lambda: (row := status_is(port, "west", "HEALTHY")) and row["edge_id"] == "edge-standby" and row,
         "standby takes over",
-        timeout=60,
+        timeout=CEILING,
     )
     assert taken["connected"] is True
     assert len(query(port, "pods", "--cluster", "west")) == 40
@@ -141,7 +155,7 @@ def test_restart_keeps_state_and_is_not_healthy_until_an_edge_returns(fleet: Fle
     port, db = free_port(), tmp_path / "nav.db"
     manager = fleet.manager("manager", port, db)
     edge = fleet.edge("edge", "north", kubeconfig, port)
-    wait_until(lambda: status_is(port, "north", "HEALTHY"), "HEALTHY")
+    wait_until(lambda: status_is(port, "north", "HEALTHY"), "HEALTHY", timeout=CEILING)
     edge.stop()
     manager.stop(signal.SIGKILL)
 
@@ -150,25 +164,26 @@ def test_restart_keeps_state_and_is_not_healthy_until_an_edge_returns(fleet: Fle
     assert row is not None and row["status"] == "DISCONNECTED" and row["connected"] is False
     assert len(query(port, "pods", "--cluster", "north")) == 30
     fleet.edge("edge-again", "north", kubeconfig, port)
-    wait_until(lambda: status_is(port, "north", "HEALTHY"), "HEALTHY after the edge returns")
+    wait_until(lambda: status_is(port, "north", "HEALTHY"), "HEALTHY after the edge returns", timeout=CEILING)
 
 
-def test_manager_kill9_edges_reconnect_and_resync(fleet: Fleet, tmp_path: Path, kubectl_bin: str) -> None:
+def test_manager_kill9_edges_reconnect_and_resync(fleet: Fleet, tmp_path: Path) -> None:
     _, kubeconfig = fleet.kubesim("south", "--pods", "30", "--services", "3")
     port, db = free_port(), tmp_path / "nav.db"
     manager = fleet.manager("manager", port, db)
     edge = fleet.edge("edge", "south", kubeconfig, port)
-    wait_until(lambda: status_is(port, "south", "HEALTHY"), "HEALTHY")
+    wait_until(lambda: status_is(port, "south", "HEALTHY"), "HEALTHY", timeout=CEILING)
     pods = query(port, "pods", "--cluster", "south")
     manager.stop(signal.SIGKILL)
 
     gone = pods[0]
-    kubectl(kubeconfig, "delete", "pod", "-n", gone["namespace"], gone["name"], "--wait=false")
+    delete_pod(kubeconfig, gone["namespace"], gone["name"])
     fleet.manager("manager-again", port, db)
-    wait_until(lambda: status_is(port, "south", "HEALTHY"), "edge reconnected", edge, timeout=60)
+    wait_until(lambda: status_is(port, "south", "HEALTHY"), "edge reconnected", edge, timeout=CEILING)
     wait_until(
         lambda: len(query(port, "pods", "--cluster", "south")) == 29,
         "the deletion made while the manager was down",
+        timeout=CEILING,
     )
 
 
@@ -180,13 +195,13 @@ def test_tokens_are_bound_to_their_cluster(fleet: Fleet, tmp_path: Path) -> None
     )
     wrong = fleet.edge("wrong", "secure", kubeconfig, port, token="wrong-token")
     stolen = fleet.edge("stolen", "secure", kubeconfig, port, token="other-token")
-    wrong.wait_for("unauthenticated")
-    stolen.wait_for("unauthenticated")
+    wrong.wait_for("unauthenticated", timeout=CEILING)
+    stolen.wait_for("unauthenticated", timeout=CEILING)
     assert cluster(port, "secure") is None or cluster(port, "secure")["connected"] is False  # type: ignore[index]
     wrong.stop()
     stolen.stop()
     fleet.edge("right", "secure", kubeconfig, port, token="right-token")
-    wait_until(lambda: status_is(port, "secure", "HEALTHY"), "HEALTHY with the right token")
+    wait_until(lambda: status_is(port, "secure", "HEALTHY"), "HEALTHY with the right token", timeout=CEILING)
 
 
 def test_random_bytes_do_not_stop_the_manager(fleet: Fleet, tmp_path: Path) -> None:
@@ -202,7 +217,7 @@ def test_random_bytes_do_not_stop_the_manager(fleet: Fleet, tmp_path: Path) -> N
             s.settimeout(2)
             with contextlib.suppress(TimeoutError, ConnectionError):
                 s.recv(1024)
-    assert manager.alive()
+    assert manager.proc.poll() is None
     assert query(port, "clusters") == []
 
 
@@ -214,7 +229,7 @@ def test_failing_pods_still_delivers_other_kinds_and_reports_the_error(fleet: Fl
     row = wait_until(
         lambda: (r := cluster(port, "flaky")) and r["counts"].get("services") and r["errors"] and r,
         "services plus a pods error",
-        timeout=90,
+        timeout=CEILING,
     )
     assert row["counts"].get("endpointslices", 0) > 0
     assert any(e["kind"] == "pods" for e in row["errors"])
