@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from navigator.interfaces import Collector, Serializer, SinkPlugin, StoragePlugin, Transport
+    from navigator.interfaces import Collector, Serializer, SinkPlugin, StoragePlugin, TransportPlugin
 
 hookspec = pluggy.HookspecMarker("navigator")
 
@@ -76,25 +76,44 @@ def navigator_serializers() -> Iterable[Serializer]:
 
 
 @hookspec
-def navigator_transports() -> Iterable[Transport]:
+def navigator_transports() -> Iterable[TransportPlugin]:
     """Offer ways for edges and managers to exchange sync messages.
 
-    Return objects following :class:`~navigator.interfaces.Transport`: ``connect``
-    gives the edge a stream of ``navigator.v1`` messages, ``serve`` serves the
-    manager's sync and query services. One transport is active per process
-    (``plugins.transport``, default ``grpc``).
+    Return :class:`~navigator.interfaces.TransportPlugin` records. One transport is
+    active per process (``transport: {plugin: grpc, options: {...}}`` in edge.yaml
+    and manager.yaml); ``create`` gets ``transport.options`` and returns a
+    :class:`~navigator.interfaces.Transport`, whose ``connect`` gets an
+    :class:`~navigator.interfaces.EdgeEndpoint` and gives the edge a stream of
+    ``navigator.v1`` messages, and whose ``serve`` gets a
+    :class:`~navigator.interfaces.ManagerEndpoint` and serves the manager's sync
+    and query services. Validate options with ``validate_options`` so a bad one
+    stops startup naming ``transport.options.<key>``.
 
-    Example (a transport that only renames the default gRPC one)::
+    Example (the shape only: this transport never reaches anyone)::
 
-        from navigator import hookimpl
-        from navigator_plugins.transports.grpc import GrpcTransport
+        from navigator.plugin import (
+            Duration, PluginOptions, StreamClosed, TransportPlugin, hookimpl, validate_options,
+        )
 
-        class Mine(GrpcTransport):
-            name = "mine"
+        class PigeonOptions(PluginOptions):
+            patience: Duration = 5.0
+
+        class Loft:
+            def __init__(self, address):
+                self.address = address
+            async def stop(self, grace): pass
+
+        class Pigeons:
+            def __init__(self, options):
+                self.options = validate_options(PigeonOptions, options, "transport.options")
+            async def connect(self, endpoint):
+                raise StreamClosed(f"no pigeon found {endpoint.address} in {self.options.patience:g}s")
+            async def serve(self, endpoint, services):
+                return Loft(endpoint.listen)
 
         @hookimpl
         def navigator_transports():
-            return [Mine()]
+            return [TransportPlugin(name="pigeons", create=Pigeons)]
     """
 
 

@@ -17,8 +17,8 @@ import pluggy
 from stevedore import ExtensionManager, NamedExtensionManager
 
 from navigator import hookspecs
-from navigator.errors import PluginError
-from navigator.interfaces import Collector, Serializer, SinkPlugin, StoragePlugin, Transport
+from navigator.errors import ConfigError, PluginError
+from navigator.interfaces import Collector, Serializer, SinkPlugin, StoragePlugin, Transport, TransportPlugin
 
 #: Plugin kind (as used in config and docs) -> entry-point group.
 GROUPS: dict[str, str] = {
@@ -175,8 +175,17 @@ def serializers(pm: pluggy.PluginManager, names: Sequence[str] | None = None) ->
     return _by_name("serializer", pm.hook.navigator_serializers(), names)
 
 
-def transport(pm: pluggy.PluginManager, name: str) -> Transport:
+def transport(pm: pluggy.PluginManager, name: str) -> TransportPlugin:
     return _by_name("transport", pm.hook.navigator_transports(), [name])[name]
+
+
+def create_transport(pm: pluggy.PluginManager, name: str, options: Mapping[str, Any]) -> Transport:
+    """The named transport built from ``transport.options``: a bad option stops startup with one line."""
+    plugin = transport(pm, name)
+    try:
+        return plugin.create(options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"transport ({name}): {exc}") from None
 
 
 def storage_backend(pm: pluggy.PluginManager, name: str) -> StoragePlugin:

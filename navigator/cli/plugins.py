@@ -7,6 +7,7 @@ from pathlib import Path
 
 from navigator.cli.output import add_output_argument, print_json, print_table
 from navigator.config import load_edge_config, load_manager_config
+from navigator.config.common import TransportSection
 from navigator.config.edge import EdgePlugins
 from navigator.config.manager import ManagerPlugins, StorageSection
 from navigator.plugin_manager import discover
@@ -27,7 +28,7 @@ def default_enabled() -> dict[str, list[str]]:
     return {
         "collectors": edge.collectors,
         "serializers": list(dict.fromkeys(edge.serializers + manager.serializers)),
-        "transports": [edge.transport, manager.transport],
+        "transports": [TransportSection().plugin],
         "storage": [StorageSection().plugin],
         "sinks": [],
     }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from navigator.config.types import Duration, Size
+from navigator.interfaces.transport import DEFAULT_MAX_MESSAGE, ClientTLS, ServerTLS
 
 
 class Section(BaseModel):
@@ -31,10 +32,30 @@ class BackoffConfig(Section):
         return self
 
 
-class KeepaliveConfig(Section):
-    time: Duration = Field(30.0, description="ping after this long without activity")
-    timeout: Duration = Field(10.0, description="close the connection if a ping is not answered")
-    permit_without_calls: bool = True
+class TransportSection(Section):
+    """The transport plugin and its own options (grpc: keepalive, compression)."""
+
+    plugin: str = "grpc"
+    options: dict[str, Any] = Field(default_factory=dict, description="validated by the transport plugin")
+
+
+def effective_transport(transport: TransportSection, legacy: str | None, explicit: bool) -> str:
+    """The transport name, honouring the older ``plugins.transport`` key when it does not contradict."""
+    if legacy is None or legacy == transport.plugin:
+        return transport.plugin
+    if explicit:
+        raise ValueError(
+            f"plugins.transport ({legacy!r}) and transport.plugin ({transport.plugin!r}) differ: "
+            "give transport.plugin only"
+        )
+    return legacy
+
+
+def reject_moved(data: Any, keys: tuple[str, ...]) -> Any:
+    """Point keys that became grpc transport options at their new home, not at "unknown key"."""
+    if isinstance(data, dict) and (found := [key for key in keys if key in data]):
+        raise ValueError("; ".join(f"{key} moved to transport.options.{key}" for key in found))
+    return data
 
 
 class LoggingConfig(Section):
@@ -67,6 +88,9 @@ class ServerTLSConfig(Section):
             raise ValueError("client_ca_file (mTLS) needs cert_file and key_file")
         return self
 
+    def record(self) -> ServerTLS:
+        return ServerTLS(cert_file=self.cert_file, key_file=self.key_file, client_ca_file=self.client_ca_file)
+
 
 class ClientTLSConfig(Section):
     enabled: bool = False
@@ -82,17 +106,27 @@ class ClientTLSConfig(Section):
             raise ValueError("cert_file and key_file must be given together")
         return self
 
+    def record(self) -> ClientTLS:
+        return ClientTLS(
+            enabled=self.enabled,
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            server_name=self.server_name,
+        )
+
 
 MessageSize = Size
-DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 __all__ = [
     "DEFAULT_MAX_MESSAGE",
     "BackoffConfig",
     "ClientTLSConfig",
-    "KeepaliveConfig",
     "LoggingConfig",
     "MessageSize",
     "MetricsConfig",
     "Section",
     "ServerTLSConfig",
+    "TransportSection",
+    "effective_transport",
+    "reject_moved",
 ]

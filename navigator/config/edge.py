@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,13 +11,16 @@ from navigator.config.common import (
     DEFAULT_MAX_MESSAGE,
     BackoffConfig,
     ClientTLSConfig,
-    KeepaliveConfig,
     LoggingConfig,
     MetricsConfig,
     Section,
+    TransportSection,
+    effective_transport,
+    reject_moved,
 )
 from navigator.config.identity import default_instance_id
 from navigator.config.types import Duration, Size
+from navigator.interfaces.transport import EdgeEndpoint
 from navigator.protocol import check_cluster_id
 
 
@@ -57,13 +60,16 @@ class ManagerSection(Section):
     tls: ClientTLSConfig = Field(default_factory=ClientTLSConfig)
     connect_timeout: Duration = Field(10.0, gt=0)
     ack_timeout: Duration = Field(60.0, gt=0, description="wait this long for an ack, then reconnect")
-    keepalive: KeepaliveConfig = Field(default_factory=KeepaliveConfig)
     max_message_size: Size = Field(DEFAULT_MAX_MESSAGE, ge=64 * 1024)
     #: Chunks aim at this fraction of max_message_size.
     chunk_fraction: float = Field(0.5, gt=0.0, le=0.9)
-    compression: Literal["none", "gzip"] = "none"
     reconnect: BackoffConfig = Field(default_factory=lambda: BackoffConfig(initial=1.0, max=60.0))
     buffer: BufferConfig = Field(default_factory=BufferConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return reject_moved(data, MOVED)
 
     @field_validator("address")
     @classmethod
@@ -80,6 +86,24 @@ class ManagerSection(Section):
         if self.token_file is not None:
             return self.token_file.expanduser().read_text().strip()
         return self.token
+
+    def endpoint(self) -> EdgeEndpoint:
+        """What the transport needs to connect; reads ``token_file`` anew each time (it may rotate)."""
+        try:
+            token = self.resolved_token()
+        except OSError as exc:
+            raise OSError(f"cannot read manager.token_file: {exc.strerror or exc}") from None
+        return EdgeEndpoint(
+            address=self.address,
+            token=token,
+            tls=self.tls.record(),
+            connect_timeout=self.connect_timeout,
+            max_message_size=self.max_message_size,
+        )
+
+
+#: Keys of ``manager:`` that became grpc transport options.
+MOVED = ("keepalive", "compression")
 
 
 def check_address(value: str) -> str:
@@ -123,7 +147,7 @@ class SyncSection(Section):
 class EdgePlugins(Section):
     collectors: list[str] = Field(default_factory=lambda: ["services", "endpointslices", "pods"], min_length=1)
     serializers: list[str] = Field(default_factory=lambda: ["protobuf", "json"], min_length=1)
-    transport: str = "grpc"
+    transport: str | None = Field(None, description="older spelling of transport.plugin")
 
 
 class EdgeConfig(Section):
@@ -131,14 +155,21 @@ class EdgeConfig(Section):
     cluster: ClusterSection
     kubernetes: KubernetesSection = Field(default_factory=KubernetesSection)
     manager: ManagerSection = Field(default_factory=ManagerSection)
+    transport: TransportSection = Field(default_factory=TransportSection)
     sync: SyncSection = Field(default_factory=SyncSection)
     plugins: EdgePlugins = Field(default_factory=EdgePlugins)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
+    @model_validator(mode="after")
+    def _transport(self) -> EdgeConfig:
+        explicit = "plugin" in self.transport.model_fields_set
+        self.transport.plugin = effective_transport(self.transport, self.plugins.transport, explicit)
+        return self
+
     def enabled_plugins(self) -> dict[str, list[str]]:
         return {
             "collectors": self.plugins.collectors,
             "serializers": self.plugins.serializers,
-            "transports": [self.plugins.transport],
+            "transports": [self.transport.plugin],
         }

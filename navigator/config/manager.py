@@ -5,19 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from navigator.config.common import (
     DEFAULT_MAX_MESSAGE,
-    KeepaliveConfig,
     LoggingConfig,
     MetricsConfig,
     Section,
     ServerTLSConfig,
+    TransportSection,
+    effective_transport,
+    reject_moved,
 )
 from navigator.config.edge import check_address
 from navigator.config.identity import default_instance_id
 from navigator.config.types import Duration, Size
+from navigator.interfaces.transport import ManagerEndpoint
 from navigator.protocol import check_cluster_id
 
 
@@ -44,12 +47,6 @@ class AuthSection(Section):
         return value
 
 
-class ServerKeepalive(KeepaliveConfig):
-    #: Pings from edges more frequent than this are refused by gRPC (too_many_pings):
-    #: keep it below the edges' keepalive.time.
-    min_ping_interval: Duration = Field(5.0, gt=0)
-
-
 class LimitsSection(Section):
     max_message_size: Size = Field(DEFAULT_MAX_MESSAGE, ge=64 * 1024)
     max_resources_per_state: int = Field(2_000_000, ge=1)
@@ -73,17 +70,17 @@ class SinkSection(Section):
 
 class ManagerPlugins(Section):
     serializers: list[str] = Field(default_factory=lambda: ["protobuf", "json"], min_length=1)
-    transport: str = "grpc"
+    transport: str | None = Field(None, description="older spelling of transport.plugin")
 
 
 class ManagerConfig(Section):
     manager_id: str = Field(default_factory=default_instance_id)
     listen: str = Field("127.0.0.1:50051", description="host:port to serve sync and query on")
     tls: ServerTLSConfig = Field(default_factory=ServerTLSConfig)
+    transport: TransportSection = Field(default_factory=TransportSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     grace_period: Duration = Field(30.0, ge=0, description="after a disconnect, only the same edge may reclaim")
     auth: AuthSection | None = None
-    keepalive: ServerKeepalive = Field(default_factory=ServerKeepalive)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     status: StatusSection = Field(default_factory=StatusSection)
     sinks: list[SinkSection] = Field(default_factory=list)
@@ -93,10 +90,30 @@ class ManagerConfig(Section):
 
     _listen = field_validator("listen")(classmethod(lambda cls, v: check_address(v)))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return reject_moved(data, ("keepalive",))
+
+    @model_validator(mode="after")
+    def _transport(self) -> ManagerConfig:
+        explicit = "plugin" in self.transport.model_fields_set
+        self.transport.plugin = effective_transport(self.transport, self.plugins.transport, explicit)
+        return self
+
+    def endpoint(self) -> ManagerEndpoint:
+        """What the transport needs to serve."""
+        return ManagerEndpoint(
+            listen=self.listen,
+            tls=self.tls.record(),
+            max_message_size=self.limits.max_message_size,
+            identities=tuple(self.auth.identities) if self.auth is not None else (),
+        )
+
     def enabled_plugins(self) -> dict[str, list[str]]:
         return {
             "storage": [self.storage.plugin],
             "sinks": list(dict.fromkeys(s.plugin for s in self.sinks)),
             "serializers": self.plugins.serializers,
-            "transports": [self.plugins.transport],
+            "transports": [self.transport.plugin],
         }

@@ -40,6 +40,7 @@ def manager_config(
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "listen": listen,
+        "transport": {"plugin": "grpc"},
         "storage": {"plugin": "sqlite", "options": {"path": str(database)}},
         "grace_period": grace_period,
         "auth": {"tokens": tokens},
@@ -54,6 +55,7 @@ def edge_config(plan: EdgePlan, *, manager: str, interval: float) -> dict[str, A
         "cluster": {"id": plan.cluster, "metadata": plan.metadata},
         "kubernetes": {"kubeconfig": str(plan.kubeconfig), "context": plan.context},
         "manager": {"address": manager, "token": plan.token, "reconnect": {"initial": 0.5, "max": 5.0}},
+        "transport": {"plugin": "grpc"},
         # The declared interval sets when a cluster counts as STALE: never relax beyond it.
         "sync": {"interval": interval, "adaptive": {"min_interval": min(interval, 2.0), "max_interval": interval}},
         "metrics": {"host": "127.0.0.1", "port": plan.metrics_port},

@@ -44,7 +44,9 @@ class Edge:
         self.pm = pm or plugin_manager.load_plugins(config.enabled_plugins())
         self.collectors = plugin_manager.collectors(self.pm, config.plugins.collectors)
         self.serializers = plugin_manager.serializers(self.pm, config.plugins.serializers)
-        self.transport = plugin_manager.transport(self.pm, config.plugins.transport)
+        self.transport = plugin_manager.create_transport(
+            self.pm, config.transport.plugin, config.transport.options
+        )
         self.client = client
         self.sequencer = Sequencer()
         self.loop: SyncLoop | None = None

@@ -247,7 +247,7 @@ class StreamClient:
     async def _connect(self) -> EdgeStream:
         timeout = self.config.manager.connect_timeout
         try:
-            return await asyncio.wait_for(self.transport.connect(self.config), timeout + 1.0)
+            return await asyncio.wait_for(self.transport.connect(self.config.manager.endpoint()), timeout + 1.0)
         except TimeoutError:
             raise StreamClosed(f"no connection within {timeout:.1f}s") from None
 

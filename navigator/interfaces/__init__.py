@@ -16,24 +16,32 @@ from navigator.interfaces.storage import (
     StoragePlugin,
 )
 from navigator.interfaces.transport import (
+    ClientTLS,
+    EdgeEndpoint,
     EdgeStream,
+    ManagerEndpoint,
     ManagerServices,
     ManagerStream,
     PeerInfo,
     RunningServer,
+    ServerTLS,
     StreamClosed,
     Transport,
+    TransportPlugin,
 )
 
 __all__ = [
     "Claim",
     "ClaimOutcome",
+    "ClientTLS",
     "ClusterClaims",
     "ClusterRecord",
     "Collector",
+    "EdgeEndpoint",
     "EdgeStream",
     "Holding",
     "KindErrorRecord",
+    "ManagerEndpoint",
     "ManagerServices",
     "ManagerStream",
     "PeerInfo",
@@ -41,6 +49,7 @@ __all__ = [
     "ResourceQuery",
     "RunningServer",
     "Serializer",
+    "ServerTLS",
     "Sink",
     "SinkPlugin",
     "StorageBackend",
@@ -48,4 +57,5 @@ __all__ = [
     "StoragePlugin",
     "StreamClosed",
     "Transport",
+    "TransportPlugin",
 ]

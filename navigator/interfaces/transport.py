@@ -3,22 +3,78 @@
 The core speaks in ``navigator.v1`` protobuf messages; a transport only moves
 them. gRPC is the default; an in-process transport lets tests and plugin
 authors run a manager and edges without sockets.
+
+A transport sees only the transport-neutral settings it needs (the records
+below), never the core configuration: its own settings come from
+``transport.options`` in the YAML, which its ``TransportPlugin.create`` validates.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from navigator.config.edge import EdgeConfig
-    from navigator.config.manager import ManagerConfig
     from navigator.v1 import query_pb2, sync_pb2
+
+#: gRPC's own default is 4 MiB; full states of big clusters need more.
+DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 
 
 class StreamClosed(Exception):
     """The peer went away or the stream failed; the edge reconnects."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTLS:
+    """The edge's TLS settings (``manager.tls`` in edge.yaml); a client certificate means mTLS."""
+
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Name checked against the server certificate instead of the address's host.
+    server_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTLS:
+    """The manager's TLS settings (``tls`` in manager.yaml); ``client_ca_file`` requires mTLS."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_ca_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeEndpoint:
+    """Where and how an edge reaches its manager; built afresh for every connection attempt."""
+
+    address: str
+    #: Bearer token, already read from ``token_file`` if one is configured.
+    token: str | None = None
+    tls: ClientTLS = field(default_factory=ClientTLS)
+    #: Seconds to wait for the connection before raising ``StreamClosed``.
+    connect_timeout: float = 10.0
+    max_message_size: int = DEFAULT_MAX_MESSAGE
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerEndpoint:
+    """Where and how the manager serves sync and query."""
+
+    #: ``host:port``; port 0 binds a free one (``RunningServer.address`` tells which).
+    listen: str
+    tls: ServerTLS = field(default_factory=ServerTLS)
+    max_message_size: int = DEFAULT_MAX_MESSAGE
+    #: Client-certificate names the manager maps to clusters: ``PeerInfo.identity`` prefers these.
+    identities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +139,22 @@ class RunningServer(Protocol):
 
 @runtime_checkable
 class Transport(Protocol):
+    """One process's way of talking to the other side, built by ``TransportPlugin.create``."""
+
+    async def connect(self, endpoint: EdgeEndpoint) -> EdgeStream:
+        """Open a sync stream to ``endpoint.address``; raise ``StreamClosed`` on failure."""
+        ...
+
+    async def serve(self, endpoint: ManagerEndpoint, services: ManagerServices) -> RunningServer:
+        """Start serving sync and query for the manager on ``endpoint.listen``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransportPlugin:
+    """A transport a plugin offers under ``name`` (``transport.plugin`` in edge.yaml and manager.yaml)."""
+
     name: str
-
-    async def connect(self, config: EdgeConfig) -> EdgeStream:
-        """Open a sync stream to ``config.manager.address``; raise ``StreamClosed`` on failure."""
-        ...
-
-    async def serve(self, config: ManagerConfig, services: ManagerServices) -> RunningServer:
-        """Start serving sync and query for the manager on ``config.listen``."""
-        ...
+    #: Builds the transport from ``transport.options``; raise ``ValueError`` naming a bad option.
+    create: Callable[[Mapping[str, Any]], Transport]
+    description: str = ""

@@ -69,7 +69,7 @@ class Manager:
         config = self.config
         pm = plugin_manager.load_plugins(config.enabled_plugins(), self._pm)
         serializers = plugin_manager.serializers(pm, config.plugins.serializers)
-        transport = plugin_manager.transport(pm, config.plugins.transport)
+        transport = plugin_manager.create_transport(pm, config.transport.plugin, config.transport.options)
         sinks = SinkFanout.build(pm, config.sinks)
         backend = await asyncio.to_thread(open_storage, pm, config)
         claims = backend.create_claims(config.manager_id, config.grace_period)
@@ -89,7 +89,7 @@ class Manager:
                 "NO AUTHENTICATION: any edge may claim any cluster; set auth.tokens in the manager config"
             )
         try:
-            self._server = await transport.serve(config, self)
+            self._server = await transport.serve(config.endpoint(), self)
         except BaseException:
             await self._close_parts()
             raise
@@ -98,7 +98,7 @@ class Manager:
             config.manager_id,
             self._server.address,
             config.storage.plugin,
-            config.plugins.transport,
+            config.transport.plugin,
         )
 
     async def stop(self, grace: float = STOP_GRACE) -> None:

@@ -56,7 +56,6 @@ def edge_config(
             "connect_timeout": 2,
             "ack_timeout": 10,
             "reconnect": {"initial": 0.05, "max": 0.5},
-            "keepalive": {"time": 10, "timeout": 5},
         },
         "sync": {
             "interval": 0.5,

@@ -48,6 +48,7 @@ def test_manager_config(
     storage: str = "sqlite",
     storage_options: Mapping[str, Any] | None = None,
     transport: str = "grpc",
+    transport_options: Mapping[str, Any] | None = None,
     sinks: list[dict[str, Any]] | None = None,
     **overrides: Any,
 ) -> ManagerConfig:
@@ -60,7 +61,7 @@ def test_manager_config(
             "plugin": storage,
             "options": dict(storage_options) if storage_options is not None else {"path": str(tmp_path / "navigator.db")},
         },
-        "plugins": {"transport": transport},
+        "transport": {"plugin": transport, "options": dict(transport_options or {})},
         "sinks": sinks or [],
     }
     if tokens is not None:

@@ -1,4 +1,4 @@
-"""The in-process transport (``plugins.transport: inprocess``): a manager and edges in one event loop.
+"""The in-process transport (``transport: {plugin: inprocess}``): a manager and edges in one event loop.
 
 No sockets: ``serve`` registers the manager under its ``listen`` address in a
 process-wide table and ``connect`` wires an edge to it with two asyncio
@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from loguru import logger
 
-from navigator.plugin import ManagerServices, PeerInfo, StreamClosed, Transport, hookimpl, sync_pb2
-
-if TYPE_CHECKING:
-    from navigator.config.edge import EdgeConfig
-    from navigator.config.manager import ManagerConfig
+from navigator.plugin import (
+    EdgeEndpoint,
+    ManagerEndpoint,
+    ManagerServices,
+    PeerInfo,
+    PluginOptions,
+    StreamClosed,
+    TransportPlugin,
+    hookimpl,
+    sync_pb2,
+    validate_options,
+)
 
 #: address -> the manager serving there.
 _SERVERS: dict[str, ManagerServices] = {}
 _PORTS = itertools.count(1)
+_EDGES = itertools.count(1)
 _CLOSED = object()
 
 
@@ -107,22 +115,20 @@ class _Server:
 
 
 class InProcessTransport:
-    name = "inprocess"
-
-    async def serve(self, config: ManagerConfig, services: ManagerServices) -> _Server:
-        host, _, port = config.listen.rpartition(":")
-        address = f"{host}:{next(_PORTS)}" if port == "0" else config.listen
+    async def serve(self, endpoint: ManagerEndpoint, services: ManagerServices) -> _Server:
+        host, _, port = endpoint.listen.rpartition(":")
+        address = f"{host}:{next(_PORTS)}" if port == "0" else endpoint.listen
         if address in _SERVERS:
             raise StreamClosed(f"an in-process manager already serves {address}")
         _SERVERS[address] = services
         return _Server(address)
 
-    async def connect(self, config: EdgeConfig) -> InProcessEdgeStream:
-        services = _SERVERS.get(config.manager.address)
+    async def connect(self, endpoint: EdgeEndpoint) -> InProcessEdgeStream:
+        services = _SERVERS.get(endpoint.address)
         if services is None:
-            raise StreamClosed(f"no in-process manager serves {config.manager.address}")
+            raise StreamClosed(f"no in-process manager serves {endpoint.address}")
         to_manager, to_edge = _Pipe(), _Pipe()
-        peer = PeerInfo(address=f"inprocess:{config.edge_id}", token=config.manager.resolved_token())
+        peer = PeerInfo(address=f"inprocess:{next(_EDGES)}", token=endpoint.token)
         manager_side = InProcessManagerStream(to_manager, to_edge, peer)
         edge_side = InProcessEdgeStream(to_manager, to_edge, manager_side)
 
@@ -139,6 +145,15 @@ class InProcessTransport:
         return edge_side
 
 
+class InProcessOptions(PluginOptions):
+    """No options: any key in ``transport.options`` is a mistake worth reporting."""
+
+
+def create(options: Mapping[str, Any]) -> InProcessTransport:
+    validate_options(InProcessOptions, options, "transport.options")
+    return InProcessTransport()
+
+
 @hookimpl
-def navigator_transports() -> Iterable[Transport]:
-    return [InProcessTransport()]
+def navigator_transports() -> Iterable[TransportPlugin]:
+    return [TransportPlugin(name="inprocess", create=create, description="no sockets, one event loop (tests)")]

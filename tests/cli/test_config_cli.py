@@ -44,3 +44,35 @@ def test_plugins_list_marks_what_a_config_enables(tmp_path: Path) -> None:
     assert ("navigator.sinks", "log") in enabled
     assert ("navigator.storage", "sqlite") not in enabled
     assert ("navigator.collectors", "pods") not in enabled
+
+
+def test_a_bad_grpc_option_stops_edge_and_manager_naming_the_key(tmp_path: Path) -> None:
+    options = "transport: {plugin: grpc, options: {compression: zstd, keepalive: {time: soon}}}\n"
+    edge = tmp_path / "edge.yaml"
+    edge.write_text("cluster: {id: c1}\nmanager: {address: 127.0.0.1:1}\n" + options)
+    manager = tmp_path / "manager.yaml"
+    manager.write_text(f"listen: 127.0.0.1:0\nstorage: {{options: {{path: {tmp_path / 'n.db'}}}}}\n" + options)
+    for command, path in (("edge", edge), ("manager", manager)):
+        result = navigator(command, "--config", str(path))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "transport.options.compression: Input should be 'none' or 'gzip'" in result.stderr, command
+        assert "transport.options.keepalive.time: invalid duration 'soon'" in result.stderr, command
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "n.db").exists()  # rejected before storage was touched
+
+
+def test_an_option_the_inprocess_transport_does_not_take_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text("cluster: {id: c1}\nplugins: {transport: inprocess}\ntransport: {options: {compression: gzip}}\n")
+    result = navigator("edge", "--config", str(path))
+    assert result.returncode == 2
+    assert "transport (inprocess): transport.options.compression: unknown key" in result.stderr
+
+
+def test_plugins_list_follows_the_older_transport_key(tmp_path: Path) -> None:
+    edge = tmp_path / "edge.yaml"
+    edge.write_text("cluster: {id: c1}\nplugins: {transport: inprocess}\n")
+    result = navigator("plugins", "list", "-o", "json", "--edge-config", str(edge))
+    assert result.returncode == 0, result.stderr
+    transports = {r["name"] for r in orjson.loads(result.stdout) if r["group"] == "navigator.transports" and r["enabled"]}
+    assert transports == {"inprocess"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,46 @@ def test_token_file(tmp_path: Path) -> None:
         write(tmp_path, f"cluster: {{id: c1}}\nmanager: {{token_file: {tmp_path / 'token'}}}\n"), environ={}
     )
     assert edge.manager.resolved_token() == "file-token"
+    endpoint = edge.manager.endpoint()
+    assert (endpoint.address, endpoint.token) == ("127.0.0.1:50051", "file-token")
+    (tmp_path / "token").unlink()
+    with pytest.raises(OSError, match=r"cannot read manager\.token_file"):
+        edge.manager.endpoint()
+
+
+def test_transport_section_defaults_to_grpc_and_keeps_options_for_the_plugin(tmp_path: Path) -> None:
+    edge = load_edge_config(write(tmp_path, "cluster: {id: c1}\n"), environ={})
+    assert (edge.transport.plugin, edge.transport.options) == ("grpc", {})
+    text = "transport: {plugin: inprocess, options: {anything: 1}}\n"
+    manager = load_manager_config(write(tmp_path, text, "m.yaml"), environ={})
+    assert manager.transport.options == {"anything": 1}  # the plugin, not the core, judges options
+    assert manager.enabled_plugins()["transports"] == ["inprocess"]
+
+
+@pytest.mark.parametrize("load", [load_edge_config, load_manager_config])
+def test_the_older_plugins_transport_key_still_works(tmp_path: Path, load: Any) -> None:
+    base = "cluster: {id: c1}\n" if load is load_edge_config else ""
+    config = load(write(tmp_path, base + "plugins: {transport: inprocess}\n"), environ={})
+    assert config.transport.plugin == "inprocess"
+    assert config.enabled_plugins()["transports"] == ["inprocess"]
+    same = "plugins: {transport: inprocess}\ntransport: {plugin: inprocess, options: {}}\n"
+    assert load(write(tmp_path, base + same), environ={}).transport.plugin == "inprocess"
+    both = "plugins: {transport: inprocess}\ntransport: {plugin: grpc}\n"
+    differ = r"plugins\.transport \('inprocess'\) and transport\.plugin \('grpc'\) differ"
+    with pytest.raises(ConfigError, match=differ):
+        load(write(tmp_path, base + both), environ={})
+
+
+@pytest.mark.parametrize(
+    ("load", "text", "hint"),
+    [
+        (load_edge_config, "manager: {keepalive: {time: 30s}}\n", "manager: keepalive moved to transport.options"),
+        (load_edge_config, "manager: {compression: gzip}\n", "moved to transport.options.compression"),
+        (load_manager_config, "keepalive: {time: 5s}\n", "keepalive moved to transport.options.keepalive"),
+    ],
+)
+def test_moved_grpc_keys_point_at_transport_options(tmp_path: Path, load: Any, text: str, hint: str) -> None:
+    base = "cluster: {id: c1}\n" if load is load_edge_config else ""
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, base + text), environ={})
+    assert hint in str(info.value)

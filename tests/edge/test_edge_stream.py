@@ -157,7 +157,8 @@ async def test_ack_timeout_reconnects_and_resends_a_full_state(
 async def test_graceful_stop_ends_the_stream_at_once(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
-    edge = Edge(make_config(fake_manager.address, manager={"keepalive": {"time": 60, "timeout": 20}}))
+    keepalive = {"time": 60, "timeout": 20}
+    edge = Edge(make_config(fake_manager.address, transport={"options": {"keepalive": keepalive}}))
     await edge.start()
     await edge.wait_until(lambda e: e.stats.applied_full >= 1)
     started = time.monotonic()
@@ -228,7 +229,8 @@ async def test_tls_to_the_manager_with_a_private_ca(
     try:
         trusted = make_config(
             manager.address,
-            manager={"tls": {"enabled": True, "ca_file": str(tmp_path / "ca.pem")}, "compression": "gzip"},
+            manager={"tls": {"enabled": True, "ca_file": str(tmp_path / "ca.pem")}},
+            transport={"options": {"compression": "gzip"}},
         )
         async with Edge(trusted) as edge:
             await edge.wait_until(lambda e: e.stats.applied_full >= 1)

@@ -2,30 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from navigator.plugin import EdgeStream, ManagerServices, RunningServer, Transport, hookimpl
+from navigator_plugins.transports.grpc.options import GrpcOptions, parse_options
 
-if TYPE_CHECKING:
-    from navigator.config.edge import EdgeConfig
-    from navigator.config.manager import ManagerConfig
+from navigator.plugin import (
+    EdgeEndpoint,
+    EdgeStream,
+    ManagerEndpoint,
+    ManagerServices,
+    RunningServer,
+    TransportPlugin,
+    hookimpl,
+)
 
 
 class GrpcTransport:
-    name = "grpc"
+    def __init__(self, options: GrpcOptions | None = None) -> None:
+        self.options = options or GrpcOptions()
 
-    async def connect(self, config: EdgeConfig) -> EdgeStream:
+    async def connect(self, endpoint: EdgeEndpoint) -> EdgeStream:
         from navigator_plugins.transports.grpc.client import connect
 
-        return await connect(config)
+        return await connect(endpoint, self.options)
 
-    async def serve(self, config: ManagerConfig, services: ManagerServices) -> RunningServer:
+    async def serve(self, endpoint: ManagerEndpoint, services: ManagerServices) -> RunningServer:
         from navigator_plugins.transports.grpc.server import serve
 
-        return await serve(config, services)
+        return await serve(endpoint, self.options, services)
+
+
+def create(options: Mapping[str, Any]) -> GrpcTransport:
+    return GrpcTransport(parse_options(options))
 
 
 @hookimpl
-def navigator_transports() -> Iterable[Transport]:
-    return [GrpcTransport()]
+def navigator_transports() -> Iterable[TransportPlugin]:
+    return [TransportPlugin(name="grpc", create=create, description="gRPC with TLS/mTLS, keep-alive, gzip")]

@@ -1,52 +1,52 @@
 """The edge side of the gRPC transport: one channel and one ``Sync/Connect`` stream per connection.
 
 Everything the edge configures for its manager connection lands here: keep-alive
-pings, message size limits, gzip, TLS / mTLS, the bearer token and the connect
-timeout. Failures surface as ``StreamClosed`` so the stream client's reconnect
-logic needs to know nothing about gRPC.
+pings and gzip (``transport.options``), message size limits, TLS / mTLS, the
+bearer token and the connect timeout (the core's ``EdgeEndpoint``). Failures
+surface as ``StreamClosed`` so the stream client's reconnect logic needs to
+know nothing about gRPC.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from pathlib import Path
 
 import grpc
 import grpc.aio
+from navigator_plugins.transports.grpc.options import GrpcOptions
 
-from navigator.config.edge import EdgeConfig
-from navigator.plugin import EdgeStream, StreamClosed, sync_pb2, sync_pb2_grpc
+from navigator.plugin import EdgeEndpoint, EdgeStream, StreamClosed, sync_pb2, sync_pb2_grpc
 
 
-def channel_options(config: EdgeConfig) -> list[tuple[str, Any]]:
-    manager = config.manager
-    keepalive = manager.keepalive
-    options: list[tuple[str, Any]] = [
+def channel_options(endpoint: EdgeEndpoint, settings: GrpcOptions) -> list[tuple[str, str | int]]:
+    keepalive = settings.keepalive
+    options: list[tuple[str, str | int]] = [
         ("grpc.keepalive_time_ms", int(keepalive.time * 1000)),
         ("grpc.keepalive_timeout_ms", int(keepalive.timeout * 1000)),
         ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
         # Keep pinging a quiet stream; the manager's min_ping_interval bounds how often.
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.max_send_message_length", manager.max_message_size),
-        ("grpc.max_receive_message_length", manager.max_message_size),
+        ("grpc.max_send_message_length", endpoint.max_message_size),
+        ("grpc.max_receive_message_length", endpoint.max_message_size),
         # Reconnect pacing is the stream client's job (with jitter); keep gRPC's own short.
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 2000),
         ("grpc.primary_user_agent", "navigator-edge"),
     ]
-    if manager.tls.server_name:
-        options.append(("grpc.ssl_target_name_override", manager.tls.server_name))
+    if endpoint.tls.server_name:
+        options.append(("grpc.ssl_target_name_override", endpoint.tls.server_name))
     return options
 
 
-def _read(path: Any) -> bytes | None:
+def _read(path: Path | None) -> bytes | None:
     return path.expanduser().read_bytes() if path is not None else None
 
 
-def channel_credentials(config: EdgeConfig) -> grpc.ChannelCredentials | None:
+def channel_credentials(endpoint: EdgeEndpoint) -> grpc.ChannelCredentials | None:
     """TLS credentials (with a client certificate for mTLS), or None for plaintext."""
-    tls = config.manager.tls
+    tls = endpoint.tls
     if not tls.enabled:
         return None
     try:
@@ -110,30 +110,25 @@ def _describe(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name}: {details}" if details else exc.code().name
 
 
-async def connect(config: EdgeConfig) -> EdgeStream:
-    """Open the sync stream to ``config.manager.address`` within ``connect_timeout``."""
-    manager = config.manager
-    try:
-        token = manager.resolved_token()
-    except OSError as exc:
-        raise StreamClosed(f"cannot read manager.token_file: {exc}") from None
-    options = channel_options(config)
-    compression = grpc.Compression.Gzip if manager.compression == "gzip" else grpc.Compression.NoCompression
-    credentials = channel_credentials(config)
+async def connect(endpoint: EdgeEndpoint, settings: GrpcOptions) -> EdgeStream:
+    """Open the sync stream to ``endpoint.address`` within ``connect_timeout``."""
+    options = channel_options(endpoint, settings)
+    compression = settings.grpc_compression()
+    credentials = channel_credentials(endpoint)
+    address = endpoint.address
     if credentials is not None:
-        channel = grpc.aio.secure_channel(manager.address, credentials, options=options, compression=compression)
+        channel = grpc.aio.secure_channel(address, credentials, options=options, compression=compression)
     else:
-        channel = grpc.aio.insecure_channel(manager.address, options=options, compression=compression)
+        channel = grpc.aio.insecure_channel(address, options=options, compression=compression)
     try:
-        await asyncio.wait_for(channel.channel_ready(), manager.connect_timeout)
+        await asyncio.wait_for(channel.channel_ready(), endpoint.connect_timeout)
     except TimeoutError:
         await channel.close(grace=None)
-        raise StreamClosed(f"cannot reach the manager at {manager.address} within {manager.connect_timeout:g}s") from None
+        timeout = endpoint.connect_timeout
+        raise StreamClosed(f"cannot reach the manager at {address} within {timeout:g}s") from None
     except BaseException:
         await channel.close(grace=None)
         raise
-    metadata: list[tuple[str, str]] = [("navigator-cluster", config.cluster.id)]
-    if token:
-        metadata.append(("authorization", f"Bearer {token}"))
-    call = sync_pb2_grpc.SyncStub(channel).Connect(metadata=tuple(metadata))
+    metadata = (("authorization", f"Bearer {endpoint.token}"),) if endpoint.token else ()
+    call = sync_pb2_grpc.SyncStub(channel).Connect(metadata=metadata)
     return GrpcEdgeStream(channel, call)

@@ -1,6 +1,6 @@
 """The manager's gRPC server: Sync and Query on one port, plus health checking and reflection.
 
-Keep-alive settings accept edges' pings down to ``keepalive.min_ping_interval``
+Keep-alive settings (``transport.options``) accept edges' pings down to ``keepalive.min_ping_interval``
 and never answer extra pings with a ``too_many_pings`` GOAWAY, so a
 misconfigured edge costs a few pings, not its connection.
 """
@@ -15,10 +15,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from loguru import logger
+from navigator_plugins.transports.grpc.options import GrpcOptions
 
-from navigator.config.manager import ManagerConfig
 from navigator.plugin import (
     ConfigError,
+    ManagerEndpoint,
     ManagerServices,
     PeerInfo,
     StorageError,
@@ -35,9 +36,9 @@ SERVICE_NAMES = (
 )
 
 
-def server_options(config: ManagerConfig) -> list[tuple[str, Any]]:
-    ka = config.keepalive
-    size = config.limits.max_message_size
+def server_options(endpoint: ManagerEndpoint, settings: GrpcOptions) -> list[tuple[str, Any]]:
+    ka = settings.keepalive
+    size = endpoint.max_message_size
     return [
         ("grpc.max_receive_message_length", size),
         ("grpc.max_send_message_length", size),
@@ -98,9 +99,9 @@ class GrpcManagerStream:
 
 
 class SyncServicer(sync_pb2_grpc.SyncServicer):
-    def __init__(self, services: ManagerServices, config: ManagerConfig) -> None:
+    def __init__(self, services: ManagerServices, identities: Sequence[str]) -> None:
         self._services = services
-        self._known = list(config.auth.identities) if config.auth is not None else []
+        self._known = identities
 
     async def Connect(  # type: ignore[override]
         self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -150,8 +151,8 @@ def _read(path: Path | None, key: str) -> bytes | None:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def server_credentials(config: ManagerConfig) -> grpc.ServerCredentials | None:
-    tls = config.tls
+def server_credentials(endpoint: ManagerEndpoint) -> grpc.ServerCredentials | None:
+    tls = endpoint.tls
     if not tls.enabled:
         return None
     cert, key = _read(tls.cert_file, "tls.cert_file"), _read(tls.key_file, "tls.key_file")
@@ -175,9 +176,10 @@ class GrpcServer:
         await self._server.stop(grace)
 
 
-async def serve(config: ManagerConfig, services: ManagerServices) -> GrpcServer:
-    server = grpc.aio.server(options=server_options(config))
-    sync_pb2_grpc.add_SyncServicer_to_server(SyncServicer(services, config), server)
+async def serve(endpoint: ManagerEndpoint, settings: GrpcOptions, services: ManagerServices) -> GrpcServer:
+    options = server_options(endpoint, settings)
+    server = grpc.aio.server(options=options, compression=settings.grpc_compression())
+    sync_pb2_grpc.add_SyncServicer_to_server(SyncServicer(services, endpoint.identities), server)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(services), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -185,18 +187,19 @@ async def serve(config: ManagerConfig, services: ManagerServices) -> GrpcServer:
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    credentials = server_credentials(config)
+    credentials = server_credentials(endpoint)
+    listen = endpoint.listen
     try:
         if credentials is None:
-            port = server.add_insecure_port(config.listen)
+            port = server.add_insecure_port(listen)
         else:
-            port = server.add_secure_port(config.listen, credentials)
+            port = server.add_secure_port(listen, credentials)
     except RuntimeError as exc:
-        raise ConfigError(f"listen: cannot listen on {config.listen}: {exc}") from None
+        raise ConfigError(f"listen: cannot listen on {listen}: {exc}") from None
     if port == 0:
-        raise ConfigError(f"listen: cannot listen on {config.listen} (address in use or not available)")
+        raise ConfigError(f"listen: cannot listen on {listen} (address in use or not available)")
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    host = config.listen.rpartition(":")[0]
+    host = listen.rpartition(":")[0]
     return GrpcServer(server, f"{host}:{port}", health_servicer)

@@ -20,7 +20,7 @@ APPLIED = sync_pb2.ACK_STATUS_APPLIED
 async def test_frequent_edge_pings_never_cost_the_connection(tmp_path: Path) -> None:
     # The edge pings every 100 ms, far below the manager's permitted interval; without a
     # forgiving server policy gRPC would answer with GOAWAY (too_many_pings) and cut the stream.
-    async with run_test_manager(tmp_path, keepalive={"min_ping_interval": "5s"}) as mgr:
+    async with run_test_manager(tmp_path, transport_options={"keepalive": {"min_ping_interval": "5s"}}) as mgr:
         options = [
             ("grpc.keepalive_time_ms", 100),
             ("grpc.keepalive_timeout_ms", 1000),
