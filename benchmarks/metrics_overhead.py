@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from navigator import metrics
+from navigator.resource import Change, ChangeType
 
 N = 200_000
 
@@ -24,16 +25,15 @@ def per_call(label: str, fn: Callable[[], None], n: int = N) -> None:
 def main() -> None:
     counts = {"services": 10_000, "endpointslices": 10_500, "pods": 150_000}
 
-    def timed_apply() -> None:
-        with metrics.time_storage_apply("delta"):
-            pass
+    changes = [
+        Change("bench", "pods", "default", f"p{i}", f"u{i}", ChangeType.MODIFIED, "1", "2") for i in range(8)
+    ]
 
     per_call("count_edge_ack", lambda: metrics.count_edge_ack("bench", "ACK_STATUS_APPLIED"))
     per_call("count_edge_bytes(sent=...)", lambda: metrics.count_edge_bytes("bench", sent=4096))
     per_call("count_manager_bytes(received=...)", lambda: metrics.count_manager_bytes("bench", received=4096))
     per_call("count_received_objects", lambda: metrics.count_received_objects("bench", 500))
-    per_call("count_changes(added, modified)", lambda: metrics.count_changes("bench", added=3, modified=5))
-    per_call("time_storage_apply (context manager)", timed_apply)
+    per_call("record_applied (delta, 8 changes)", lambda: metrics.record_applied("bench", False, 0.01, changes))
     per_call("observe_edge_sync (3 kinds)", lambda: metrics.observe_edge_sync("bench", 0.5, counts))
     per_call("set_collect_progress", lambda: metrics.set_collect_progress("bench", "pods", 1000))
     server = metrics.start_metrics_server("127.0.0.1", 0)

@@ -14,10 +14,8 @@ A process that runs several edges (the demo, tests) tells them apart by the
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -226,12 +224,6 @@ def count_received_objects(cluster: str, count: int) -> None:
         MANAGER_RECEIVED_OBJECTS.labels(cluster).inc(count)
 
 
-def count_changes(cluster: str, added: int = 0, modified: int = 0, deleted: int = 0) -> None:
-    for change, n in (("added", added), ("modified", modified), ("deleted", deleted)):
-        if n:
-            MANAGER_CHANGES.labels(cluster, change).inc(n)
-
-
 def count_manager_bytes(cluster: str, received: int = 0, sent: int = 0) -> None:
     if received:
         MANAGER_BYTES_RECEIVED.labels(cluster).inc(received)
@@ -278,16 +270,6 @@ def record_applied(
                 MANAGER_OBJECTS.labels(cluster, kind).inc(n)
             elif change is ChangeType.DELETED:
                 MANAGER_OBJECTS.labels(cluster, kind).dec(n)
-
-
-@contextmanager
-def time_storage_apply(mode: str) -> Iterator[None]:
-    """``with time_storage_apply("full"): backend.apply_snapshot(...)``; failures are timed too."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        MANAGER_STORAGE_APPLY.labels(mode).observe(time.perf_counter() - start)
 
 
 def _ack_status(status: str | int) -> str:

@@ -79,8 +79,3 @@ _.last_applied_sequence
 
 _._reported  # TODO dead: Fleet._reported (demo/fleet.py) is assigned, never read
 _.single_name  # TODO dead: FieldSelector.single_name (kubesim/selectors.py) has no caller
-_.schema_version  # TODO dead: SQLiteBackend.schema_version (plugins/storage/sqlite/backend.py) has no caller
-# TODO dead: metrics.count_changes and metrics.time_storage_apply, superseded by metrics.record_applied;
-# only tests/test_metrics.py and benchmarks/metrics_overhead.py call them (remove with the benchmark lines)
-count_changes
-time_storage_apply

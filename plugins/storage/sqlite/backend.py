@@ -166,9 +166,6 @@ class SQLiteBackend:
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot migrate {self.path}: {exc}") from None
 
-    def schema_version(self) -> int:
-        return schema.current_version(self._reader())
-
     def close(self) -> None:
         with self._readers_lock:
             readers, self._readers = self._readers, []
