@@ -3,8 +3,9 @@
 Every hook is registry-style: a plugin returns the things it offers, and the
 edge or manager picks the ones the YAML enables by name. A plugin module is
 registered when its entry point is enabled; it implements any of these hooks
-with ``@navigator.hookimpl``. Each docstring here is that hook's reference
-documentation.
+with ``@hookimpl`` from ``navigator.plugin``, the public plugin API. Each
+docstring here is that hook's reference documentation, and each example is run
+by the test suite as a plugin module.
 '''
 
 from __future__ import annotations
@@ -32,9 +33,7 @@ def navigator_collectors() -> Iterable[Collector]:
 
     Example, a collector for a custom resource::
 
-        from navigator import hookimpl
-        from navigator.interfaces import Collector
-        from navigator.resource import Resource
+        from navigator.plugin import Collector, Resource, hookimpl
 
         def widget(obj):
             meta = obj["metadata"]
@@ -62,7 +61,7 @@ def navigator_serializers() -> Iterable[Serializer]:
     Example::
 
         import orjson
-        from navigator import hookimpl
+        from navigator.plugin import hookimpl
 
         class Json:
             name = "json"
@@ -124,16 +123,124 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
     Return :class:`~navigator.interfaces.StoragePlugin` records; ``create`` gets
     ``storage.options`` from the manager YAML and returns a
     :class:`~navigator.interfaces.StorageBackend`. A backend proves itself by
-    passing ``navigator.testing.storage_conformance``.
+    passing ``navigator.testing.storage_conformance`` (this example does).
 
-    Example::
+    Example, a complete backend that keeps everything in one pickle file::
 
-        from navigator import hookimpl
-        from navigator.interfaces import StoragePlugin
+        import json
+        import os
+        import pickle
+        import threading
+        from pathlib import Path
+
+        from navigator.plugin import (
+            Change, ChangeType, StorageError, StoragePlugin, StoredResource, hookimpl,
+        )
+
+
+        class PickleBackend:
+            # Everything in memory, written to one file on every apply (atomically).
+
+            def __init__(self, path):
+                self.path, self.lock = Path(path), threading.Lock()
+                self.clusters, self.objects = {}, {}  # cluster -> record; (cluster, kind, ns, name) -> Resource
+
+            def migrate(self):
+                if self.path.exists():
+                    self.clusters, self.objects = pickle.loads(self.path.read_bytes())
+
+            def close(self):
+                pass
+
+            def create_claims(self, manager_id, grace_period):
+                return None  # one manager per file: the manager's in-memory claims will do
+
+            def _commit(self, clusters, objects):
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_bytes(pickle.dumps((clusters, objects)))
+                os.replace(tmp, self.path)
+                self.clusters, self.objects = clusters, objects
+
+            def _upsert(self, objects, cluster, r, changes):
+                key = (cluster, r.kind, r.namespace, r.name)
+                json.dumps(r.data)  # only JSON-compatible data may be stored
+                old = objects.get(key)
+                if old is not None and old.uid != r.uid:
+                    changes.append(Change(cluster, r.kind, r.namespace, r.name, old.uid,
+                                          ChangeType.DELETED, old.resource_version, None))
+                    old = None
+                if old is None:
+                    changes.append(Change(cluster, r.kind, r.namespace, r.name, r.uid,
+                                          ChangeType.ADDED, None, r.resource_version))
+                elif old.resource_version != r.resource_version:
+                    changes.append(Change(cluster, r.kind, r.namespace, r.name, r.uid,
+                                          ChangeType.MODIFIED, old.resource_version, r.resource_version))
+                objects[key] = r
+
+            def apply_snapshot(self, cluster, kinds, resources):
+                with self.lock:
+                    name, objects, changes, seen = cluster.cluster, dict(self.objects), [], set()
+                    for r in resources:
+                        self._upsert(objects, name, r, changes)
+                        seen.add((name, r.kind, r.namespace, r.name))
+                    for key, old in list(objects.items()):
+                        if key[0] == name and key[1] in kinds and key not in seen:
+                            del objects[key]
+                            changes.append(Change(name, old.kind, old.namespace, old.name, old.uid,
+                                                  ChangeType.DELETED, old.resource_version, None))
+                    self._commit({**self.clusters, name: cluster}, objects)
+                    return changes
+
+            def apply_delta(self, cluster, upserts, deletions):
+                with self.lock:
+                    name, objects, changes = cluster.cluster, dict(self.objects), []
+                    for r in upserts:
+                        self._upsert(objects, name, r, changes)
+                    for k in deletions:
+                        old = objects.get((name, k.kind, k.namespace, k.name))
+                        if old is not None and (not k.uid or k.uid == old.uid):
+                            del objects[(name, k.kind, k.namespace, k.name)]
+                            changes.append(Change(name, k.kind, k.namespace, k.name, old.uid,
+                                                  ChangeType.DELETED, old.resource_version, None))
+                    self._commit({**self.clusters, name: cluster}, objects)
+                    return changes
+
+            def save_cluster(self, cluster):
+                with self.lock:
+                    self._commit({**self.clusters, cluster.cluster: cluster}, self.objects)
+
+            def get_cluster(self, cluster):
+                return self.clusters.get(cluster)
+
+            def list_clusters(self):
+                return [self.clusters[c] for c in sorted(self.clusters)]
+
+            def counts(self, cluster):
+                counts = {}
+                for (c, kind, _, _) in self.objects:
+                    if c == cluster:
+                        counts[kind] = counts.get(kind, 0) + 1
+                return counts
+
+            def query(self, q):
+                found = []
+                for (c, kind, ns, name), r in sorted(self.objects.items()):
+                    if ((q.cluster or c) == c and (q.kind or kind) == kind and (q.namespace or ns) == ns
+                            and (q.name or name) == name and (q.selector is None or q.selector.matches(r.labels))):
+                        found.append(StoredResource(c, r))
+                return iter(found[:q.limit] if q.limit else found)
+
+
+        def create(options):
+            unknown = set(options) - {"path"}
+            if unknown:
+                raise StorageError(f"unknown pickle option(s): {', '.join(sorted(unknown))}")
+            return PickleBackend(options.get("path", "navigator.pickle"))
+
 
         @hookimpl
         def navigator_storage_backends():
-            return [StoragePlugin(name="mydb", create=lambda options: MyBackend(**options))]
+            return [StoragePlugin(name="pickle", create=create, description="one pickle file")]
     """
 
 
@@ -147,8 +254,7 @@ def navigator_sinks() -> Iterable[SinkPlugin]:
 
     Example::
 
-        from navigator import hookimpl
-        from navigator.interfaces import SinkPlugin
+        from navigator.plugin import SinkPlugin, hookimpl
 
         class Printer:
             async def send(self, changes):
