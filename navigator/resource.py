@@ -7,6 +7,7 @@ One shape for all kinds keeps storage, wire format and queries kind-agnostic:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -41,6 +42,27 @@ class ResourceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """What the core remembers of a stored object to tell whether a new copy changed it."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    #: Digest of the payload bytes and labels as last stored (``navigator.manager.reconciler.digest``).
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object to write, with the digest the reconciler computed for it."""
+
+    resource: Resource
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredResource:
     """A resource as returned by a query: the record plus the cluster it belongs to."""
 
@@ -56,7 +78,7 @@ class ChangeType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What an applied state changed for one resource; sinks receive these."""
+    """What an applied state changed for one resource: sinks receive these, history keeps them."""
 
     cluster: str
     kind: str
@@ -66,6 +88,19 @@ class Change:
     type: ChangeType
     old_resource_version: str | None
     new_resource_version: str | None
+    #: When the manager committed it.
+    applied_at: datetime | None = None
+    #: When the edge observed it (the state's timestamp).
+    observed_at: datetime | None = None
+    #: The object after the change; ``None`` for DELETED.
+    resource: Resource | None = None
+    #: For MODIFIED: the top-level fields of ``data`` that differ, and ``labels`` if they do.
+    changed_fields: tuple[str, ...] = ()
+
+    @property
+    def resource_version(self) -> str:
+        """The version this change is about: the new one, or the last one for DELETED."""
+        return self.new_resource_version or self.old_resource_version or ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,4 +112,11 @@ class Change:
             "type": str(self.type),
             "old_resource_version": self.old_resource_version,
             "new_resource_version": self.new_resource_version,
+            "applied_at": _rfc3339(self.applied_at),
+            "observed_at": _rfc3339(self.observed_at),
+            "changed_fields": list(self.changed_fields),
         }
+
+
+def _rfc3339(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

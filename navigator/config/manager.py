@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
 
 from navigator.config.common import (
     DEFAULT_MAX_MESSAGE,
@@ -19,7 +19,7 @@ from navigator.config.common import (
 )
 from navigator.config.edge import check_address
 from navigator.config.identity import default_instance_id
-from navigator.config.types import Duration, Size
+from navigator.config.types import Duration, Size, parse_duration
 from navigator.interfaces.transport import ManagerEndpoint
 from navigator.protocol import check_cluster_id
 
@@ -63,6 +63,33 @@ class StatusSection(Section):
     slack: Duration = Field(10.0, ge=0)
 
 
+def _retention(value: Any) -> float:
+    # YAML reads a bare `off` as false.
+    if value is False or value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
+        return 0.0
+    return parse_duration(value)
+
+
+Retention = Annotated[
+    float,
+    BeforeValidator(_retention),
+    PlainSerializer(lambda v: v, return_type=float),
+    Field(json_schema_extra={"description": "seconds, a string like 7d, or off"}),
+]
+
+
+class HistorySection(Section):
+    """Every applied change is kept for ``retention`` (``off``: none), pruned in the background."""
+
+    retention: Retention = Field(7 * 86400.0, description="how long changes are kept; off keeps none")
+    max_rows: int | None = Field(10_000_000, ge=1, description="the oldest changes beyond this many are pruned")
+    prune_interval: Duration = Field(300.0, gt=0, description="how often old changes are pruned")
+
+    @property
+    def enabled(self) -> bool:
+        return self.retention > 0
+
+
 class SinkSection(Section):
     plugin: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -84,6 +111,7 @@ class ManagerConfig(Section):
     limits: LimitsSection = Field(default_factory=LimitsSection)
     status: StatusSection = Field(default_factory=StatusSection)
     sinks: list[SinkSection] = Field(default_factory=list)
+    history: HistorySection = Field(default_factory=HistorySection)
     plugins: ManagerPlugins = Field(default_factory=ManagerPlugins)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

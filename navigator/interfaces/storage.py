@@ -1,8 +1,11 @@
 """Where the manager keeps state, and how several managers share claims on clusters.
 
+Storage is deliberately dumb: the core's reconciler decides what changed (it asks
+``versions`` once per claim), and a backend writes what it is handed (``apply``),
+reads it back (``read``, ``query``) and keeps the change history (``history``).
 The interface is synchronous: SQLite and psycopg are happiest that way, and the
 manager runs storage calls on a worker thread so the event loop never blocks.
-Every ``apply_*`` call is one transaction: it happens entirely or not at all.
+Every ``apply`` call is one transaction: it happens entirely or not at all.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from navigator.resource import Change, Resource, ResourceKey, StoredResource
+from navigator.resource import Change, ObjectVersion, Resource, ResourceKey, StoredObject, StoredResource
 from navigator.selectors import LabelSelector
 
 
@@ -59,6 +62,23 @@ class ResourceQuery:
     name: str | None = None
     selector: LabelSelector | None = None
     limit: int | None = None
+    #: The objects as they were at this time, rebuilt from history (within retention); ``None``: now.
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Filters for ``StorageBackend.history``; ``None`` means any. Times are inclusive."""
+
+    cluster: str | None = None
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    #: Matched against the labels of the object after the change (the last known ones for DELETED).
+    selector: LabelSelector | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
 
 
 @runtime_checkable
@@ -69,34 +89,61 @@ class StorageBackend(Protocol):
 
     def close(self) -> None: ...
 
-    def apply_snapshot(
-        self, cluster: ClusterRecord, kinds: Collection[str], resources: Sequence[Resource]
-    ) -> list[Change]:
-        """Make ``resources`` the cluster's complete set for ``kinds`` and save ``cluster``.
-
-        Resources of those kinds not in ``resources`` are deleted; other kinds are
-        untouched. Returns what changed, comparing by uid and resource_version.
-        """
+    def versions(self, cluster: str) -> Iterator[ObjectVersion]:
+        """Every stored object of ``cluster`` as the reconciler indexes it (no payloads)."""
         ...
 
-    def apply_delta(
-        self, cluster: ClusterRecord, upserts: Sequence[Resource], deletions: Sequence[ResourceKey]
-    ) -> list[Change]:
-        """Insert or update ``upserts``, remove ``deletions``, save ``cluster``: one transaction."""
+    def read(self, cluster: str, keys: Collection[ResourceKey]) -> list[Resource]:
+        """The stored objects of ``cluster`` at ``keys`` (kind, namespace, name; uid ignored), any order."""
+        ...
+
+    def apply(
+        self,
+        cluster: ClusterRecord,
+        upserts: Sequence[StoredObject],
+        deletions: Collection[ResourceKey],
+        history: Sequence[Change] | None,
+        record_cluster: bool = False,
+    ) -> None:
+        """One transaction: write ``upserts`` (replacing the object at the same kind/namespace/name),
+        remove ``deletions``, append ``history`` and save ``cluster``.
+
+        ``history`` is ``None`` when history is off. ``record_cluster`` asks to keep
+        this version of the cluster record in the history too (``get_cluster(at=...)``).
+        The reconciler hands each key at most once per call; nothing is compared here.
+        """
         ...
 
     def save_cluster(self, cluster: ClusterRecord) -> None: ...
 
-    def get_cluster(self, cluster: str) -> ClusterRecord | None: ...
+    def get_cluster(self, cluster: str, at: datetime | None = None) -> ClusterRecord | None:
+        """The record now, or as last saved at or before ``at`` (kept with the history)."""
+        ...
 
-    def list_clusters(self) -> list[ClusterRecord]: ...
+    def list_clusters(self, at: datetime | None = None) -> list[ClusterRecord]: ...
 
     def counts(self, cluster: str) -> dict[str, int]:
         """Stored resources per kind for one cluster."""
         ...
 
     def query(self, query: ResourceQuery) -> Iterator[StoredResource]:
-        """Matching resources ordered by cluster, kind, namespace, name."""
+        """Matching resources ordered by cluster, kind, namespace, name.
+
+        With ``query.at`` set: the objects as they were then, i.e. per key the
+        latest history entry applied at or before ``at`` unless it is a DELETED.
+        """
+        ...
+
+    def history(self, query: HistoryQuery) -> Iterator[Change]:
+        """Recorded changes, newest first (by applied time, then by the order they were applied)."""
+        ...
+
+    def prune_history(self, before: datetime, max_rows: int | None) -> int:
+        """Forget changes applied before ``before`` and the oldest beyond ``max_rows``; returns how many.
+
+        Per object the latest change before ``before`` is kept (unless it is a
+        DELETED), so ``query(at=...)`` stays right for any time after ``before``.
+        """
         ...
 
     def create_claims(self, manager_id: str, grace_period: float) -> ClusterClaims | None:

@@ -17,6 +17,8 @@ from navigator.manager.apply import StorageWorker
 from navigator.manager.claims import InMemoryClaims
 from navigator.manager.edge_session import EdgeSession, SyncContext
 from navigator.manager.query_service import QueryService
+from navigator.manager.reconciler import Reconciler
+from navigator.manager.retention import Retention
 from navigator.manager.sinks import SinkFanout
 from navigator.v1 import query_pb2
 
@@ -44,6 +46,7 @@ class Manager:
         self._ctx: SyncContext | None = None
         self._query: QueryService | None = None
         self._streams: set[EdgeSession] = set()
+        self._retention: Retention | None = None
 
     @property
     def address(self) -> str:
@@ -80,10 +83,12 @@ class Manager:
             backend=backend,
             claims=claims,
             worker=StorageWorker(),
+            reconciler=Reconciler(backend, history=config.history.enabled),
             serializers=serializers,
             sinks=sinks,
         )
         self._query = QueryService(self._ctx)
+        self._retention = Retention(config.history, backend, self._ctx.worker)
         if config.auth is None:
             logger.warning(
                 "NO AUTHENTICATION: any edge may claim any cluster; set auth.tokens in the manager config"
@@ -93,6 +98,7 @@ class Manager:
         except BaseException:
             await self._close_parts()
             raise
+        self._retention.start()
         logger.info(
             "manager {} serving sync and query on {} (storage {}, transport {})",
             config.manager_id,
@@ -123,6 +129,8 @@ class Manager:
         ctx, self._ctx = self._ctx, None
         if ctx is None:
             return
+        if self._retention is not None:
+            await self._retention.stop()
         await ctx.sinks.close()
         await asyncio.to_thread(ctx.worker.shutdown)
         ctx.claims.close()

@@ -26,9 +26,10 @@ from navigator.interfaces import (
     StorageBackend,
 )
 from navigator.manager import acks
-from navigator.manager.apply import StorageWorker, apply_state
+from navigator.manager.apply import StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
 from navigator.manager.chunking import ChunkAssembler
+from navigator.manager.reconciler import Reconciler
 from navigator.manager.sinks import SinkFanout
 from navigator.manager.validation import (
     InvalidState,
@@ -65,6 +66,7 @@ class SyncContext:
     backend: StorageBackend
     claims: ClusterClaims
     worker: StorageWorker
+    reconciler: Reconciler
     serializers: Mapping[str, Serializer]
     sinks: SinkFanout
     #: cluster id -> the session currently holding it on this manager.
@@ -82,6 +84,8 @@ class EdgeSession:
         self.record: ClusterRecord | None = None
         self.serializer: Serializer | None = None
         self.last_seen = 0.0
+        #: When this session last kept the cluster record in the history (``None``: not yet).
+        self._cluster_recorded_at: float | None = None
         self.done = asyncio.Event()
         self._sequence = 0
         self._claimed = False
@@ -206,6 +210,8 @@ class EdgeSession:
             previous.terminate("ALREADY_EXISTS", f"edge {self.edge_id!r} reconnected on a newer stream")
         # Through the storage thread: any apply still running for the old stream lands first.
         stored = await self.ctx.worker.call(self.ctx.backend.get_cluster, self.cluster)
+        # Another manager may have written the cluster while this one did not hold it.
+        await self.ctx.worker.call(self.ctx.reconciler.load, self.cluster)
         stored = stored or ClusterRecord(self.cluster)
         self.record = dataclasses.replace(
             stored,
@@ -289,14 +295,19 @@ class EdgeSession:
         assert self.record is not None and self.serializer is not None
         started = time.perf_counter()
         try:
+            now = self.ctx.clock()
+            record_cluster = self._cluster_recorded_at is None or now - self._cluster_recorded_at >= 60.0
             record, changes = await apply_state(
                 self.ctx.worker,
-                self.ctx.backend,
+                self.ctx.reconciler,
                 self.record,
                 assembled,
                 self.serializer,
-                _utc(self.ctx.clock()),
+                _utc(now),
+                record_cluster or record_status_changed(self.record, assembled),
             )
+            if record_cluster:
+                self._cluster_recorded_at = now
         except InvalidState as exc:
             return self._invalid(sequence, exc)
         except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from navigator.config.manager import LimitsSection
 from navigator.manager import partial
@@ -65,6 +66,8 @@ class StateSet:
     resources: list[sync_pb2.Resource] = field(default_factory=list)
     deletions: list[sync_pb2.ResourceKey] = field(default_factory=list)
     chunks: int = 1
+    #: When the edge took the state (its ``timestamp``); ``None`` if it sent none.
+    observed_at: datetime | None = None
 
     @classmethod
     def single(cls, state: sync_pb2.ClusterState) -> StateSet:
@@ -77,6 +80,7 @@ class StateSet:
             counts=dict(state.counts),
             resources=list(state.resources),
             deletions=list(state.deletions),
+            observed_at=state.timestamp.ToDatetime(tzinfo=UTC) if state.HasField("timestamp") else None,
         )
 
     @property

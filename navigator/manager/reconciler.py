@@ -1,0 +1,210 @@
+"""Change detection, once, in the core: what a state changes, decided the same way for every backend.
+
+Per cluster the reconciler holds an index of key -> (uid, resourceVersion,
+payload digest), loaded from the backend when an edge claims the cluster. Each
+FULL (chunked or not) or DELTA state becomes ADDED / MODIFIED / DELETED
+changes, and the backend gets one transactional ``apply`` of upserts, deletions
+and history. The rules, for every backend alike:
+
+- a key seen twice in one state: the last copy wins;
+- a new uid at a known key: the old object is DELETED, the new one ADDED;
+- a new resourceVersion, or the same one with a different payload or labels: MODIFIED,
+  with the top-level fields that differ (a payload that only looks different,
+  e.g. after a serializer change, is stored with its new digest and reported as nothing);
+- a FULL state deletes the objects of the kinds it covers that it does not hold;
+  kinds it does not cover (failed without a fallback) are left alone.
+
+Unchanged objects are never decoded: they cost a dict lookup and a digest of
+their payload bytes. Everything here runs on the manager's storage thread,
+which is also the only writer, so the index needs no lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from navigator.interfaces import ClusterRecord, Serializer, StorageBackend
+from navigator.manager import partial
+from navigator.manager.validation import InvalidState, StateSet
+from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredObject
+from navigator.v1 import sync_pb2
+
+Key = tuple[str, str, str]
+
+
+class Known(NamedTuple):
+    uid: str
+    resource_version: str
+    digest: str
+
+
+def digest(wire: sync_pb2.Resource) -> str:
+    """Payload bytes and labels: equal digests mean nothing a query shows has changed."""
+    h = hashlib.blake2b(wire.payload, digest_size=16)
+    labels = wire.labels
+    for name in sorted(labels):
+        h.update(b"\x00" + name.encode() + b"\x01" + labels[name].encode())
+    return h.hexdigest()
+
+
+def changed_fields(old: Resource, new: Resource) -> tuple[str, ...]:
+    """Top-level ``data`` fields whose values differ, plus ``labels`` when they do."""
+    fields = sorted(k for k in old.data.keys() | new.data.keys() if old.data.get(k) != new.data.get(k))
+    if old.labels != new.labels:
+        fields.append("labels")
+    return tuple(fields)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one state changes, before anything is written."""
+
+    added: list[tuple[Key, sync_pb2.Resource, str]]
+    candidates: list[tuple[Key, sync_pb2.Resource, str]]
+    deleted: list[tuple[Key, Known]]
+
+
+class Reconciler:
+    """The core's change detection over one storage backend."""
+
+    def __init__(self, backend: StorageBackend, history: bool = True) -> None:
+        self.backend = backend
+        self.history = history
+        self._index: dict[str, dict[Key, Known]] = {}
+
+    # -- the index -----------------------------------------------------------------
+
+    def load(self, cluster: str) -> int:
+        """(Re)read the cluster's index from storage: at every claim, since another manager may have written."""
+        self._index[cluster] = {
+            (v.kind, v.namespace, v.name): Known(v.uid, v.resource_version, v.digest)
+            for v in self.backend.versions(cluster)
+        }
+        return len(self._index[cluster])
+
+    def _cluster_index(self, cluster: str) -> dict[Key, Known]:
+        if cluster not in self._index:
+            self.load(cluster)
+        return self._index[cluster]
+
+    # -- one state -----------------------------------------------------------------
+
+    def apply(
+        self,
+        record: ClusterRecord,
+        state: StateSet,
+        serializer: Serializer,
+        applied_at: datetime,
+        observed_at: datetime | None = None,
+        record_cluster: bool = False,
+    ) -> list[Change]:
+        """Decide what ``state`` changes, write it in one transaction, return the changes.
+
+        Raises ``InvalidState`` when a payload that must be stored does not decode
+        (nothing is written) and whatever the backend raised (nothing is written either).
+        """
+        cluster = record.cluster
+        index = self._cluster_index(cluster)
+        plan = self._plan(index, state)
+        decode = _decoder(serializer)
+        old_objects = self._old_objects(cluster, plan.candidates)
+
+        changes: list[Change] = []
+        upserts: list[StoredObject] = []
+        updates: dict[Key, Known | None] = {}
+
+        def change(key: Key, kind: ChangeType, uid: str, old_rv: str | None, new: Resource | None = None,
+                   fields: tuple[str, ...] = ()) -> None:  # fmt: skip
+            changes.append(
+                Change(
+                    cluster, key[0], key[1], key[2], uid, kind, old_rv,
+                    new.resource_version if new is not None else None,
+                    applied_at=applied_at, observed_at=observed_at, resource=new, changed_fields=fields,
+                )
+            )  # fmt: skip
+
+        for key, old in plan.deleted:
+            change(key, ChangeType.DELETED, old.uid, old.resource_version)
+            updates[key] = None
+        for key, wire, dig in plan.added:
+            new = _resource(wire, decode)
+            previous = index.get(key)
+            if previous is not None:  # a new uid at a known key: re-created
+                change(key, ChangeType.DELETED, previous.uid, previous.resource_version)
+            change(key, ChangeType.ADDED, new.uid, None, new)
+            upserts.append(StoredObject(new, dig))
+            updates[key] = Known(new.uid, new.resource_version, dig)
+        for key, wire, dig in plan.candidates:
+            new = _resource(wire, decode)
+            was = index[key]
+            before = old_objects.get(key)
+            fields = changed_fields(before, new) if before is not None else ("data",)
+            upserts.append(StoredObject(new, dig))
+            updates[key] = Known(new.uid, new.resource_version, dig)
+            if fields or new.resource_version != was.resource_version:
+                change(key, ChangeType.MODIFIED, new.uid, was.resource_version, new, fields)
+
+        deletions = [ResourceKey(k[0], k[1], k[2], v.uid) for k, v in plan.deleted]
+        self.backend.apply(
+            record, upserts, deletions, changes if self.history else None, record_cluster and self.history
+        )
+        for key, known in updates.items():
+            if known is None:
+                index.pop(key, None)
+            else:
+                index[key] = known
+        return changes
+
+    def _plan(self, index: Mapping[Key, Known], state: StateSet) -> _Plan:
+        incoming: dict[Key, sync_pb2.Resource] = {}
+        for wire in state.resources:  # the last copy of a key wins
+            incoming[(wire.kind, wire.namespace, wire.name)] = wire
+        added: list[tuple[Key, sync_pb2.Resource, str]] = []
+        candidates: list[tuple[Key, sync_pb2.Resource, str]] = []
+        for key, wire in incoming.items():
+            dig = digest(wire)
+            known = index.get(key)
+            if known is None or known.uid != wire.uid:
+                added.append((key, wire, dig))
+            elif known.resource_version != wire.resource_version or known.digest != dig:
+                candidates.append((key, wire, dig))
+        deleted: list[tuple[Key, Known]] = []
+        if state.full:
+            covered = partial.covered_kinds(state)
+            deleted = [(k, v) for k, v in index.items() if k[0] in covered and k not in incoming]
+        else:
+            for gone in state.deletions:
+                key = (gone.kind, gone.namespace, gone.name)
+                known = index.get(key)
+                if key in incoming or known is None or (gone.uid and gone.uid != known.uid):
+                    continue  # already gone, re-created since, or upserted in the same delta
+                deleted.append((key, known))
+        return _Plan(added, candidates, deleted)
+
+    def _old_objects(self, cluster: str, candidates: Iterable[tuple[Key, Any, str]]) -> dict[Key, Resource]:
+        keys = [ResourceKey(*key) for key, _, _ in candidates]
+        if not keys:
+            return {}
+        return {(r.kind, r.namespace, r.name): r for r in self.backend.read(cluster, keys)}
+
+
+def _decoder(serializer: Serializer) -> Callable[[sync_pb2.Resource], dict[str, Any]]:
+    def decode(wire: sync_pb2.Resource) -> dict[str, Any]:
+        try:
+            return serializer.decode(wire.payload)
+        except ValueError as exc:
+            where = f"{wire.kind}/{wire.namespace + '/' if wire.namespace else ''}{wire.name}"
+            raise InvalidState(f"resource {where}: payload cannot be decoded ({serializer.name}): {exc}") from None
+
+    return decode
+
+
+def _resource(wire: sync_pb2.Resource, decode: Callable[[sync_pb2.Resource], dict[str, Any]]) -> Resource:
+    return Resource(
+        wire.kind, wire.namespace, wire.name, wire.uid, wire.resource_version, dict(wire.labels), decode(wire)
+    )
+
