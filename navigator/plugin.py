@@ -44,9 +44,18 @@ from navigator.interfaces import (
     Transport,
     TransportPlugin,
 )
+from navigator.interfaces.storage import HistoryQuery
 from navigator.plugin_options import PluginOptions, validate_options
 from navigator.protocol import PROTOCOL_VERSION, check_cluster_id
-from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredResource
+from navigator.resource import (
+    Change,
+    ChangeType,
+    ObjectVersion,
+    Resource,
+    ResourceKey,
+    StoredObject,
+    StoredResource,
+)
 from navigator.selectors import LabelSelector, Operator, Requirement, SelectorError, parse_selector
 from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
@@ -72,6 +81,7 @@ __all__ = [
     "Duration",
     "EdgeEndpoint",
     "EdgeStream",
+    "HistoryQuery",
     "Holding",
     "KindErrorRecord",
     "LabelSelector",
@@ -79,6 +89,7 @@ __all__ = [
     "ManagerServices",
     "ManagerStream",
     "NavigatorError",
+    "ObjectVersion",
     "Operator",
     "PeerInfo",
     "PluginOptions",
@@ -97,6 +108,7 @@ __all__ = [
     "StorageBackend",
     "StorageError",
     "StoragePlugin",
+    "StoredObject",
     "StoredResource",
     "StreamClosed",
     "Transport",
