@@ -133,21 +133,26 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
         import threading
         from pathlib import Path
 
-        from navigator.plugin import (
-            Change, ChangeType, StorageError, StoragePlugin, StoredResource, hookimpl,
-        )
+        from navigator.plugin import ObjectVersion, StorageError, StoragePlugin, StoredResource, hookimpl
+
+
+        def _matches(q, cluster, kind, namespace, name, labels):
+            return ((q.cluster or cluster) == cluster and (q.kind or kind) == kind
+                    and (q.namespace or namespace) == namespace and (q.name or name) == name
+                    and (q.selector is None or q.selector.matches(labels)))
 
 
         class PickleBackend:
-            # Everything in memory, written to one file on every apply (atomically).
+            # Everything in memory, written to one file on every change (atomically). The state is
+            # (clusters: name -> record, objects: (cluster, kind, ns, name) -> (Resource, digest),
+            #  history: [(Change, labels)] and records: [ClusterRecord], both oldest first).
 
             def __init__(self, path):
-                self.path, self.lock = Path(path), threading.Lock()
-                self.clusters, self.objects = {}, {}  # cluster -> record; (cluster, kind, ns, name) -> Resource
+                self.path, self.lock, self.state = Path(path), threading.Lock(), ({}, {}, [], [])
 
             def migrate(self):
                 if self.path.exists():
-                    self.clusters, self.objects = pickle.loads(self.path.read_bytes())
+                    self.state = pickle.loads(self.path.read_bytes())
 
             def close(self):
                 pass
@@ -155,80 +160,92 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
             def create_claims(self, manager_id, grace_period):
                 return None  # one manager per file: the manager's in-memory claims will do
 
-            def _commit(self, clusters, objects):
+            def _commit(self, state):
                 tmp = self.path.with_suffix(".tmp")
-                tmp.write_bytes(pickle.dumps((clusters, objects)))
+                tmp.write_bytes(pickle.dumps(state))
                 os.replace(tmp, self.path)
-                self.clusters, self.objects = clusters, objects
+                self.state = state  # readers keep the tuple they started with: a consistent snapshot
 
-            def _upsert(self, objects, cluster, r, changes):
-                key = (cluster, r.kind, r.namespace, r.name)
-                json.dumps(r.data)  # only JSON-compatible data may be stored
-                old = objects.get(key)
-                if old is not None and old.uid != r.uid:
-                    changes.append(Change(cluster, r.kind, r.namespace, r.name, old.uid,
-                                          ChangeType.DELETED, old.resource_version, None))
-                    old = None
-                if old is None:
-                    changes.append(Change(cluster, r.kind, r.namespace, r.name, r.uid,
-                                          ChangeType.ADDED, None, r.resource_version))
-                elif old.resource_version != r.resource_version:
-                    changes.append(Change(cluster, r.kind, r.namespace, r.name, r.uid,
-                                          ChangeType.MODIFIED, old.resource_version, r.resource_version))
-                objects[key] = r
+            def versions(self, cluster):
+                return iter([ObjectVersion(r.kind, r.namespace, r.name, r.uid, r.resource_version, digest)
+                             for key, (r, digest) in self.state[1].items() if key[0] == cluster])
 
-            def apply_snapshot(self, cluster, kinds, resources):
+            def read(self, cluster, keys):
+                objects = self.state[1]
+                found = (objects.get((cluster, k.kind, k.namespace, k.name)) for k in keys)
+                return [entry[0] for entry in found if entry is not None]
+
+            def apply(self, cluster, upserts, deletions, history, record_cluster=False):
                 with self.lock:
-                    name, objects, changes, seen = cluster.cluster, dict(self.objects), [], set()
-                    for r in resources:
-                        self._upsert(objects, name, r, changes)
-                        seen.add((name, r.kind, r.namespace, r.name))
-                    for key, old in list(objects.items()):
-                        if key[0] == name and key[1] in kinds and key not in seen:
-                            del objects[key]
-                            changes.append(Change(name, old.kind, old.namespace, old.name, old.uid,
-                                                  ChangeType.DELETED, old.resource_version, None))
-                    self._commit({**self.clusters, name: cluster}, objects)
-                    return changes
-
-            def apply_delta(self, cluster, upserts, deletions):
-                with self.lock:
-                    name, objects, changes = cluster.cluster, dict(self.objects), []
-                    for r in upserts:
-                        self._upsert(objects, name, r, changes)
+                    clusters, objects, changes, records = self.state
+                    name, objects, changes = cluster.cluster, dict(objects), list(changes)
                     for k in deletions:
-                        old = objects.get((name, k.kind, k.namespace, k.name))
-                        if old is not None and (not k.uid or k.uid == old.uid):
-                            del objects[(name, k.kind, k.namespace, k.name)]
-                            changes.append(Change(name, k.kind, k.namespace, k.name, old.uid,
-                                                  ChangeType.DELETED, old.resource_version, None))
-                    self._commit({**self.clusters, name: cluster}, objects)
-                    return changes
+                        objects.pop((name, k.kind, k.namespace, k.name), None)
+                    for change in history or []:  # DELETED keeps the last known labels, for selectors
+                        old = self.state[1].get((name, change.kind, change.namespace, change.name))
+                        labels = change.resource.labels if change.resource else old[0].labels if old else {}
+                        changes.append((change, labels))
+                    for o in upserts:
+                        r = o.resource
+                        json.dumps(r.data)  # only JSON-compatible data may be stored
+                        objects[(name, r.kind, r.namespace, r.name)] = (r, o.digest)
+                    changes.sort(key=lambda entry: entry[0].applied_at)  # stable: ties stay in apply order
+                    if record_cluster and cluster.last_sync is not None:
+                        records = sorted([*records, cluster], key=lambda r: r.last_sync)
+                    self._commit(({**clusters, name: cluster}, objects, changes, records))
 
             def save_cluster(self, cluster):
                 with self.lock:
-                    self._commit({**self.clusters, cluster.cluster: cluster}, self.objects)
+                    self._commit(({**self.state[0], cluster.cluster: cluster}, *self.state[1:]))
 
-            def get_cluster(self, cluster):
-                return self.clusters.get(cluster)
+            def get_cluster(self, cluster, at=None):
+                if at is None:
+                    return self.state[0].get(cluster)
+                return next((r for r in reversed(self.state[3]) if r.cluster == cluster and r.last_sync <= at), None)
 
-            def list_clusters(self):
-                return [self.clusters[c] for c in sorted(self.clusters)]
+            def list_clusters(self, at=None):
+                if at is None:
+                    return [self.state[0][c] for c in sorted(self.state[0])]
+                latest = {r.cluster: r for r in self.state[3] if r.last_sync <= at}
+                return [latest[c] for c in sorted(latest)]
 
             def counts(self, cluster):
                 counts = {}
-                for (c, kind, _, _) in self.objects:
+                for c, kind, _, _ in self.state[1]:
                     if c == cluster:
                         counts[kind] = counts.get(kind, 0) + 1
                 return counts
 
             def query(self, q):
-                found = []
-                for (c, kind, ns, name), r in sorted(self.objects.items()):
-                    if ((q.cluster or c) == c and (q.kind or kind) == kind and (q.namespace or ns) == ns
-                            and (q.name or name) == name and (q.selector is None or q.selector.matches(r.labels))):
-                        found.append(StoredResource(c, r))
-                return iter(found[:q.limit] if q.limit else found)
+                if q.at is None:
+                    objects = {key: r for key, (r, _) in self.state[1].items()}
+                else:  # per key the latest change at or before q.at, unless it is a DELETED
+                    objects = {(c.cluster, c.kind, c.namespace, c.name): c.resource
+                               for c, _ in self.state[2] if c.applied_at <= q.at}
+                found = [StoredResource(key[0], r) for key, r in sorted(objects.items(), key=lambda i: i[0])
+                         if r is not None and _matches(q, *key, r.labels)]
+                return iter(found[:q.limit] if q.limit is not None else found)
+
+            def history(self, q):
+                found = [c for c, labels in reversed(self.state[2])
+                         if _matches(q, c.cluster, c.kind, c.namespace, c.name, labels)
+                         and (q.since is None or c.applied_at >= q.since)
+                         and (q.until is None or c.applied_at <= q.until)]
+                return iter(found[:q.limit] if q.limit is not None else found)
+
+            def prune_history(self, before, max_rows):
+                with self.lock:
+                    clusters, objects, changes, records = self.state
+                    last = {(c.cluster, c.kind, c.namespace, c.name): i
+                            for i, (c, _) in enumerate(changes) if c.applied_at < before}
+                    kept = [(c, labels) for i, (c, labels) in enumerate(changes) if c.applied_at >= before
+                            or (last[(c.cluster, c.kind, c.namespace, c.name)] == i and c.resource is not None)]
+                    if max_rows is not None:
+                        kept = kept[max(len(kept) - max_rows, 0):]
+                    latest = {r.cluster: i for i, r in enumerate(records) if r.last_sync < before}
+                    records = [r for i, r in enumerate(records) if r.last_sync >= before or latest[r.cluster] == i]
+                    self._commit((clusters, objects, kept, records))
+                    return len(changes) - len(kept)
 
 
         def create(options):

@@ -8,7 +8,6 @@ import inspect
 import sys
 import types
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,10 @@ import pytest
 from navigator import hookspecs, plugin_manager
 from navigator.config.edge import EdgeConfig
 from navigator.edge.once import collect_once
+from navigator.interfaces import StorageBackend
+from navigator.interfaces.storage import HistoryQuery
 from navigator.kubesim import KubeSim
-from navigator.testing.storage_conformance import StorageConformance, make, record
+from navigator.testing.storage_conformance import Feed, StorageConformance, make, state, summary
 
 HOOKS = [name for name, obj in vars(hookspecs).items() if name.startswith("navigator_") and callable(obj)]
 TESTS = Path(__file__).resolve().parent
@@ -140,9 +141,11 @@ def test_hook_storage_backends_example_is_offered_and_validates_options(tmp_path
     with pytest.raises(Exception, match="colour"):
         offered.create({"colour": "blue"})
     backend = offered.create({"path": str(tmp_path / "state.pickle")})
+    assert isinstance(backend, StorageBackend)  # every method of the protocol is there
     backend.migrate()
-    changes = backend.apply_snapshot(record(last_sync=datetime.now(UTC)), ["pods"], [make("web-1")])
-    assert [(str(c.type), c.name) for c in changes] == [("ADDED", "web-1")]
+    changes = Feed(backend)(state(make("web-1")))  # fed by the core's reconciler, as the manager does
+    assert summary(changes) == [("ADDED", "pods", "web-1", "uid-pods-default-web-1")]
+    assert [c.name for c in backend.history(HistoryQuery())] == ["web-1"]
     backend.close()
 
 

@@ -14,28 +14,46 @@ each time it is called (so the suite can close and reopen it). The suite calls
         def backend_factory(self, tmp_path):
             return lambda: MyBackend(path=tmp_path / "state.db")
 
-What it checks, all through the public ``StorageBackend`` interface:
-snapshots replace a cluster's set per kind and leave other kinds and clusters
-alone; change detection by uid and resource_version (added, modified,
-deleted, and a re-created object with a new uid); deltas; cluster records
-round-trip (metadata, errors, last_sequence, times); queries by kind, cluster,
-namespace, name and label selector (``=``, ``!=``, ``in``, ``notin``, exists,
-``!`` — compared against ``navigator.selectors`` as the reference), ordering,
-limits and counts; a failing apply leaves the previous state intact
-(atomicity); ``migrate()`` is idempotent; data survives a reopen; and, when
-the claim rules of ``ClusterClaims`` hold for the claims a manager on this backend
-uses: the backend's own from ``create_claims``, or the manager's in-memory ones
-(``check_claim_rules`` runs the same rules against any implementation).
+What it checks, all through the public ``StorageBackend`` interface and in process:
+
+- **writing**: ``apply`` writes, replaces and deletes objects by kind, namespace
+  and name, leaves other clusters and kinds alone, round-trips data and labels,
+  and ``versions()`` gives back exactly what it wrote, digest included; ``read``
+  finds objects by key; ``migrate()`` is idempotent and everything survives a reopen;
+- **atomicity**: an apply whose iterables raise midway, or that holds unstorable
+  data, leaves everything as it was, cluster record and history included;
+- **cluster records** round-trip (metadata, errors, last_sequence, times), now and
+  ``at`` a time when ``record_cluster`` kept a copy;
+- **queries**: filters, order, limits, label selectors (against ``navigator.selectors``
+  as the reference), counts, other threads, a consistent snapshot;
+- **history**: every field round-trips, newest first with ties in apply order, every
+  ``HistoryQuery`` filter, ``history=None`` writes none;
+- **time travel**: ``query(at=T)`` shows what existed at T (deleted later: shown;
+  added later: not; modified later: as it was), filters and selectors applied at T;
+- **retention**: ``prune_history`` keeps, per object, the latest change before the
+  cutoff unless it is a DELETED (so the past after the cutoff stays right), and
+  ``max_rows`` drops the oldest;
+- **the core's rules end to end**: the manager's ``Reconciler`` over the backend
+  (payload-only changes, duplicate keys, re-created uids, partial FULL states, DELTA
+  deletions with a stale uid, unchanged re-applies, an index reloaded after a reopen);
+- **claims**: the rules of ``ClusterClaims`` for the claims a manager on this backend
+  uses (the backend's own from ``create_claims``, or the manager's in-memory ones).
+
+The builders here (``make``, ``record``, ``added``/``modified``/``deleted``,
+``commit``, ``state``, ``Feed``, ``scenario``) are public for backends' own tests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from navigator.interfaces import (
@@ -46,11 +64,35 @@ from navigator.interfaces import (
     ResourceQuery,
     StorageBackend,
 )
+from navigator.interfaces.storage import HistoryQuery
+from navigator.manager import partial
 from navigator.manager.claims import InMemoryClaims
-from navigator.resource import Change, ChangeType, Resource, ResourceKey
-from navigator.selectors import parse_selector
+from navigator.manager.reconciler import Reconciler
+from navigator.manager.validation import StateSet
+from navigator.resource import (
+    Change,
+    ChangeType,
+    ObjectVersion,
+    Resource,
+    ResourceKey,
+    StoredObject,
+    StoredResource,
+)
+from navigator.selectors import LabelSelector, parse_selector
+from navigator.v1 import sync_pb2
 
 BackendFactory = Callable[[], StorageBackend]
+
+#: The suite's epoch: every time it writes is this plus some seconds.
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def moment(seconds: float) -> datetime:
+    """``T0`` plus ``seconds`` (microseconds count: backends keep them)."""
+    return T0 + timedelta(seconds=seconds)
+
+
+# -- objects, records and changes ---------------------------------------------------------------
 
 
 def make(
@@ -63,6 +105,7 @@ def make(
     labels: dict[str, str] | None = None,
     data: dict[str, Any] | None = None,
 ) -> Resource:
+    """A resource; its uid is derived from kind, namespace and name unless given."""
     return Resource(
         kind=kind,
         namespace=namespace,
@@ -78,25 +121,330 @@ def record(cluster: str = "east", **fields: Any) -> ClusterRecord:
     return ClusterRecord(cluster=cluster, **fields)
 
 
-def summary(changes: list[Change]) -> set[tuple[str, str, str, str]]:
-    """(type, kind, name, uid) of each change: order-independent comparison."""
-    return {(str(c.type), c.kind, c.name, c.uid) for c in changes}
+def digest_of(resource: Resource) -> str:
+    """A stand-in for the reconciler's digest: a string the backend must give back unchanged."""
+    body = orjson.dumps(
+        [resource.uid, resource.resource_version, resource.labels, resource.data], option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def version_of(resource: Resource, digest: str | None = None) -> ObjectVersion:
+    """What ``versions()`` must say about ``resource`` once it is stored."""
+    r = resource
+    return ObjectVersion(r.kind, r.namespace, r.name, r.uid, r.resource_version, digest or digest_of(r))
+
+
+def added(
+    resource: Resource, when: datetime, cluster: str = "east", observed: datetime | None = None
+) -> Change:
+    """An ADDED history entry (``observed``: when the edge saw it, if known)."""
+    r = resource
+    return Change(
+        cluster, r.kind, r.namespace, r.name, r.uid, ChangeType.ADDED, None, r.resource_version,
+        applied_at=when, observed_at=observed, resource=r,
+    )  # fmt: skip
+
+
+def modified(
+    resource: Resource,
+    when: datetime,
+    old_rv: str,
+    fields: Sequence[str] = ("phase",),
+    cluster: str = "east",
+    observed: datetime | None = None,
+) -> Change:
+    r = resource
+    return Change(
+        cluster, r.kind, r.namespace, r.name, r.uid, ChangeType.MODIFIED, old_rv, r.resource_version,
+        applied_at=when, observed_at=observed, resource=r, changed_fields=tuple(fields),
+    )  # fmt: skip
+
+
+def deleted(
+    resource: Resource, when: datetime, cluster: str = "east", observed: datetime | None = None
+) -> Change:
+    """A DELETED history entry for the stored ``resource`` (its uid and last resourceVersion)."""
+    r = resource
+    return Change(
+        cluster, r.kind, r.namespace, r.name, r.uid, ChangeType.DELETED, r.resource_version, None,
+        applied_at=when, observed_at=observed,
+    )  # fmt: skip
+
+
+def commit(
+    backend: StorageBackend,
+    changes: Sequence[Change],
+    cluster: ClusterRecord | None = None,
+    *,
+    history: bool = True,
+    record_cluster: bool = False,
+) -> None:
+    """Write ``changes`` the way the reconciler does: one ``apply`` of their objects, deletions and history.
+
+    A DELETED followed by an ADDED of the same key (a re-creation) is an upsert, not a deletion.
+    ``cluster`` defaults to a bare record of the changes' cluster synced at the last change.
+    """
+    if cluster is None:
+        when = max((c.applied_at for c in changes if c.applied_at is not None), default=None)
+        cluster = record(changes[0].cluster if changes else "east", last_sync=when, last_seen=when)
+    upserts: dict[tuple[str, str, str], StoredObject] = {}
+    deletions: dict[tuple[str, str, str], ResourceKey] = {}
+    for c in changes:
+        key = (c.kind, c.namespace, c.name)
+        if c.resource is None:
+            deletions[key] = ResourceKey(c.kind, c.namespace, c.name, c.uid)
+        else:
+            deletions.pop(key, None)
+            upserts[key] = StoredObject(c.resource, digest_of(c.resource))
+    backend.apply(cluster, list(upserts.values()), list(deletions.values()), list(changes) if history else None,
+                  record_cluster)  # fmt: skip
+
+
+def store(backend: StorageBackend, resources: Iterable[Resource], cluster: str = "east") -> None:
+    """Write objects with history off (for the tests about current state only)."""
+    upserts = [StoredObject(r, digest_of(r)) for r in resources]
+    backend.apply(record(cluster), upserts, [], None)
 
 
 def names(backend: StorageBackend, **query: Any) -> list[str]:
     return [item.resource.name for item in backend.query(ResourceQuery(**query))]
 
 
-class _Boom(RuntimeError):
-    pass
+def everything(backend: StorageBackend, clusters: Iterable[str] = ("east", "west")) -> dict[str, Any]:
+    """All a backend answers, now and in the past: equal before and after means nothing changed."""
+    far = T0 + timedelta(days=3650)
+    return {
+        "objects": list(backend.query(ResourceQuery())),
+        "versions": {c: sorted(backend.versions(c), key=repr) for c in clusters},
+        "history": list(backend.history(HistoryQuery())),
+        "clusters": backend.list_clusters(),
+        "clusters_then": backend.list_clusters(at=far),
+        "past": list(backend.query(ResourceQuery(at=far))),
+    }
 
 
-def _exploding(resources: list[Resource], after: int) -> Iterator[Resource]:
-    for i, r in enumerate(resources):
-        if i == after:
-            raise _Boom("the edge vanished mid-snapshot")
-        yield r
+# -- states for the reconciler ------------------------------------------------------------------
 
+
+class JsonPayloads:
+    """The suite's serializer for states: JSON through orjson, as the built-in ``json`` plugin does."""
+
+    name = "json"
+
+    def encode(self, data: Mapping[str, Any]) -> bytes:
+        return orjson.dumps(data)
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        try:
+            value = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"payload is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"payload must be a JSON object, got {type(value).__name__}")
+        return value
+
+
+SERIALIZER = JsonPayloads()
+
+
+def wire(resource: Resource) -> sync_pb2.Resource:
+    """``resource`` as an edge sends it: the data encoded into the payload."""
+    r = resource
+    return sync_pb2.Resource(
+        kind=r.kind, namespace=r.namespace, name=r.name, uid=r.uid, resource_version=r.resource_version,
+        labels=r.labels, payload=SERIALIZER.encode(r.data),
+    )  # fmt: skip
+
+
+def state(
+    *resources: Resource,
+    kinds: Iterable[str] | None = None,
+    cached_kinds: Iterable[str] = (),
+    errors: Mapping[str, str] | None = None,
+    deletions: Iterable[ResourceKey] = (),
+    delta: bool = False,
+    chunks: int = 1,
+) -> StateSet:
+    """A state as the manager hands it to the reconciler (a chunk set is one joined ``StateSet``).
+
+    A FULL state covers ``kinds`` (default: the kinds of its resources) and ``cached_kinds``;
+    ``errors`` maps a failed kind to its message.
+    """
+    if kinds is None:
+        kinds = [] if delta else sorted({r.kind for r in resources})
+    return StateSet(
+        sequence=0,
+        type=sync_pb2.STATE_TYPE_DELTA if delta else sync_pb2.STATE_TYPE_FULL,
+        kinds=list(kinds),
+        cached_kinds=list(cached_kinds),
+        errors=[sync_pb2.KindError(kind=k, message=m, http_status=403) for k, m in (errors or {}).items()],
+        counts={},
+        resources=[wire(r) for r in resources],
+        deletions=[
+            sync_pb2.ResourceKey(kind=k.kind, namespace=k.namespace, name=k.name, uid=k.uid)
+            for k in deletions
+        ],
+        chunks=chunks,
+    )
+
+
+@dataclass
+class Feed:
+    """The manager's write path for one cluster: the core's reconciler fed states on a clock of its own.
+
+    Each state is applied one second after the previous one (observed half a second
+    before), with the cluster record updated as the manager updates it.
+    """
+
+    backend: StorageBackend
+    cluster: str = "east"
+    history: bool = True
+    clock: datetime = T0
+    record_cluster: bool = False
+    record: ClusterRecord = field(init=False)
+    reconciler: Reconciler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reconciler = Reconciler(self.backend, history=self.history)
+        self.record = ClusterRecord(
+            self.cluster,
+            edge_id="edge-1",
+            metadata={"region": "eu-west-1"},
+            sync_interval=15.0,
+            manager_id="mgr-1",
+        )
+
+    def __call__(self, state: StateSet) -> list[Change]:
+        self.clock += timedelta(seconds=1)
+        self.record = replace(
+            self.record,
+            last_sync=self.clock,
+            last_seen=self.clock,
+            last_sequence=self.record.last_sequence + 1,
+            errors=partial.merge_errors(self.record.errors, state, self.clock),
+        )
+        observed = self.clock - timedelta(milliseconds=500)
+        return self.reconciler.apply(
+            self.record, state, SERIALIZER, self.clock, observed, self.record_cluster
+        )
+
+
+def summary(changes: Iterable[Change]) -> list[tuple[str, str, str, str]]:
+    """(type, kind, name, uid) of each change, in order."""
+    return [(str(c.type), c.kind, c.name, c.uid) for c in changes]
+
+
+def scenario() -> list[StateSet]:
+    """States that exercise every rule of the reconciler in turn (see each comment for what it changes)."""
+    web = {"app": "web"}
+    every = ["pods", "services", "endpointslices"]
+    a = make("a", labels=web, data={"phase": "Pending"})
+    b = make("b", labels={"app": "db"})
+    b_new = make("b", uid="b-new", rv="7", labels={"app": "database"})
+    c = make("c", namespace="kube-system")
+    svc = make("web", kind="services", labels=web, data={"ports": [80]})
+    slice_ = make(
+        "web-x", kind="endpointslices", labels={"kubernetes.io/service-name": "web"}, data={"ready": 2}
+    )
+    api = make("api", kind="services", data={"ports": [443]})
+    return [
+        # 1: five ADDED
+        state(a, b, c, svc, slice_, kinds=every),
+        # 2: the same again: nothing
+        state(a, b, c, svc, slice_, kinds=every),
+        # 3: a's payload changes under the same resourceVersion, b's labels change; c twice (the last,
+        # unchanged, wins: nothing), d twice (the last wins: ADDED as Running)
+        state(
+            replace(a, data={"phase": "Running"}),
+            replace(b, resource_version="2", labels={"app": "database"}),
+            replace(c, data={"phase": "Failed"}),
+            c,
+            make("d", data={"phase": "Pending"}),
+            make("d"),
+            svc,
+            slice_,
+            kinds=every,
+        ),
+        # 4: DELTA: e ADDED; b re-created under a new uid (DELETED + ADDED); c's deletion names a stale
+        # uid (kept); d DELETED; a deletion of what is not there (nothing)
+        state(
+            make("e"),
+            b_new,
+            deletions=[
+                ResourceKey("pods", "kube-system", "c", "stale-uid"),
+                ResourceKey("pods", "default", "d", "uid-pods-default-d"),
+                ResourceKey("pods", "default", "zzz", "uid-zzz"),
+            ],
+            delta=True,
+        ),
+        # 5: partial FULL: pods failed (left alone), endpointslices from the edge's cache (covered:
+        # web-x DELETED); services: api ADDED
+        state(svc, api, kinds=["services"], cached_kinds=["endpointslices"], errors={"pods": "forbidden"}),
+        # 6: a chunked FULL of pods: a MODIFIED (new resourceVersion, node and phase), e DELETED
+        state(
+            replace(a, resource_version="2", data={"phase": "Succeeded", "node": "n1"}),
+            b_new,
+            c,
+            kinds=["pods"],
+            chunks=3,
+        ),
+        # 7: DELTA: f twice (the last wins: ADDED at rv 2), api DELETED
+        state(
+            make("f", data={"phase": "Pending"}),
+            make("f", rv="2"),
+            deletions=[ResourceKey("services", "default", "api", api.uid)],
+            delta=True,
+        ),
+        # 8: an empty FULL of every kind: everything DELETED
+        state(kinds=every),
+    ]
+
+
+#: What each state of ``scenario()`` changes, as ``summary`` puts it.
+SCENARIO_CHANGES: list[list[tuple[str, str, str, str]]] = [
+    [
+        ("ADDED", "pods", "a", "uid-pods-default-a"),
+        ("ADDED", "pods", "b", "uid-pods-default-b"),
+        ("ADDED", "pods", "c", "uid-pods-kube-system-c"),
+        ("ADDED", "services", "web", "uid-services-default-web"),
+        ("ADDED", "endpointslices", "web-x", "uid-endpointslices-default-web-x"),
+    ],
+    [],
+    [
+        ("ADDED", "pods", "d", "uid-pods-default-d"),
+        ("MODIFIED", "pods", "a", "uid-pods-default-a"),
+        ("MODIFIED", "pods", "b", "uid-pods-default-b"),
+    ],
+    [
+        ("DELETED", "pods", "d", "uid-pods-default-d"),
+        ("ADDED", "pods", "e", "uid-pods-default-e"),
+        ("DELETED", "pods", "b", "uid-pods-default-b"),
+        ("ADDED", "pods", "b", "b-new"),
+    ],
+    [
+        ("DELETED", "endpointslices", "web-x", "uid-endpointslices-default-web-x"),
+        ("ADDED", "services", "api", "uid-services-default-api"),
+    ],
+    [
+        ("DELETED", "pods", "e", "uid-pods-default-e"),
+        ("MODIFIED", "pods", "a", "uid-pods-default-a"),
+    ],
+    [
+        ("DELETED", "services", "api", "uid-services-default-api"),
+        ("ADDED", "pods", "f", "uid-pods-default-f"),
+    ],
+    [
+        ("DELETED", "pods", "a", "uid-pods-default-a"),
+        ("DELETED", "pods", "b", "b-new"),
+        ("DELETED", "pods", "c", "uid-pods-kube-system-c"),
+        ("DELETED", "services", "web", "uid-services-default-web"),
+        ("DELETED", "pods", "f", "uid-pods-default-f"),
+    ],
+]
+
+
+# -- references ---------------------------------------------------------------------------------
 
 #: Labels for the selector tests, one pod each.
 SELECTOR_PODS: dict[str, dict[str, str]] = {
@@ -123,6 +471,96 @@ SELECTORS = [
     "app in (web,db),tier!=db,env",
     "missing=x",
 ]
+
+
+def selector(text: str) -> LabelSelector:
+    parsed = parse_selector(text)
+    assert parsed is not None, text
+    return parsed
+
+
+def reference_history(oldest_first: Sequence[Change], query: HistoryQuery) -> list[Change]:
+    """What ``history(query)`` must answer for these changes: the filters as the interface defines them.
+
+    The selector sees the object's labels after the change; for a DELETED, the last labels it had.
+    """
+    last_labels: dict[tuple[str, str, str, str], dict[str, str]] = {}
+    matched: list[Change] = []
+    for c in oldest_first:
+        key = (c.cluster, c.kind, c.namespace, c.name)
+        labels = c.resource.labels if c.resource is not None else last_labels.get(key, {})
+        if c.resource is not None:
+            last_labels[key] = c.resource.labels
+        assert c.applied_at is not None
+        if (
+            query.cluster in (None, c.cluster)
+            and query.kind in (None, c.kind)
+            and query.namespace in (None, c.namespace)
+            and query.name in (None, c.name)
+            and (query.selector is None or query.selector.matches(labels))
+            and (query.since is None or c.applied_at >= query.since)
+            and (query.until is None or c.applied_at <= query.until)
+        ):
+            matched.append(c)
+    newest_first = sorted(enumerate(matched), key=lambda e: (e[1].applied_at, e[0]), reverse=True)
+    found = [c for _, c in newest_first]
+    return found[: query.limit] if query.limit is not None else found
+
+
+def history_changes() -> list[list[Change]]:
+    """Applies for the history tests, oldest first: two clusters, three kinds, labels that change, a re-creation."""
+    web = make("web", labels={"app": "web"}, data={"phase": "Pending"})
+    web2 = replace(web, resource_version="2", data={"phase": "Running"})
+    db = make("db", namespace="data", labels={"app": "db"})
+    svc = make("web", kind="services", labels={"app": "web"})
+    reborn = make("web", uid="web-reborn", rv="9", labels={"app": "web", "gen": "2"})
+    west = make("web", labels={"app": "web", "region": "west"})
+    return [
+        [added(web, moment(1)), added(db, moment(1)), added(svc, moment(1))],
+        [added(west, moment(2), cluster="west", observed=moment(1.5))],
+        [modified(web2, moment(3), "1", observed=moment(2.75))],
+        [deleted(db, moment(4))],
+        [deleted(web2, moment(5)), added(reborn, moment(5))],
+        [
+            modified(
+                replace(west, resource_version="3", labels={"app": "api"}), moment(6), "1", ["labels"], "west"
+            )
+        ],
+    ]
+
+
+#: ``HistoryQuery`` filters, each checked against ``reference_history``.
+HISTORY_QUERIES: dict[str, HistoryQuery] = {
+    "all": HistoryQuery(),
+    "cluster": HistoryQuery(cluster="west"),
+    "unknown-cluster": HistoryQuery(cluster="nowhere"),
+    "kind": HistoryQuery(kind="services"),
+    "namespace": HistoryQuery(namespace="data"),
+    "name": HistoryQuery(name="web"),
+    "selector": HistoryQuery(selector=selector("app=web")),
+    "selector-deleted": HistoryQuery(selector=selector("app=db")),
+    "selector-not": HistoryQuery(selector=selector("app!=web")),
+    "selector-exists": HistoryQuery(selector=selector("gen")),
+    "since": HistoryQuery(since=moment(4)),
+    "until": HistoryQuery(until=moment(3)),
+    "since-until": HistoryQuery(since=moment(3), until=moment(5)),
+    "one-instant": HistoryQuery(since=moment(5), until=moment(5)),
+    "limit": HistoryQuery(limit=3),
+    "combined": HistoryQuery(
+        cluster="east", kind="pods", selector=selector("app=web"), since=moment(2), limit=2
+    ),
+}
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def _exploding(items: Sequence[Any], after: int) -> Iterator[Any]:
+    for i, item in enumerate(items):
+        if i == after:
+            raise _Boom("the edge vanished mid-apply")
+        yield item
 
 
 def check_claim_rules(make_claims: Callable[[float], ClusterClaims]) -> None:
@@ -178,7 +616,7 @@ class StorageConformance:
     # -- schema ----------------------------------------------------------------------
 
     def test_migrate_is_idempotent(self, backend: StorageBackend, backend_factory: BackendFactory) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a")])
+        store(backend, [make("a")])
         backend.migrate()
         other = backend_factory()
         try:
@@ -190,92 +628,74 @@ class StorageConformance:
     def test_data_survives_reopen(self, backend_factory: BackendFactory) -> None:
         first = backend_factory()
         first.migrate()
-        first.apply_snapshot(record(edge_id="edge-1", last_sequence=7), ["pods"], [make("a"), make("b")])
+        a = make("a", labels={"app": "web"})
+        cluster = record(edge_id="edge-1", last_sequence=7, last_sync=moment(1))
+        commit(first, [added(a, moment(1)), added(make("b"), moment(1))], cluster, record_cluster=True)
+        commit(first, [deleted(a, moment(2))])
+        before = everything(first)
         first.close()
         reopened = backend_factory()
         try:
             reopened.migrate()
-            assert names(reopened) == ["a", "b"]
-            stored = reopened.get_cluster("east")
-            assert stored is not None and stored.last_sequence == 7 and stored.edge_id == "edge-1"
+            assert everything(reopened) == before
+            assert names(reopened) == ["b"]
+            assert reopened.get_cluster("east", at=moment(1)) == cluster
+            assert names(reopened, at=moment(1)) == ["a", "b"]
         finally:
             reopened.close()
 
-    # -- snapshots -------------------------------------------------------------------
+    # -- apply -----------------------------------------------------------------------
 
-    def test_first_snapshot_adds_everything(self, backend: StorageBackend) -> None:
-        changes = backend.apply_snapshot(record(), ["pods"], [make("a"), make("b", rv="5")])
-        assert summary(changes) == {("ADDED", "pods", "a", "uid-pods-default-a"), ("ADDED", "pods", "b", "uid-pods-default-b")}
-        added = next(c for c in changes if c.name == "b")
-        assert (added.cluster, added.old_resource_version, added.new_resource_version) == ("east", None, "5")
+    def test_apply_writes_objects_and_versions_say_exactly_what(self, backend: StorageBackend) -> None:
+        pods = [make("a"), make("b", rv="5", labels={"app": "web"}), make("x", namespace="other")]
+        svc = make("svc", kind="services")
+        backend.apply(record(), [StoredObject(r, f"digest-{r.name}") for r in [*pods, svc]], [], None)
+        store(backend, [make("a", uid="west-a")], cluster="west")
+        got = list(backend.versions("east"))
+        assert len(got) == 4
+        assert set(got) == {version_of(r, f"digest-{r.name}") for r in [*pods, svc]}
+        assert list(backend.versions("west")) == [version_of(make("a", uid="west-a"))]
+        assert list(backend.versions("nowhere")) == []
+        assert names(backend, cluster="east") == ["a", "b", "x", "svc"]
 
-    def test_snapshot_replaces_the_kind_and_deletes_what_vanished(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a"), make("b"), make("c")])
-        changes = backend.apply_snapshot(record(), ["pods"], [make("a"), make("d")])
-        assert summary(changes) == {
-            ("DELETED", "pods", "b", "uid-pods-default-b"),
-            ("DELETED", "pods", "c", "uid-pods-default-c"),
-            ("ADDED", "pods", "d", "uid-pods-default-d"),
-        }
-        deleted = next(c for c in changes if c.name == "b")
-        assert (deleted.old_resource_version, deleted.new_resource_version) == ("1", None)
-        assert names(backend, kind="pods") == ["a", "d"]
+    def test_apply_replaces_the_object_at_the_same_key(self, backend: StorageBackend) -> None:
+        store(backend, [make("a", labels={"app": "web", "old": "yes"}, data={"phase": "Pending", "gone": 1})])
+        new = make("a", uid="another", rv="9", labels={"app": "api"}, data={"phase": "Running"})
+        backend.apply(record(), [StoredObject(new, "new-digest")], [], None)
+        assert list(backend.versions("east")) == [version_of(new, "new-digest")]
+        assert [i.resource for i in backend.query(ResourceQuery())] == [new]
 
-    def test_unchanged_resync_reports_nothing(self, backend: StorageBackend) -> None:
-        pods = [make(f"p{i}", rv=str(i)) for i in range(20)]
-        backend.apply_snapshot(record(), ["pods"], pods)
-        assert backend.apply_snapshot(record(), ["pods"], pods) == []
-
-    def test_modified_by_resource_version(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a", rv="1", data={"phase": "Pending"})])
-        changes = backend.apply_snapshot(record(), ["pods"], [make("a", rv="2", data={"phase": "Running"})])
-        assert [(c.type, c.old_resource_version, c.new_resource_version) for c in changes] == [
-            (ChangeType.MODIFIED, "1", "2")
+    def test_apply_deletes_by_kind_namespace_and_name(self, backend: StorageBackend) -> None:
+        items = [make("a"), make("a", namespace="other"), make("a", kind="services"), make("b")]
+        store(backend, items)
+        store(backend, items, cluster="west")
+        deletions = [
+            ResourceKey("pods", "default", "a", "uid-pods-default-a"),
+            ResourceKey("pods", "default", "zzz"),
         ]
-        [stored] = backend.query(ResourceQuery(kind="pods"))
-        assert stored.resource.data == {"phase": "Running"}
-        assert stored.resource.resource_version == "2"
+        backend.apply(record(), [], deletions, None)
+        assert [(i.resource.kind, i.resource.namespace, i.resource.name) for i in backend.query(
+            ResourceQuery(cluster="east"))] == [("pods", "default", "b"), ("pods", "other", "a"), ("services", "default", "a")]  # fmt: skip
+        assert len(list(backend.versions("east"))) == 3
+        assert len(names(backend, cluster="west")) == 4
 
-    def test_recreated_object_with_a_new_uid_is_deleted_then_added(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a", uid="old", rv="1")])
-        changes = backend.apply_snapshot(record(), ["pods"], [make("a", uid="new", rv="1")])
-        assert summary(changes) == {("DELETED", "pods", "a", "old"), ("ADDED", "pods", "a", "new")}
-        [stored] = backend.query(ResourceQuery(kind="pods"))
-        assert stored.resource.uid == "new"
-
-    def test_snapshot_leaves_other_kinds_alone(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods", "services"], [make("a"), make("svc", kind="services")])
-        changes = backend.apply_snapshot(record(), ["pods"], [])
-        assert summary(changes) == {("DELETED", "pods", "a", "uid-pods-default-a")}
-        assert names(backend, kind="services") == ["svc"]
-
-    def test_partial_snapshot_never_deletes_kinds_it_does_not_cover(self, backend: StorageBackend) -> None:
-        # The edge collected services but pods failed without cache: pods must stay as they were.
-        backend.apply_snapshot(record(), ["pods", "services"], [make("a"), make("svc", kind="services")])
-        failed = record(errors=[KindErrorRecord("pods", "forbidden", 403)])
-        changes = backend.apply_snapshot(failed, ["services"], [make("svc2", kind="services")])
-        assert summary(changes) == {
-            ("DELETED", "services", "svc", "uid-services-default-svc"),
-            ("ADDED", "services", "svc2", "uid-services-default-svc2"),
-        }
-        assert names(backend, kind="pods") == ["a"]
-        stored = backend.get_cluster("east")
-        assert stored is not None and [e.kind for e in stored.errors] == ["pods"]
-
-    def test_snapshot_touches_only_its_cluster(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record("east"), ["pods"], [make("a")])
-        backend.apply_snapshot(record("west"), ["pods"], [make("a"), make("b")])
-        changes = backend.apply_snapshot(record("east"), ["pods"], [])
-        assert {c.cluster for c in changes} == {"east"}
-        assert names(backend, cluster="west") == ["a", "b"]
-        assert names(backend, cluster="east") == []
+    def test_apply_upserts_and_deletes_in_one_call(self, backend: StorageBackend) -> None:
+        store(backend, [make("a"), make("b")])
+        backend.apply(record(), [StoredObject(make("c"), "c"), StoredObject(make("a", rv="2"), "a2")],
+                      [ResourceKey("pods", "default", "b", "uid-pods-default-b")], None)  # fmt: skip
+        assert names(backend) == ["a", "c"]
+        assert {v.name: (v.resource_version, v.digest) for v in backend.versions("east")} == {
+            "a": ("2", "a2"), "c": ("1", "c")
+        }  # fmt: skip
 
     def test_same_name_in_different_namespaces_and_kinds(self, backend: StorageBackend) -> None:
-        items = [make("x", namespace="a"), make("x", namespace="b"), make("x", kind="services", namespace="a")]
-        backend.apply_snapshot(record(), ["pods", "services"], items)
+        store(
+            backend,
+            [make("x", namespace="a"), make("x", namespace="b"), make("x", kind="services", namespace="a")],
+        )
         assert backend.counts("east") == {"pods": 2, "services": 1}
 
-    def test_data_round_trips(self, backend: StorageBackend) -> None:
+    def test_data_and_labels_round_trip(self, backend: StorageBackend) -> None:
         data = {
             "ports": [{"name": "http", "port": 80, "target_port": "8080", "protocol": "TCP"}],
             "selector": {"app": "web"},
@@ -283,85 +703,103 @@ class StorageConformance:
             "restarts": 0,
             "ratio": 0.25,
             "owner": None,
-            "note": "snowman ☃ and quotes \" '",
+            "note": "snowman ☃ and quotes \" ' and a backslash \\",
             "nested": {"deep": [[1, 2], {"x": []}]},
+            "big": 2**53 + 1,
         }
-        labels = {"app.kubernetes.io/name": "web", "tier": ""}
-        backend.apply_snapshot(record(), ["services"], [make("svc", kind="services", labels=labels, data=data)])
+        labels = {"app.kubernetes.io/name": "web", "tier": "", "quote": "it's"}
+        svc = make("svc", kind="services", labels=labels, data=data)
+        commit(backend, [added(svc, moment(1))])
         [stored] = backend.query(ResourceQuery(kind="services"))
-        assert stored.cluster == "east"
-        assert stored.resource.data == data
-        assert stored.resource.labels == labels
+        assert stored == StoredResource("east", svc)
+        assert backend.read("east", [svc.key]) == [svc]
+        [change] = backend.history(HistoryQuery())
+        assert change.resource == svc
+        [then] = backend.query(ResourceQuery(at=moment(1)))
+        assert then == stored
+
+    def test_read_finds_objects_by_key_in_one_cluster(self, backend: StorageBackend) -> None:
+        a, b, c = make("a"), make("b", namespace="other"), make("c", kind="services")
+        store(backend, [a, b, c])
+        store(backend, [make("a", uid="west-a"), make("z")], cluster="west")
+        keys = [
+            ResourceKey("pods", "default", "a", "some-other-uid"),  # the uid is ignored
+            ResourceKey("pods", "other", "b"),
+            ResourceKey("services", "default", "c"),
+            ResourceKey("pods", "default", "z"),  # only in west
+            ResourceKey("pods", "default", "missing"),
+        ]
+        assert sorted(backend.read("east", keys), key=lambda r: r.name) == [a, b, c]
+        assert backend.read("east", []) == []
+        assert backend.read("nowhere", keys) == []
+
+    def test_apply_saves_the_cluster_record(self, backend: StorageBackend) -> None:
+        synced = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+        cluster = record(edge_id="edge-9", last_sequence=11, metadata={"k": "v"}, last_sync=synced)
+        backend.apply(cluster, [], [], [])
+        assert backend.get_cluster("east") == cluster
+        assert list(backend.history(HistoryQuery())) == []
+
+    def test_history_none_writes_objects_but_no_history(self, backend: StorageBackend) -> None:
+        a = make("a")
+        commit(backend, [added(a, moment(1))], history=False)
+        commit(backend, [modified(replace(a, resource_version="2"), moment(2), "1")], history=False)
+        assert list(backend.history(HistoryQuery())) == []
+        assert [v.resource_version for v in backend.versions("east")] == ["2"]
 
     # -- atomicity -------------------------------------------------------------------
 
-    def test_snapshot_failing_midway_leaves_previous_state(self, backend: StorageBackend) -> None:
-        before = [make(f"p{i}") for i in range(10)]
-        backend.apply_snapshot(record(last_sequence=1), ["pods"], before)
-        after = [make(f"q{i}") for i in range(10)]
+    @pytest.fixture
+    def settled(self, backend: StorageBackend) -> StorageBackend:
+        """A store with objects, history and cluster copies in two clusters: what a failed apply must keep."""
+        for batch in history_changes():
+            commit(backend, batch, record_cluster=True)
+        return backend
+
+    def test_apply_whose_upserts_fail_midway_changes_nothing(self, settled: StorageBackend) -> None:
+        before = everything(settled)
+        new = [make(f"q{i}") for i in range(10)]
+        history = [added(r, moment(10)) for r in new]
         with pytest.raises(Exception):  # noqa: B017 - whatever the backend raises, nothing may change
-            backend.apply_snapshot(record(last_sequence=2), ["pods"], _exploding(after, 5))  # type: ignore[arg-type]
-        assert names(backend, kind="pods") == sorted(r.name for r in before)
-        stored = backend.get_cluster("east")
-        assert stored is not None and stored.last_sequence == 1
-
-    def test_snapshot_with_unstorable_data_leaves_previous_state(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a")])
-        bad = make("b", data={"not json": {1, 2, 3}})  # a set has no JSON form
-        with pytest.raises(Exception):  # noqa: B017
-            backend.apply_snapshot(record(last_sequence=9), ["pods"], [make("c"), bad])
-        assert names(backend) == ["a"]
-        stored = backend.get_cluster("east")
-        assert stored is not None and stored.last_sequence == 0
-
-    def test_delta_failing_midway_leaves_previous_state(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a"), make("b")])
-        with pytest.raises(Exception):  # noqa: B017
-            backend.apply_delta(
-                record(last_sequence=5),
-                _exploding([make("c"), make("d")], 1),  # type: ignore[arg-type]
-                [ResourceKey("pods", "default", "a")],
+            settled.apply(
+                record(last_sequence=2, last_sync=moment(10)),
+                _exploding([StoredObject(r, digest_of(r)) for r in new], 5),  # type: ignore[arg-type]
+                [ResourceKey("pods", "default", "web", "web-reborn")],
+                history,
+                True,
             )
-        assert names(backend) == ["a", "b"]
+        assert everything(settled) == before
 
-    # -- deltas ----------------------------------------------------------------------
+    def test_apply_whose_history_fails_midway_changes_nothing(self, settled: StorageBackend) -> None:
+        before = everything(settled)
+        new = [make(f"q{i}") for i in range(10)]
+        with pytest.raises(Exception):  # noqa: B017
+            settled.apply(
+                record(last_sequence=2, last_sync=moment(10)),
+                [StoredObject(r, digest_of(r)) for r in new],
+                [ResourceKey("pods", "default", "web", "web-reborn")],
+                _exploding([added(r, moment(10)) for r in new], 5),  # type: ignore[arg-type]
+                True,
+            )
+        assert everything(settled) == before
 
-    def test_delta_upserts_and_deletes(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a"), make("b")])
-        changes = backend.apply_delta(
-            record(last_sequence=3),
-            [make("a", rv="2"), make("c"), make("b")],
-            [ResourceKey("pods", "default", "b"), ResourceKey("pods", "default", "missing")],
-        )
-        kinds = sorted((str(c.type), c.name) for c in changes)
-        assert ("MODIFIED", "a") in kinds and ("ADDED", "c") in kinds and ("DELETED", "b") in kinds
-        assert names(backend) == ["a", "c"]
-        stored = backend.get_cluster("east")
-        assert stored is not None and stored.last_sequence == 3
-
-    def test_empty_delta_changes_nothing_but_saves_the_cluster(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a")])
-        synced = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
-        assert backend.apply_delta(record(last_sync=synced), [], []) == []
-        stored = backend.get_cluster("east")
-        assert stored is not None and stored.last_sync == synced
-        assert names(backend) == ["a"]
-
-    def test_delta_deletion_with_another_uid_keeps_the_newer_object(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a", uid="new")])
-        changes = backend.apply_delta(record(), [], [ResourceKey("pods", "default", "a", uid="old")])
-        assert changes == []
-        assert names(backend) == ["a"]
-
-    def test_delta_recreate_is_deleted_then_added(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(), ["pods"], [make("a", uid="old")])
-        changes = backend.apply_delta(record(), [make("a", uid="new")], [])
-        assert summary(changes) == {("DELETED", "pods", "a", "old"), ("ADDED", "pods", "a", "new")}
+    def test_apply_with_unstorable_data_changes_nothing(self, settled: StorageBackend) -> None:
+        before = everything(settled)
+        good, bad = make("c"), make("b", data={"not json": {1, 2, 3}})  # a set has no JSON form
+        with pytest.raises(Exception):  # noqa: B017
+            settled.apply(
+                record(last_sequence=9, last_sync=moment(10)),
+                [StoredObject(good, digest_of(good)), StoredObject(bad, "bad")],
+                [ResourceKey("pods", "default", "web", "web-reborn")],
+                [added(good, moment(10)), added(bad, moment(10))],
+                True,
+            )
+        assert everything(settled) == before
 
     # -- cluster records -------------------------------------------------------------
 
     def test_cluster_record_round_trips(self, backend: StorageBackend) -> None:
-        now = datetime(2030, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+        now = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
         original = ClusterRecord(
             cluster="east",
             edge_id="edge-1",
@@ -377,8 +815,7 @@ class StorageConformance:
             last_sequence=42,
         )
         backend.save_cluster(original)
-        stored = backend.get_cluster("east")
-        assert stored == original
+        assert backend.get_cluster("east") == original
         assert backend.list_clusters() == [original]
 
     def test_save_cluster_overwrites_and_clears_errors(self, backend: StorageBackend) -> None:
@@ -394,10 +831,28 @@ class StorageConformance:
             backend.save_cluster(record(name))
         assert [c.cluster for c in backend.list_clusters()] == ["central", "east", "west"]
 
-    def test_snapshot_saves_the_cluster_record(self, backend: StorageBackend) -> None:
-        backend.apply_snapshot(record(edge_id="edge-9", last_sequence=11, metadata={"k": "v"}), ["pods"], [])
-        stored = backend.get_cluster("east")
-        assert stored is not None and (stored.edge_id, stored.last_sequence, stored.metadata) == ("edge-9", 11, {"k": "v"})
+    def test_recorded_cluster_records_answer_at_a_time(self, backend: StorageBackend) -> None:
+        first = record(edge_id="e1", metadata={"v": "1"}, last_sync=moment(1), last_sequence=1)
+        unrecorded = record(edge_id="e2", last_sync=moment(2), last_sequence=2)
+        third = record(
+            edge_id="e3", last_sync=moment(3), last_seen=moment(3.5), last_sequence=3, sync_interval=5.0,
+            errors=[KindErrorRecord("pods", "forbidden", 403, cached=True, since=moment(3))], manager_id="mgr-2",
+        )  # fmt: skip
+        west = record("west", edge_id="w1", last_sync=moment(2))
+        backend.apply(first, [], [], [], True)
+        backend.apply(west, [], [], [], True)
+        backend.apply(unrecorded, [], [], [], False)
+        backend.apply(third, [], [], [], True)
+        assert backend.get_cluster("east") == third
+        assert backend.get_cluster("east", at=moment(0.5)) is None
+        assert backend.get_cluster("east", at=moment(1)) == first
+        assert backend.get_cluster("east", at=moment(2.5)) == first  # the copy at 2 was not kept
+        assert backend.get_cluster("east", at=moment(3)) == third
+        assert backend.get_cluster("nowhere", at=moment(3)) is None
+        assert backend.list_clusters(at=moment(0.5)) == []
+        assert backend.list_clusters(at=moment(1.5)) == [first]
+        assert backend.list_clusters(at=moment(2)) == [first, west]
+        assert backend.list_clusters(at=moment(9)) == [third, west]
 
     # -- queries ---------------------------------------------------------------------
 
@@ -407,7 +862,7 @@ class StorageConformance:
             items = [make(n, labels=labels) for n, labels in SELECTOR_PODS.items()]
             items += [make(n, namespace="kube-system") for n in ("coredns", "proxy")]
             items += [make("web", kind="services", labels={"app": "web"}), make("web", kind="endpointslices")]
-            backend.apply_snapshot(record(cluster), ["pods", "services", "endpointslices"], items)
+            store(backend, items, cluster)
         return backend
 
     def test_query_filters(self, populated: StorageBackend) -> None:
@@ -415,7 +870,10 @@ class StorageConformance:
         assert len(names(populated, kind="pods")) == 14
         assert names(populated, kind="pods", cluster="west", namespace="kube-system") == ["coredns", "proxy"]
         assert names(populated, kind="services") == ["web", "web"]
-        assert [i.cluster for i in populated.query(ResourceQuery(name="web", kind="services"))] == ["east", "west"]
+        assert [i.cluster for i in populated.query(ResourceQuery(name="web", kind="services"))] == [
+            "east",
+            "west",
+        ]
         assert names(populated, cluster="nowhere") == []
         assert names(populated, kind="widgets") == []
 
@@ -430,36 +888,346 @@ class StorageConformance:
         assert names(populated, kind="pods", limit=3) == ["bare", "db-1", "job-1"]
 
     @pytest.mark.parametrize("text", SELECTORS)
-    def test_label_selectors_match_the_reference_semantics(self, populated: StorageBackend, text: str) -> None:
-        selector = parse_selector(text)
-        assert selector is not None
-        expected = sorted(n for n, labels in SELECTOR_PODS.items() if selector.matches(labels))
-        assert names(populated, kind="pods", cluster="east", namespace="default", selector=selector) == expected
+    def test_label_selectors_match_the_reference_semantics(
+        self, populated: StorageBackend, text: str
+    ) -> None:
+        expected = sorted(n for n, labels in SELECTOR_PODS.items() if selector(text).matches(labels))
+        assert (
+            names(populated, kind="pods", cluster="east", namespace="default", selector=selector(text))
+            == expected
+        )
 
     def test_counts(self, populated: StorageBackend) -> None:
         assert populated.counts("east") == {"pods": 7, "services": 1, "endpointslices": 1}
         assert populated.counts("nowhere") == {}
 
     def test_queries_from_other_threads(self, populated: StorageBackend) -> None:
-        results: list[int] = []
+        results: list[tuple[int, int]] = []
 
         def read() -> None:
-            results.append(len(names(populated, kind="pods")))
+            results.append((len(names(populated, kind="pods")), len(list(populated.history(HistoryQuery())))))
 
         threads = [threading.Thread(target=read) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert results == [14] * 4
+        assert results == [(14, 0)] * 4
 
     def test_a_query_sees_a_consistent_snapshot(self, populated: StorageBackend) -> None:
         # A query started before a write returns the set it started with or the new one, never a mix.
         iterator = populated.query(ResourceQuery(cluster="east", kind="pods"))
         first = next(iterator)
-        populated.apply_snapshot(record("east"), ["pods"], [])
+        keys = [ResourceKey("pods", r.namespace, r.name, r.uid) for r in (i.resource for i in populated.query(
+            ResourceQuery(cluster="east", kind="pods")))]  # fmt: skip
+        populated.apply(record(), [], keys, None)
         rest = list(iterator)
         assert len([first, *rest]) in (1, 7)
+
+    # -- history ---------------------------------------------------------------------
+
+    def test_history_round_trips_every_field(self, backend: StorageBackend) -> None:
+        when = datetime(2030, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+        a = make("a", rv="10", labels={"app": "web"}, data={"phase": "Pending", "ports": [80]})
+        a2 = replace(
+            a, resource_version="11", labels={"app": "api"}, data={"phase": "Running", "ports": [80]}
+        )
+        changes = [
+            added(a, when, observed=when - timedelta(microseconds=654321)),
+            modified(a2, when + timedelta(microseconds=1), "10", ["labels", "phase"], observed=None),
+            deleted(a2, when + timedelta(microseconds=2)),
+        ]
+        for change in changes:
+            commit(backend, [change])
+        got = list(backend.history(HistoryQuery()))
+        assert got == changes[::-1]
+        assert got[0].resource is None and got[0].changed_fields == ()
+        assert got[1].observed_at is None and got[1].changed_fields == ("labels", "phase")
+
+    def test_history_is_newest_first_with_ties_in_apply_order(self, backend: StorageBackend) -> None:
+        first = [added(make(n), moment(1)) for n in ("m", "c", "x")]
+        second = [added(make(n), moment(1)) for n in ("b", "z")]
+        later = [deleted(make("c"), moment(2)), added(make("c", uid="c2"), moment(2))]
+        commit(backend, first)
+        commit(backend, second)
+        commit(backend, later)
+        assert list(backend.history(HistoryQuery())) == (first + second + later)[::-1]
+
+    def test_history_orders_by_applied_time_before_apply_order(self, backend: StorageBackend) -> None:
+        # A clock that stepped back: the times decide, not the order the applies came in.
+        late, early = added(make("late"), moment(5)), added(make("early"), moment(3))
+        middle = added(make("middle"), moment(4))
+        for change in (late, early, middle):
+            commit(backend, [change])
+        assert list(backend.history(HistoryQuery())) == [late, middle, early]
+
+    @pytest.mark.parametrize("query", list(HISTORY_QUERIES.values()), ids=list(HISTORY_QUERIES))
+    def test_history_filters(self, backend: StorageBackend, query: HistoryQuery) -> None:
+        batches = history_changes()
+        for batch in batches:
+            commit(backend, batch)
+        expected = reference_history([c for batch in batches for c in batch], query)
+        assert list(backend.history(query)) == expected
+
+    def test_history_selector_sees_the_last_labels_of_a_deleted_object(self, backend: StorageBackend) -> None:
+        old, reborn = make("a", labels={"app": "old"}), make("a", uid="a2", labels={"app": "new"})
+        commit(backend, [added(old, moment(1))])
+        commit(backend, [deleted(old, moment(2)), added(reborn, moment(2))])
+        assert summary(backend.history(HistoryQuery(selector=selector("app=old")))) == [
+            ("DELETED", "pods", "a", "uid-pods-default-a"), ("ADDED", "pods", "a", "uid-pods-default-a"),
+        ]  # fmt: skip
+        assert summary(backend.history(HistoryQuery(selector=selector("app=new")))) == [
+            ("ADDED", "pods", "a", "a2")
+        ]
+
+    # -- time travel -----------------------------------------------------------------
+
+    def test_query_at_shows_the_objects_as_they_were(self, backend: StorageBackend) -> None:
+        a1 = make("a", labels={"app": "web"}, data={"phase": "Pending"})
+        a2 = make("a", rv="2", labels={"app": "api"}, data={"phase": "Running"})
+        b, c, d = make("b"), make("c", namespace="kube-system"), make("d")
+        commit(backend, [added(a1, moment(1)), added(b, moment(1)), added(c, moment(1))])
+        commit(backend, [modified(a2, moment(2), "1", ["labels", "phase"]), deleted(b, moment(2))])
+        commit(backend, [added(d, moment(3))])
+        commit(backend, [deleted(c, moment(4))])
+
+        def at(seconds: float, **query: Any) -> list[Resource]:
+            return [i.resource for i in backend.query(ResourceQuery(at=moment(seconds), **query))]
+
+        assert at(0.5) == []
+        assert at(1) == at(1.5) == [a1, b, c]  # b, deleted later, is still there; d is not yet
+        assert at(2) == [a2, c]
+        assert at(3) == [a2, d, c]  # ordered: default before kube-system
+        assert at(4) == at(100) == [a2, d]
+        assert [i.resource for i in backend.query(ResourceQuery())] == [a2, d]
+        # Filters and selectors apply to the objects as they were then.
+        assert at(1, selector=selector("app=web")) == [a1]
+        assert at(2, selector=selector("app=web")) == []
+        assert at(3, namespace="kube-system") == [c]
+        assert at(1, name="b") == [b]
+        assert at(1, kind="services") == []
+        assert at(3, limit=2) == [a2, d]
+        assert at(3, cluster="west") == []
+
+    def test_query_at_orders_by_cluster_kind_namespace_name(self, backend: StorageBackend) -> None:
+        for cluster in ("west", "east"):
+            commit(backend, [added(make(n, kind=k, namespace=ns), moment(1), cluster)
+                             for n in ("z", "a") for k in ("services", "pods") for ns in ("b", "a")])  # fmt: skip
+        got = [(i.cluster, i.resource.kind, i.resource.namespace, i.resource.name)
+               for i in backend.query(ResourceQuery(at=moment(1)))]  # fmt: skip
+        assert got == sorted(got) and len(got) == 16
+        first = next(backend.query(ResourceQuery(at=moment(1), cluster="west", kind="pods", namespace="a")))
+        assert first == StoredResource("west", make("a", namespace="a"))
+
+    def test_query_at_a_recreation_shows_the_new_object(self, backend: StorageBackend) -> None:
+        old, new = make("a"), make("a", uid="a2", rv="5")
+        commit(backend, [added(old, moment(1))])
+        commit(backend, [deleted(old, moment(2)), added(new, moment(2))])
+        assert [i.resource for i in backend.query(ResourceQuery(at=moment(1)))] == [old]
+        assert [i.resource for i in backend.query(ResourceQuery(at=moment(2)))] == [new]
+
+    # -- retention -------------------------------------------------------------------
+
+    def _retained(self, backend: StorageBackend) -> tuple[list[Change], list[Change], list[Change]]:
+        """a: ADDED 1, MODIFIED 2, MODIFIED 4; b: ADDED 1, DELETED 2; c: ADDED 3; west a: ADDED 1."""
+        a, b = make("a"), make("b")
+        a2, a3 = replace(a, resource_version="2"), replace(a, resource_version="3")
+        batches = [
+            [added(a, moment(1)), added(b, moment(1))],
+            [modified(a2, moment(2), "1"), deleted(b, moment(2))],
+            [added(make("c"), moment(3))],
+            [modified(a3, moment(4), "2")],
+        ]
+        west = [added(make("a", uid="west-a"), moment(1), "west")]
+        for batch in batches:
+            commit(backend, batch, record(last_sync=batch[0].applied_at), record_cluster=True)
+        commit(backend, west, record("west", last_sync=moment(1)), record_cluster=True)
+        return batches[0] + west, batches[1], batches[2] + batches[3]
+
+    def test_prune_keeps_the_latest_change_per_object_before_the_cutoff(
+        self, backend: StorageBackend
+    ) -> None:
+        at1, at2, later = self._retained(backend)
+        removed = backend.prune_history(moment(2.5), None)
+        # a@1 goes (a@2 is its latest before 2.5); b@1 and b@2 go (b's latest is a DELETED);
+        # west a@1 stays (its latest); c@3 and a@4 are after the cutoff.
+        assert removed == 3
+        assert list(backend.history(HistoryQuery())) == [later[1], later[0], at2[0], at1[2]]
+
+    def test_prune_keeps_the_past_after_the_cutoff(self, backend: StorageBackend) -> None:
+        self._retained(backend)
+        times = [moment(s) for s in (2.5, 3, 3.5, 4, 10)]
+        objects = {t: list(backend.query(ResourceQuery(at=t))) for t in times}
+        clusters = {t: backend.list_clusters(at=t) for t in times}
+        backend.prune_history(moment(2.5), None)
+        assert {t: list(backend.query(ResourceQuery(at=t))) for t in times} == objects
+        assert {t: backend.list_clusters(at=t) for t in times} == clusters
+        assert names(backend) == ["a", "c", "a"]  # current objects are not history: untouched
+
+    def test_prune_max_rows_drops_the_oldest(self, backend: StorageBackend) -> None:
+        _, at2, later = self._retained(backend)
+        assert backend.prune_history(moment(0), 3) == 4
+        assert list(backend.history(HistoryQuery())) == [later[1], later[0], at2[1]]
+        assert backend.prune_history(moment(0), 3) == 0
+        assert names(backend) == ["a", "c", "a"]
+
+    def test_prune_with_nothing_to_prune(self, backend: StorageBackend) -> None:
+        assert backend.prune_history(moment(100), None) == 0
+        self._retained(backend)
+        before = list(backend.history(HistoryQuery()))
+        assert backend.prune_history(moment(0), None) == 0
+        assert backend.prune_history(moment(0), 100) == 0
+        assert list(backend.history(HistoryQuery())) == before
+
+    # -- the core's reconciler over this backend -------------------------------------
+
+    def test_reconciler_first_full_adds_everything(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        a, svc = make("a", labels={"app": "web"}), make("web", kind="services", data={"ports": [80]})
+        changes = feed(state(a, svc))
+        assert summary(changes) == [("ADDED", "pods", "a", a.uid), ("ADDED", "services", "web", svc.uid)]
+        assert [c.resource for c in changes] == [a, svc]
+        assert list(backend.history(HistoryQuery())) == changes[::-1]
+        assert [i.resource for i in backend.query(ResourceQuery())] == [a, svc]
+        assert backend.get_cluster("east") == feed.record
+
+    def test_reconciler_unchanged_reapply_changes_and_writes_nothing(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        pods = [make(f"p{i}", rv=str(i), labels={"i": str(i)}) for i in range(20)]
+        feed(state(*pods))
+        before = everything(backend)
+        assert feed(state(*pods)) == []
+        after = everything(backend)
+        assert after["clusters"] == [feed.record]  # only the cluster record moved on (last_sync)
+        for moved in ("clusters", "clusters_then"):
+            del after[moved], before[moved]
+        assert after == before
+
+    def test_reconciler_payload_only_change_is_modified(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        feed(state(make("a", data={"phase": "Pending", "node": "n1"})))
+        now = make("a", data={"phase": "Running", "node": "n1"})
+        [change] = feed(state(now))
+        assert (change.type, change.old_resource_version, change.new_resource_version) == (
+            ChangeType.MODIFIED,
+            "1",
+            "1",
+        )
+        assert change.changed_fields == ("phase",)
+        assert backend.read("east", [now.key]) == [now]
+        assert next(backend.history(HistoryQuery())) == change
+
+    def test_reconciler_label_change_is_modified(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        feed(state(make("a", labels={"app": "web"})))
+        [change] = feed(state(make("a", rv="2", labels={"app": "api"})))
+        assert (change.type, change.changed_fields) == (ChangeType.MODIFIED, ("labels",))
+        assert names(backend, selector=selector("app=api")) == ["a"]
+
+    def test_reconciler_duplicate_keys_last_wins(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        first = feed(
+            state(make("a", data={"phase": "Pending"}), make("a", rv="2", data={"phase": "Running"}))
+        )
+        assert summary(first) == [("ADDED", "pods", "a", "uid-pods-default-a")]
+        assert backend.read("east", [ResourceKey("pods", "default", "a")]) == [make("a", rv="2")]
+        delta = feed(state(make("a", rv="3", data={"phase": "Failed"}), make("a", rv="2"), delta=True))
+        assert delta == []
+        assert [v.resource_version for v in backend.versions("east")] == ["2"]
+
+    def test_reconciler_recreated_uid_is_deleted_then_added(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        feed(state(make("a", uid="old", labels={"gen": "1"})))
+        changes = feed(state(make("a", uid="new", labels={"gen": "2"})))
+        assert summary(changes) == [("DELETED", "pods", "a", "old"), ("ADDED", "pods", "a", "new")]
+        assert [v.uid for v in backend.versions("east")] == ["new"]
+        assert summary(backend.history(HistoryQuery(limit=2))) == summary(changes[::-1])
+        assert [i.resource.uid for i in backend.query(ResourceQuery(at=feed.clock))] == ["new"]
+
+    def test_reconciler_full_state_deletes_only_the_kinds_it_covers(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        feed(
+            state(
+                make("a"),
+                make("svc", kind="services"),
+                make("es", kind="endpointslices"),
+                make("cm", kind="cms"),
+            )
+        )
+        changes = feed(state(make("svc2", kind="services"), kinds=["services"], cached_kinds=["endpointslices"],
+                             errors={"pods": "forbidden", "cms": "forbidden"}))  # fmt: skip
+        assert summary(changes) == [
+            ("DELETED", "services", "svc", "uid-services-default-svc"),
+            ("DELETED", "endpointslices", "es", "uid-endpointslices-default-es"),
+            ("ADDED", "services", "svc2", "uid-services-default-svc2"),
+        ]
+        assert backend.counts("east") == {"pods": 1, "services": 1, "cms": 1}
+        stored = backend.get_cluster("east")
+        assert stored is not None and [e.kind for e in stored.errors] == ["cms", "pods"]
+
+    def test_reconciler_delta_deletions(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        feed(state(make("a", uid="new"), make("b"), make("c")))
+        changes = feed(state(make("c", rv="2"), delta=True, deletions=[
+            ResourceKey("pods", "default", "a", "old"),  # a stale uid: the newer object stays
+            ResourceKey("pods", "default", "b", "uid-pods-default-b"),
+            ResourceKey("pods", "default", "c", "uid-pods-default-c"),  # upserted in the same delta: stays
+            ResourceKey("pods", "default", "missing", "x"),
+        ]))  # fmt: skip
+        assert summary(changes) == [("DELETED", "pods", "b", "uid-pods-default-b"),
+                                    ("MODIFIED", "pods", "c", "uid-pods-default-c")]  # fmt: skip
+        assert names(backend) == ["a", "c"]
+
+    def test_reconciler_after_reopen_sees_no_change_in_an_unchanged_state(
+        self, backend: StorageBackend, backend_factory: BackendFactory
+    ) -> None:
+        pods = [make(f"p{i}", labels={"i": str(i)}, data={"phase": "Running", "n": i}) for i in range(10)]
+        feed = Feed(backend)
+        feed(state(*pods))
+        reopened = backend_factory()
+        try:
+            reopened.migrate()
+            again = Feed(reopened, clock=feed.clock)
+            assert again.reconciler.load("east") == 10
+            assert again(state(*pods)) == []
+            changed = replace(pods[3], data={"phase": "Running", "n": 33})
+            assert summary(again(state(*pods[:3], changed, *pods[4:]))) == [
+                ("MODIFIED", "pods", "p3", changed.uid)
+            ]
+        finally:
+            reopened.close()
+
+    def test_reconciler_with_history_off_writes_none(self, backend: StorageBackend) -> None:
+        feed = Feed(backend, history=False, record_cluster=True)
+        changes = feed(state(make("a"), make("b")))
+        assert len(changes) == 2
+        assert list(backend.history(HistoryQuery())) == []
+        assert backend.get_cluster("east", at=feed.clock) is None
+        assert names(backend) == ["a", "b"]
+
+    def test_reconciler_scenario_history_is_every_change_newest_first(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        applied: list[Change] = []
+        for i, step in enumerate(scenario()):
+            changes = feed(step)
+            assert summary(changes) == SCENARIO_CHANGES[i], f"state {i + 1}"
+            applied += changes
+        assert list(backend.history(HistoryQuery())) == applied[::-1]
+        assert list(backend.query(ResourceQuery())) == []
+
+    def test_reconciler_scenario_replays_at_every_step(self, backend: StorageBackend) -> None:
+        feed = Feed(backend, record_cluster=True)
+        seen: list[tuple[datetime, list[StoredResource], ClusterRecord]] = []
+        for step in scenario():
+            feed(step)
+            seen.append((feed.clock, list(backend.query(ResourceQuery())), feed.record))
+        assert list(backend.query(ResourceQuery(at=T0))) == []
+        assert backend.get_cluster("east", at=T0) is None
+        for i, (when, objects, cluster) in enumerate(seen):
+            for t in (when, when + timedelta(milliseconds=500)):
+                assert list(backend.query(ResourceQuery(at=t))) == objects, f"after state {i + 1}"
+                assert backend.get_cluster("east", at=t) == cluster, f"after state {i + 1}"
+                assert backend.list_clusters(at=t) == [cluster]
 
     # -- claims --------------------------------------------------------------------
 
