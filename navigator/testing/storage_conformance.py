@@ -50,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -695,6 +695,35 @@ class StorageConformance:
         )
         assert backend.counts("east") == {"pods": 2, "services": 1}
 
+    def test_cluster_scoped_objects(self, backend: StorageBackend) -> None:
+        node, pod = make("n1", kind="nodes", namespace="", labels={"zone": "a"}), make("p", namespace="a")
+        ns = make("a", kind="namespaces", namespace="")
+        commit(backend, [added(pod, moment(1)), added(node, moment(1)), added(ns, moment(1))])
+        everything_now = [StoredResource("east", r) for r in (ns, node, pod)]
+        assert list(backend.query(ResourceQuery())) == everything_now
+        assert list(backend.query(ResourceQuery(at=moment(1)))) == everything_now
+        assert backend.read("east", [ResourceKey("nodes", "", "n1")]) == [node]
+        assert {v.name for v in backend.versions("east")} == {"n1", "p", "a"}
+        assert names(backend, kind="nodes", selector=selector("zone=a")) == ["n1"]
+        commit(backend, [deleted(node, moment(2))])
+        assert summary(backend.history(HistoryQuery(kind="nodes"))) == [
+            ("DELETED", "nodes", "n1", node.uid), ("ADDED", "nodes", "n1", node.uid),
+        ]  # fmt: skip
+
+    def test_many_objects_in_one_apply(self, backend: StorageBackend) -> None:
+        pods = [make(f"p{i:05}", namespace=f"ns{i % 7}", labels={"i": str(i % 3)}) for i in range(3000)]
+        commit(backend, [added(r, moment(1)) for r in pods])
+        assert len(list(backend.versions("east"))) == 3000
+        assert len(list(backend.history(HistoryQuery()))) == 3000
+        assert len(list(backend.query(ResourceQuery(at=moment(1))))) == 3000
+        assert len(backend.read("east", [r.key for r in pods])) == 3000
+        commit(backend, [deleted(r, moment(2)) for r in pods[::2]])
+        assert backend.counts("east") == {"pods": 1500}
+        assert len(names(backend, at=moment(2), selector=selector("i=0"))) == 500
+        assert len(list(backend.history(HistoryQuery(namespace="ns3", since=moment(2))))) == len(
+            [i for i in range(0, 3000, 2) if i % 7 == 3]
+        )
+
     def test_data_and_labels_round_trip(self, backend: StorageBackend) -> None:
         data = {
             "ports": [{"name": "http", "port": 80, "target_port": "8080", "protocol": "TCP"}],
@@ -853,6 +882,10 @@ class StorageConformance:
         assert backend.list_clusters(at=moment(1.5)) == [first]
         assert backend.list_clusters(at=moment(2)) == [first, west]
         assert backend.list_clusters(at=moment(9)) == [third, west]
+        # Two copies at the same time: the later apply wins.
+        fourth = replace(third, edge_id="e4", last_sequence=4)
+        backend.apply(fourth, [], [], [], True)
+        assert backend.get_cluster("east", at=moment(3)) == fourth
 
     # -- queries ---------------------------------------------------------------------
 
@@ -895,6 +928,24 @@ class StorageConformance:
         assert (
             names(populated, kind="pods", cluster="east", namespace="default", selector=selector(text))
             == expected
+        )
+
+    @pytest.mark.parametrize("text", SELECTORS)
+    def test_label_selectors_in_the_past_and_in_history(self, backend: StorageBackend, text: str) -> None:
+        # At 1 the pods have their labels, at 2 none: the selector sees the labels of the time.
+        pods = [make(n, labels=labels) for n, labels in SELECTOR_PODS.items()]
+        commit(backend, [added(r, moment(1)) for r in pods])
+        bare = [replace(r, resource_version="2", labels={}) for r in pods if r.labels]
+        commit(backend, [modified(r, moment(2), "1", ["labels"]) for r in bare])
+        match = selector(text).matches
+        then = sorted(n for n, labels in SELECTOR_PODS.items() if match(labels))
+        now = sorted(SELECTOR_PODS) if match({}) else []
+        assert names(backend, at=moment(1), selector=selector(text)) == then
+        assert names(backend, at=moment(2), selector=selector(text)) == now
+        assert names(backend, selector=selector(text)) == now
+        history = [(c.name, str(c.type)) for c in backend.history(HistoryQuery(selector=selector(text)))]
+        assert sorted(history) == sorted(
+            [(n, "ADDED") for n in then] + [(r.name, "MODIFIED") for r in bare if match({})]
         )
 
     def test_counts(self, populated: StorageBackend) -> None:
@@ -943,6 +994,16 @@ class StorageConformance:
         assert got == changes[::-1]
         assert got[0].resource is None and got[0].changed_fields == ()
         assert got[1].observed_at is None and got[1].changed_fields == ("labels", "phase")
+        # Times are kept to the microsecond, and compared as instants whatever their zone.
+        plus_two = timezone(timedelta(hours=2))
+        assert list(backend.history(HistoryQuery(since=when + timedelta(microseconds=1)))) == changes[:0:-1]
+        assert list(backend.history(HistoryQuery(until=when.astimezone(plus_two)))) == changes[:1]
+        assert [i.resource for i in backend.query(ResourceQuery(at=when))] == [a]
+        assert [i.resource for i in backend.query(ResourceQuery(at=when + timedelta(microseconds=1)))] == [a2]
+        assert (
+            list(backend.query(ResourceQuery(at=(when + timedelta(microseconds=2)).astimezone(plus_two))))
+            == []
+        )
 
     def test_history_is_newest_first_with_ties_in_apply_order(self, backend: StorageBackend) -> None:
         first = [added(make(n), moment(1)) for n in ("m", "c", "x")]
