@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
+from navigator.config.manager import LimitsSection
 from navigator.interfaces import ClusterRecord, ResourceQuery, StorageBackend
 from navigator.interfaces.storage import HistoryQuery
+from navigator.manager.chunking import ChunkAssembler
 from navigator.manager.validation import StateSet
 from navigator.resource import Change, ChangeType, ObjectVersion, ResourceKey, StoredResource
+from navigator.testing.raw_edge import chunked
 from navigator.testing.storage_conformance import (
     HISTORY_QUERIES,
     SCENARIO_CHANGES,
@@ -32,6 +35,7 @@ from navigator.testing.storage_conformance import (
     state,
     summary,
 )
+from navigator.v1 import sync_pb2
 
 BACKENDS = ["sqlite", "postgres"]
 #: The conftest's fixtures: ``store_options(backend)`` for a fresh store, ``open_store(backend, options)``.
@@ -98,6 +102,7 @@ class Run:
     history_after_prune: list[Change]
     past_after_prune: dict[datetime, list[StoredResource]]
     after_reopen: list[Change]
+    emptied_after_reopen: list[Change]
 
 
 def run(name: str, store_options: StoreOptions, open_store: OpenStore) -> Run:
@@ -127,6 +132,7 @@ def run(name: str, store_options: StoreOptions, open_store: OpenStore) -> Run:
         history_after_prune=[],
         past_after_prune={},
         after_reopen=[],
+        emptied_after_reopen=[],
     )
     result.pruned = backend.prune_history(cutoff, None)
     result.history_after_prune = list(backend.history(HistoryQuery()))
@@ -134,6 +140,7 @@ def run(name: str, store_options: StoreOptions, open_store: OpenStore) -> Run:
     reopened = open_store(name, options)
     again = Feed(reopened, "west", clock=west.clock)
     result.after_reopen = again(west_states()[-1])
+    result.emptied_after_reopen = again(state(kinds=["pods", "services"]))
     return result
 
 
@@ -161,6 +168,12 @@ def test_each_backend_gives_the_expected_changes(backend_run: Run) -> None:
         ("west", "w1", "3", "3", ("phase",)),  # payload only
     ]  # fmt: skip
     assert backend_run.after_reopen == []  # the index reloaded from versions() knows everything
+    assert sorted(summary(backend_run.emptied_after_reopen)) == [
+        ("DELETED", "pods", "w1", "uid-pods-default-w1"),
+        ("DELETED", "pods", "w2", "w2-new"),
+        ("DELETED", "pods", "w3", "uid-pods-default-w3"),
+        ("DELETED", "services", "shop", "uid-services-default-shop"),
+    ]
 
 
 def test_each_backend_keeps_every_change_newest_first(backend_run: Run) -> None:
@@ -186,3 +199,29 @@ def test_sqlite_and_postgres_agree(store_options: StoreOptions, open_store: Open
         assert getattr(sqlite, field) == getattr(postgres, field), (
             f"{field} differs between SQLite and PostgreSQL"
         )
+
+
+def through_chunks(whole: StateSet, per_chunk: int) -> StateSet:
+    """``whole`` sent as a chunk set and put together again by the manager's ``ChunkAssembler``."""
+    message = sync_pb2.ClusterState(
+        edge_id="edge-1", cluster_id="east", sequence=1, type=sync_pb2.StateType.ValueType(whole.type), kinds=whole.kinds,
+        cached_kinds=whole.cached_kinds, errors=whole.errors, resources=whole.resources,
+    )  # fmt: skip
+    message.timestamp.FromDatetime(T0)
+    assembler = ChunkAssembler(LimitsSection())
+    *partial, complete = [assembler.add(chunk) for chunk in chunked(message, per_chunk)]
+    assert partial and not any(partial) and complete is not None
+    return complete
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_chunk_set_changes_what_the_whole_state_changes(
+    name: str, store_options: StoreOptions, open_store: OpenStore
+) -> None:
+    whole, split = (Feed(open_store(name, store_options(name))) for _ in range(2))
+    for step in scenario():
+        if step.full and len(step.resources) > 2:  # at least two chunks
+            assert split(through_chunks(step, per_chunk=2)) == whole(step)
+        else:
+            assert split(step) == whole(step)
+    assert list(split.backend.history(HistoryQuery())) == list(whole.backend.history(HistoryQuery()))
