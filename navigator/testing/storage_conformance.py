@@ -154,6 +154,7 @@ def modified(
     cluster: str = "east",
     observed: datetime | None = None,
 ) -> Change:
+    """A MODIFIED history entry: ``resource`` as it is now, ``old_rv`` its previous resourceVersion."""
     r = resource
     return Change(
         cluster, r.kind, r.namespace, r.name, r.uid, ChangeType.MODIFIED, old_rv, r.resource_version,
