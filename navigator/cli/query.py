@@ -1,4 +1,4 @@
-"""Query the manager across clusters."""
+"""Query the manager across clusters, now or in the past."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from navigator.cli.output import add_output_argument, print_json, print_table
-from navigator.client.client import DEFAULT_ADDRESS, QueryClient, QueryError
+from navigator.client.client import DEFAULT_ADDRESS, InvalidQuery, QueryClient, QueryError
 from navigator.client.joined import service_view
 from navigator.client.rows import resource_row
+from navigator.client.times import TimeError, parse_time, rfc3339
 from navigator.config.common import ClientTLSConfig
 from navigator.errors import NavigatorError
+from navigator.exit_codes import EXIT_FAILURE, EXIT_USAGE
 from navigator.selectors import SelectorError, parse_selector
 
 VIEWS = ("clusters", "services", "endpointslices", "pods", "resources")
+
+TIME_HELP = "RFC 3339 (2026-12-03T08:00:00Z) or an age such as 10m, 1h, 2d meaning that long ago"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +44,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_output_argument(parser)
 
 
-def _filters(parser: argparse.ArgumentParser, kind: bool) -> None:
+def _filters(parser: argparse.ArgumentParser, kind: bool, name: bool = True, limit: bool = True) -> None:
     parser.add_argument("--namespace", "-n", default=None, help="only this namespace")
     parser.add_argument("-l", "--selector", default=None, help="label selector, e.g. app=web,tier!=db")
-    parser.add_argument("--name", default=None, help="only objects with this name")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    if name:
+        parser.add_argument("--name", default=None, help="only objects with this name")
+    if limit:
+        parser.add_argument("--limit", type=int, default=None, help="at most this many rows")
     if kind:
         parser.add_argument("--kind", default=None, help="only this kind (collector name), e.g. pods")
+
+
+def _at(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--at", default=None, metavar="TIME", help=f"as it was at TIME (within history retention): {TIME_HELP}"
+    )
 
 
 def _exit_1_when_unreachable(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -56,9 +68,12 @@ def _exit_1_when_unreachable(run: Callable[[argparse.Namespace], int]) -> Callab
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return run(args)
+        except InvalidQuery as exc:  # the manager refused the arguments: still a usage problem
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except QueryError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_FAILURE
         except BrokenPipeError:
             # `navigator query pods -o json | head`: the reader left; stop quietly, and keep the
             # interpreter's final flush of stdout from failing again.
@@ -72,12 +87,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="view", metavar="VIEW", required=True)
     clusters = sub.add_parser("clusters", help="every cluster: status, edge, last sync, counts, errors")
     _common(clusters)
+    _at(clusters)
     clusters.set_defaults(run=run_clusters)
     for view in VIEWS[1:]:
         p = sub.add_parser(view, help=f"{view} across clusters" if view != "resources" else "any kind, raw data")
         _common(p)
         _filters(p, kind=view == "resources")
+        _at(p)
         p.set_defaults(run=run_resources, kind=None if view == "resources" else view)
+    changes = sub.add_parser("changes", help="recorded changes, newest first: what changed, where, when, which fields")
+    _common(changes)
+    _filters(changes, kind=True)
+    changes.add_argument("--since", default=None, metavar="TIME", help=f"changes applied at or after TIME: {TIME_HELP}")
+    changes.add_argument("--until", default=None, metavar="TIME", help="changes applied at or before TIME")
+    changes.set_defaults(run=run_changes)
+    diff = sub.add_parser("diff", help="what was added, removed and changed between two times")
+    _common(diff)
+    _filters(diff, kind=True, name=False, limit=False)
+    diff.add_argument("--from", dest="from_time", default=None, metavar="TIME", help=f"the earlier time: {TIME_HELP}")
+    diff.add_argument("--to", dest="to_time", default=None, metavar="TIME", help="the later time (default: now)")
+    diff.set_defaults(run=run_diff)
     service = sub.add_parser("service", help="one service in every cluster, with its endpoints and their pods")
     service.add_argument("service_name", metavar="NAME")
     service.add_argument("--namespace", "-n", default="default", help="the service's namespace (default: default)")
@@ -105,15 +134,41 @@ def _age(stamp: str | None, now: datetime) -> str:
     return f"{max(seconds, 0)}s ago"
 
 
+def _time(flag: str, text: str | None, now: datetime) -> datetime | None:
+    """A ``--at``/``--since``/... value as a UTC time; a bad or future one is a usage error."""
+    if text is None:
+        return None
+    try:
+        when = parse_time(text, now)
+    except TimeError as exc:
+        raise NavigatorError(f"{flag}: {exc}") from None
+    if when > now:
+        raise NavigatorError(f"{flag}: {rfc3339(when)} is in the future")
+    return when
+
+
+def _check_selector(text: str | None) -> None:
+    try:
+        parse_selector(text)
+    except SelectorError as exc:
+        raise NavigatorError(f"-l: {exc}") from None
+
+
+def _as_of(at: datetime | None) -> str | None:
+    return f"as of {rfc3339(at)}" if at is not None else None
+
+
 @_exit_1_when_unreachable
 def run_clusters(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    at = _time("--at", args.at, now)
     with _client(args) as client:
-        rows = client.clusters(args.cluster)
+        rows = client.clusters(args.cluster, at=at)
     if args.output == "json":
         print_json(rows)
         return 0
     kinds = sorted({k for r in rows for k in r["counts"]})
-    now = datetime.now(UTC)
+    now = at or now
     print_table(
         ["cluster", "status", "edge", "last sync", *kinds, "errors"],
         [
@@ -124,6 +179,7 @@ def run_clusters(args: argparse.Namespace) -> int:
             )
             for r in rows
         ],
+        title=_as_of(at),
     )  # fmt: skip
     return 0
 
@@ -182,10 +238,8 @@ TABLES: dict[str, tuple[list[str], Callable[[dict[str, Any]], tuple[Any, ...]]]]
 
 @_exit_1_when_unreachable
 def run_resources(args: argparse.Namespace) -> int:
-    try:
-        parse_selector(args.selector)
-    except SelectorError as exc:
-        raise NavigatorError(f"-l: {exc}") from None
+    _check_selector(args.selector)
+    at = _time("--at", args.at, datetime.now(UTC))
     view = args.view
     kind = args.kind
     with _client(args) as client:
@@ -198,13 +252,88 @@ def run_resources(args: argparse.Namespace) -> int:
                 selector=args.selector,
                 name=args.name,
                 limit=args.limit,
+                at=at,
             )
         ]
     if args.output == "json":
         print_json(rows)
     else:
         columns, row = TABLES[view]
-        print_table(columns, [row(r) for r in rows])
+        print_table(columns, [row(r) for r in rows], title=_as_of(at))
+    return 0
+
+
+def _second(stamp: str | None) -> str:
+    """An RFC 3339 time to the second, for tables."""
+    if not stamp:
+        return ""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@_exit_1_when_unreachable
+def run_changes(args: argparse.Namespace) -> int:
+    _check_selector(args.selector)
+    now = datetime.now(UTC)
+    since, until = _time("--since", args.since, now), _time("--until", args.until, now)
+    if since is not None and until is not None and since > until:
+        raise NavigatorError(f"--since {rfc3339(since)} is after --until {rfc3339(until)}")
+    with _client(args) as client:
+        rows = list(
+            client.changes(
+                cluster=args.cluster,
+                kind=args.kind,
+                namespace=args.namespace,
+                selector=args.selector,
+                name=args.name,
+                since=since,
+                until=until,
+                limit=args.limit,
+            )
+        )
+    if args.output == "json":
+        print_json(rows)
+        return 0
+    print_table(
+        ["time", "type", "cluster", "kind", "namespace", "name", "rv", "fields"],
+        [
+            (_second(r["applied_at"]), r["type"], r["cluster"], r["kind"], r["namespace"], r["name"],
+             r["resource_version"], ",".join(r["changed_fields"]))
+            for r in rows
+        ],
+    )  # fmt: skip
+    return 0
+
+
+@_exit_1_when_unreachable
+def run_diff(args: argparse.Namespace) -> int:
+    _check_selector(args.selector)
+    if args.from_time is None:
+        raise NavigatorError("--from is required: the earlier of the two times to compare")
+    now = datetime.now(UTC)
+    start, end = _time("--from", args.from_time, now), _time("--to", args.to_time, now)
+    assert start is not None
+    if end is not None and start > end:
+        raise NavigatorError(f"--from {rfc3339(start)} is after --to {rfc3339(end)}")
+    with _client(args) as client:
+        rows = list(
+            client.diff(
+                start, end, cluster=args.cluster, kind=args.kind, namespace=args.namespace, selector=args.selector
+            )
+        )
+    if args.output == "json":
+        print_json(rows)
+        return 0
+
+    def version(r: dict[str, Any]) -> str:
+        old, new = r["old_resource_version"], r["resource_version"]
+        return f"{old}→{new}" if r["type"] == "CHANGED" and old != new else new
+
+    print_table(
+        ["type", "cluster", "kind", "namespace", "name", "rv", "fields"],
+        [(r["type"], r["cluster"], r["kind"], r["namespace"], r["name"], version(r), ",".join(r["changed_fields"]))
+         for r in rows],
+        title=f"from {rfc3339(start)} to {rfc3339(end) if end is not None else 'now'}",
+    )  # fmt: skip
     return 0
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from navigator.client.rows import cluster_row, record_dict
+from navigator.client.rows import change_row, cluster_row, diff_row, record_dict
 from navigator.config.common import ClientTLSConfig
 from navigator.errors import NavigatorError
 from navigator.v1 import query_pb2, query_pb2_grpc
@@ -28,6 +30,10 @@ C = TypeVar("C")
 
 class QueryError(NavigatorError):
     """The manager could not be reached or refused the query; the message says which."""
+
+
+class InvalidQuery(QueryError):
+    """The manager refused the query's arguments (gRPC INVALID_ARGUMENT): the caller asked wrongly."""
 
 
 def _credentials(tls: ClientTLSConfig | None) -> grpc.ChannelCredentials | None:
@@ -65,8 +71,21 @@ def _error(exc: grpc.RpcError, address: str, timeout: float) -> QueryError:
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return QueryError(f"the manager at {address} did not answer within {timeout:g}s")
     if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return QueryError(f"invalid query: {details}")
+        return InvalidQuery(f"invalid query: {details}")
+    if code is grpc.StatusCode.FAILED_PRECONDITION:
+        return QueryError(f"the manager at {address} cannot answer: {details}")
     return QueryError(f"query failed ({code.name if code else 'error'}): {details}")
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp, or ``None`` (the field stays unset) for ``None``; naive times are refused."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{value.isoformat()} has no time zone")
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
 
 
 def list_request(
@@ -76,6 +95,7 @@ def list_request(
     selector: str | None,
     name: str | None,
     limit: int | None,
+    at: datetime | None = None,
 ) -> query_pb2.ListResourcesRequest:
     return query_pb2.ListResourcesRequest(
         kind=kind or "",
@@ -85,6 +105,47 @@ def list_request(
         name=name or "",
         limit=limit or 0,
         data_as_json=True,
+        at=timestamp(at),
+    )
+
+
+def changes_request(
+    cluster: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    selector: str | None = None,
+    name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> query_pb2.ListChangesRequest:
+    return query_pb2.ListChangesRequest(
+        cluster=cluster or "",
+        kind=kind or "",
+        namespace=namespace or "",
+        label_selector=selector or "",
+        name=name or "",
+        since=timestamp(since),
+        until=timestamp(until),
+        limit=limit or 0,
+    )
+
+
+def diff_request(
+    from_time: datetime,
+    to_time: datetime | None = None,
+    cluster: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    selector: str | None = None,
+) -> query_pb2.DiffRequest:
+    return query_pb2.DiffRequest(
+        from_time=timestamp(from_time),
+        to_time=timestamp(to_time),
+        cluster=cluster or "",
+        kind=kind or "",
+        namespace=namespace or "",
+        label_selector=selector or "",
     )
 
 
@@ -104,8 +165,8 @@ class QueryCore:
         return secure(self.address, self._credentials, options=self._options)
 
     @staticmethod
-    def clusters_request(cluster: str | None) -> query_pb2.ListClustersRequest:
-        return query_pb2.ListClustersRequest(cluster=cluster or "")
+    def clusters_request(cluster: str | None, at: datetime | None = None) -> query_pb2.ListClustersRequest:
+        return query_pb2.ListClustersRequest(cluster=cluster or "", at=timestamp(at))
 
     @staticmethod
     def cluster_rows(response: query_pb2.ListClustersResponse) -> list[dict[str, Any]]:
@@ -115,6 +176,16 @@ class QueryCore:
     def page_rows(page: query_pb2.ResourcePage) -> Iterator[dict[str, Any]]:
         """The rows of one page of the ListResources stream."""
         return (record_dict(record) for record in page.resources)
+
+    @staticmethod
+    def change_rows(page: query_pb2.ChangePage) -> Iterator[dict[str, Any]]:
+        """The rows of one page of the ListChanges stream."""
+        return (change_row(record) for record in page.changes)
+
+    @staticmethod
+    def diff_rows(page: query_pb2.DiffPage) -> Iterator[dict[str, Any]]:
+        """The rows of one page of the Diff stream."""
+        return (diff_row(record) for record in page.entries)
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -141,9 +212,10 @@ class QueryClient:
     def timeout(self) -> float:
         return self._core.timeout
 
-    def clusters(self, cluster: str | None = None) -> list[dict[str, Any]]:
+    def clusters(self, cluster: str | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
+        """Every cluster (or one): status, edge, counts; with ``at``, as they were then."""
         with self._core.errors():
-            response = self._stub.ListClusters(self._core.clusters_request(cluster), timeout=self.timeout)
+            response = self._stub.ListClusters(self._core.clusters_request(cluster, at), timeout=self.timeout)
         return self._core.cluster_rows(response)
 
     def resources(
@@ -154,11 +226,45 @@ class QueryClient:
         selector: str | None = None,
         name: str | None = None,
         limit: int | None = None,
+        at: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
-        request = list_request(kind, cluster, namespace, selector, name, limit)
+        """Matching objects (``record_dict`` rows); with ``at``, as they were then."""
+        request = list_request(kind, cluster, namespace, selector, name, limit, at)
         with self._core.errors():
             for page in self._stub.ListResources(request, timeout=self.timeout):
                 yield from self._core.page_rows(page)
+
+    def changes(
+        self,
+        cluster: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Recorded changes, newest first (``change_row`` rows)."""
+        request = changes_request(cluster, kind, namespace, selector, name, since, until, limit)
+        with self._core.errors():
+            for page in self._stub.ListChanges(request, timeout=self.timeout):
+                yield from self._core.change_rows(page)
+
+    def diff(
+        self,
+        from_time: datetime,
+        to_time: datetime | None = None,
+        cluster: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """What was added, removed and changed between two times (``to_time`` ``None``: now)."""
+        request = diff_request(from_time, to_time, cluster, kind, namespace, selector)
+        with self._core.errors():
+            for page in self._stub.Diff(request, timeout=self.timeout):
+                yield from self._core.diff_rows(page)
 
     def close(self) -> None:
         self._channel.close()
@@ -186,9 +292,9 @@ class AsyncQueryClient:
     def timeout(self) -> float:
         return self._core.timeout
 
-    async def clusters(self, cluster: str | None = None) -> list[dict[str, Any]]:
+    async def clusters(self, cluster: str | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
         with self._core.errors():
-            response = await self._stub.ListClusters(self._core.clusters_request(cluster), timeout=self.timeout)
+            response = await self._stub.ListClusters(self._core.clusters_request(cluster, at), timeout=self.timeout)
         return self._core.cluster_rows(response)
 
     async def resources(
@@ -199,11 +305,44 @@ class AsyncQueryClient:
         selector: str | None = None,
         name: str | None = None,
         limit: int | None = None,
+        at: datetime | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        request = list_request(kind, cluster, namespace, selector, name, limit)
+        request = list_request(kind, cluster, namespace, selector, name, limit, at)
         with self._core.errors():
             async for page in self._stub.ListResources(request, timeout=self.timeout):
                 for row in self._core.page_rows(page):
+                    yield row
+
+    async def changes(
+        self,
+        cluster: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        request = changes_request(cluster, kind, namespace, selector, name, since, until, limit)
+        with self._core.errors():
+            async for page in self._stub.ListChanges(request, timeout=self.timeout):
+                for row in self._core.change_rows(page):
+                    yield row
+
+    async def diff(
+        self,
+        from_time: datetime,
+        to_time: datetime | None = None,
+        cluster: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        request = diff_request(from_time, to_time, cluster, kind, namespace, selector)
+        with self._core.errors():
+            async for page in self._stub.Diff(request, timeout=self.timeout):
+                for row in self._core.diff_rows(page):
                     yield row
 
     async def close(self) -> None:

@@ -87,3 +87,43 @@ def resource_row(record: dict[str, Any], view: str = "resources") -> dict[str, A
         if row[key] is None:
             row[key] = value
     return row
+
+
+def _data(data_json: bytes) -> Any:
+    return orjson.loads(data_json) if data_json else None
+
+
+def change_row(record: query_pb2.ChangeRecord) -> dict[str, Any]:
+    """One recorded change (``navigator query changes -o json``); ``data`` is ``None`` for DELETED."""
+    return {
+        "type": record.type,
+        "cluster": record.cluster,
+        "kind": record.kind,
+        "namespace": record.namespace,
+        "name": record.name,
+        "uid": record.uid,
+        "resource_version": record.resource_version,
+        "old_resource_version": record.old_resource_version or None,
+        "applied_at": rfc3339(record.applied_at) if record.HasField("applied_at") else None,
+        "observed_at": rfc3339(record.observed_at) if record.HasField("observed_at") else None,
+        "changed_fields": list(record.changed_fields),
+        "labels": dict(record.labels),
+        "data": _data(record.data_json),
+    }
+
+
+def diff_row(record: query_pb2.DiffRecord) -> dict[str, Any]:
+    """One difference between two times (``navigator query diff -o json``)."""
+    return {
+        "type": record.type,
+        "cluster": record.cluster,
+        "kind": record.kind,
+        "namespace": record.namespace,
+        "name": record.name,
+        "uid": record.uid,
+        "resource_version": record.resource_version,
+        "old_resource_version": record.old_resource_version or None,
+        "changed_fields": list(record.changed_fields),
+        "labels": dict(record.labels),
+        "data": _data(record.data_json),
+    }

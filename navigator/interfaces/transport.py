@@ -27,6 +27,20 @@ class StreamClosed(Exception):
     """The peer went away or the stream failed; the edge reconnects."""
 
 
+class QueryRefused(Exception):
+    """The manager will not answer a query as asked; a transport reports ``code`` and the message.
+
+    ``code`` is a gRPC status name: ``INVALID_ARGUMENT`` (the request is wrong, e.g. a
+    time in the future) or ``FAILED_PRECONDITION`` (the manager cannot answer it, e.g.
+    history is off).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class ClientTLS:
     """The edge's TLS settings (``manager.tls`` in edge.yaml); a client certificate means mTLS."""
@@ -128,6 +142,12 @@ class ManagerServices(Protocol):
     async def list_clusters(self, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse: ...
 
     def list_resources(self, request: query_pb2.ListResourcesRequest) -> AsyncIterator[query_pb2.ResourcePage]: ...
+
+    def list_changes(self, request: query_pb2.ListChangesRequest) -> AsyncIterator[query_pb2.ChangePage]:
+        """Recorded changes, newest first; raises ``QueryRefused``, like ``diff``, for a query it will not answer."""
+        ...
+
+    def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]: ...
 
 
 class RunningServer(Protocol):

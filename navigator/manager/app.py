@@ -155,6 +155,16 @@ class Manager:
         async for page in self._query.list_resources(request):
             yield page
 
+    async def list_changes(self, request: query_pb2.ListChangesRequest) -> AsyncIterator[query_pb2.ChangePage]:
+        assert self._query is not None
+        async for page in self._query.list_changes(request):
+            yield page
+
+    async def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]:
+        assert self._query is not None
+        async for page in self._query.diff(request):
+            yield page
+
 
 async def run_manager(config: ManagerConfig) -> int:
     """Serve until SIGTERM or SIGINT, then shut down cleanly; the exit code for the CLI."""

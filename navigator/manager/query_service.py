@@ -1,7 +1,10 @@
-"""The query service: clusters with their status, and resources in pages, as ``navigator.v1`` messages.
+"""The query service: clusters with their status, resources, changes and diffs in pages, as ``navigator.v1`` messages.
 
 Storage reads run on worker threads (never the storage writer thread), so a
 query is not held up by a snapshot being written and the event loop stays free.
+Questions about the past (``at``, ``ListChanges``, ``Diff``) are answered from
+the history the backend keeps, within ``history.retention``; a question the
+manager cannot answer is refused with ``QueryRefused``, saying why.
 """
 
 from __future__ import annotations
@@ -10,21 +13,29 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from navigator.interfaces import ClusterRecord, Holding, ResourceQuery
+from navigator.interfaces import ClusterRecord, Holding, QueryRefused, ResourceQuery, StorageError
+from navigator.interfaces.storage import HistoryQuery
 from navigator.manager.edge_session import SyncContext
-from navigator.manager.status import cluster_status
-from navigator.resource import StoredResource
-from navigator.selectors import parse_selector
+from navigator.manager.reconciler import changed_fields
+from navigator.manager.status import cluster_status, status_at
+from navigator.resource import Change, StoredResource
+from navigator.selectors import LabelSelector, SelectorError, parse_selector
 from navigator.v1 import query_pb2
 
-#: Resources per ResourcePage message.
+#: Resources (changes, diff entries) per page message.
 PAGE_SIZE = 500
+
+#: How far ahead of the manager's clock a requested time may be (clients' clocks drift a little).
+CLOCK_SKEW = 5.0
+
+#: What a question about the past gets when the manager keeps no history.
+HISTORY_OFF = "history is off (history.retention: off in the manager config)"
 
 T = TypeVar("T")
 _DONE = object()
@@ -70,9 +81,45 @@ def cluster_info(
         sync_interval_seconds=record.sync_interval,
         last_seen=_timestamp(last_seen),
     )
-    for e in record.errors:
-        info.errors.add(kind=e.kind, message=e.message, http_status=e.http_status, cached=e.cached, since=_timestamp(e.since))
+    _add_errors(info, record)
     return info
+
+
+def cluster_info_at(
+    record: ClusterRecord, counts: dict[str, int], at: datetime, ctx: SyncContext
+) -> query_pb2.ClusterInfo:
+    """A cluster as it was at ``at``: its record kept then, status computed for that time, never connected."""
+    status = status_at(
+        last_sync=record.last_sync.timestamp() if record.last_sync else None,
+        sync_interval=record.sync_interval,
+        at=at.timestamp(),
+        config=ctx.config.status,
+    )
+    info = query_pb2.ClusterInfo(
+        cluster=record.cluster,
+        edge_id=record.edge_id,
+        status=str(status),
+        connected=False,
+        last_sync=_timestamp(record.last_sync),
+        metadata=record.metadata,
+        counts=counts,
+        manager_id=record.manager_id,
+        sync_interval_seconds=record.sync_interval,
+        last_seen=_timestamp(record.last_seen),
+    )
+    _add_errors(info, record)
+    return info
+
+
+def _add_errors(info: query_pb2.ClusterInfo, record: ClusterRecord) -> None:
+    for e in record.errors:
+        info.errors.add(
+            kind=e.kind,
+            message=e.message,
+            http_status=e.http_status,
+            cached=e.cached,
+            since=_timestamp(e.since),
+        )
 
 
 def resource_record(item: StoredResource, as_json: bool = False) -> query_pb2.ResourceRecord:
@@ -93,15 +140,110 @@ def resource_record(item: StoredResource, as_json: bool = False) -> query_pb2.Re
     return record
 
 
-def _pages(items: Iterable[StoredResource], size: int, as_json: bool) -> Iterator[query_pb2.ResourcePage]:
-    page = query_pb2.ResourcePage()
-    for item in items:
-        page.resources.append(resource_record(item, as_json))
-        if len(page.resources) >= size:
+def change_record(change: Change) -> query_pb2.ChangeRecord:
+    record = query_pb2.ChangeRecord(
+        type=str(change.type),
+        cluster=change.cluster,
+        kind=change.kind,
+        namespace=change.namespace,
+        name=change.name,
+        uid=change.uid,
+        resource_version=change.resource_version,
+        old_resource_version=change.old_resource_version or "",
+        applied_at=_timestamp(change.applied_at),
+        observed_at=_timestamp(change.observed_at),
+        changed_fields=change.changed_fields,
+    )
+    if change.resource is not None:
+        record.labels.update(change.resource.labels)
+        record.data_json = orjson.dumps(change.resource.data)
+    return record
+
+
+def _diff_record(kind: str, item: StoredResource, before: StoredResource | None = None,
+                 fields: tuple[str, ...] = ()) -> query_pb2.DiffRecord:  # fmt: skip
+    r = item.resource
+    return query_pb2.DiffRecord(
+        type=kind,
+        cluster=item.cluster,
+        kind=r.kind,
+        namespace=r.namespace,
+        name=r.name,
+        uid=r.uid,
+        resource_version=r.resource_version,
+        old_resource_version=before.resource.resource_version if before is not None else "",
+        changed_fields=fields,
+        labels=r.labels,
+        data_json=orjson.dumps(r.data),
+    )
+
+
+def _key(item: StoredResource) -> tuple[str, str, str, str]:
+    r = item.resource
+    return item.cluster, r.kind, r.namespace, r.name
+
+
+def diff_records(
+    old: Iterable[StoredResource], new: Iterable[StoredResource]
+) -> Iterator[query_pb2.DiffRecord]:
+    """What differs between two query results, both ordered by (cluster, kind, namespace, name).
+
+    A merge of the two ordered streams: memory stays bounded however many objects
+    there are. Backends order keys by code point (SQLite's BINARY, PostgreSQL's "C"
+    collation), the order Python compares strings in.
+    """
+    olds, news = iter(old), iter(new)
+    a, b = next(olds, None), next(news, None)
+    last: tuple[str, str, str, str] | None = None
+    while a is not None or b is not None:
+        ka = _key(a) if a is not None else None
+        kb = _key(b) if b is not None else None
+        current = min(k for k in (ka, kb) if k is not None)
+        if last is not None and current < last:
+            raise StorageError("the backend returned objects out of (cluster, kind, namespace, name) order")
+        last = current
+        if kb is None or (ka is not None and ka < kb):
+            assert a is not None
+            yield _diff_record("REMOVED", a, a)
+            a = next(olds, None)
+        elif ka is None or kb < ka:
+            assert b is not None
+            yield _diff_record("ADDED", b)
+            b = next(news, None)
+        else:
+            assert a is not None and b is not None
+            if a.resource.uid != b.resource.uid:  # re-created in between
+                yield _diff_record("REMOVED", a, a)
+                yield _diff_record("ADDED", b)
+            else:
+                fields = changed_fields(a.resource, b.resource)
+                if fields or a.resource.resource_version != b.resource.resource_version:
+                    yield _diff_record("CHANGED", b, a, fields)
+            a, b = next(olds, None), next(news, None)
+
+
+P = TypeVar("P", query_pb2.ResourcePage, query_pb2.ChangePage, query_pb2.DiffPage)
+
+
+def _paged(
+    records: Iterable[Any], page_type: Callable[[], P], field: str, size: int = PAGE_SIZE
+) -> Iterator[P]:
+    page = page_type()
+    entries = getattr(page, field)
+    for record in records:
+        entries.append(record)
+        if len(entries) >= size:
             yield page
-            page = query_pb2.ResourcePage()
-    if page.resources:
+            page = page_type()
+            entries = getattr(page, field)
+    if len(entries):
         yield page
+
+
+def _pages(items: Iterable[StoredResource], size: int, as_json: bool) -> Iterator[query_pb2.ResourcePage]:
+    return _paged(
+        (resource_record(item, as_json) for item in items), query_pb2.ResourcePage, "resources", size
+    )
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]], buffer: int = 4) -> AsyncIterator[T]:
@@ -144,11 +286,65 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]], buffer: int = 4) ->
         await asyncio.shield(producer)
 
 
+def _text(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _invalid(message: str) -> QueryRefused:
+    return QueryRefused("INVALID_ARGUMENT", message)
+
+
+def _selector(text: str) -> LabelSelector | None:
+    try:
+        return parse_selector(text)
+    except SelectorError as exc:
+        raise _invalid(str(exc)) from None
+
+
 class QueryService:
     def __init__(self, ctx: SyncContext) -> None:
         self.ctx = ctx
 
-    def _load(self, cluster: str) -> tuple[list[ClusterRecord], dict[str, dict[str, int]], dict[str, Holding]]:
+    # -- times -----------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.ctx.clock(), UTC)
+
+    def _history_on(self) -> None:
+        if not self.ctx.config.history.enabled:
+            raise QueryRefused("FAILED_PRECONDITION", HISTORY_OFF)
+
+    def _not_future(self, stamp: Timestamp, name: str, now: datetime) -> datetime:
+        when = stamp.ToDatetime(tzinfo=UTC)
+        if (when - now).total_seconds() > CLOCK_SKEW:
+            raise _invalid(f"{name} {_text(when)} is in the future (the manager's time is {_text(now)})")
+        return when
+
+    def _at(self, stamp: Timestamp, name: str, now: datetime) -> datetime:
+        """A time to rebuild objects at: history is kept, and reaches back that far."""
+        self._history_on()
+        when = self._not_future(stamp, name, now)
+        retention = self.ctx.config.history.retention
+        oldest = now - timedelta(seconds=retention)
+        if when < oldest:
+            raise _invalid(
+                f"{name} {_text(when)} is older than the history retention ({_span(retention)}): "
+                f"the manager answers for times after {_text(oldest)}"
+            )
+        return when
+
+    # -- clusters --------------------------------------------------------------------
+
+    def _load(
+        self, cluster: str
+    ) -> tuple[list[ClusterRecord], dict[str, dict[str, int]], dict[str, Holding]]:
         backend = self.ctx.backend
         if cluster:
             found = backend.get_cluster(cluster)
@@ -158,27 +354,117 @@ class QueryService:
         counts = {r.cluster: backend.counts(r.cluster) for r in records}
         return records, counts, dict(self.ctx.claims.holdings())
 
+    def _load_at(self, cluster: str, at: datetime) -> tuple[list[ClusterRecord], dict[str, dict[str, int]]]:
+        """The cluster records kept at or before ``at``, and their objects then counted by kind."""
+        backend = self.ctx.backend
+        if cluster:
+            found = backend.get_cluster(cluster, at=at)
+            records = [found] if found is not None else []
+        else:
+            records = backend.list_clusters(at=at)
+        counts: dict[str, dict[str, int]] = {}
+        for item in backend.query(ResourceQuery(cluster=cluster or None, at=at)):
+            per = counts.setdefault(item.cluster, {})
+            per[item.resource.kind] = per.get(item.resource.kind, 0) + 1
+        known = {r.cluster for r in records}
+        # Objects without a kept record (history turned on mid-way): still a cluster then.
+        records += [ClusterRecord(c) for c in counts if c not in known]
+        records.sort(key=lambda r: r.cluster)
+        for record in records:
+            counts.setdefault(record.cluster, {})
+        return records, counts
+
     async def list_clusters(self, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse:
+        response = query_pb2.ListClustersResponse()
+        if request.HasField("at"):
+            at = self._at(request.at, "at", self._now())
+            records, counts = await asyncio.to_thread(self._load_at, request.cluster, at)
+            known = {kind for per in counts.values() for kind in per}
+            for record in records:
+                full = dict.fromkeys(sorted(known), 0) | counts[record.cluster]
+                response.clusters.append(cluster_info_at(record, full, at, self.ctx))
+            return response
         records, counts, holdings = await asyncio.to_thread(self._load, request.cluster)
         # A kind some cluster has shows as 0 where it is missing, so every row has the same keys.
         known = {kind for per in counts.values() for kind in per}
         now = self.ctx.clock()
-        response = query_pb2.ListClustersResponse()
         for record in records:
             full = dict.fromkeys(sorted(known), 0) | counts[record.cluster]
             response.clusters.append(cluster_info(record, full, holdings.get(record.cluster), self.ctx, now))
         return response
 
-    async def list_resources(self, request: query_pb2.ListResourcesRequest) -> AsyncIterator[query_pb2.ResourcePage]:
+    # -- resources, changes, diffs ---------------------------------------------------
+
+    async def list_resources(
+        self, request: query_pb2.ListResourcesRequest
+    ) -> AsyncIterator[query_pb2.ResourcePage]:
         query = ResourceQuery(
             kind=request.kind or None,
             cluster=request.cluster or None,
             namespace=request.namespace or None,
             name=request.name or None,
-            selector=parse_selector(request.label_selector),
+            selector=_selector(request.label_selector),
             limit=request.limit or None,
+            at=self._at(request.at, "at", self._now()) if request.HasField("at") else None,
         )
         backend = self.ctx.backend
         as_json = request.data_as_json
         async for page in iterate_in_thread(lambda: _pages(backend.query(query), PAGE_SIZE, as_json)):
+            yield page
+
+    async def list_changes(
+        self, request: query_pb2.ListChangesRequest
+    ) -> AsyncIterator[query_pb2.ChangePage]:
+        self._history_on()
+        now = self._now()
+        since = self._not_future(request.since, "since", now) if request.HasField("since") else None
+        until = self._not_future(request.until, "until", now) if request.HasField("until") else None
+        if since is not None and until is not None and since > until:
+            raise _invalid(f"since {_text(since)} is after until {_text(until)}")
+        query = HistoryQuery(
+            cluster=request.cluster or None,
+            kind=request.kind or None,
+            namespace=request.namespace or None,
+            name=request.name or None,
+            selector=_selector(request.label_selector),
+            since=since,
+            until=until,
+            limit=request.limit or None,
+        )
+        backend = self.ctx.backend
+
+        def pages() -> Iterator[query_pb2.ChangePage]:
+            return _paged((change_record(c) for c in backend.history(query)), query_pb2.ChangePage, "changes")
+
+        async for page in iterate_in_thread(pages):
+            yield page
+
+    async def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]:
+        self._history_on()
+        if not request.HasField("from_time"):
+            raise _invalid("from_time is required: the earlier of the two times to compare")
+        now = self._now()
+        start = self._at(request.from_time, "from_time", now)
+        # "Now" is read from the history too, so both sides are rebuilt the same way.
+        end = self._at(request.to_time, "to_time", now) if request.HasField("to_time") else now
+        if start > end:
+            raise _invalid(f"from_time {_text(start)} is after to_time {_text(end)}")
+        selector = _selector(request.label_selector)
+
+        def at(when: datetime) -> ResourceQuery:
+            return ResourceQuery(
+                kind=request.kind or None,
+                cluster=request.cluster or None,
+                namespace=request.namespace or None,
+                selector=selector,
+                at=when,
+            )
+
+        backend = self.ctx.backend
+
+        def pages() -> Iterator[query_pb2.DiffPage]:
+            entries = diff_records(backend.query(at(start)), backend.query(at(end)))
+            return _paged(entries, query_pb2.DiffPage, "entries")
+
+        async for page in iterate_in_thread(pages):
             yield page

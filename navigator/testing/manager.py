@@ -11,6 +11,8 @@ process::
         ...
         await mgr.wait_for_status("east", "HEALTHY")
         pods = await mgr.resources(kind="pods", namespace="default")
+        changes = await mgr.changes(kind="pods", since=started)   # history, newest first
+        before = await mgr.resources(kind="pods", at=started)     # the pods as they were then
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import copy
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from navigator.client.client import AsyncQueryClient, list_request
-from navigator.client.rows import cluster_row, record_dict, resource_row
+from navigator.client.client import AsyncQueryClient, changes_request, diff_request, list_request, timestamp
+from navigator.client.rows import change_row, cluster_row, diff_row, record_dict, resource_row
 from navigator.config.manager import ManagerConfig
 from navigator.interfaces import StorageBackend
 from navigator.manager.app import Manager
@@ -115,8 +118,9 @@ class TestManager:
         """A real gRPC Query client (gRPC transport only)."""
         return AsyncQueryClient(self.address)
 
-    async def clusters(self) -> list[dict[str, Any]]:
-        response = await self.manager.list_clusters(query_pb2.ListClustersRequest())
+    async def clusters(self, at: datetime | None = None) -> list[dict[str, Any]]:
+        """Rows as ``navigator query clusters`` prints them; with ``at``, as they were then."""
+        response = await self.manager.list_clusters(query_pb2.ListClustersRequest(at=timestamp(at)))
         return [cluster_row(c) for c in response.clusters]
 
     async def cluster(self, cluster: str) -> dict[str, Any] | None:
@@ -130,12 +134,31 @@ class TestManager:
         namespace: str | None = None,
         selector: str | None = None,
         name: str | None = None,
+        at: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Rows as ``navigator query`` prints them: a kind view when ``kind`` is given, else ``resources``."""
-        request = list_request(kind, cluster, namespace, selector, name, None)
+        request = list_request(kind, cluster, namespace, selector, name, None, at)
         rows = []
         async for page in self.manager.list_resources(request):
             rows += [resource_row(record_dict(r), kind or "resources") for r in page.resources]
+        return rows
+
+    async def changes(self, **filters: Any) -> list[dict[str, Any]]:
+        """Recorded changes, newest first, as ``navigator query changes -o json`` prints them.
+
+        ``filters`` are ``changes_request``'s: cluster, kind, namespace, selector, name, since, until, limit.
+        """
+        rows = []
+        async for page in self.manager.list_changes(changes_request(**filters)):
+            rows += [change_row(r) for r in page.changes]
+        return rows
+
+    async def diff(self, from_time: datetime, to_time: datetime | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """What changed between two times, as ``navigator query diff -o json`` prints it (filters: cluster, kind,
+        namespace, selector)."""
+        rows = []
+        async for page in self.manager.diff(diff_request(from_time, to_time, **filters)):
+            rows += [diff_row(r) for r in page.entries]
         return rows
 
     async def wait_for(

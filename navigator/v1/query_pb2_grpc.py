@@ -44,6 +44,16 @@ class QueryStub:
                 request_serializer=navigator_dot_v1_dot_query__pb2.ListResourcesRequest.SerializeToString,
                 response_deserializer=navigator_dot_v1_dot_query__pb2.ResourcePage.FromString,
                 _registered_method=True)
+        self.ListChanges = channel.unary_stream(
+                '/navigator.v1.Query/ListChanges',
+                request_serializer=navigator_dot_v1_dot_query__pb2.ListChangesRequest.SerializeToString,
+                response_deserializer=navigator_dot_v1_dot_query__pb2.ChangePage.FromString,
+                _registered_method=True)
+        self.Diff = channel.unary_stream(
+                '/navigator.v1.Query/Diff',
+                request_serializer=navigator_dot_v1_dot_query__pb2.DiffRequest.SerializeToString,
+                response_deserializer=navigator_dot_v1_dot_query__pb2.DiffPage.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -62,6 +72,22 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChanges(self, request, context):
+        """Streams recorded changes, newest first, in pages. FAILED_PRECONDITION when
+        the manager keeps no history (history.retention: off).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Diff(self, request, context):
+        """Streams what was added, removed and changed between two times, in pages,
+        ordered by cluster, kind, namespace, name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +100,16 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.ListResources,
                     request_deserializer=navigator_dot_v1_dot_query__pb2.ListResourcesRequest.FromString,
                     response_serializer=navigator_dot_v1_dot_query__pb2.ResourcePage.SerializeToString,
+            ),
+            'ListChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListChanges,
+                    request_deserializer=navigator_dot_v1_dot_query__pb2.ListChangesRequest.FromString,
+                    response_serializer=navigator_dot_v1_dot_query__pb2.ChangePage.SerializeToString,
+            ),
+            'Diff': grpc.unary_stream_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=navigator_dot_v1_dot_query__pb2.DiffRequest.FromString,
+                    response_serializer=navigator_dot_v1_dot_query__pb2.DiffPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +166,60 @@ class Query:
             '/navigator.v1.Query/ListResources',
             navigator_dot_v1_dot_query__pb2.ListResourcesRequest.SerializeToString,
             navigator_dot_v1_dot_query__pb2.ResourcePage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/navigator.v1.Query/ListChanges',
+            navigator_dot_v1_dot_query__pb2.ListChangesRequest.SerializeToString,
+            navigator_dot_v1_dot_query__pb2.ChangePage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/navigator.v1.Query/Diff',
+            navigator_dot_v1_dot_query__pb2.DiffRequest.SerializeToString,
+            navigator_dot_v1_dot_query__pb2.DiffPage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,14 @@ class QueryStub:
     ListClusters: _grpc.UnaryUnaryMultiCallable[_query_pb2.ListClustersRequest, _query_pb2.ListClustersResponse]
     ListResources: _grpc.UnaryStreamMultiCallable[_query_pb2.ListResourcesRequest, _query_pb2.ResourcePage]
     """Streams matching resources in pages."""
+    ListChanges: _grpc.UnaryStreamMultiCallable[_query_pb2.ListChangesRequest, _query_pb2.ChangePage]
+    """Streams recorded changes, newest first, in pages. FAILED_PRECONDITION when
+    the manager keeps no history (history.retention: off).
+    """
+    Diff: _grpc.UnaryStreamMultiCallable[_query_pb2.DiffRequest, _query_pb2.DiffPage]
+    """Streams what was added, removed and changed between two times, in pages,
+    ordered by cluster, kind, namespace, name.
+    """
 
 @_typing.type_check_only
 class QueryAsyncStub(QueryStub):
@@ -41,6 +49,14 @@ class QueryAsyncStub(QueryStub):
     ListClusters: _aio.UnaryUnaryMultiCallable[_query_pb2.ListClustersRequest, _query_pb2.ListClustersResponse]  # type: ignore[assignment]
     ListResources: _aio.UnaryStreamMultiCallable[_query_pb2.ListResourcesRequest, _query_pb2.ResourcePage]  # type: ignore[assignment]
     """Streams matching resources in pages."""
+    ListChanges: _aio.UnaryStreamMultiCallable[_query_pb2.ListChangesRequest, _query_pb2.ChangePage]  # type: ignore[assignment]
+    """Streams recorded changes, newest first, in pages. FAILED_PRECONDITION when
+    the manager keeps no history (history.retention: off).
+    """
+    Diff: _aio.UnaryStreamMultiCallable[_query_pb2.DiffRequest, _query_pb2.DiffPage]  # type: ignore[assignment]
+    """Streams what was added, removed and changed between two times, in pages,
+    ordered by cluster, kind, namespace, name.
+    """
 
 class QueryServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -57,5 +73,25 @@ class QueryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_query_pb2.ResourcePage], _abc.AsyncIterator[_query_pb2.ResourcePage]]:
         """Streams matching resources in pages."""
+
+    @_abc_1.abstractmethod
+    def ListChanges(
+        self,
+        request: _query_pb2.ListChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_query_pb2.ChangePage], _abc.AsyncIterator[_query_pb2.ChangePage]]:
+        """Streams recorded changes, newest first, in pages. FAILED_PRECONDITION when
+        the manager keeps no history (history.retention: off).
+        """
+
+    @_abc_1.abstractmethod
+    def Diff(
+        self,
+        request: _query_pb2.DiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_query_pb2.DiffPage], _abc.AsyncIterator[_query_pb2.DiffPage]]:
+        """Streams what was added, removed and changed between two times, in pages,
+        ordered by cluster, kind, namespace, name.
+        """
 
 def add_QueryServicer_to_server(servicer: QueryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,14 +6,17 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from navigator.client.times import rfc3339
 from navigator.testing.manager import TestManager, run_test_manager
-from navigator.testing.raw_edge import RawEdge, full_state, pod, resource
+from navigator.testing.raw_edge import RawEdge, delta_state, full_state, pod, resource
 from navigator.v1 import sync_pb2
 
 COMMAND = [sys.executable, "-m", "navigator.cli.main", "query"]
@@ -174,3 +177,146 @@ async def test_unreachable_manager_is_one_line_and_exit_1() -> None:
 async def test_a_bad_selector_is_a_clear_error(populated: TestManager) -> None:
     code, _, err = await navigator("pods", "-l", "app in (web", "--manager", populated.address)
     assert code == 2 and "label selector" in err and "Traceback" not in err
+
+
+# -- history: changes, --at, diff ----------------------------------------------------------
+
+
+@dataclass
+class Timeline:
+    mgr: TestManager
+    #: After web-1 and web-2 were added (tier=frontend).
+    before: str
+    #: After web-1 was relabelled tier=gold and web-2 deleted.
+    after: str
+
+
+async def _moment() -> str:
+    await asyncio.sleep(0.02)
+    when = rfc3339(datetime.now(UTC))
+    await asyncio.sleep(0.02)
+    return when
+
+
+@pytest.fixture
+async def timeline(tmp_path: Path) -> AsyncIterator[Timeline]:
+    async with run_test_manager(tmp_path) as mgr, RawEdge(mgr.address) as edge:
+        await edge.identify("east", "edge-east")
+        pods = [shop_pod("web-1", "10.0.0.1", True), shop_pod("web-2", "10.0.0.2", True)]
+        await edge.send_state(full_state("east", "edge-east", 1, {"pods": pods, "services": [service("web")]}))
+        before = await _moment()
+        relabelled = shop_pod("web-1", "10.0.0.1", True)
+        relabelled.resource_version = "2"
+        relabelled.labels["tier"] = "gold"
+        gone = sync_pb2.ResourceKey(kind="pods", namespace="shop", name="web-2")
+        await edge.send_state(delta_state("east", "edge-east", 2, [relabelled], [gone]))
+        yield Timeline(mgr, before, await _moment())
+
+
+async def test_changes_json_newest_first_with_fields(timeline: Timeline) -> None:
+    rows = await as_json(timeline.mgr, "changes", "--kind", "pods")
+    assert [(r["type"], r["name"]) for r in rows[2:]] in (
+        [("ADDED", "web-2"), ("ADDED", "web-1")], [("ADDED", "web-1"), ("ADDED", "web-2")]
+    )  # fmt: skip
+    assert {(r["type"], r["name"]) for r in rows[:2]} == {("MODIFIED", "web-1"), ("DELETED", "web-2")}
+    [modified] = [r for r in rows if r["type"] == "MODIFIED"]
+    for key in ("type", "cluster", "kind", "namespace", "name", "uid", "resource_version", "applied_at",
+                "observed_at", "changed_fields", "labels", "data"):  # fmt: skip
+        assert key in modified, key
+    assert (modified["cluster"], modified["resource_version"], modified["changed_fields"]) == ("east", "2", ["labels"])
+    assert modified["labels"]["tier"] == "gold" and modified["data"]["pod_ip"] == "10.0.0.1"
+    assert modified["applied_at"].endswith("Z") and timeline.before < modified["applied_at"] < timeline.after
+
+
+async def test_changes_filters(timeline: Timeline) -> None:
+    mgr = timeline.mgr
+    since = ("--since", timeline.before)
+    assert [r["type"] for r in await as_json(mgr, "changes", *since, "--name", "web-2")] == ["DELETED"]
+    assert [r["name"] for r in await as_json(mgr, "changes", "-l", "tier=gold")] == ["web-1"]
+    assert [r["kind"] for r in await as_json(mgr, "changes", "--kind", "services", "-n", "shop")] == ["services"]
+    assert len(await as_json(mgr, "changes", "--until", timeline.before)) == 3
+    assert len(await as_json(mgr, "changes", "--since", "1h", "--cluster", "east")) == 5
+    assert await as_json(mgr, "changes", "--cluster", "west") == []
+    assert len(await as_json(mgr, "changes", "--limit", "1")) == 1
+
+
+async def test_changes_table(timeline: Timeline) -> None:
+    code, out, err = await navigator("changes", "--manager", timeline.mgr.address, "--since", timeline.before)
+    assert code == 0, err
+    header, *lines = out.splitlines()
+    assert header.split() == ["TIME", "TYPE", "CLUSTER", "KIND", "NAMESPACE", "NAME", "RV", "FIELDS"]
+    modified = next(line.split() for line in lines if "MODIFIED" in line)
+    assert modified[1:] == ["MODIFIED", "east", "pods", "shop", "web-1", "2", "labels"]
+    assert modified[0].endswith("Z") and len(modified[0]) == len("2026-12-03T08:00:00Z")
+
+
+async def test_at_shows_what_was_there_then(timeline: Timeline) -> None:
+    mgr = timeline.mgr
+    then = await as_json(mgr, "pods", "-n", "shop", "--at", timeline.before)
+    assert [(r["name"], r["labels"]["tier"]) for r in then] == [("web-1", "frontend"), ("web-2", "frontend")]
+    assert then[1]["phase"] == "Running"  # the kind view's fields, as now
+    assert [r["name"] for r in await as_json(mgr, "pods", "-n", "shop")] == ["web-1"]
+    assert [r["name"] for r in await as_json(mgr, "pods", "-l", "tier=gold", "--at", timeline.before)] == []
+    assert len(await as_json(mgr, "resources", "--kind", "pods", "--at", "1s")) == 1
+    [east] = await as_json(mgr, "clusters", "--at", timeline.before)
+    assert (east["counts"], east["status"], east["connected"]) == ({"pods": 2, "services": 1}, "HEALTHY", False)
+    code, out, err = await navigator("pods", "--manager", mgr.address, "--at", timeline.before)
+    assert code == 0, err
+    assert out.splitlines()[0].strip() == f"as of {timeline.before}" and "web-2" in out
+    code, out, err = await navigator("clusters", "--manager", mgr.address, "--at", timeline.before)
+    assert code == 0 and "HEALTHY" in out and "as of" in out, err
+
+
+async def test_diff(timeline: Timeline) -> None:
+    mgr = timeline.mgr
+    rows = await as_json(mgr, "diff", "--from", timeline.before, "--to", timeline.after)
+    assert [(r["type"], r["name"], r["changed_fields"]) for r in rows] == [
+        ("CHANGED", "web-1", ["labels"]),
+        ("REMOVED", "web-2", []),
+    ]
+    assert (rows[0]["old_resource_version"], rows[0]["resource_version"]) == ("1", "2")
+    assert await as_json(mgr, "diff", "--from", timeline.after) == []
+    assert await as_json(mgr, "diff", "--from", timeline.before, "--kind", "services") == []
+    assert len(await as_json(mgr, "diff", "--from", "1h", "--cluster", "east", "-n", "shop")) == 2  # added since
+    code, out, err = await navigator("diff", "--manager", mgr.address, "--from", timeline.before)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].strip() == f"from {timeline.before} to now"
+    assert lines[1].split() == ["TYPE", "CLUSTER", "KIND", "NAMESPACE", "NAME", "RV", "FIELDS"]
+    assert lines[2].split() == ["CHANGED", "east", "pods", "shop", "web-1", "1→2", "labels"]
+    assert lines[3].split() == ["REMOVED", "east", "pods", "shop", "web-2", "1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["changes", "--since", "yesterday"], "error: --since: invalid time 'yesterday': use RFC 3339"),
+        (["changes", "--since", "2026-01-01T00:00:00"], "has no time zone: add Z"),
+        (["changes", "--since", "10m", "--until", "1h"], "error: --since 20"),
+        (["changes", "--until", "2999-01-01T00:00:00Z"], "error: --until: 2999-01-01T00:00:00Z is in the future"),
+        (["changes", "-l", "a in (b"], "error: -l: cannot parse"),
+        (["pods", "--at", "soon"], "error: --at: invalid time 'soon'"),
+        (["clusters", "--at", "2999-01-01T00:00:00Z"], "is in the future"),
+        (["diff"], "error: --from is required"),
+        (["diff", "--from", "1m", "--to", "1h"], "is after --to"),
+        (["pods", "--at", "30d"], "error: invalid query: at 20"),
+        (["diff", "--from", "30d"], "is older than the history retention (7d)"),
+    ],
+)
+async def test_bad_history_arguments_are_one_line_and_exit_2(
+    populated: TestManager, args: list[str], message: str
+) -> None:
+    code, out, err = await navigator(*args, "--manager", populated.address)
+    assert (code, out) == (2, ""), err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+async def test_history_off_is_exit_1_saying_so(tmp_path: Path) -> None:
+    async with run_test_manager(tmp_path, history={"retention": "off"}) as mgr:
+        for args in (["changes"], ["diff", "--from", "1m"], ["pods", "--at", "1m"], ["clusters", "--at", "1m"]):
+            code, out, err = await navigator(*args, "--manager", mgr.address)
+            assert (code, out) == (1, ""), err
+            assert err == (
+                f"error: the manager at {mgr.address} cannot answer: history is off "
+                "(history.retention: off in the manager config)\n"
+            )

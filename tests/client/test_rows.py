@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import struct_pb2
 
-from navigator.client.rows import cluster_row, record_dict, resource_row
+from navigator.client.rows import change_row, cluster_row, diff_row, record_dict, resource_row
 from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2
 
@@ -42,3 +42,22 @@ def test_cluster_row_times_are_rfc3339_or_null() -> None:
     row = cluster_row(info)
     assert row["last_sync"] == "2023-11-14T22:13:20Z"
     assert row["last_seen"] is None and row["errors"] == [] and row["counts"] == {}
+
+
+def test_change_and_diff_rows() -> None:
+    change = query_pb2.ChangeRecord(
+        type="MODIFIED", cluster="c", kind="pods", namespace="n", name="p", uid="u", resource_version="2",
+        old_resource_version="1", changed_fields=["labels", "phase"], labels={"app": "web"},
+        data_json=b'{"phase":"Failed"}',
+    )  # fmt: skip
+    change.applied_at.FromSeconds(1_700_000_000)
+    assert change_row(change) == {
+        "type": "MODIFIED", "cluster": "c", "kind": "pods", "namespace": "n", "name": "p", "uid": "u",
+        "resource_version": "2", "old_resource_version": "1", "applied_at": "2023-11-14T22:13:20Z",
+        "observed_at": None, "changed_fields": ["labels", "phase"], "labels": {"app": "web"},
+        "data": {"phase": "Failed"},
+    }  # fmt: skip
+    deleted = change_row(query_pb2.ChangeRecord(type="DELETED", resource_version="2"))
+    assert (deleted["data"], deleted["labels"], deleted["old_resource_version"]) == (None, {}, None)
+    row = diff_row(query_pb2.DiffRecord(type="ADDED", name="p", resource_version="3", data_json=b"{}"))
+    assert (row["type"], row["old_resource_version"], row["data"], row["changed_fields"]) == ("ADDED", None, {}, [])

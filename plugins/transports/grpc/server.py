@@ -22,6 +22,7 @@ from navigator.plugin import (
     ManagerEndpoint,
     ManagerServices,
     PeerInfo,
+    QueryRefused,
     StorageError,
     StreamClosed,
     query_pb2,
@@ -126,8 +127,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     ) -> query_pb2.ListClustersResponse:
         try:
             return await self._services.list_clusters(request)
-        except StorageError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
+        except (QueryRefused, ValueError, StorageError) as exc:
+            await _abort(context, exc)
             raise  # unreachable: abort raises
 
     async def ListResources(
@@ -136,10 +137,36 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         try:
             async for page in self._services.list_resources(request):
                 yield page
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except StorageError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
+        except (QueryRefused, ValueError, StorageError) as exc:
+            await _abort(context, exc)
+
+    async def ListChanges(
+        self, request: query_pb2.ListChangesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[query_pb2.ChangePage]:
+        try:
+            async for page in self._services.list_changes(request):
+                yield page
+        except (QueryRefused, ValueError, StorageError) as exc:
+            await _abort(context, exc)
+
+    async def Diff(
+        self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[query_pb2.DiffPage]:
+        try:
+            async for page in self._services.diff(request):
+                yield page
+        except (QueryRefused, ValueError, StorageError) as exc:
+            await _abort(context, exc)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    """A refused query keeps its status, a bad argument is INVALID_ARGUMENT, a storage failure UNAVAILABLE."""
+    if isinstance(exc, QueryRefused):
+        await context.abort(grpc.StatusCode[exc.code], exc.message)
+    elif isinstance(exc, StorageError):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"storage: {exc}")
+    else:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
 def _read(path: Path | None, key: str) -> bytes | None:
