@@ -11,31 +11,19 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from navigator import processes
+from navigator.processes import free_port, navigator_command
+
 #: Seconds a wait may take before the test gives up: only a stuck run gets there.
 CEILING = 120.0
 pytestmark = pytest.mark.timeout(600)
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def navigator(*args: str) -> list[str]:
-    return [sys.executable, "-m", "navigator.cli.main", *args]
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -53,48 +41,9 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-class Run:
-    """``navigator <args>`` as a child whose output goes to a file the test reads while it runs."""
-
-    def __init__(self, log: Path, *args: str) -> None:
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                navigator(*args), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_until(self, predicate: Callable[[], T | None], what: str) -> T:
-        """Poll ``predicate`` until it gives something true; fails at once if the run exits first."""
-        deadline = time.monotonic() + CEILING
-        while not (value := predicate()):
-            assert self.proc.poll() is None, f"exited ({self.proc.returncode}) before {what}:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no {what} after {CEILING:g}s:\n{self.output()}"
-            time.sleep(0.3)
-        return value
-
-    def printed(self, pattern: str) -> re.Match[str] | None:
-        return re.search(pattern, self.output(), re.MULTILINE)
-
-    def stop(self, sig: int) -> int:
-        """Send ``sig`` as a user (Ctrl-C) or a service manager (SIGTERM) would; the exit code."""
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(CEILING)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def query_pods(port: int) -> list[dict[str, object]] | None:
     result = subprocess.run(
-        navigator("query", "pods", "--manager", f"127.0.0.1:{port}", "-o", "json"),
+        navigator_command("query", "pods", "--manager", f"127.0.0.1:{port}", "-o", "json"),
         capture_output=True, timeout=CEILING, check=False,
     )
     if result.returncode != 0:
@@ -106,13 +55,14 @@ def query_pods(port: int) -> list[dict[str, object]] | None:
 def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
     workdir = tmp_path / "demo"
-    demo = Run(
-        tmp_path / "demo.log",
+    demo = processes.start("demo", [
         "demo", "--clusters", "2", "--pods", "300",
         "--port", str(port), "--metrics-port", str(metrics_port), "--dir", str(workdir),
-    )  # fmt: skip
+    ], tmp_path / "demo.log")  # fmt: skip
     try:
-        pods = demo.wait_until(lambda: (rows := query_pods(port)) and len(rows) == 2 * 300 and rows, "all 600 pods")
+        pods = demo.wait_until(
+            lambda: (rows := query_pods(port)) and len(rows) == 2 * 300 and rows, "all 600 pods", timeout=CEILING
+        )
         assert {p["cluster"] for p in pods} == {"production-east", "staging-west"}
         assert all(p["name"] and p["uid"] and p["resource_version"] for p in pods)
 
@@ -125,10 +75,10 @@ def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path)
 
         # The demo's own status lines say when it has seen each cluster HEALTHY.
         for name in ("production-east", "staging-west"):
-            demo.wait_until(lambda name=name: demo.printed(rf"^\S+ {name} HEALTHY "), f"'{name} HEALTHY'")
-        code = demo.stop(signal.SIGTERM)
+            demo.wait_for(re.compile(rf"^\S+ {name} HEALTHY ", re.MULTILINE), timeout=CEILING)
+        code = demo.stop(signal.SIGTERM, grace=CEILING)  # as a service manager (or `timeout`) would
     finally:
-        demo.kill()
+        demo.stop(signal.SIGKILL)
     text = demo.output()
     assert code == 0, text
     assert "2/2 clusters reached HEALTHY" in text
@@ -144,17 +94,16 @@ def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path)
 def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     port = free_port()
     workdir = tmp_path / "demo"
-    demo = Run(
-        tmp_path / "demo.log",
+    demo = processes.start("demo", [
         "demo", "--clusters", "1", "--pods", "20", "--port", str(port), "--dir", str(workdir),
-    )  # fmt: skip
+    ], tmp_path / "demo.log")  # fmt: skip
     try:
-        demo.wait_until(lambda: demo.printed(r"^\S+ \S+ HEALTHY "), "a HEALTHY status line")
-        children = set(processes_mentioning(str(workdir))) - {demo.proc.pid}
+        demo.wait_for(re.compile(r"^\S+ \S+ HEALTHY ", re.MULTILINE), timeout=CEILING)
+        children = set(processes_mentioning(str(workdir))) - {demo.pid}
         assert len(children) == 3, demo.output()  # simulator, manager, edge
-        code = demo.stop(signal.SIGINT)
+        code = demo.stop(signal.SIGINT, grace=CEILING)
     finally:
-        demo.kill()
+        demo.stop(signal.SIGKILL)
     text = demo.output()
     assert code == 0, text
     assert "1/1 clusters reached HEALTHY" in text
@@ -164,11 +113,11 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None
 
 
 def test_bad_options_are_refused_with_the_option_named() -> None:
-    result = subprocess.run(navigator("demo", "--clusters", "0"), capture_output=True, timeout=CEILING, check=False)
+    result = subprocess.run(navigator_command("demo", "--clusters", "0"), capture_output=True, timeout=CEILING, check=False)
     assert result.returncode == 2
     assert b"--clusters" in result.stderr and b"at least 1" in result.stderr
     result = subprocess.run(
-        navigator("demo", "--duration", "soon"), capture_output=True, timeout=CEILING, check=False
+        navigator_command("demo", "--duration", "soon"), capture_output=True, timeout=CEILING, check=False
     )
     assert result.returncode == 2
     assert b"--duration" in result.stderr and b"invalid duration" in result.stderr

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +13,13 @@ import orjson
 import pytest
 import yaml
 
+from navigator import processes
 from navigator.kubesim import KubeSim
+from navigator.processes import free_port, navigator_command
 
 #: Seconds a wait may take before the test gives up: only a stuck run gets there.
 CEILING = 120.0
 pytestmark = pytest.mark.timeout(600)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def navigator(*args: str) -> list[str]:
-    return [sys.executable, "-m", "navigator.cli.main", *args]
 
 
 def merge(configs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -62,62 +50,27 @@ def kubeconfig(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-class Run:
-    """``navigator <args>`` as a child whose output goes to a file the test reads while it runs."""
-
-    def __init__(self, log: Path, *args: str) -> None:
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                navigator(*args), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, pattern: str, what: str) -> None:
-        """Until a line of the output matches ``pattern``; fails at once if the run exits first."""
-        deadline = time.monotonic() + CEILING
-        while not re.search(pattern, self.output(), re.MULTILINE):
-            assert self.proc.poll() is None, f"exited ({self.proc.returncode}) before {what}:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no {what} after {CEILING:g}s:\n{self.output()}"
-            time.sleep(0.2)
-
-    def wait(self) -> int:
-        try:
-            return self.proc.wait(CEILING)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def test_local_watches_the_chosen_contexts_until_stopped(kubeconfig: Path, tmp_path: Path) -> None:
     port = free_port()
-    run = Run(
-        tmp_path / "local.log",
+    run = processes.start("local", [
         "local", "--kubeconfig", str(kubeconfig), "--contexts", "alpha,beta", "--interval", "2s",
         "--port", str(port), "--dir", str(tmp_path / "local"),
-    )  # fmt: skip
+    ], tmp_path / "local.log")  # fmt: skip
     try:
         # Readiness is what the run itself prints: a status line per cluster once it is HEALTHY.
-        run.wait_for(r"^\S+ alpha HEALTHY ", "status line 'alpha HEALTHY'")
-        run.wait_for(r"^\S+ beta HEALTHY ", "status line 'beta HEALTHY'")
+        for name in ("alpha", "beta"):
+            run.wait_for(re.compile(rf"^\S+ {name} HEALTHY ", re.MULTILINE), timeout=CEILING)
         result = subprocess.run(
-            navigator("query", "clusters", "--manager", f"127.0.0.1:{port}", "-o", "json"),
+            navigator_command("query", "clusters", "--manager", f"127.0.0.1:{port}", "-o", "json"),
             capture_output=True, timeout=CEILING, check=True,
         )  # fmt: skip
         by_id = {c["cluster"]: c for c in orjson.loads(result.stdout)}
         assert set(by_id) == {"alpha", "beta"}
         assert by_id["alpha"]["counts"]["pods"] == 30 and by_id["beta"]["counts"]["pods"] == 20
         assert by_id["alpha"]["metadata"]["context"] == "alpha"
-        run.proc.send_signal(signal.SIGTERM)  # what Ctrl-C does, from outside
-        code = run.wait()
+        code = run.stop(signal.SIGTERM, grace=CEILING)  # what Ctrl-C does, from outside
     finally:
-        run.kill()
+        run.stop(signal.SIGKILL)
     text = run.output()
     assert code == 0, text
     assert not re.search(r"^\S+ gone ", text, re.MULTILINE), "a context not asked for was watched"
@@ -126,21 +79,23 @@ def test_local_watches_the_chosen_contexts_until_stopped(kubeconfig: Path, tmp_p
 
 def test_local_ends_by_itself_when_the_duration_is_over(kubeconfig: Path, tmp_path: Path) -> None:
     # "gone" never answers, so the verdict does not depend on how fast this machine is.
-    run = Run(
-        tmp_path / "local.log",
+    run = processes.start("local", [
         "local", "--kubeconfig", str(kubeconfig), "--contexts", "gone", "--duration", "1s",
         "--port", str(free_port()), "--dir", str(tmp_path / "local"),
-    )  # fmt: skip
-    code = run.wait()
+    ], tmp_path / "local.log")  # fmt: skip
+    try:
+        run.wait_until(lambda: not run.alive(), "the run to end by itself", timeout=CEILING)
+    finally:
+        run.stop(signal.SIGKILL)
     text = run.output()
-    assert code == 1, text
+    assert run.returncode == 1, text
     assert "ends by itself after 1s" in text
     assert "0/1 clusters reached HEALTHY; never: gone" in text
 
 
 def test_an_unknown_context_is_refused_naming_the_known_ones(kubeconfig: Path) -> None:
     result = subprocess.run(
-        navigator("local", "--kubeconfig", str(kubeconfig), "--contexts", "alpha,prod"),
+        navigator_command("local", "--kubeconfig", str(kubeconfig), "--contexts", "alpha,prod"),
         capture_output=True, timeout=CEILING, check=False,
     )
     assert result.returncode == 2
