@@ -1,23 +1,33 @@
-"""The SQLite backend: one file, WAL, one transaction per applied state.
+"""The SQLite backend: one file, WAL, one transaction per apply.
 
 Threads: writes go through one connection guarded by a lock (the manager calls
 them from its single storage thread); every query gets a connection of its
-own, so readers never wait for a long snapshot (WAL keeps them consistent).
+own, so readers never wait for a long apply and a query iterator sees one
+snapshot however slowly it is consumed (WAL keeps readers consistent).
 A ``kill -9`` at any point leaves the last committed transaction: SQLite
-rolls the interrupted one back on the next open.
+rolls the interrupted one back on the next open. Copying the WAL back into
+the database (a checkpoint) happens on a thread of its own, so a large apply
+does not pay for it on the storage thread.
+
+Nothing is compared here: the core's reconciler decides what changed and
+hands ``apply`` the objects to write, the keys to delete and the changes to
+record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from loguru import logger
 from navigator_plugins.storage.sqlite import schema
 from navigator_plugins.storage.sqlite.selector_sql import selector_sql
 
@@ -26,32 +36,99 @@ from navigator.plugin import (
     ChangeType,
     ClusterClaims,
     ClusterRecord,
+    HistoryQuery,
     KindErrorRecord,
+    ObjectVersion,
     Resource,
     ResourceKey,
     ResourceQuery,
     StorageError,
+    StoredObject,
     StoredResource,
 )
 
-#: Rows per executemany inside a snapshot: bounds memory, not transactions.
-BATCH = 2000
+#: Keys per ``read`` statement, and rows per fetch when a query streams its results.
+BATCH = 5000
+PAGE = 500
+#: WAL size after a commit that wakes the checkpointer (SQLite's automatic checkpoint is at ~4 MiB too).
+CHECKPOINT_BYTES = 4 << 20
 
-_COLUMNS = "cluster, kind, namespace, name, uid, resource_version, labels, data"
-_INSERT = f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_UPDATE = "UPDATE resources SET uid = ?, resource_version = ?, labels = ?, data = ? WHERE id = ?"
-_SAVE_CLUSTER = """
-INSERT INTO clusters (cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors,
-                      manager_id, last_sequence)
+_T = TypeVar("_T")
+
+_UPSERT = """
+INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET
+    uid = excluded.uid, resource_version = excluded.resource_version, digest = excluded.digest,
+    labels = excluded.labels, data = excluded.data
+"""
+_DELETE = "DELETE FROM resources WHERE cluster = ? AND kind = ? AND namespace = ? AND name = ?"
+# A DELETED change carries no object: its labels are the stored ones (still there, since
+# history is written before deletions and upserts), else the last recorded ones.
+_HISTORY = """
+INSERT INTO history (cluster, kind, namespace, name, uid, type, old_resource_version, new_resource_version,
+                     applied_at, observed_at, changed_fields, labels, data)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, coalesce(
+    ?12,
+    (SELECT labels FROM resources WHERE cluster = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4),
+    (SELECT labels FROM history WHERE namespace = ?3 AND kind = ?2 AND name = ?4 AND cluster = ?1
+     ORDER BY applied_at DESC, seq DESC LIMIT 1),
+    '{}'), ?13)
+"""
+_CLUSTER_COLUMNS = (
+    "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence"
+)
+_SAVE_CLUSTER = f"""
+INSERT INTO clusters ({_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (cluster) DO UPDATE SET
     edge_id = excluded.edge_id, metadata = excluded.metadata, last_sync = excluded.last_sync,
     last_seen = excluded.last_seen, sync_interval = excluded.sync_interval, errors = excluded.errors,
     manager_id = excluded.manager_id, last_sequence = excluded.last_sequence
 """
-_CLUSTER_COLUMNS = (
-    "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence"
+_RECORD_CLUSTER = (
+    f"INSERT INTO cluster_history (applied_at, {_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_READ = """
+SELECT r.kind, r.namespace, r.name, r.uid, r.resource_version, r.labels, r.data
+FROM json_each(?) AS k CROSS JOIN resources AS r
+WHERE r.cluster = ? AND r.kind = json_extract(k.value, '$[0]')
+  AND r.namespace = json_extract(k.value, '$[1]') AND r.name = json_extract(k.value, '$[2]')
+"""
+_HISTORY_COLUMNS = (
+    "cluster, kind, namespace, name, uid, type, old_resource_version, new_resource_version, "
+    "applied_at, observed_at, changed_fields, labels, data"
+)
+#: Per key the latest change at or before a time (row_number 1), unless it is a DELETED.
+_AT = """
+SELECT h.cluster, h.kind, h.namespace, h.name, h.uid, h.new_resource_version, h.labels, h.data
+FROM history AS h JOIN (
+    SELECT seq, row_number() OVER (
+        PARTITION BY namespace, kind, name, cluster ORDER BY applied_at DESC, seq DESC
+    ) AS latest
+    FROM history WHERE {where}
+) AS w ON h.seq = w.seq
+WHERE w.latest = 1 AND h.type != 'DELETED'{selector}
+ORDER BY h.cluster, h.kind, h.namespace, h.name
+"""
+#: Rows before the cutoff that are DELETED, or that a later row of the same key before the cutoff supersedes.
+_PRUNE = """
+DELETE FROM history WHERE applied_at < ?1 AND (type = 'DELETED' OR EXISTS (
+    SELECT 1 FROM history AS n
+    WHERE n.namespace = history.namespace AND n.kind = history.kind AND n.name = history.name
+      AND n.cluster = history.cluster AND n.applied_at < ?1
+      AND (n.applied_at > history.applied_at OR (n.applied_at = history.applied_at AND n.seq > history.seq))
+))
+"""
+_PRUNE_CLUSTERS = """
+DELETE FROM cluster_history WHERE applied_at < ?1 AND EXISTS (
+    SELECT 1 FROM cluster_history AS n
+    WHERE n.cluster = cluster_history.cluster AND n.applied_at < ?1
+      AND (n.applied_at > cluster_history.applied_at
+           OR (n.applied_at = cluster_history.applied_at AND n.seq > cluster_history.seq))
+)
+"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -62,13 +139,42 @@ def _datetime(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
-def _encode(value: Any, what: str, resource: Resource) -> bytes:
+def _micros(value: datetime) -> int:
+    """History times as integer microseconds: exact, so ``at``/``since``/``until`` compare exactly (naive = UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int | None) -> datetime | None:
+    return _EPOCH + timedelta(microseconds=value) if value is not None else None
+
+
+def _encode(resource: Resource) -> tuple[str, bytes]:
+    """Labels as JSON text (the selector SQL reads it), data as orjson bytes."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(resource.labels).decode(), orjson.dumps(resource.data)
     except TypeError as exc:
         raise StorageError(
-            f"cannot store {resource.kind}/{resource.namespace}/{resource.name}: {what} is not JSON: {exc}"
+            f"cannot store {resource.kind}/{resource.namespace}/{resource.name}: labels or data are not JSON: {exc}"
         ) from None
+
+
+def _resource(
+    kind: str, ns: str, name: str, uid: str, rv: str | None, labels: str, data: bytes | None
+) -> Resource:
+    return Resource(kind, ns, name, uid, rv or "", orjson.loads(labels), orjson.loads(data) if data else {})
+
+
+def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    batch: list[_T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _record(row: Sequence[Any]) -> ClusterRecord:
@@ -95,6 +201,112 @@ def _record(row: Sequence[Any]) -> ClusterRecord:
     )
 
 
+def _cluster_row(c: ClusterRecord) -> tuple[Any, ...]:
+    errors = [
+        {"kind": e.kind, "message": e.message, "http_status": e.http_status, "cached": e.cached,
+         "since": _epoch(e.since)}
+        for e in c.errors
+    ]  # fmt: skip
+    return (
+        c.cluster,
+        c.edge_id,
+        orjson.dumps(c.metadata).decode(),
+        _epoch(c.last_sync),
+        _epoch(c.last_seen),
+        c.sync_interval,
+        orjson.dumps(errors).decode(),
+        c.manager_id,
+        c.last_sequence,
+    )
+
+
+def _history_rows(
+    history: Iterable[Change], encoded: dict[tuple[str, str, str], tuple[Resource, str, bytes]], now: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """History rows in apply order; objects already encoded for ``resources`` are not encoded again."""
+    micros: dict[datetime | None, int | None] = {None: None}  # a state's changes share their times
+    for c in history:
+        labels: str | None = None
+        data: bytes | None = None
+        if c.type is not ChangeType.DELETED:
+            same = encoded.get((c.kind, c.namespace, c.name))
+            if same is not None and (c.resource is None or c.resource is same[0]):
+                labels, data = same[1], same[2]
+            elif c.resource is not None:
+                labels, data = _encode(c.resource)
+        elif c.resource is not None:
+            labels = _encode(c.resource)[0]
+        applied = c.applied_at or now
+        if applied not in micros:
+            micros[applied] = _micros(applied)
+        observed = c.observed_at
+        if observed is not None and observed not in micros:
+            micros[observed] = _micros(observed)
+        yield (
+            c.cluster, c.kind, c.namespace, c.name, c.uid, c.type.value, c.old_resource_version,
+            c.new_resource_version, micros[applied], micros[observed],
+            orjson.dumps(c.changed_fields).decode() if c.changed_fields else "[]", labels, data,
+        )  # fmt: skip
+
+
+def _change(row: Sequence[Any]) -> Change:
+    cluster, kind, ns, name, uid, type_, old_rv, new_rv, applied, observed, fields, labels, data = row
+    change_type = ChangeType(type_)
+    resource = None
+    if change_type is not ChangeType.DELETED:
+        resource = _resource(kind, ns, name, uid, new_rv, labels, data)
+    return Change(
+        cluster, kind, ns, name, uid, change_type, old_rv, new_rv,
+        applied_at=_from_micros(applied), observed_at=_from_micros(observed), resource=resource,
+        changed_fields=tuple(orjson.loads(fields)),
+    )  # fmt: skip
+
+
+class _Checkpointer:
+    """Runs passive WAL checkpoints on a thread of its own, started at the first request.
+
+    The writer connection has automatic checkpoints off: they would run inside
+    the commit of whichever apply crossed the threshold. A passive checkpoint
+    blocks neither readers nor the writer; whatever it cannot copy yet, the next one does.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+        self._connect = connect
+        self._name = name
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    conn = conn or self._connect()
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except (sqlite3.Error, StorageError) as exc:  # the next request tries again
+                    logger.warning("sqlite: checkpoint failed: {}", exc)
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 class SQLiteBackend:
     """A ``StorageBackend`` on one SQLite file."""
 
@@ -107,9 +319,20 @@ class SQLiteBackend:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._writer = self._connect()
-        mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        try:
+            mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.Error as exc:
+            self._writer.close()
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from None
         if str(mode).lower() != "wal":
+            self._writer.close()
             raise StorageError(f"cannot switch {self.path} to WAL mode (got {mode!r})")
+        # Checkpoints run on their own thread; after each one the WAL file is cut back to
+        # 1 MiB, so its size says how much waits to be copied.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._writer.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES // 4}")
+        self._wal = Path(f"{self.path}-wal")
+        self._checkpointer = _Checkpointer(self._connect, f"sqlite checkpoint {self.path}")
 
     # -- connections ---------------------------------------------------------------
 
@@ -150,12 +373,31 @@ class SQLiteBackend:
                 if isinstance(exc, sqlite3.Error):
                     raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
                 raise
+            with contextlib.suppress(OSError):
+                if os.stat(self._wal).st_size >= CHECKPOINT_BYTES:
+                    self._checkpointer.request()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             return self._reader().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite error on {self.path}: {exc}") from None
+
+    def _pages(self, sql: str, params: Sequence[Any]) -> Iterator[list[Any]]:
+        """The rows of one statement, in pages fetched on a connection of its own.
+
+        One statement is one read transaction, so the pages form one snapshot;
+        the connection is the generator's own because it may be resumed on any thread.
+        """
+        conn = self._connect()
+        try:
+            cursor = conn.execute(sql, params)
+            while rows := cursor.fetchmany(PAGE):
+                yield rows
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite error on {self.path}: {exc}") from None
+        finally:
+            conn.close()
 
     # -- StorageBackend --------------------------------------------------------------
 
@@ -167,6 +409,7 @@ class SQLiteBackend:
                 raise StorageError(f"cannot migrate {self.path}: {exc}") from None
 
     def close(self) -> None:
+        self._checkpointer.stop()
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:
@@ -174,97 +417,77 @@ class SQLiteBackend:
         with self._write_lock:
             self._writer.close()
 
-    def apply_snapshot(
-        self, cluster: ClusterRecord, kinds: Collection[str], resources: Sequence[Resource]
-    ) -> list[Change]:
-        kinds = set(kinds)
-        name = cluster.cluster
-        changes: list[Change] = []
-        with self._transaction() as conn:
-            existing: dict[tuple[str, str, str], tuple[int, str, str]] = {}
-            for kind in kinds:
-                rows = conn.execute(
-                    "SELECT id, namespace, name, uid, resource_version FROM resources "
-                    "WHERE cluster = ? AND kind = ?",
-                    (name, kind),
-                )
-                for id_, ns, nm, uid, rv in rows:
-                    existing[(kind, ns, nm)] = (id_, uid, rv)
-            seen: set[tuple[str, str, str]] = set()
-            inserts: list[tuple[Any, ...]] = []
-            updates: list[tuple[Any, ...]] = []
-            for r in resources:
-                key = (r.kind, r.namespace, r.name)
-                if r.kind not in kinds:
-                    raise StorageError(
-                        f"{r.kind}/{r.namespace}/{r.name} is not of the snapshot's kinds ({', '.join(sorted(kinds))})"
-                    )
-                if key in seen:
-                    raise StorageError(f"{r.kind}/{r.namespace}/{r.name} appears twice in one snapshot")
-                seen.add(key)
-                old = existing.pop(key, None)
-                if old is None:
-                    inserts.append(self._row(name, r))
-                    changes.append(_change(name, r, ChangeType.ADDED, None))
-                elif old[1] != r.uid:
-                    updates.append(self._update(r, old[0]))
-                    changes.append(_change(name, r, ChangeType.DELETED, old[2], uid=old[1]))
-                    changes.append(_change(name, r, ChangeType.ADDED, None))
-                elif old[2] != r.resource_version:
-                    updates.append(self._update(r, old[0]))
-                    changes.append(_change(name, r, ChangeType.MODIFIED, old[2]))
-                if len(inserts) >= BATCH:
-                    conn.executemany(_INSERT, inserts)
-                    inserts.clear()
-                if len(updates) >= BATCH:
-                    conn.executemany(_UPDATE, updates)
-                    updates.clear()
-            conn.executemany(_INSERT, inserts)
-            conn.executemany(_UPDATE, updates)
-            conn.executemany("DELETE FROM resources WHERE id = ?", ((v[0],) for v in existing.values()))
-            for (kind, ns, nm), (_, uid, rv) in existing.items():
-                changes.append(Change(name, kind, ns, nm, uid, ChangeType.DELETED, rv, None))
-            self._save_cluster(conn, cluster)
-        return changes
+    def versions(self, cluster: str) -> Iterator[ObjectVersion]:
+        sql = "SELECT kind, namespace, name, uid, resource_version, digest FROM resources WHERE cluster = ?"
+        for page in self._pages(sql, (cluster,)):
+            yield from itertools.starmap(ObjectVersion, page)
 
-    def apply_delta(
-        self, cluster: ClusterRecord, upserts: Sequence[Resource], deletions: Sequence[ResourceKey]
-    ) -> list[Change]:
+    def read(self, cluster: str, keys: Collection[ResourceKey]) -> list[Resource]:
+        wanted = list(dict.fromkeys((k.kind, k.namespace, k.name) for k in keys))
+        found: list[Resource] = []
+        for batch in _batches(wanted, BATCH):
+            rows = self._read(_READ, (orjson.dumps(batch).decode(), cluster))
+            found += [_resource(*row) for row in rows]
+        return found
+
+    def apply(
+        self,
+        cluster: ClusterRecord,
+        upserts: Sequence[StoredObject],
+        deletions: Collection[ResourceKey],
+        history: Sequence[Change] | None,
+        record_cluster: bool = False,
+    ) -> None:
         name = cluster.cluster
-        changes: list[Change] = []
-        lookup = "SELECT id, uid, resource_version FROM resources WHERE cluster = ? AND kind = ? AND namespace = ? AND name = ?"
+        now = datetime.now(UTC)
         with self._transaction() as conn:
-            for r in upserts:
-                old = conn.execute(lookup, (name, r.kind, r.namespace, r.name)).fetchone()
-                if old is None:
-                    conn.execute(_INSERT, self._row(name, r))
-                    changes.append(_change(name, r, ChangeType.ADDED, None))
-                elif old[1] != r.uid:
-                    conn.execute(_UPDATE, self._update(r, old[0]))
-                    changes.append(_change(name, r, ChangeType.DELETED, old[2], uid=old[1]))
-                    changes.append(_change(name, r, ChangeType.ADDED, None))
-                elif old[2] != r.resource_version:
-                    conn.execute(_UPDATE, self._update(r, old[0]))
-                    changes.append(_change(name, r, ChangeType.MODIFIED, old[2]))
-            for key in deletions:
-                old = conn.execute(lookup, (name, key.kind, key.namespace, key.name)).fetchone()
-                if old is None or (key.uid and key.uid != old[1]):
-                    continue
-                conn.execute("DELETE FROM resources WHERE id = ?", (old[0],))
-                changes.append(Change(name, key.kind, key.namespace, key.name, old[1], ChangeType.DELETED, old[2], None))
-            self._save_cluster(conn, cluster)
-        return changes
+            # Encode each object once: the same bytes go to resources and to its history row.
+            rows: list[tuple[Any, ...]] = []
+            encoded: dict[tuple[str, str, str], tuple[Resource, str, bytes]] = {}
+            for stored in upserts:
+                r = stored.resource
+                key = (r.kind, r.namespace, r.name)
+                labels, data = _encode(r)
+                rows.append((name, *key, r.uid, r.resource_version, stored.digest, labels, data))
+                encoded[key] = (r, labels, data)
+            # History first: a DELETED row reads the labels of the object it removes.
+            if history is not None:
+                conn.executemany(_HISTORY, _history_rows(history, encoded, now))
+            conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
+            conn.executemany(_UPSERT, rows)
+            cluster_row = _cluster_row(cluster)
+            conn.execute(_SAVE_CLUSTER, cluster_row)
+            if record_cluster:
+                conn.execute(_RECORD_CLUSTER, (_micros(cluster.last_sync or now), *cluster_row))
 
     def save_cluster(self, cluster: ClusterRecord) -> None:
         with self._transaction() as conn:
-            self._save_cluster(conn, cluster)
+            conn.execute(_SAVE_CLUSTER, _cluster_row(cluster))
 
-    def get_cluster(self, cluster: str) -> ClusterRecord | None:
-        rows = self._read(f"SELECT {_CLUSTER_COLUMNS} FROM clusters WHERE cluster = ?", (cluster,))
+    def get_cluster(self, cluster: str, at: datetime | None = None) -> ClusterRecord | None:
+        if at is None:
+            rows = self._read(f"SELECT {_CLUSTER_COLUMNS} FROM clusters WHERE cluster = ?", (cluster,))
+        else:
+            rows = self._read(
+                f"SELECT {_CLUSTER_COLUMNS} FROM cluster_history WHERE cluster = ? AND applied_at <= ? "
+                "ORDER BY applied_at DESC, seq DESC LIMIT 1",
+                (cluster, _micros(at)),
+            )
         return _record(rows[0]) if rows else None
 
-    def list_clusters(self) -> list[ClusterRecord]:
-        return [_record(r) for r in self._read(f"SELECT {_CLUSTER_COLUMNS} FROM clusters ORDER BY cluster")]
+    def list_clusters(self, at: datetime | None = None) -> list[ClusterRecord]:
+        if at is None:
+            rows = self._read(f"SELECT {_CLUSTER_COLUMNS} FROM clusters ORDER BY cluster")
+        else:
+            rows = self._read(
+                f"SELECT {_CLUSTER_COLUMNS} FROM cluster_history WHERE seq IN ("
+                "  SELECT seq FROM (SELECT seq, row_number() OVER ("
+                "    PARTITION BY cluster ORDER BY applied_at DESC, seq DESC) AS latest"
+                "  FROM cluster_history WHERE applied_at <= ?) WHERE latest = 1"
+                ") ORDER BY cluster",
+                (_micros(at),),
+            )
+        return [_record(r) for r in rows]
 
     def counts(self, cluster: str) -> dict[str, int]:
         rows = self._read("SELECT kind, count(*) FROM resources WHERE cluster = ? GROUP BY kind", (cluster,))
@@ -272,74 +495,35 @@ class SQLiteBackend:
 
     def query(self, query: ResourceQuery) -> Iterator[StoredResource]:
         sql, params = _query_sql(query)
-        return self._iterate(sql, params)
+        for page in self._pages(sql, params):
+            for cluster, *row in page:
+                yield StoredResource(cluster, _resource(*row))
+
+    def history(self, query: HistoryQuery) -> Iterator[Change]:
+        sql, params = _history_sql(query)
+        for page in self._pages(sql, params):
+            yield from map(_change, page)
+
+    def prune_history(self, before: datetime, max_rows: int | None) -> int:
+        cutoff = _micros(before)
+        with self._transaction() as conn:
+            pruned = conn.execute(_PRUNE, (cutoff,)).rowcount
+            conn.execute(_PRUNE_CLUSTERS, (cutoff,))
+            if max_rows is not None:
+                excess = conn.execute("SELECT count(*) FROM history").fetchone()[0] - max(0, max_rows)
+                if excess > 0:
+                    pruned += conn.execute(
+                        "DELETE FROM history WHERE seq IN "
+                        "(SELECT seq FROM history ORDER BY applied_at, seq LIMIT ?)",
+                        (excess,),
+                    ).rowcount
+        return pruned
 
     def create_claims(self, manager_id: str, grace_period: float) -> ClusterClaims | None:
         return None
 
-    # -- helpers ---------------------------------------------------------------------
 
-    def _iterate(self, sql: str, params: list[Any]) -> Iterator[StoredResource]:
-        # A connection per query: a generator may be resumed on any thread.
-        conn = self._connect()
-        try:
-            cursor = conn.execute(sql, params)
-            while rows := cursor.fetchmany(500):
-                for cluster, kind, ns, name, uid, rv, labels, data in rows:
-                    yield StoredResource(
-                        cluster, Resource(kind, ns, name, uid, rv, orjson.loads(labels), orjson.loads(data))
-                    )
-        except sqlite3.Error as exc:
-            raise StorageError(f"SQLite error on {self.path}: {exc}") from None
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _row(cluster: str, r: Resource) -> tuple[Any, ...]:
-        return (
-            cluster,
-            r.kind,
-            r.namespace,
-            r.name,
-            r.uid,
-            r.resource_version,
-            _encode(r.labels, "labels", r).decode(),
-            _encode(r.data, "data", r),
-        )
-
-    @staticmethod
-    def _update(r: Resource, id_: int) -> tuple[Any, ...]:
-        return (r.uid, r.resource_version, _encode(r.labels, "labels", r).decode(), _encode(r.data, "data", r), id_)
-
-    @staticmethod
-    def _save_cluster(conn: sqlite3.Connection, c: ClusterRecord) -> None:
-        errors = [
-            {"kind": e.kind, "message": e.message, "http_status": e.http_status, "cached": e.cached,
-             "since": _epoch(e.since)}
-            for e in c.errors
-        ]  # fmt: skip
-        conn.execute(
-            _SAVE_CLUSTER,
-            (
-                c.cluster,
-                c.edge_id,
-                orjson.dumps(c.metadata).decode(),
-                _epoch(c.last_sync),
-                _epoch(c.last_seen),
-                c.sync_interval,
-                orjson.dumps(errors).decode(),
-                c.manager_id,
-                c.last_sequence,
-            ),
-        )
-
-
-def _change(cluster: str, r: Resource, kind: ChangeType, old_rv: str | None, uid: str | None = None) -> Change:
-    new_rv = None if kind is ChangeType.DELETED else r.resource_version
-    return Change(cluster, r.kind, r.namespace, r.name, uid or r.uid, kind, old_rv, new_rv)
-
-
-def _query_sql(query: ResourceQuery) -> tuple[str, list[Any]]:
+def _filters(query: ResourceQuery | HistoryQuery) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     for column in ("cluster", "kind", "namespace", "name"):
@@ -347,14 +531,49 @@ def _query_sql(query: ResourceQuery) -> tuple[str, list[Any]]:
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    return where, params
+
+
+def _query_sql(query: ResourceQuery) -> tuple[str, list[Any]]:
+    where, params = _filters(query)
+    selector, selector_params = selector_sql(query.selector) if query.selector is not None else ([], [])
+    if query.at is None:
+        sql = "SELECT cluster, kind, namespace, name, uid, resource_version, labels, data FROM resources"
+        if where or selector:
+            sql += " WHERE " + " AND ".join(where + selector)
+        sql += " ORDER BY cluster, kind, namespace, name"
+        params += selector_params
+    else:
+        # The filters on the key go inside (before picking each key's latest change),
+        # the selector outside: it matches the labels the object had at that time.
+        # "+applied_at" keeps the planner off history_namespace's time range: history_key
+        # covers the window (no table reads but for the rows kept), which is what makes it fast.
+        sql = _AT.format(
+            where=" AND ".join(["+applied_at <= ?", *where]), selector="".join(f" AND {c}" for c in selector)
+        )
+        params = [_micros(query.at), *params, *selector_params]
+    if query.limit is not None:
+        sql += " LIMIT ?"
+        params.append(query.limit)
+    return sql, params
+
+
+def _history_sql(query: HistoryQuery) -> tuple[str, list[Any]]:
+    where, params = _filters(query)
+    if query.since is not None:
+        where.append("applied_at >= ?")
+        params.append(_micros(query.since))
+    if query.until is not None:
+        where.append("applied_at <= ?")
+        params.append(_micros(query.until))
     if query.selector is not None:
         clauses, values = selector_sql(query.selector)
         where += clauses
         params += values
-    sql = f"SELECT {_COLUMNS} FROM resources"
+    sql = f"SELECT {_HISTORY_COLUMNS} FROM history"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY cluster, kind, namespace, name"
+    sql += " ORDER BY applied_at DESC, seq DESC"
     if query.limit is not None:
         sql += " LIMIT ?"
         params.append(query.limit)

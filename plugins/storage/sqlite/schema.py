@@ -7,6 +7,7 @@ import sqlite3
 from navigator.plugin import StorageError
 
 #: Each entry upgrades from version ``index`` to ``index + 1``; append, never edit.
+#: Statements are split on ``;``, so none may hold one in a literal or comment.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE clusters (
@@ -36,6 +37,73 @@ MIGRATIONS: tuple[str, ...] = (
     -- serves cross-cluster queries by kind and namespace (and name)
     CREATE INDEX resources_kind_namespace ON resources (kind, namespace, name);
     """,
+    # 2: the core's reconciler compares digests, and changes are kept as history.
+    """
+    -- resources is rebuilt rather than altered so that digest sits before the payload:
+    -- versions() then reads the key columns and the digest without touching the blob's pages.
+    -- Existing rows get an empty digest: the reconciler sees a mismatch once, decodes,
+    -- finds equal data and stores the digest, reporting nothing.
+    CREATE TABLE resources_v2 (
+        id INTEGER PRIMARY KEY,
+        cluster TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        resource_version TEXT NOT NULL,
+        digest TEXT NOT NULL DEFAULT '',
+        labels TEXT NOT NULL,
+        data BLOB NOT NULL
+    );
+    INSERT INTO resources_v2 (id, cluster, kind, namespace, name, uid, resource_version, labels, data)
+        SELECT id, cluster, kind, namespace, name, uid, resource_version, labels, data FROM resources;
+    DROP TABLE resources;
+    ALTER TABLE resources_v2 RENAME TO resources;
+    CREATE UNIQUE INDEX resources_key ON resources (cluster, kind, namespace, name);
+    CREATE INDEX resources_kind_namespace ON resources (kind, namespace, name);
+    -- One row per applied change. seq is the apply order, applied_at/observed_at are
+    -- microseconds since the epoch (UTC), labels and data the object after the change
+    -- (DELETED: the last known labels, no data).
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY,
+        cluster TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('ADDED', 'MODIFIED', 'DELETED')),
+        old_resource_version TEXT,
+        new_resource_version TEXT,
+        applied_at INTEGER NOT NULL,
+        observed_at INTEGER,
+        changed_fields TEXT NOT NULL DEFAULT '[]',
+        labels TEXT NOT NULL DEFAULT '{}',
+        data BLOB
+    );
+    -- per object, namespace first: objects as they were at a time (a namespace's, a kind's
+    -- within it, one object's: the index covers picking each key's latest change), a key's
+    -- latest change (deleted labels, pruning), and a namespace's changes without a time range
+    CREATE INDEX history_key ON history (namespace, kind, name, cluster, applied_at);
+    -- changes in one namespace over a time range, newest first (seq is the implied last column)
+    CREATE INDEX history_namespace ON history (namespace, applied_at);
+    -- changes over a time range, newest first, and the oldest rows for pruning
+    CREATE INDEX history_applied ON history (applied_at);
+    -- copies of the cluster record for get_cluster(at=...), applied_at = its last_sync
+    CREATE TABLE cluster_history (
+        seq INTEGER PRIMARY KEY,
+        applied_at INTEGER NOT NULL,
+        cluster TEXT NOT NULL,
+        edge_id TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL DEFAULT '{}',
+        last_sync REAL,
+        last_seen REAL,
+        sync_interval REAL NOT NULL DEFAULT 30,
+        errors TEXT NOT NULL DEFAULT '[]',
+        manager_id TEXT NOT NULL DEFAULT '',
+        last_sequence INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX cluster_history_key ON cluster_history (cluster, applied_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -47,8 +115,11 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; returns the version found before."""
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``target`` (the latest by default) in one transaction; returns the version found before.
+
+    ``target`` exists for the tests, which build a database of an older version and upgrade it.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = current_version(conn)
@@ -57,7 +128,7 @@ def migrate(conn: sqlite3.Connection) -> int:
                 f"the database schema is version {found}, newer than this navigator understands "
                 f"({SCHEMA_VERSION}): upgrade navigator"
             )
-        for version in range(found, SCHEMA_VERSION):
+        for version in range(found, target):
             for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
                     conn.execute(statement)
