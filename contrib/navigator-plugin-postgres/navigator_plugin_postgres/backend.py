@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import starmap
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from navigator.plugin import (
     Change,
     ClusterRecord,
+    HistoryQuery,
+    ObjectVersion,
     Resource,
     ResourceKey,
     ResourceQuery,
     StorageError,
+    StoredObject,
     StoredResource,
 )
 from navigator_plugin_postgres import clusters, ingest, migrations, retry
+from navigator_plugin_postgres import history as history_sql
 from navigator_plugin_postgres.claims import PostgresClaims
 from navigator_plugin_postgres.connection import open_pool
 from navigator_plugin_postgres.options import PostgresOptions
@@ -27,6 +34,17 @@ T = TypeVar("T")
 
 #: Rows fetched per round trip while streaming a query: amortises latency, bounds memory.
 FETCH_SIZE = 1000
+#: The same for ``versions``: small rows, and the reconciler reads them all at once.
+VERSIONS_FETCH_SIZE = 20_000
+
+VERSIONS = "SELECT kind, namespace, name, uid, resource_version, digest FROM resources WHERE cluster = %s"
+
+READ = """
+SELECT r.cluster, r.kind, r.namespace, r.name, r.uid, r.resource_version, r.labels, r.data
+FROM resources r JOIN unnest(%(kinds)s::text[], %(namespaces)s::text[], %(names)s::text[]) AS k(kind, namespace, name)
+  ON r.kind = k.kind COLLATE "C" AND r.namespace = k.namespace COLLATE "C" AND r.name = k.name COLLATE "C"
+WHERE r.cluster = %(cluster)s
+"""
 
 
 class PostgresBackend:
@@ -67,52 +85,67 @@ class PostgresBackend:
             self._pool.close()
             self._read_pool.close()
 
-    def apply_snapshot(
-        self, cluster: ClusterRecord, kinds: Collection[str], resources: Sequence[Resource]
-    ) -> list[Change]:
-        resources = _materialise(resources)
-        ingest.check_kinds(kinds, resources)
+    def versions(self, cluster: str) -> Iterator[ObjectVersion]:
+        """Key columns and digests only, streamed: the payloads stay in the database."""
+        if self._closed:
+            raise StorageError("postgres storage is closed")
 
-        def work(conn: psycopg.Connection[Any]) -> list[Change]:
-            changes = ingest.apply_snapshot(conn, cluster.cluster, kinds, resources)
-            clusters.save(conn, cluster)
-            return changes
+        def work(conn: psycopg.Connection[Any]) -> Iterator[ObjectVersion]:
+            with conn.cursor(name="navigator_versions") as cursor:
+                cursor.execute(VERSIONS, [cluster])
+                while rows := cursor.fetchmany(VERSIONS_FETCH_SIZE):
+                    yield from starmap(ObjectVersion, rows)
 
-        return self._run(f"applying a snapshot of {cluster.cluster}", work)
+        return retry.stream(self._read_pool, self.options, f"reading the versions of {cluster}", work)
 
-    def apply_delta(
-        self, cluster: ClusterRecord, upserts: Sequence[Resource], deletions: Sequence[ResourceKey]
-    ) -> list[Change]:
+    def read(self, cluster: str, keys: Collection[ResourceKey]) -> list[Resource]:
+        wanted = list({(k.kind, k.namespace, k.name): None for k in keys})
+        if not wanted:
+            return []
+        params = {
+            "cluster": cluster,
+            "kinds": [k[0] for k in wanted],
+            "namespaces": [k[1] for k in wanted],
+            "names": [k[2] for k in wanted],
+        }
+
+        def work(conn: psycopg.Connection[Any]) -> list[Resource]:
+            return [to_stored(row).resource for row in conn.execute(READ, params)]
+
+        return self._run(f"reading {len(wanted)} objects of {cluster}", work)
+
+    def apply(
+        self,
+        cluster: ClusterRecord,
+        upserts: Sequence[StoredObject],
+        deletions: Collection[ResourceKey],
+        history: Sequence[Change] | None,
+        record_cluster: bool = False,
+    ) -> None:
         upserts = _materialise(upserts)
         deletions = _materialise(deletions)
+        history = _materialise(history) if history is not None else None
+        now = datetime.now(UTC)
 
-        def work(conn: psycopg.Connection[Any]) -> list[Change]:
-            changes = ingest.apply_delta(conn, cluster.cluster, upserts, deletions)
-            clusters.save(conn, cluster)
-            return changes
+        def work(conn: psycopg.Connection[Any]) -> None:
+            ingest.apply(conn, cluster, upserts, deletions, history, record_cluster, now)
 
-        return self._run(f"applying a delta to {cluster.cluster}", work)
+        self._run(f"applying a state to {cluster.cluster}", work)
 
     def save_cluster(self, cluster: ClusterRecord) -> None:
         self._run(f"saving cluster {cluster.cluster}", lambda conn: clusters.save(conn, cluster))
 
-    def get_cluster(self, cluster: str) -> ClusterRecord | None:
-        def work(conn: psycopg.Connection[Any]) -> ClusterRecord | None:
-            row = conn.execute(clusters.SELECT + " WHERE cluster = %s", [cluster]).fetchone()
-            return clusters.from_row(row) if row is not None else None
+    def get_cluster(self, cluster: str, at: datetime | None = None) -> ClusterRecord | None:
+        return self._run(f"reading cluster {cluster}", lambda conn: clusters.get(conn, cluster, at))
 
-        return self._run(f"reading cluster {cluster}", work)
-
-    def list_clusters(self) -> list[ClusterRecord]:
-        def work(conn: psycopg.Connection[Any]) -> list[ClusterRecord]:
-            return [clusters.from_row(row) for row in conn.execute(clusters.SELECT + " ORDER BY cluster")]
-
-        return self._run("listing clusters", work)
+    def list_clusters(self, at: datetime | None = None) -> list[ClusterRecord]:
+        return self._run("listing clusters", lambda conn: clusters.list_all(conn, at))
 
     def counts(self, cluster: str) -> dict[str, int]:
         def work(conn: psycopg.Connection[Any]) -> dict[str, int]:
             rows = conn.execute(
-                "SELECT kind, count(*) FROM resources WHERE cluster = %s GROUP BY kind ORDER BY kind", [cluster]
+                "SELECT kind, count(*) FROM resources WHERE cluster = %s GROUP BY kind ORDER BY kind",
+                [cluster],
             )
             return {kind: int(n) for kind, n in rows}
 
@@ -123,17 +156,30 @@ class PostgresBackend:
 
         ``close()`` the generator (or drop it) to give the connection back early.
         """
+        text, params = statement(query)
+        return self._stream("querying resources", text, params, to_stored)
+
+    def history(self, query: HistoryQuery) -> Generator[Change, None, None]:
+        """Streams like ``query``, newest first."""
+        text, params = history_sql.statement(query)
+        return self._stream("reading the history", text, params, history_sql.to_change)
+
+    def prune_history(self, before: datetime, max_rows: int | None) -> int:
+        return self._run("pruning the history", lambda conn: history_sql.prune(conn, before, max_rows))
+
+    def _stream(
+        self, what: str, text: sql.Composed, params: list[Any], convert: Callable[[tuple[Any, ...]], T]
+    ) -> Generator[T, None, None]:
         if self._closed:
             raise StorageError("postgres storage is closed")
-        text, params = statement(query)
 
-        def work(conn: psycopg.Connection[Any]) -> Iterator[StoredResource]:
+        def work(conn: psycopg.Connection[Any]) -> Iterator[T]:
             with conn.cursor(name="navigator_query") as cursor:
                 cursor.execute(text, params)
                 while rows := cursor.fetchmany(FETCH_SIZE):
-                    yield from map(to_stored, rows)
+                    yield from map(convert, rows)
 
-        return retry.stream(self._read_pool, self.options, "querying resources", work)
+        return retry.stream(self._read_pool, self.options, what, work)
 
     def create_claims(self, manager_id: str, grace_period: float) -> PostgresClaims:
         return PostgresClaims(self.options, manager_id, grace_period)

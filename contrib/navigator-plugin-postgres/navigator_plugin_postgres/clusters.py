@@ -1,4 +1,4 @@
-"""``ClusterRecord`` to and from a row of the ``clusters`` table."""
+"""``ClusterRecord`` to and from a row of ``clusters``, and its kept copies in ``cluster_history``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from psycopg.types.json import Jsonb
 
 from navigator.plugin import ClusterRecord, KindErrorRecord
 
-COLUMNS = (
-    "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence"
-)
+COLUMNS = "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence"
 
 UPSERT = f"""
 INSERT INTO clusters ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
@@ -23,6 +21,27 @@ ON CONFLICT (cluster) DO UPDATE SET
 """
 
 SELECT = f"SELECT {COLUMNS} FROM clusters"
+
+#: A copy of the record as of ``applied_at`` (its last_sync), for ``get_cluster(at=...)``.
+RECORD = (
+    f"INSERT INTO cluster_history (applied_at, {COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+#: Per cluster the latest copy at or before a time.
+SELECT_AT = f"""
+SELECT DISTINCT ON (cluster) {COLUMNS} FROM cluster_history
+WHERE applied_at <= %(at)s {{where}}
+ORDER BY cluster, applied_at DESC, id DESC
+"""
+
+#: Copies superseded by a later one before the cutoff: ``at`` after the cutoff never needs them.
+PRUNE = """
+DELETE FROM cluster_history h WHERE h.applied_at < %(before)s AND EXISTS (
+    SELECT 1 FROM cluster_history n
+    WHERE n.cluster = h.cluster AND n.applied_at < %(before)s
+      AND (n.applied_at > h.applied_at OR (n.applied_at = h.applied_at AND n.id > h.id))
+)
+"""
 
 
 def _error_to_json(error: KindErrorRecord) -> dict[str, Any]:
@@ -77,3 +96,25 @@ def from_row(row: tuple[Any, ...]) -> ClusterRecord:
 
 def save(conn: psycopg.Connection[Any], record: ClusterRecord) -> None:
     conn.execute(UPSERT, row_params(record))
+
+
+def save_copy(conn: psycopg.Connection[Any], record: ClusterRecord, now: datetime) -> None:
+    conn.execute(RECORD, (record.last_sync or now, *row_params(record)))
+
+
+def get(conn: psycopg.Connection[Any], cluster: str, at: datetime | None) -> ClusterRecord | None:
+    if at is None:
+        row = conn.execute(SELECT + " WHERE cluster = %s", [cluster]).fetchone()
+    else:
+        row = conn.execute(
+            SELECT_AT.format(where="AND cluster = %(cluster)s"), {"at": at, "cluster": cluster}
+        ).fetchone()
+    return from_row(row) if row is not None else None
+
+
+def list_all(conn: psycopg.Connection[Any], at: datetime | None) -> list[ClusterRecord]:
+    if at is None:
+        rows = conn.execute(SELECT + " ORDER BY cluster")
+    else:
+        rows = conn.execute(SELECT_AT.format(where=""), {"at": at})
+    return [from_row(row) for row in rows]

@@ -23,8 +23,8 @@ from navigator_plugin_postgres.options import PostgresOptions
 #: ``application_name`` of Navigator's connections (unless the DSN sets one): finds them in pg_stat_activity.
 APPLICATION_NAME = "navigator-manager"
 
-#: Session-private table snapshots and deltas are COPYed into; emptied at every commit.
-STAGING_TABLE = "navigator_staging"
+#: Session-private table the objects of an ``apply`` are COPYed into; emptied at every commit.
+STAGING_TABLE = "navigator_upserts"
 
 
 def describe_target(dsn: str) -> str:
@@ -97,7 +97,7 @@ def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], 
     )
     staging = sql.SQL(
         "CREATE TEMP TABLE IF NOT EXISTS {table} (kind text COLLATE \"C\", namespace text COLLATE \"C\","
-        " name text COLLATE \"C\", uid text, resource_version text, labels text, data text, digest bigint)"
+        " name text COLLATE \"C\", uid text, resource_version text, labels text, data text, digest text)"
         " ON COMMIT DELETE ROWS"
     ).format(table=sql.Identifier(STAGING_TABLE))
 

@@ -73,6 +73,62 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX cluster_claims_manager_idx ON {s}.cluster_claims (manager_id) WHERE connected",
         ),
     ),
+    Migration(
+        2,
+        "reconciler digests, change history, cluster history",
+        (
+            # The core's reconciler now decides what changed, comparing its own digest (hex text).
+            # Existing rows get an empty one: the first state after the upgrade finds them
+            # "maybe changed", compares the decoded objects, and stores the digest (reporting nothing).
+            # ``data`` becomes json: stored as received (no jsonb tree built and flattened again
+            # on every write and read), still readable with ->, ->> in ad-hoc SQL.
+            """ALTER TABLE {s}.resources
+                ALTER COLUMN digest TYPE text USING '',
+                ALTER COLUMN digest SET DEFAULT '',
+                ALTER COLUMN data TYPE json USING data::json""",
+            # One row per applied change, in apply order (id). ``labels``/``data`` are the object
+            # after the change; a DELETED row keeps the last known labels (selectors) and no data.
+            """CREATE TABLE {s}.history (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                cluster text COLLATE "C" NOT NULL,
+                kind text COLLATE "C" NOT NULL,
+                namespace text COLLATE "C" NOT NULL,
+                name text COLLATE "C" NOT NULL,
+                uid text NOT NULL,
+                type text NOT NULL CHECK (type IN ('ADDED', 'MODIFIED', 'DELETED')),
+                old_resource_version text,
+                new_resource_version text,
+                applied_at timestamptz NOT NULL,
+                observed_at timestamptz,
+                changed_fields text[] NOT NULL DEFAULT '{{}}',
+                labels jsonb NOT NULL DEFAULT '{{}}',
+                data json
+            )""",
+            # Objects as they were at a time (a namespace's pods at T: per key the latest row at or
+            # before T, read in result order), changes in a namespace over a time range, one
+            # object's history, pruning per key. Namespace first: "-n NS" is the usual filter.
+            """CREATE INDEX history_key_idx ON {s}.history
+                (namespace, kind, cluster, name, applied_at DESC, id DESC)""",
+            # Changes over a time range (any other filter), newest first by a backward scan; the
+            # oldest rows for max_rows. Ascending: new rows append at the right edge, pages stay full.
+            "CREATE INDEX history_applied_idx ON {s}.history (applied_at, id)",
+            # Copies of the cluster record (applied_at: its last_sync) for get_cluster/list_clusters(at=...).
+            """CREATE TABLE {s}.cluster_history (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                applied_at timestamptz NOT NULL,
+                cluster text COLLATE "C" NOT NULL,
+                edge_id text NOT NULL DEFAULT '',
+                metadata jsonb NOT NULL DEFAULT '{{}}',
+                last_sync timestamptz,
+                last_seen timestamptz,
+                sync_interval double precision NOT NULL DEFAULT 30,
+                errors jsonb NOT NULL DEFAULT '[]',
+                manager_id text NOT NULL DEFAULT '',
+                last_sequence bigint NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX cluster_history_cluster_idx ON {s}.cluster_history (cluster, applied_at DESC, id DESC)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -96,8 +152,10 @@ def applied_versions(conn: psycopg.Connection[Any], schema: str) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
-    """Bring ``schema`` to ``LATEST`` inside the caller's transaction; returns the versions applied.
+def migrate(conn: psycopg.Connection[Any], schema: str, target: int = LATEST) -> list[int]:
+    """Bring ``schema`` to ``target`` (``LATEST``) inside the caller's transaction; returns the versions applied.
+
+    ``target`` exists for the tests, which build a schema of an older version and upgrade it.
 
     The transaction-scoped advisory lock makes a second manager wait, then find
     nothing left to do. Objects are only created when missing, so a role that
@@ -123,7 +181,7 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
         )
     done = []
     for migration in MIGRATIONS:
-        if migration.version in applied:
+        if migration.version in applied or migration.version > target:
             continue
         for text in migration.statements:
             conn.execute(_statement(text, schema))

@@ -1,4 +1,5 @@
-"""Managers starting together migrate once, without racing; a schema newer than the plugin is refused."""
+"""Managers starting together migrate once, without racing; a schema newer than the plugin is refused;
+a schema of the previous version is upgraded with its data kept."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from navigator_plugin_postgres import migrations
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.options import parse_options
 
-from navigator.interfaces import StorageError
+from navigator.plugin import ClusterRecord, HistoryQuery, ResourceQuery, StorageError
+from navigator.testing.storage_conformance import Feed, make, state, summary
 
 
 def recorded(dsn: str, schema: str) -> list[int]:
@@ -111,3 +113,41 @@ def test_lock_keys_are_stable_and_per_schema() -> None:
     assert migrations.lock_key("navigator") == migrations.lock_key("navigator")
     assert migrations.lock_key("navigator") != migrations.lock_key("other")
     assert -(2**63) <= migrations.lock_key("navigator") < 2**63
+
+
+def test_a_version_1_schema_is_upgraded_with_its_data_kept(pg_options: dict[str, Any]) -> None:
+    dsn, schema = pg_options["dsn"], pg_options["schema"]
+    a = make("a", labels={"app": "web"}, data={"phase": "Running", "ip": "10.0.0.1"})
+    b = make("b", namespace="kube-system", data={"phase": "Pending"})
+    with psycopg.connect(dsn) as conn:
+        assert migrations.migrate(conn, schema, target=1) == [1]
+        # Rows as version 1 of the plugin wrote them: a CRC digest, data as jsonb.
+        for r, crc in ((a, 123456789), (b, -42)):
+            conn.execute(
+                f'INSERT INTO "{schema}".resources (cluster, kind, namespace, name, uid, resource_version,'
+                " labels, data, digest) VALUES ('east', %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)",
+                [r.kind, r.namespace, r.name, r.uid, r.resource_version, json.dumps(r.labels), json.dumps(r.data), crc],
+            )
+        conn.execute(
+            f'INSERT INTO "{schema}".clusters (cluster, edge_id, last_sequence) VALUES (%s, %s, %s)',
+            ["east", "edge-1", 41],
+        )
+    backend = PostgresBackend(parse_options(pg_options))
+    try:
+        backend.migrate()
+        assert recorded(dsn, schema) == [1, 2]
+        assert [s.resource for s in backend.query(ResourceQuery())] == [a, b]
+        assert {(v.name, v.resource_version, v.digest) for v in backend.versions("east")} == {("a", "1", ""), ("b", "1", "")}
+        assert backend.get_cluster("east") == ClusterRecord("east", edge_id="edge-1", last_sequence=41)
+        assert list(backend.history(HistoryQuery())) == []
+
+        # The first state after the upgrade: equal objects are not changes, only their digests are stored.
+        feed = Feed(backend)
+        changed_a = make("a", rv="2", labels={"app": "web"}, data={"phase": "Running", "ip": "10.0.0.2"})
+        assert summary(feed(state(changed_a, b))) == [("MODIFIED", "pods", "a", a.uid)]
+        [change] = backend.history(HistoryQuery())
+        assert change.changed_fields == ("ip",) and change.old_resource_version == "1"
+        assert all(v.digest for v in backend.versions("east"))
+        assert feed(state(changed_a, b)) == []
+    finally:
+        backend.close()

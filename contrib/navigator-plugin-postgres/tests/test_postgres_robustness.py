@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -18,13 +19,13 @@ from navigator_plugin_postgres.options import parse_options
 from navigator_plugin_postgres.plugin import create
 from psycopg.conninfo import make_conninfo
 
-from navigator.interfaces import ClusterRecord, ResourceQuery, StorageError
+from navigator.plugin import ChangeType, HistoryQuery, Resource, ResourceQuery, StorageError
 from navigator.plugin_manager import discover, load_plugins, storage_backend
-from navigator.resource import ChangeType, Resource
+from navigator.testing.storage_conformance import Feed, make, state
 
 
 def pods(prefix: str, n: int) -> list[Resource]:
-    return [Resource("pods", "default", f"{prefix}{i}", f"uid-{prefix}{i}", "1") for i in range(n)]
+    return [make(f"{prefix}{i}") for i in range(n)]
 
 
 def names(backend: PostgresBackend) -> list[str]:
@@ -50,12 +51,17 @@ def admin(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 def test_the_next_apply_succeeds_after_every_connection_was_killed(
     backend: PostgresBackend, admin: psycopg.Connection[Any]
 ) -> None:
-    backend.apply_snapshot(ClusterRecord("east"), ["pods"], pods("a", 5))
+    feed = Feed(backend)
+    feed(state(*pods("a", 5)))
     assert terminate(admin) >= 1
-    changes = backend.apply_snapshot(ClusterRecord("east"), ["pods"], pods("a", 6))
+    changes = feed(state(*pods("a", 6)))
     assert [(c.type, c.name) for c in changes] == [(ChangeType.ADDED, "a5")]
     assert terminate(admin) >= 1
     assert len(names(backend)) == 6
+    assert terminate(admin) >= 1
+    assert len(list(backend.history(HistoryQuery()))) == 6
+    assert terminate(admin) >= 1
+    assert len(list(backend.versions("east"))) == 6
 
 
 def _kill_while_waiting_for_the_cluster_lock(
@@ -87,14 +93,14 @@ def _kill_while_waiting_for_the_cluster_lock(
 def test_a_snapshot_cut_off_mid_transaction_is_retried_whole(
     backend: PostgresBackend, admin: psycopg.Connection[Any]
 ) -> None:
-    backend.apply_snapshot(ClusterRecord("east", last_sequence=1), ["pods"], pods("old", 20))
+    feed = Feed(backend)
+    feed(state(*pods("old", 20)))
     new = pods("new", 30)
-    outcome = _kill_while_waiting_for_the_cluster_lock(
-        backend, admin, lambda: backend.apply_snapshot(ClusterRecord("east", last_sequence=2), ["pods"], new)
-    )
+    outcome = _kill_while_waiting_for_the_cluster_lock(backend, admin, lambda: feed(state(*new)))
     assert "error" not in outcome, outcome
-    assert len(outcome["result"]) == 50  # 30 added, 20 deleted: reported once, by the attempt that committed
+    assert len(outcome["result"]) == 50  # 30 added, 20 deleted
     assert names(backend) == sorted(r.name for r in new)
+    assert len(list(backend.history(HistoryQuery()))) == 70  # written once, by the attempt that committed
     stored = backend.get_cluster("east")
     assert stored is not None and stored.last_sequence == 2
 
@@ -105,13 +111,13 @@ def test_a_snapshot_that_cannot_be_retried_changes_nothing(
     backend = PostgresBackend(parse_options({**pg_options, "retry_attempts": 1}))
     backend.migrate()
     try:
-        backend.apply_snapshot(ClusterRecord("east", last_sequence=1), ["pods"], pods("old", 20))
-        outcome = _kill_while_waiting_for_the_cluster_lock(
-            backend, admin, lambda: backend.apply_snapshot(ClusterRecord("east", last_sequence=2), ["pods"], pods("new", 30))
-        )
+        feed = Feed(backend)
+        feed(state(*pods("old", 20)))
+        outcome = _kill_while_waiting_for_the_cluster_lock(backend, admin, lambda: feed(state(*pods("new", 30))))
         assert isinstance(outcome.get("error"), StorageError)
-        assert "applying a snapshot of east failed after 1 attempts" in str(outcome["error"])
+        assert "applying a state to east failed after 1 attempts" in str(outcome["error"])
         assert names(backend) == sorted(r.name for r in pods("old", 20))
+        assert len(list(backend.history(HistoryQuery()))) == 20
         stored = backend.get_cluster("east")
         assert stored is not None and stored.last_sequence == 1
     finally:
@@ -124,11 +130,12 @@ def test_a_statement_timeout_is_reported_not_retried(
     backend = PostgresBackend(parse_options({**pg_options, "statement_timeout": "300ms"}))
     backend.migrate()
     try:
-        backend.apply_snapshot(ClusterRecord("east"), ["pods"], pods("old", 3))
+        feed = Feed(backend)
+        feed(state(*pods("old", 3)))
         admin.execute("SELECT pg_advisory_lock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
         try:
-            with pytest.raises(StorageError, match=r"applying a snapshot of east failed: .*statement timeout"):
-                backend.apply_snapshot(ClusterRecord("east"), ["pods"], pods("new", 3))
+            with pytest.raises(StorageError, match=r"applying a state to east failed: .*statement timeout"):
+                feed(state(*pods("new", 3)))
         finally:
             admin.execute("SELECT pg_advisory_unlock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
         assert names(backend) == ["old0", "old1", "old2"]
@@ -193,8 +200,14 @@ def test_missing_permissions_are_explained_and_a_migrated_schema_needs_only_dml(
         backend = create(limited)
         try:
             backend.migrate()
-            backend.apply_snapshot(ClusterRecord("east"), ["pods"], pods("a", 3))
-            assert len(list(backend.query(ResourceQuery()))) == 3
+            feed = Feed(backend, record_cluster=True)
+            feed(state(*pods("a", 3)))
+            feed(state(*pods("a", 2)))
+            assert len(list(backend.query(ResourceQuery()))) == 2
+            assert len(list(backend.history(HistoryQuery()))) == 4
+            later = feed.clock + timedelta(seconds=1)
+            assert backend.prune_history(later, None) == 2  # a2's two rows; a0, a1 keep their ADDED
+            assert backend.get_cluster("east", at=feed.clock) == feed.record
         finally:
             backend.close()
     finally:
