@@ -920,6 +920,7 @@ class StorageConformance:
 
     def test_query_limit(self, populated: StorageBackend) -> None:
         assert names(populated, kind="pods", limit=3) == ["bare", "db-1", "job-1"]
+        assert names(populated, limit=0) == []
 
     @pytest.mark.parametrize("text", SELECTORS)
     def test_label_selectors_match_the_reference_semantics(
@@ -1132,6 +1133,18 @@ class StorageConformance:
         assert list(backend.history(HistoryQuery())) == [later[1], later[0], at2[1]]
         assert backend.prune_history(moment(0), 3) == 0
         assert names(backend) == ["a", "c", "a"]
+        assert backend.prune_history(moment(0), 0) == 3
+        assert list(backend.history(HistoryQuery())) == []
+
+    def test_prune_cutoff_is_exclusive(self, backend: StorageBackend) -> None:
+        a = make("a")
+        changes = [added(a, moment(1)), modified(replace(a, resource_version="2"), moment(1.5), "1"),
+                   modified(replace(a, resource_version="3"), moment(2), "2")]  # fmt: skip
+        for change in changes:
+            commit(backend, [change])
+        assert backend.prune_history(moment(2), None) == 1  # 1.5 is the latest before 2; 2 is not before 2
+        assert list(backend.history(HistoryQuery())) == changes[:0:-1]
+        assert list(backend.history(HistoryQuery(limit=0))) == []
 
     def test_prune_with_nothing_to_prune(self, backend: StorageBackend) -> None:
         assert backend.prune_history(moment(100), None) == 0
