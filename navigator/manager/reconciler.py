@@ -175,7 +175,7 @@ class Reconciler:
         deleted: list[tuple[Key, Known]] = []
         if state.full:
             covered = partial.covered_kinds(state)
-            deleted = [(k, v) for k, v in index.items() if k[0] in covered and k not in incoming]
+            deleted = sorted((k, v) for k, v in index.items() if k[0] in covered and k not in incoming)
         else:
             for gone in state.deletions:
                 key = (gone.kind, gone.namespace, gone.name)
