@@ -31,7 +31,8 @@ from typing import Any
 
 import orjson
 
-from navigator.interfaces import ClusterRecord, HistoryQuery, ResourceQuery, StorageBackend
+from navigator.interfaces import ClusterRecord, ResourceQuery, StorageBackend
+from navigator.interfaces.storage import HistoryQuery
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.validation import StateSet
 from navigator.v1 import sync_pb2
