@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,17 @@ from navigator.processes import free_port, navigator_command
 #: Seconds a wait may take before the test gives up: only a stuck run gets there.
 CEILING = 120.0
 pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Children started meanwhile take SIGINT even if this run ignores it, as a background job of a
+    non-interactive shell does (they would inherit the ignoring and never see the test's Ctrl-C)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -91,6 +103,7 @@ def test_demo_syncs_every_cluster_and_is_queryable_while_it_runs(tmp_path: Path)
     assert processes_mentioning(str(workdir)) == []
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
     port = free_port()
     workdir = tmp_path / "demo"

@@ -14,7 +14,6 @@ from kubernetes import client
 from navigator.kubesim import KubeSim
 
 KUBECTL = shutil.which("kubectl")
-FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "k8s-api"
 
 
 @pytest.fixture
@@ -35,10 +34,9 @@ def core(sim: KubeSim) -> Iterator[client.CoreV1Api]:
 
 
 @pytest.fixture
-def upstream_fixtures() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"upstream Kubernetes fixtures not present at {FIXTURES.resolve()} (only in the dev workspace)")
-    return FIXTURES.resolve()
+def upstream_fixtures(k8s_fixtures: Path) -> Path:
+    """The suite-wide upstream fixtures (tests/conftest.py), under the name these tests use."""
+    return k8s_fixtures
 
 
 class Kubectl:
