@@ -90,7 +90,10 @@ def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], 
         "SELECT set_config('search_path', {schema}, false), set_config('TimeZone', 'UTC', false),"
         " set_config('statement_timeout', {timeout}, false),"
         # JIT compiles for the big ingest statements and costs more than it saves on them.
-        " set_config('jit', 'off', false)"
+        " set_config('jit', 'off', false),"
+        # Query results stream through cursors but are read to the end: plan for all rows,
+        # not for the first tenth (which picks scans that are quick to start, slow to finish).
+        " set_config('cursor_tuple_fraction', '1', false)"
     ).format(
         schema=sql.Literal(options.schema_name),
         timeout=sql.Literal(str(int(options.statement_timeout * 1000))),

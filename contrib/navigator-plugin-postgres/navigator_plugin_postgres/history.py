@@ -2,7 +2,8 @@
 
 ``history`` holds one row per applied change; ``HistoryQuery`` becomes one
 statement, newest first (applied time, then apply order: ``id``). A namespace
-(and a key) reads ``history_key_idx``, a time range alone ``history_applied_idx``.
+and a time range read ``history_namespace_idx``, a time range alone
+``history_applied_idx``, one object ``history_key_idx``.
 """
 
 from __future__ import annotations

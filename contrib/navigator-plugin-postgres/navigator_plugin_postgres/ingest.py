@@ -33,9 +33,9 @@ from navigator_plugin_postgres.connection import STAGING_TABLE
 _CLUSTER_LOCK_CLASS = 0x4E41
 
 # Upserts in two set-based statements, each touching its own rows: replace what exists, then
-# insert the rest. (Measured: INSERT ... ON CONFLICT DO UPDATE costs twice the server time of a
-# plain INSERT for new rows, its speculative insertion logging each row twice; a first snapshot
-# is all new rows.) The cluster lock keeps other writers of these keys out in between.
+# insert the rest. (Measured on 150,000 new pods: INSERT ... ON CONFLICT DO UPDATE took about
+# 1.7 times the server time of a plain INSERT, speculative insertion checking and logging each
+# row twice.) The cluster lock keeps other writers of these keys out in between.
 UPDATE_EXISTING = f"""
 UPDATE resources r
 SET uid = s.uid, resource_version = s.resource_version, labels = s.labels::jsonb, data = s.data::json,

@@ -104,13 +104,15 @@ MIGRATIONS: tuple[Migration, ...] = (
                 labels jsonb NOT NULL DEFAULT '{{}}',
                 data json
             )""",
-            # Objects as they were at a time (a namespace's pods at T: per key the latest row at or
-            # before T, read in result order), changes in a namespace over a time range, one
-            # object's history, pruning per key. Namespace first: "-n NS" is the usual filter.
+            # Per object, in the order queries return objects: the objects as they were at a time
+            # (per key the latest row at or before it, read in result order, so a fleet-wide past or
+            # a diff needs no sort), one object's history, pruning per key.
             """CREATE INDEX history_key_idx ON {s}.history
-                (namespace, kind, cluster, name, applied_at DESC, id DESC)""",
-            # Changes over a time range (any other filter), newest first by a backward scan; the
-            # oldest rows for max_rows. Ascending: new rows append at the right edge, pages stay full.
+                (cluster, kind, namespace, name, applied_at DESC, id DESC)""",
+            # Changes in one namespace over a time range, newest first; a namespace's past without
+            # a cluster. Ascending: new rows append at the right of each namespace, pages stay full.
+            "CREATE INDEX history_namespace_idx ON {s}.history (namespace, applied_at, id)",
+            # Changes over a time range (any other filter), newest first; the oldest rows for max_rows.
             "CREATE INDEX history_applied_idx ON {s}.history (applied_at, id)",
             # Copies of the cluster record (applied_at: its last_sync) for get_cluster/list_clusters(at=...).
             """CREATE TABLE {s}.cluster_history (
