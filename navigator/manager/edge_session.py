@@ -31,6 +31,7 @@ from navigator.manager.auth import authenticate
 from navigator.manager.chunking import ChunkAssembler
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.sinks import SinkFanout
+from navigator.manager.status import RECORD_EVERY
 from navigator.manager.validation import (
     InvalidState,
     check_header,
@@ -296,7 +297,7 @@ class EdgeSession:
         started = time.perf_counter()
         try:
             now = self.ctx.clock()
-            record_cluster = self._cluster_recorded_at is None or now - self._cluster_recorded_at >= 60.0
+            record_cluster = self._cluster_recorded_at is None or now - self._cluster_recorded_at >= RECORD_EVERY
             record, changes = await apply_state(
                 self.ctx.worker,
                 self.ctx.reconciler,
