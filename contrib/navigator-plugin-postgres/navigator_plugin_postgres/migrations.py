@@ -109,9 +109,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             # a diff needs no sort), one object's history, pruning per key.
             """CREATE INDEX history_key_idx ON {s}.history
                 (cluster, kind, namespace, name, applied_at DESC, id DESC)""",
-            # Changes in one namespace over a time range, newest first; a namespace's past without
-            # a cluster. Ascending: new rows append at the right of each namespace, pages stay full.
-            "CREATE INDEX history_namespace_idx ON {s}.history (namespace, applied_at, id)",
+            # Changes in one namespace (of one cluster: in time order, no sort) over a time range;
+            # a namespace's past without a cluster. Ascending: new rows append at the right of each
+            # (namespace, cluster), pages stay full.
+            "CREATE INDEX history_namespace_idx ON {s}.history (namespace, cluster, applied_at, id)",
             # Changes over a time range (any other filter), newest first; the oldest rows for max_rows.
             "CREATE INDEX history_applied_idx ON {s}.history (applied_at, id)",
             # Copies of the cluster record (applied_at: its last_sync) for get_cluster/list_clusters(at=...).

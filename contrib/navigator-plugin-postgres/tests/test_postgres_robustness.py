@@ -64,28 +64,28 @@ def test_the_next_apply_succeeds_after_every_connection_was_killed(
     assert len(list(backend.versions("east"))) == 6
 
 
-def _kill_while_waiting_for_the_cluster_lock(
-    backend: PostgresBackend, admin: psycopg.Connection[Any], apply: Any
-) -> Any:
-    """Run ``apply`` in a thread, kill its connection mid-transaction (data staged, waiting
-    for the cluster lock we hold), then let it continue."""
+def _kill_after_the_writes(backend: PostgresBackend, admin: psycopg.Connection[Any], apply: Any) -> Any:
+    """Run ``apply`` in a thread and kill its connection mid-transaction: objects and history
+    written, waiting to save the cluster record, whose row we hold locked; then let it continue."""
     outcome: dict[str, Any] = {}
-    admin.execute("SELECT pg_advisory_lock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
+    schema = backend.options.schema_name
+    with psycopg.connect(backend.options.dsn) as holder:
+        holder.execute(f'SELECT 1 FROM "{schema}".clusters WHERE cluster = %s FOR UPDATE', ["east"])
 
-    def run() -> None:
-        try:
-            outcome["result"] = apply()
-        except Exception as exc:
-            outcome["error"] = exc
+        def run() -> None:
+            try:
+                outcome["result"] = apply()
+            except Exception as exc:
+                outcome["error"] = exc
 
-    worker = threading.Thread(target=run)
-    worker.start()
-    waiting = "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
-    deadline = time.monotonic() + 120
-    while terminate(admin, waiting) == 0:
-        assert time.monotonic() < deadline, "the snapshot never reached the cluster lock"
-        time.sleep(0.02)
-    admin.execute("SELECT pg_advisory_unlock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
+        worker = threading.Thread(target=run)
+        worker.start()
+        waiting = "pid IN (SELECT pid FROM pg_locks WHERE NOT granted) AND query LIKE '%%clusters%%'"
+        deadline = time.monotonic() + 120
+        while terminate(admin, waiting) == 0:
+            assert time.monotonic() < deadline, "the apply never reached the cluster record"
+            time.sleep(0.02)
+        holder.rollback()
     worker.join(120)
     return outcome
 
@@ -96,7 +96,7 @@ def test_a_snapshot_cut_off_mid_transaction_is_retried_whole(
     feed = Feed(backend)
     feed(state(*pods("old", 20)))
     new = pods("new", 30)
-    outcome = _kill_while_waiting_for_the_cluster_lock(backend, admin, lambda: feed(state(*new)))
+    outcome = _kill_after_the_writes(backend, admin, lambda: feed(state(*new)))
     assert "error" not in outcome, outcome
     assert len(outcome["result"]) == 50  # 30 added, 20 deleted
     assert names(backend) == sorted(r.name for r in new)
@@ -113,7 +113,7 @@ def test_a_snapshot_that_cannot_be_retried_changes_nothing(
     try:
         feed = Feed(backend)
         feed(state(*pods("old", 20)))
-        outcome = _kill_while_waiting_for_the_cluster_lock(backend, admin, lambda: feed(state(*pods("new", 30))))
+        outcome = _kill_after_the_writes(backend, admin, lambda: feed(state(*pods("new", 30))))
         assert isinstance(outcome.get("error"), StorageError)
         assert "applying a state to east failed after 1 attempts" in str(outcome["error"])
         assert names(backend) == sorted(r.name for r in pods("old", 20))
