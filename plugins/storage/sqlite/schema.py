@@ -80,11 +80,13 @@ MIGRATIONS: tuple[str, ...] = (
         labels TEXT NOT NULL DEFAULT '{}',
         data BLOB
     );
-    -- per object, namespace first: objects as they were at a time (a namespace's, a kind's
-    -- within it, one object's: the index covers picking each key's latest change), a key's
-    -- latest change (deleted labels, pruning), and a namespace's changes without a time range
-    CREATE INDEX history_key ON history (namespace, kind, name, cluster, applied_at);
-    -- changes in one namespace over a time range, newest first (seq is the implied last column)
+    -- Which index a query uses is chosen in backend.py (INDEXED BY): without statistics
+    -- SQLite takes every equality for a selective one, and one cluster may be the whole table.
+    -- per object: a cluster's objects as they were at a time (the index covers picking each
+    -- key's latest change), one object's changes, a key's latest change (deleted labels, pruning)
+    CREATE INDEX history_key ON history (cluster, kind, namespace, name, applied_at);
+    -- a namespace's changes over a time range, newest first (seq is the implied last column),
+    -- and a namespace's objects at a time across clusters
     CREATE INDEX history_namespace ON history (namespace, applied_at);
     -- changes over a time range, newest first, and the oldest rows for pruning
     CREATE INDEX history_applied ON history (applied_at);

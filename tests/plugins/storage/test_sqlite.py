@@ -18,6 +18,7 @@ import orjson
 import pytest
 from navigator_plugins.serializers.json import JsonSerializer
 from navigator_plugins.storage.sqlite import create, schema
+from navigator_plugins.storage.sqlite.backend import _history_sql, _query_sql
 from navigator_plugins.storage.sqlite.schema import SCHEMA_VERSION
 
 from navigator.interfaces import ClusterRecord, ResourceQuery, StorageBackend, StorageError
@@ -263,6 +264,32 @@ def test_the_wal_is_checkpointed_off_the_storage_thread(backend: StorageBackend,
     assert path.stat().st_size > empty
     backend.close()
     assert not [t for t in threading.enumerate() if t.name == f"sqlite checkpoint {path}"]
+
+
+@pytest.mark.parametrize(
+    ("query", "plan"),
+    [
+        # the targets: a namespace's recent changes, and a namespace's pods at a time
+        (HistoryQuery(cluster="east", namespace="ns-7", since=T0), "INDEX history_namespace (namespace=? AND applied_at>?)"),
+        (ResourceQuery(cluster="east", kind="pods", namespace="ns-7", at=T0),
+         "COVERING INDEX history_key (cluster=? AND kind=? AND namespace=?)"),
+        (HistoryQuery(cluster="east", kind="pods", namespace="a", name="b"),
+         "INDEX history_key (cluster=? AND kind=? AND namespace=? AND name=?)"),
+        (HistoryQuery(cluster="east", since=T0), "INDEX history_applied (applied_at>?)"),
+        (ResourceQuery(namespace="ns-7", at=T0), "INDEX history_namespace (namespace=? AND applied_at<?)"),
+    ],
+)  # fmt: skip
+def test_history_queries_use_the_index_for_their_shape(
+    backend: StorageBackend, tmp_path: Path, query: HistoryQuery | ResourceQuery, plan: str
+) -> None:
+    # Without statistics SQLite would take cluster= for selective (one cluster can be the whole table).
+    sql, params = _history_sql(query) if isinstance(query, HistoryQuery) else _query_sql(query)
+    conn = sqlite3.connect(tmp_path / "navigator.db")
+    steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    conn.close()
+    assert any(step.endswith(plan) for step in steps), steps
+    if isinstance(query, HistoryQuery):  # newest first straight from the index: a limit stops early
+        assert not any("TEMP B-TREE" in step for step in steps), steps
 
 
 def test_pruning_keeps_the_cluster_record_needed_after_the_cutoff(backend: StorageBackend) -> None:
