@@ -2,8 +2,8 @@
 
 ``history`` holds one row per applied change; ``HistoryQuery`` becomes one
 statement, newest first (applied time, then apply order: ``id``). A namespace
-and a time range read ``history_namespace_idx``, a time range alone
-``history_applied_idx``, one object ``history_key_idx``.
+and a time range read ``history_namespace_idx``, a time range alone the primary
+key ``(applied_at, id)``, one object ``history_key_idx``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ DELETE FROM history h WHERE h.applied_at < %(before)s AND (h.type = 'DELETED' OR
 ))
 """
 
-#: The oldest rows beyond ``max_rows``.
+#: The oldest rows beyond ``max_rows``, in primary key order.
 PRUNE_OLDEST = """
-DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY applied_at, id LIMIT %(excess)s)
+DELETE FROM history WHERE (applied_at, id) IN (
+    SELECT applied_at, id FROM history ORDER BY applied_at, id LIMIT %(excess)s
+)
 """
 
 

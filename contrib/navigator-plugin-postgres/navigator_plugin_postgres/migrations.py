@@ -88,8 +88,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ALTER COLUMN data TYPE json USING data::json""",
             # One row per applied change, in apply order (id). ``labels``/``data`` are the object
             # after the change; a DELETED row keeps the last known labels (selectors) and no data.
+            # The primary key is (applied_at, id), the order history is read in: it serves time
+            # ranges and "newest first" without a namespace, the oldest rows for max_rows, and
+            # finding a row again (the past reads its key from history_key_idx), one index for all.
             """CREATE TABLE {s}.history (
-                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id bigint GENERATED ALWAYS AS IDENTITY,
                 cluster text COLLATE "C" NOT NULL,
                 kind text COLLATE "C" NOT NULL,
                 namespace text COLLATE "C" NOT NULL,
@@ -102,7 +105,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 observed_at timestamptz,
                 changed_fields text[] NOT NULL DEFAULT '{{}}',
                 labels jsonb NOT NULL DEFAULT '{{}}',
-                data json
+                data json,
+                PRIMARY KEY (applied_at, id)
             )""",
             # Per object, in the order queries return objects: the objects as they were at a time
             # (per key the latest row at or before it, read in result order, so a fleet-wide past or
@@ -113,8 +117,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             # a namespace's past without a cluster. Ascending: new rows append at the right of each
             # (namespace, cluster), pages stay full.
             "CREATE INDEX history_namespace_idx ON {s}.history (namespace, cluster, applied_at, id)",
-            # Changes over a time range (any other filter), newest first; the oldest rows for max_rows.
-            "CREATE INDEX history_applied_idx ON {s}.history (applied_at, id)",
             # Copies of the cluster record (applied_at: its last_sync) for get_cluster/list_clusters(at=...).
             """CREATE TABLE {s}.cluster_history (
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -19,17 +19,18 @@ from navigator_plugin_postgres.label_sql import selector_condition
 ORDER = ("cluster", "kind", "namespace", "name")
 COLUMNS = "cluster, kind, namespace, name, uid, resource_version, labels, data"
 
-# Per key the id of its latest row at or before the time (an index-only scan of history_key_idx,
-# in result order), then that row by primary key: only the winners' payloads are read, and the
+# Per key the primary key of its latest row at or before the time (an index-only scan of
+# history_key_idx, in result order), then that row: only the winners' payloads are read, and the
 # lookups keep the order (LIMIT 1 keeps the lateral a nested loop), so rows stream at once.
 AT = """
 SELECT w.cluster, w.kind, w.namespace, w.name, h.uid, h.new_resource_version, h.labels, h.data
 FROM (
-    SELECT DISTINCT ON (cluster, kind, namespace, name) cluster, kind, namespace, name, id
+    SELECT DISTINCT ON (cluster, kind, namespace, name) cluster, kind, namespace, name, applied_at, id
     FROM history WHERE {inner}
     ORDER BY cluster, kind, namespace, name, applied_at DESC, id DESC
 ) w CROSS JOIN LATERAL (
-    SELECT uid, new_resource_version, labels, data, type FROM history WHERE id = w.id LIMIT 1
+    SELECT uid, new_resource_version, labels, data, type FROM history
+    WHERE applied_at = w.applied_at AND id = w.id LIMIT 1
 ) h
 WHERE {outer}
 ORDER BY {order}

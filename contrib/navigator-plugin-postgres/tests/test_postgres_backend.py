@@ -177,7 +177,7 @@ def test_time_travel_and_recent_changes_read_the_history_indexes(backend: Postgr
     recent = HistoryQuery(cluster="east", namespace="ns-7", since=moment(86_400 - 3600))
     assert "history_namespace_idx" in _plan(backend, *history_sql.statement(recent))
     everywhere = HistoryQuery(since=moment(86_400 - 3600))
-    assert "history_applied_idx" in _plan(backend, *history_sql.statement(everywhere))
+    assert "history_pkey" in _plan(backend, *history_sql.statement(everywhere))
 
 
 def test_pruning_by_max_rows_trusts_a_far_lower_estimate_only_for_large_limits(
