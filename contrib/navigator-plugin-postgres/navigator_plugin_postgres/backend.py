@@ -86,7 +86,11 @@ class PostgresBackend:
             self._read_pool.close()
 
     def versions(self, cluster: str) -> Iterator[ObjectVersion]:
-        """Key columns and digests only, streamed: the payloads stay in the database."""
+        """Key columns and digests only, streamed: the payloads stay in the database.
+
+        Part of the write path (the reconciler reads them when an edge claims the cluster),
+        so it uses the writers' pool: slow query readers never hold it up.
+        """
         if self._closed:
             raise StorageError("postgres storage is closed")
 
@@ -96,7 +100,7 @@ class PostgresBackend:
                 while rows := cursor.fetchmany(VERSIONS_FETCH_SIZE):
                     yield from starmap(ObjectVersion, rows)
 
-        return retry.stream(self._read_pool, self.options, f"reading the versions of {cluster}", work)
+        return retry.stream(self._pool, self.options, f"reading the versions of {cluster}", work)
 
     def read(self, cluster: str, keys: Collection[ResourceKey]) -> list[Resource]:
         wanted = list({(k.kind, k.namespace, k.name): None for k in keys})
