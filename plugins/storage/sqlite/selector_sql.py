@@ -1,4 +1,7 @@
-"""Label selectors as SQL over the JSON ``labels`` column, so filtering happens in SQLite."""
+"""Label selectors as SQL over a JSON ``labels`` column, so filtering happens in SQLite.
+
+Resources and history rows both have one (a DELETED row keeps the last known labels).
+"""
 
 from __future__ import annotations
 
