@@ -12,7 +12,9 @@ and history. The rules, for every backend alike:
   with the top-level fields that differ (a payload that only looks different,
   e.g. after a serializer change, is stored with its new digest and reported as nothing);
 - a FULL state deletes the objects of the kinds it covers that it does not hold;
-  kinds it does not cover (failed without a fallback) are left alone.
+  kinds it does not cover (failed without a fallback) are left alone;
+- changes come in the state's order (a re-created object's DELETED just before
+  its ADDED), then the deletions in key order: the same order on every backend.
 
 Unchanged objects are never decoded: they cost a dict lookup and a digest of
 their payload bytes. Everything here runs on the manager's storage thread,
@@ -63,8 +65,9 @@ def changed_fields(old: Resource, new: Resource) -> tuple[str, ...]:
 class _Plan:
     """What one state changes, before anything is written."""
 
-    added: list[tuple[Key, sync_pb2.Resource, str]]
-    candidates: list[tuple[Key, sync_pb2.Resource, str]]
+    #: In the state's order: (key, wire copy, digest, whether the key or uid is new).
+    written: list[tuple[Key, sync_pb2.Resource, str, bool]]
+    #: In key order.
     deleted: list[tuple[Key, Known]]
 
 
@@ -111,7 +114,7 @@ class Reconciler:
         index = self._cluster_index(cluster)
         plan = self._plan(index, state)
         decode = _decoder(serializer)
-        old_objects = self._old_objects(cluster, plan.candidates)
+        old_objects = self._old_objects(cluster, [key for key, _, _, new in plan.written if not new])
 
         changes: list[Change] = []
         upserts: list[StoredObject] = []
@@ -127,26 +130,25 @@ class Reconciler:
                 )
             )  # fmt: skip
 
+        # Changes in the state's order (a re-creation's DELETED just before its ADDED), then deletions.
+        for key, wire, dig, is_new in plan.written:
+            new = _resource(wire, decode)
+            upserts.append(StoredObject(new, dig))
+            updates[key] = Known(new.uid, new.resource_version, dig)
+            was = index.get(key)
+            if is_new:
+                if was is not None:  # a new uid at a known key: re-created
+                    change(key, ChangeType.DELETED, was.uid, was.resource_version)
+                change(key, ChangeType.ADDED, new.uid, None, new)
+                continue
+            assert was is not None
+            before = old_objects.get(key)
+            fields = changed_fields(before, new) if before is not None else ("data",)
+            if fields or new.resource_version != was.resource_version:
+                change(key, ChangeType.MODIFIED, new.uid, was.resource_version, new, fields)
         for key, old in plan.deleted:
             change(key, ChangeType.DELETED, old.uid, old.resource_version)
             updates[key] = None
-        for key, wire, dig in plan.added:
-            new = _resource(wire, decode)
-            previous = index.get(key)
-            if previous is not None:  # a new uid at a known key: re-created
-                change(key, ChangeType.DELETED, previous.uid, previous.resource_version)
-            change(key, ChangeType.ADDED, new.uid, None, new)
-            upserts.append(StoredObject(new, dig))
-            updates[key] = Known(new.uid, new.resource_version, dig)
-        for key, wire, dig in plan.candidates:
-            new = _resource(wire, decode)
-            was = index[key]
-            before = old_objects.get(key)
-            fields = changed_fields(before, new) if before is not None else ("data",)
-            upserts.append(StoredObject(new, dig))
-            updates[key] = Known(new.uid, new.resource_version, dig)
-            if fields or new.resource_version != was.resource_version:
-                change(key, ChangeType.MODIFIED, new.uid, was.resource_version, new, fields)
 
         deletions = [ResourceKey(k[0], k[1], k[2], v.uid) for k, v in plan.deleted]
         self.backend.apply(
@@ -163,15 +165,14 @@ class Reconciler:
         incoming: dict[Key, sync_pb2.Resource] = {}
         for wire in state.resources:  # the last copy of a key wins
             incoming[(wire.kind, wire.namespace, wire.name)] = wire
-        added: list[tuple[Key, sync_pb2.Resource, str]] = []
-        candidates: list[tuple[Key, sync_pb2.Resource, str]] = []
+        written: list[tuple[Key, sync_pb2.Resource, str, bool]] = []
         for key, wire in incoming.items():
             dig = digest(wire)
             known = index.get(key)
             if known is None or known.uid != wire.uid:
-                added.append((key, wire, dig))
+                written.append((key, wire, dig, True))
             elif known.resource_version != wire.resource_version or known.digest != dig:
-                candidates.append((key, wire, dig))
+                written.append((key, wire, dig, False))
         deleted: list[tuple[Key, Known]] = []
         if state.full:
             covered = partial.covered_kinds(state)
@@ -183,10 +184,11 @@ class Reconciler:
                 if key in incoming or known is None or (gone.uid and gone.uid != known.uid):
                     continue  # already gone, re-created since, or upserted in the same delta
                 deleted.append((key, known))
-        return _Plan(added, candidates, deleted)
+            deleted.sort()
+        return _Plan(written, deleted)
 
-    def _old_objects(self, cluster: str, candidates: Iterable[tuple[Key, Any, str]]) -> dict[Key, Resource]:
-        keys = [ResourceKey(*key) for key, _, _ in candidates]
+    def _old_objects(self, cluster: str, modified: Iterable[Key]) -> dict[Key, Resource]:
+        keys = [ResourceKey(*key) for key in modified]
         if not keys:
             return {}
         return {(r.kind, r.namespace, r.name): r for r in self.backend.read(cluster, keys)}

@@ -413,34 +413,34 @@ SCENARIO_CHANGES: list[list[tuple[str, str, str, str]]] = [
     ],
     [],
     [
-        ("ADDED", "pods", "d", "uid-pods-default-d"),
         ("MODIFIED", "pods", "a", "uid-pods-default-a"),
         ("MODIFIED", "pods", "b", "uid-pods-default-b"),
+        ("ADDED", "pods", "d", "uid-pods-default-d"),
     ],
     [
-        ("DELETED", "pods", "d", "uid-pods-default-d"),
         ("ADDED", "pods", "e", "uid-pods-default-e"),
         ("DELETED", "pods", "b", "uid-pods-default-b"),
         ("ADDED", "pods", "b", "b-new"),
+        ("DELETED", "pods", "d", "uid-pods-default-d"),
     ],
     [
-        ("DELETED", "endpointslices", "web-x", "uid-endpointslices-default-web-x"),
         ("ADDED", "services", "api", "uid-services-default-api"),
+        ("DELETED", "endpointslices", "web-x", "uid-endpointslices-default-web-x"),
     ],
     [
-        ("DELETED", "pods", "e", "uid-pods-default-e"),
         ("MODIFIED", "pods", "a", "uid-pods-default-a"),
+        ("DELETED", "pods", "e", "uid-pods-default-e"),
     ],
     [
-        ("DELETED", "services", "api", "uid-services-default-api"),
         ("ADDED", "pods", "f", "uid-pods-default-f"),
+        ("DELETED", "services", "api", "uid-services-default-api"),
     ],
     [
         ("DELETED", "pods", "a", "uid-pods-default-a"),
         ("DELETED", "pods", "b", "b-new"),
+        ("DELETED", "pods", "f", "uid-pods-default-f"),
         ("DELETED", "pods", "c", "uid-pods-kube-system-c"),
         ("DELETED", "services", "web", "uid-services-default-web"),
-        ("DELETED", "pods", "f", "uid-pods-default-f"),
     ],
 ]
 
@@ -1232,9 +1232,9 @@ class StorageConformance:
         changes = feed(state(make("svc2", kind="services"), kinds=["services"], cached_kinds=["endpointslices"],
                              errors={"pods": "forbidden", "cms": "forbidden"}))  # fmt: skip
         assert summary(changes) == [
-            ("DELETED", "services", "svc", "uid-services-default-svc"),
-            ("DELETED", "endpointslices", "es", "uid-endpointslices-default-es"),
             ("ADDED", "services", "svc2", "uid-services-default-svc2"),
+            ("DELETED", "endpointslices", "es", "uid-endpointslices-default-es"),
+            ("DELETED", "services", "svc", "uid-services-default-svc"),
         ]
         assert backend.counts("east") == {"pods": 1, "services": 1, "cms": 1}
         stored = backend.get_cluster("east")
@@ -1249,8 +1249,8 @@ class StorageConformance:
             ResourceKey("pods", "default", "c", "uid-pods-default-c"),  # upserted in the same delta: stays
             ResourceKey("pods", "default", "missing", "x"),
         ]))  # fmt: skip
-        assert summary(changes) == [("DELETED", "pods", "b", "uid-pods-default-b"),
-                                    ("MODIFIED", "pods", "c", "uid-pods-default-c")]  # fmt: skip
+        assert summary(changes) == [("MODIFIED", "pods", "c", "uid-pods-default-c"),
+                                    ("DELETED", "pods", "b", "uid-pods-default-b")]  # fmt: skip
         assert names(backend) == ["a", "c"]
 
     def test_reconciler_after_reopen_sees_no_change_in_an_unchanged_state(

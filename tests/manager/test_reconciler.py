@@ -81,7 +81,7 @@ WEST_CHANGES = [
     ],
     [("MODIFIED", "pods", "w1", "uid-pods-default-w1")],
     [("DELETED", "pods", "w2", "uid-pods-default-w2"), ("ADDED", "pods", "w2", "w2-new")],
-    [("ADDED", "pods", "w3", "uid-pods-default-w3"), ("MODIFIED", "pods", "w1", "uid-pods-default-w1")],
+    [("MODIFIED", "pods", "w1", "uid-pods-default-w1"), ("ADDED", "pods", "w3", "uid-pods-default-w3")],
     [],
     [("MODIFIED", "pods", "w1", "uid-pods-default-w1")],
 ]

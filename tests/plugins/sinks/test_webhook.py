@@ -84,6 +84,7 @@ async def test_batches_by_size_and_flush_interval(receiver: Receiver) -> None:
     assert first == {
         "cluster": "east", "kind": "pods", "namespace": "default", "name": "p0", "uid": "uid-0",
         "type": "ADDED", "old_resource_version": None, "new_resource_version": "1",
+        "applied_at": None, "observed_at": None, "changed_fields": [],
     }  # fmt: skip
     await sink.close()
     assert isinstance(sink, WebhookSink) and (sink.sent, sink.dropped, sink.failed) == (7, 0, 0)
