@@ -22,6 +22,7 @@ request_iterator  # gRPC servicer method parameter (SyncServicer.Connect)
 model_config  # pydantic model configuration (config, plugin_options, postgres options)
 _.width  # rich Console.width property setter: piped tables keep whole values (cli/output.py)
 _.__test__  # read by pytest: TestManager is not a test class (testing/manager.py)
+__getattr__  # module __getattr__ (PEP 562): navigator.kubesim loads its public names on first use
 
 # kubesim/server.py: socketserver/http.server read these class attributes and call these overrides
 _.daemon_threads
