@@ -9,12 +9,47 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
+
+import orjson
 
 
-@dataclass(slots=True)
+class _Data:
+    """``Resource.data``, decoded from the stored JSON bytes only when someone reads it.
+
+    The manager carries each object's data as JSON bytes from the wire to the row
+    and back out to queries; most objects are never looked at as a dict.
+    """
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> None: ...
+    @overload
+    def __get__(self, obj: Resource, objtype: type | None = None) -> dict[str, Any]: ...
+
+    def __get__(self, obj: Resource | None, objtype: type | None = None) -> dict[str, Any] | None:
+        if obj is None:
+            return None  # the dataclass default: no data
+        state = obj.__dict__
+        data: dict[str, Any] | None = state.get("_data")
+        if data is None:
+            encoded = state.get("_json")
+            data = orjson.loads(encoded) if encoded else {}
+            state["_data"] = data
+        return data
+
+    def __set__(self, obj: Resource, value: dict[str, Any] | None) -> None:
+        obj.__dict__["_data"] = value
+        obj.__dict__["_json"] = None
+
+
+@dataclass
 class Resource:
-    """One Kubernetes object as Navigator keeps it."""
+    """One Kubernetes object as Navigator keeps it.
+
+    ``data`` and ``json`` are two views of the same fields: whichever was given is
+    the source, the other is made on first use and kept. Treat ``data`` as
+    immutable once ``json`` has been read (assign a new dict instead).
+    """
 
     #: The collector name that produced it, e.g. ``"pods"``.
     kind: str
@@ -24,7 +59,28 @@ class Resource:
     resource_version: str
     labels: dict[str, str] = field(default_factory=dict)
     #: Kind-specific fields; JSON-compatible values only.
-    data: dict[str, Any] = field(default_factory=dict)
+    data: _Data = _Data()
+
+    @classmethod
+    def from_json(
+        cls, kind: str, namespace: str, name: str, uid: str, resource_version: str, labels: dict[str, str],
+        payload: bytes,
+    ) -> Resource:  # fmt: skip
+        """A resource whose data is the JSON object ``payload`` (trusted: validate it first)."""
+        resource = cls.__new__(cls)
+        resource.__dict__.update(
+            kind=kind, namespace=namespace, name=name, uid=uid, resource_version=resource_version, labels=labels,
+            _data=None, _json=payload,
+        )  # fmt: skip
+        return resource
+
+    @property
+    def json(self) -> bytes:
+        """``data`` as compact JSON bytes: what storage keeps and queries send. Raises TypeError if not JSON."""
+        encoded: bytes | None = self.__dict__.get("_json")
+        if encoded is None:
+            encoded = self.__dict__["_json"] = orjson.dumps(self.data)
+        return encoded
 
     @property
     def key(self) -> ResourceKey:

@@ -32,7 +32,9 @@ class ClusterSection(Section):
 
 
 class KubernetesSection(Section):
-    kubeconfig: Path | None = Field(None, description="omitted: in-cluster config, then the default kubeconfig")
+    kubeconfig: Path | None = Field(
+        None, description="omitted: in-cluster config, then the default kubeconfig"
+    )
     context: str | None = None
     page_size: int = Field(500, ge=1, le=10000, description="objects per list page (limit/continue)")
     request_timeout: Duration = Field(60.0, gt=0, description="per API request")
@@ -135,7 +137,9 @@ class SyncSection(Section):
     def _bounds(self) -> SyncSection:
         a = self.adaptive
         if a.min_interval > a.max_interval:
-            raise ValueError(f"adaptive.min_interval ({a.min_interval}s) exceeds max_interval ({a.max_interval}s)")
+            raise ValueError(
+                f"adaptive.min_interval ({a.min_interval}s) exceeds max_interval ({a.max_interval}s)"
+            )
         if not a.min_interval <= self.interval <= a.max_interval:
             raise ValueError(
                 f"interval ({self.interval}s) must lie between adaptive.min_interval ({a.min_interval}s) "
@@ -145,8 +149,10 @@ class SyncSection(Section):
 
 
 class EdgePlugins(Section):
-    collectors: list[str] = Field(default_factory=lambda: ["services", "endpointslices", "pods"], min_length=1)
-    serializers: list[str] = Field(default_factory=lambda: ["protobuf", "json"], min_length=1)
+    collectors: list[str] = Field(
+        default_factory=lambda: ["services", "endpointslices", "pods"], min_length=1
+    )
+    serializers: list[str] = Field(default_factory=lambda: ["json", "protobuf"], min_length=1)
     transport: str | None = Field(None, description="older spelling of transport.plugin")
 
 

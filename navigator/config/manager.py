@@ -65,7 +65,11 @@ class StatusSection(Section):
 
 def _retention(value: Any) -> float:
     # YAML reads a bare `off` as false.
-    if value is False or value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
+    if (
+        value is False
+        or value is None
+        or (isinstance(value, str) and value.strip().lower() in ("off", "none"))
+    ):
         return 0.0
     return parse_duration(value)
 
@@ -82,7 +86,9 @@ class HistorySection(Section):
     """Every applied change is kept for ``retention`` (``off``: none), pruned in the background."""
 
     retention: Retention = Field(7 * 86400.0, description="how long changes are kept; off keeps none")
-    max_rows: int | None = Field(10_000_000, ge=1, description="the oldest changes beyond this many are pruned")
+    max_rows: int | None = Field(
+        10_000_000, ge=1, description="the oldest changes beyond this many are pruned"
+    )
     prune_interval: Duration = Field(300.0, gt=0, description="how often old changes are pruned")
 
     @property
@@ -96,7 +102,7 @@ class SinkSection(Section):
 
 
 class ManagerPlugins(Section):
-    serializers: list[str] = Field(default_factory=lambda: ["protobuf", "json"], min_length=1)
+    serializers: list[str] = Field(default_factory=lambda: ["json", "protobuf"], min_length=1)
     transport: str | None = Field(None, description="older spelling of transport.plugin")
 
 
@@ -106,7 +112,9 @@ class ManagerConfig(Section):
     tls: ServerTLSConfig = Field(default_factory=ServerTLSConfig)
     transport: TransportSection = Field(default_factory=TransportSection)
     storage: StorageSection = Field(default_factory=StorageSection)
-    grace_period: Duration = Field(30.0, ge=0, description="after a disconnect, only the same edge may reclaim")
+    grace_period: Duration = Field(
+        30.0, ge=0, description="after a disconnect, only the same edge may reclaim"
+    )
     auth: AuthSection | None = None
     limits: LimitsSection = Field(default_factory=LimitsSection)
     status: StatusSection = Field(default_factory=StatusSection)

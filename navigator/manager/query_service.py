@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from navigator.interfaces import ClusterRecord, Holding, QueryRefused, ResourceQuery, StorageError
@@ -134,7 +133,7 @@ def resource_record(item: StoredResource, as_json: bool = False) -> query_pb2.Re
         labels=r.labels,
     )
     if as_json:
-        record.data_json = orjson.dumps(r.data)
+        record.data_json = r.json
     else:
         record.data.update(r.data)
     return record
@@ -156,7 +155,7 @@ def change_record(change: Change) -> query_pb2.ChangeRecord:
     )
     if change.resource is not None:
         record.labels.update(change.resource.labels)
-        record.data_json = orjson.dumps(change.resource.data)
+        record.data_json = change.resource.json
     return record
 
 
@@ -174,7 +173,7 @@ def _diff_record(kind: str, item: StoredResource, before: StoredResource | None 
         old_resource_version=before.resource.resource_version if before is not None else "",
         changed_fields=fields,
         labels=r.labels,
-        data_json=orjson.dumps(r.data),
+        data_json=r.json,
     )
 
 

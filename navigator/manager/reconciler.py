@@ -17,7 +17,9 @@ and history. The rules, for every backend alike:
   its ADDED), then the deletions in key order: the same order on every backend.
 
 Unchanged objects are never decoded: they cost a dict lookup and a digest of
-their payload bytes. Everything here runs on the manager's storage thread,
+their payload bytes. Written ones are not decoded either (JSON payloads are
+validated and stored as they came); only a MODIFIED object is, to name the
+fields that changed. Everything here runs on the manager's storage thread,
 which is also the only writer, so the index needs no lock.
 """
 
@@ -27,9 +29,10 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from navigator.interfaces import ClusterRecord, Serializer, StorageBackend
+from navigator.interfaces.serializer import payload_json
 from navigator.manager import partial
 from navigator.manager.validation import InvalidState, StateSet
 from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredObject
@@ -194,19 +197,21 @@ class Reconciler:
         return {(r.kind, r.namespace, r.name): r for r in self.backend.read(cluster, keys)}
 
 
-def _decoder(serializer: Serializer) -> Callable[[sync_pb2.Resource], dict[str, Any]]:
-    def decode(wire: sync_pb2.Resource) -> dict[str, Any]:
+def _decoder(serializer: Serializer) -> Callable[[sync_pb2.Resource], bytes]:
+    def decode(wire: sync_pb2.Resource) -> bytes:
         try:
-            return serializer.decode(wire.payload)
+            return payload_json(serializer, wire.payload)
         except ValueError as exc:
             where = f"{wire.kind}/{wire.namespace + '/' if wire.namespace else ''}{wire.name}"
-            raise InvalidState(f"resource {where}: payload cannot be decoded ({serializer.name}): {exc}") from None
+            raise InvalidState(
+                f"resource {where}: payload cannot be decoded ({serializer.name}): {exc}"
+            ) from None
 
     return decode
 
 
-def _resource(wire: sync_pb2.Resource, decode: Callable[[sync_pb2.Resource], dict[str, Any]]) -> Resource:
-    return Resource(
+def _resource(wire: sync_pb2.Resource, decode: Callable[[sync_pb2.Resource], bytes]) -> Resource:
+    """The stored form: the payload's JSON bytes go to the row as they are, decoded only if someone looks."""
+    return Resource.from_json(
         wire.kind, wire.namespace, wire.name, wire.uid, wire.resource_version, dict(wire.labels), decode(wire)
     )
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
 import orjson
 
 from navigator.plugin import Serializer, hookimpl
@@ -24,6 +25,21 @@ class JsonSerializer:
         if not isinstance(value, dict):
             raise ValueError(f"payload must be a JSON object, got {type(value).__name__}")
         return value
+
+    def to_json(self, payload: bytes) -> bytes:
+        """The payload itself once it is known to be a JSON object: the manager stores these bytes."""
+        try:
+            _VALIDATE.decode(payload)
+            payload.decode()
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"payload is not valid JSON: {exc}") from None
+        if payload.lstrip()[:1] != b"{":
+            raise ValueError("payload must be a JSON object")
+        return payload
+
+
+#: Checks the syntax without building objects (a ``Raw`` value is only scanned).
+_VALIDATE = msgspec.json.Decoder(msgspec.Raw)
 
 
 @hookimpl

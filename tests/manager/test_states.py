@@ -178,6 +178,8 @@ def _no_timestamp() -> sync_pb2.ClusterState:
         (lambda: _with_resource(resource("services", "svc")), "in neither kinds nor cached_kinds"),
         (lambda: _with_resource(pod("x", payload=b"{not json")), "payload cannot be decoded"),
         (lambda: _with_resource(pod("x", payload=b"[1, 2]")), "payload cannot be decoded"),
+        (lambda: _with_resource(pod("x", payload=b'{"a": "\xff"}')), "payload cannot be decoded"),
+        (lambda: _with_resource(pod("x", payload=b'{"a": 1} {}')), "payload cannot be decoded"),
         (lambda: _with_resource(pod("x", payload=b"x" * 5_000_000)), "limits.max_payload_bytes"),
         (_counts_off, "counts say 7 pods but the state holds 1"),
         (_duplicate, "appears more than once"),

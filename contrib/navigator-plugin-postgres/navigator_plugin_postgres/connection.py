@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
@@ -33,7 +35,9 @@ def describe_target(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
         return "(unparseable DSN)"
-    shown = [f"{key}={params[key]}" for key in ("host", "hostaddr", "port", "dbname", "user") if params.get(key)]
+    shown = [
+        f"{key}={params[key]}" for key in ("host", "hostaddr", "port", "dbname", "user") if params.get(key)
+    ]
     return " ".join(shown) or "(libpq defaults)"
 
 
@@ -56,7 +60,8 @@ def explain_connect_failure(options: PostgresOptions, exc: BaseException) -> Sto
     reason = describe_error(exc)
     bad_option = "for connection option" in reason or "invalid connection option" in reason
     if bad_option or (
-        isinstance(exc, psycopg.ProgrammingError) and not isinstance(exc, psycopg.errors.InsufficientPrivilege)
+        isinstance(exc, psycopg.ProgrammingError)
+        and not isinstance(exc, psycopg.errors.InsufficientPrivilege)
     ):
         return StorageError(f"invalid PostgreSQL DSN in storage.options.dsn: {reason}")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
@@ -85,6 +90,13 @@ def _libpq_timeout(seconds: float) -> int:
     return max(2, math.ceil(seconds))
 
 
+class JsonBytesLoader(Loader):
+    """A ``json`` value as its text's bytes, unparsed (``jsonb`` labels still load as dicts)."""
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
 def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], None]:
     settings = sql.SQL(
         "SELECT set_config('search_path', {schema}, false), set_config('TimeZone', 'UTC', false),"
@@ -99,13 +111,15 @@ def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], 
         timeout=sql.Literal(str(int(options.statement_timeout * 1000))),
     )
     staging = sql.SQL(
-        "CREATE TEMP TABLE IF NOT EXISTS {table} (kind text COLLATE \"C\", namespace text COLLATE \"C\","
-        " name text COLLATE \"C\", uid text, resource_version text, labels text, data text, digest text)"
+        'CREATE TEMP TABLE IF NOT EXISTS {table} (kind text COLLATE "C", namespace text COLLATE "C",'
+        ' name text COLLATE "C", uid text, resource_version text, labels text, data text, digest text)'
         " ON COMMIT DELETE ROWS"
     ).format(table=sql.Identifier(STAGING_TABLE))
 
     def configure(conn: psycopg.Connection[Any]) -> None:
         set_json_loads(orjson.loads, conn)
+        # ``data`` (type json) comes back as the bytes that were stored: queries pass them on.
+        conn.adapters.register_loader("json", JsonBytesLoader)
         set_json_dumps(orjson.dumps, conn)
         conn.execute(settings)
         conn.execute(staging)

@@ -81,9 +81,7 @@ def to_change(row: tuple[Any, ...]) -> Change:
     change_type = ChangeType(type_)
     resource = None
     if change_type is not ChangeType.DELETED:
-        resource = Resource(
-            kind, namespace, name, uid, new_rv or "", labels, data if data is not None else {}
-        )
+        resource = Resource.from_json(kind, namespace, name, uid, new_rv or "", labels, data or b"{}")
     return Change(
         cluster, kind, namespace, name, uid, change_type, old_rv, new_rv,
         applied_at=applied_at, observed_at=observed_at, resource=resource, changed_fields=tuple(fields),

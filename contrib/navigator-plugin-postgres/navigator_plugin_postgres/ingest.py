@@ -97,7 +97,7 @@ def lock_cluster(conn: psycopg.Connection[Any], cluster: str) -> None:
 
 def _encode(r: Resource) -> tuple[str, str]:
     try:
-        return orjson.dumps(r.labels).decode(), orjson.dumps(r.data).decode()
+        return orjson.dumps(r.labels).decode(), r.json.decode()
     except TypeError as exc:
         raise StorageError(
             f"{r.kind} {r.namespace}/{r.name}: labels and data must be JSON-compatible ({exc})"

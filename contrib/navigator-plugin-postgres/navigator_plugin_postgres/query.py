@@ -80,5 +80,5 @@ def statement(query: ResourceQuery) -> tuple[sql.Composed, list[Any]]:
 def to_stored(row: tuple[Any, ...]) -> StoredResource:
     cluster, kind, namespace, name, uid, resource_version, labels, data = row
     return StoredResource(
-        cluster, Resource(kind, namespace, name, uid, resource_version or "", labels, data or {})
+        cluster, Resource.from_json(kind, namespace, name, uid, resource_version or "", labels, data or b"{}")
     )

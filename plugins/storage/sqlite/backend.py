@@ -153,7 +153,7 @@ def _from_micros(value: int | None) -> datetime | None:
 def _encode(resource: Resource) -> tuple[str, bytes]:
     """Labels as JSON text (the selector SQL reads it), data as orjson bytes."""
     try:
-        return orjson.dumps(resource.labels).decode(), orjson.dumps(resource.data)
+        return orjson.dumps(resource.labels).decode(), resource.json
     except TypeError as exc:
         raise StorageError(
             f"cannot store {resource.kind}/{resource.namespace}/{resource.name}: labels or data are not JSON: {exc}"
@@ -163,7 +163,7 @@ def _encode(resource: Resource) -> tuple[str, bytes]:
 def _resource(
     kind: str, ns: str, name: str, uid: str, rv: str | None, labels: str, data: bytes | None
 ) -> Resource:
-    return Resource(kind, ns, name, uid, rv or "", orjson.loads(labels), orjson.loads(data) if data else {})
+    return Resource.from_json(kind, ns, name, uid, rv or "", orjson.loads(labels), data or b"{}")
 
 
 def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
