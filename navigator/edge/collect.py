@@ -152,7 +152,12 @@ class KindCollector:
                     break
                 wait = exc.retry_after if exc.retry_after is not None else backoff.next()
                 logger.warning(
-                    "listing {} failed (attempt {}/{}): {}; retrying in {:.2f}s", self.kind, attempt, attempts, exc, wait
+                    "listing {} failed (attempt {}/{}): {}; retrying in {:.2f}s",
+                    self.kind,
+                    attempt,
+                    attempts,
+                    exc,
+                    wait,
                 )
                 await self.sleep(wait)
                 continue
@@ -198,7 +203,9 @@ class KindCollector:
             except KubeApiError as exc:
                 if not exc.expired or restart == MAX_LIST_RESTARTS:
                     raise
-                logger.info("list of {} expired while paging ({}); starting the list again", self.kind, exc.message)
+                logger.info(
+                    "list of {} expired while paging ({}); starting the list again", self.kind, exc.message
+                )
         raise AssertionError("unreachable")
 
     def _list_pages(self) -> tuple[list[bytes], Versions, str, int, int]:
@@ -214,11 +221,19 @@ class KindCollector:
             if self._cancel.is_set():
                 raise Cancelled(self.kind)
             page = self.client.list_page(
-                path, limit=self.config.page_size, continue_token=token, label_selector=self.collector.label_selector
+                path,
+                limit=self.config.page_size,
+                continue_token=token,
+                label_selector=self.collector.label_selector,
+                item_type=self.collector.item_type,
             )
             size += page.size
             rv = page.resource_version or rv
             token = page.continue_token
+            for reason in page.rejected:  # objects that do not fit the collector's item_type
+                skipped += 1
+                if skipped <= 5:
+                    logger.warning("{}: skipping an object the collector cannot read: {}", self.kind, reason)
             for obj in page.items:
                 try:
                     resource = to_resource(obj)
@@ -228,7 +243,9 @@ class KindCollector:
                 except Exception as exc:  # one odd object must not lose the whole kind (nor the state)
                     skipped += 1
                     if skipped <= 5:
-                        logger.warning("{}: skipping an object the collector cannot read: {!r}", self.kind, exc)
+                        logger.warning(
+                            "{}: skipping an object the collector cannot read: {!r}", self.kind, exc
+                        )
                     continue
                 versions.add(resource)
             del page

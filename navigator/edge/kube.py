@@ -2,21 +2,26 @@
 
 The client's kubeconfig, auth-provider, exec-plugin and TLS handling is used as
 is, but its model classes never are: responses are read raw and parsed with
-orjson (building the models is ~20x slower for large lists). Every call here
-blocks; callers run them on threads so collectors proceed concurrently.
+orjson (building the models is ~20x slower for large lists), or, for a
+collector that declares an ``item_type``, decoded by msgspec straight into it
+(only the declared fields are built: ~5x faster again). Every call here blocks;
+callers run them on threads so collectors proceed concurrently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import msgspec
 import orjson
 import urllib3
 from kubernetes import client as k8s_client
@@ -33,7 +38,9 @@ WATCH_TIMEOUT_SECONDS = 290
 class KubeApiError(Exception):
     """A Kubernetes API call failed. ``status`` is the HTTP status, 0 when no response came back."""
 
-    def __init__(self, status: int, message: str, *, reason: str = "", retry_after: float | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, reason: str = "", retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
@@ -51,11 +58,34 @@ class KubeApiError(Exception):
 
 @dataclass(slots=True)
 class ListPage:
-    items: list[dict[str, Any]]
+    #: Plain dicts, or instances of the ``item_type`` the page was listed with.
+    items: list[Any]
     resource_version: str
     continue_token: str | None
     #: Bytes of the response body, for sync statistics.
     size: int
+    #: Why each object that does not fit ``item_type`` was left out of ``items``.
+    rejected: list[str] = field(default_factory=list)
+
+
+Item = TypeVar("Item")
+
+
+class _ListMeta(msgspec.Struct, gc=False):
+    resourceVersion: str | None = None
+    continue_: str | None = msgspec.field(default=None, name="continue")
+
+
+class _TypedList(msgspec.Struct, Generic[Item], gc=False):
+    """A list response as the fast path decodes it: only what paging needs, and the items."""
+
+    metadata: _ListMeta | None = None
+    items: list[Item] | None = None
+
+
+@cache
+def _list_decoder(item_type: type[msgspec.Struct]) -> msgspec.json.Decoder[_TypedList[Any]]:
+    return msgspec.json.Decoder(_TypedList[item_type])  # type: ignore[valid-type]
 
 
 @dataclass(slots=True)
@@ -156,7 +186,11 @@ class KubeClient:
         self.api.close()
 
     def _get(
-        self, path: str, query: list[tuple[str, Any]], timeout: float | tuple[float, float], gzip: bool = False
+        self,
+        path: str,
+        query: list[tuple[str, Any]],
+        timeout: float | tuple[float, float],
+        gzip: bool = False,
     ) -> Any:
         """Start a GET; returns the raw urllib3 response (body unread) or raises KubeApiError."""
         headers = {"Accept": "application/json"}
@@ -186,9 +220,19 @@ class KubeClient:
         return raw
 
     def list_page(
-        self, path: str, *, limit: int, continue_token: str | None = None, label_selector: str | None = None
+        self,
+        path: str,
+        *,
+        limit: int,
+        continue_token: str | None = None,
+        label_selector: str | None = None,
+        item_type: type[msgspec.Struct] | None = None,
     ) -> ListPage:
-        """One page of a list; ``items`` are plain dicts."""
+        """One page of a list; ``items`` are plain dicts, or ``item_type`` instances when given.
+
+        Objects that do not fit ``item_type`` are left out, each with its reason in
+        ``rejected``; the rest of the page is kept.
+        """
         query: list[tuple[str, Any]] = [("limit", limit)]
         if continue_token:
             query.append(("continue", continue_token))
@@ -201,20 +245,23 @@ class KubeClient:
             raise KubeApiError(0, f"reading a list from {self.host}{path} failed: {_root(exc)}") from None
         finally:
             raw.release_conn()
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise KubeApiError(0, f"{self.host}{path} returned a list that is not JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise KubeApiError(0, f"{self.host}{path} returned {type(parsed).__name__}, expected a list object")
-        meta = parsed.get("metadata") or {}
-        items = parsed.get("items") or []
-        return ListPage(
-            items=items if isinstance(items, list) else [],
-            resource_version=str(meta.get("resourceVersion") or ""),
-            continue_token=meta.get("continue") or None,
-            size=len(body),
-        )
+        if item_type is not None:
+            try:
+                with _gc_paused():
+                    typed = _list_decoder(item_type).decode(body)
+            except msgspec.ValidationError:  # an object of an unexpected shape: sort them out one by one
+                return _lenient_page(body, item_type, f"{self.host}{path}")
+            except msgspec.DecodeError as exc:
+                raise KubeApiError(0, f"{self.host}{path} returned a list that is not JSON: {exc}") from None
+            meta = typed.metadata
+            return ListPage(
+                items=typed.items or [],
+                resource_version=(meta.resourceVersion or "") if meta is not None else "",
+                continue_token=(meta.continue_ or None) if meta is not None else None,
+                size=len(body),
+            )
+        items, resource_version, continue_token = _dict_page(body, f"{self.host}{path}")
+        return ListPage(items, resource_version, continue_token, size=len(body))
 
     def watch(
         self,
@@ -266,6 +313,69 @@ class KubeClient:
                 raw.release_conn()
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic GC off while a page is decoded (restored after, if it was on).
+
+    A page allocates tens of thousands of objects and none forms a cycle, yet
+    each ~700 allocations would start a collection pass: 30 % of orjson's time
+    on a pod page, 5-15 % of a typed decode. Both decoders hold the GIL
+    throughout, so other threads do not run meanwhile.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _dict_page(body: bytes, where: str) -> tuple[list[Any], str, str | None]:
+    """(items, resourceVersion, continue token) of a list response parsed into dicts."""
+    try:
+        with _gc_paused():
+            parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise KubeApiError(0, f"{where} returned a list that is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise KubeApiError(0, f"{where} returned {type(parsed).__name__}, expected a list object")
+    meta = parsed.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    items = parsed.get("items")
+    return (
+        items if isinstance(items, list) else [],
+        str(meta.get("resourceVersion") or ""),
+        meta.get("continue") or None,
+    )
+
+
+def _lenient_page(body: bytes, item_type: type[msgspec.Struct], where: str) -> ListPage:
+    """A page whose typed decoding failed: parsed into dicts, then converted object by object.
+
+    Conversion is lenient (``strict=False``: e.g. ``"80"`` is accepted for an int);
+    what still does not fit is left out with its reason.
+    """
+    raw_items, resource_version, continue_token = _dict_page(body, where)
+    items: list[Any] = []
+    rejected: list[str] = []
+    for obj in raw_items:
+        try:
+            items.append(msgspec.convert(obj, item_type, strict=False))
+        except msgspec.ValidationError as exc:
+            rejected.append(f"{_describe(obj)} does not fit {item_type.__name__}: {exc}")
+    return ListPage(items, resource_version, continue_token, size=len(body), rejected=rejected)
+
+
+def _describe(obj: Any) -> str:
+    """``namespace/name`` of a raw object as far as it has them, for messages."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict) or not meta.get("name"):
+        return "an object"
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
+
+
 def _watch_event(line: bytes, path: str) -> WatchEvent:
     try:
         event = orjson.loads(line)
@@ -277,7 +387,9 @@ def _watch_event(line: bytes, path: str) -> WatchEvent:
         raise KubeApiError(0, f"watch on {path} sent an event without an object")
     if kind == "ERROR":
         code = int(obj.get("code") or 0)
-        raise KubeApiError(code, str(obj.get("message") or "watch error"), reason=str(obj.get("reason") or ""))
+        raise KubeApiError(
+            code, str(obj.get("message") or "watch error"), reason=str(obj.get("reason") or "")
+        )
     return WatchEvent(kind, obj)
 
 

@@ -76,7 +76,7 @@ class KindWatcher:
     def _run(self) -> None:
         backoff = Backoff(self.config.retry)
         failures = 0
-        to_resource = self.collector.to_resource
+        convert = self.collector.convert  # to item_type first when the collector declares one
         while not self._stop.stopped:
             try:
                 for event in self.client.watch(
@@ -96,11 +96,13 @@ class KindWatcher:
                     if event.type not in ("ADDED", "MODIFIED", "DELETED"):
                         continue
                     try:
-                        resource = to_resource(event.object)
+                        resource = convert(event.object)
                         if not resource.name or not resource.uid:
                             raise ValueError("it has no metadata.name or metadata.uid")
                     except Exception as exc:  # skip what the collector cannot read
-                        logger.warning("{}: skipping a watch event the collector cannot read: {!r}", self.kind, exc)
+                        logger.warning(
+                            "{}: skipping a watch event the collector cannot read: {!r}", self.kind, exc
+                        )
                         continue
                     self._post(self.on_event, event.type, resource)
             except KubeApiError as exc:

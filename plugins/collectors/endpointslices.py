@@ -5,54 +5,97 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from navigator_plugins.collectors.fields import dicts, items, mapping, resource
+import msgspec
+from navigator_plugins.collectors.fields import ObjectMeta, items, mapping, resource
 
 from navigator.plugin import Collector, Resource, hookimpl
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
-def _target_ref(ref: Any) -> dict[str, Any] | None:
-    if not isinstance(ref, dict):
+class EndpointConditions(msgspec.Struct, gc=False):
+    ready: Any = None
+    serving: Any = None
+    terminating: Any = None
+
+
+class ObjectReference(msgspec.Struct, gc=False):
+    kind: Any = ""
+    namespace: Any = ""
+    name: Any = ""
+    uid: Any = ""
+
+
+class Endpoint(msgspec.Struct, gc=False):
+    addresses: Any = None
+    conditions: EndpointConditions | None = None
+    nodeName: Any = None
+    zone: Any = None
+    targetRef: ObjectReference | None = None
+
+
+class EndpointPort(msgspec.Struct, gc=False):
+    name: Any = ""
+    port: Any = None
+    protocol: Any = "TCP"
+
+
+class EndpointSlice(msgspec.Struct, gc=False):
+    """The fields of an EndpointSlice this collector reads; the decoder skips the rest."""
+
+    metadata: ObjectMeta | None = None
+    addressType: Any = None
+    endpoints: list[Endpoint] | None = None
+    ports: list[EndpointPort] | None = None
+
+
+NO_CONDITIONS = EndpointConditions()
+
+
+def _target_ref(ref: ObjectReference | None) -> dict[str, Any] | None:
+    if ref is None:
         return None
-    return {key: ref.get(key, "") for key in ("kind", "namespace", "name", "uid")}
+    return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
 
 
-def _endpoint(endpoint: dict[str, Any]) -> dict[str, Any]:
-    conditions = mapping(endpoint.get("conditions"))
+def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
+    conditions = endpoint.conditions or NO_CONDITIONS
     # discovery/v1: a nil ready means ready, a nil serving means "as ready", a nil terminating means not.
-    ready = conditions.get("ready")
-    ready = True if ready is None else ready
-    serving = conditions.get("serving")
-    terminating = conditions.get("terminating")
+    ready = True if conditions.ready is None else conditions.ready
+    serving = conditions.serving
+    terminating = conditions.terminating
     return {
-        "addresses": items(endpoint.get("addresses")),
+        "addresses": items(endpoint.addresses),
         "ready": ready,
         "serving": ready if serving is None else serving,
         "terminating": False if terminating is None else terminating,
-        "node_name": endpoint.get("nodeName"),
-        "zone": endpoint.get("zone"),
-        "target_ref": _target_ref(endpoint.get("targetRef")),
+        "node_name": endpoint.nodeName,
+        "zone": endpoint.zone,
+        "target_ref": _target_ref(endpoint.targetRef),
     }
 
 
-def _port(port: dict[str, Any]) -> dict[str, Any]:
-    return {"name": port.get("name", ""), "port": port.get("port"), "protocol": port.get("protocol", "TCP")}
+def _port(port: EndpointPort) -> dict[str, Any]:
+    return {"name": port.name, "port": port.port, "protocol": port.protocol}
 
 
-def to_resource(obj: dict[str, Any]) -> Resource:
-    labels = mapping(mapping(obj.get("metadata")).get("labels"))
+def to_resource(eps: EndpointSlice) -> Resource:
+    labels = mapping(eps.metadata.labels) if eps.metadata is not None else {}
     data = {
         "service": labels.get(SERVICE_NAME_LABEL),
-        "address_type": obj.get("addressType"),
-        "endpoints": [_endpoint(e) for e in dicts(obj.get("endpoints"))],
-        "ports": [_port(p) for p in dicts(obj.get("ports"))],
+        "address_type": eps.addressType,
+        "endpoints": [_endpoint(e) for e in eps.endpoints or ()],
+        "ports": [_port(p) for p in eps.ports or ()],
     }
-    return resource("endpointslices", obj, data)
+    return resource("endpointslices", eps.metadata, data)
 
 
 COLLECTOR = Collector(
-    name="endpointslices", api_version="discovery.k8s.io/v1", plural="endpointslices", to_resource=to_resource
+    name="endpointslices",
+    api_version="discovery.k8s.io/v1",
+    plural="endpointslices",
+    to_resource=to_resource,
+    item_type=EndpointSlice,
 )
 
 

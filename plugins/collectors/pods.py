@@ -5,54 +5,108 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from navigator_plugins.collectors.fields import dicts, mapping, resource
+import msgspec
+from navigator_plugins.collectors.fields import ObjectMeta, resource
 
 from navigator.plugin import Collector, Resource, hookimpl
 
 
-def _ready(status: dict[str, Any]) -> bool:
-    for condition in dicts(status.get("conditions")):
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
+class OwnerReference(msgspec.Struct, gc=False):
+    kind: Any = ""
+    name: Any = ""
+    controller: Any = None
+
+
+class PodMeta(ObjectMeta):  # gc=False is inherited
+    ownerReferences: list[OwnerReference] | None = None
+
+
+class Container(msgspec.Struct, gc=False):
+    name: Any = ""
+
+
+class PodSpec(msgspec.Struct, gc=False):
+    nodeName: Any = None
+    containers: list[Container] | None = None
+
+
+class PodCondition(msgspec.Struct, gc=False):
+    type: Any = None
+    status: Any = None
+
+
+class ContainerStatus(msgspec.Struct, gc=False):
+    restartCount: Any = None
+
+
+class PodIP(msgspec.Struct, gc=False):
+    ip: Any = None
+
+
+class PodStatus(msgspec.Struct, gc=False):
+    phase: Any = None
+    podIP: Any = None
+    podIPs: list[PodIP] | None = None
+    hostIP: Any = None
+    conditions: list[PodCondition] | None = None
+    containerStatuses: list[ContainerStatus] | None = None
+    startTime: Any = None
+
+
+class Pod(msgspec.Struct, gc=False):
+    """The fields of a Pod this collector reads; the decoder skips the rest."""
+
+    metadata: PodMeta | None = None
+    spec: PodSpec | None = None
+    status: PodStatus | None = None
+
+
+NO_SPEC = PodSpec()
+NO_STATUS = PodStatus()
+
+
+def _ready(status: PodStatus) -> bool:
+    for condition in status.conditions or ():
+        if condition.type == "Ready":
+            return condition.status == "True"
     return False
 
 
-def _owner(meta: dict[str, Any]) -> dict[str, Any] | None:
-    for ref in dicts(meta.get("ownerReferences")):
-        if ref.get("controller") is True:
-            return {"kind": ref.get("kind", ""), "name": ref.get("name", "")}
+def _owner(meta: PodMeta | None) -> dict[str, Any] | None:
+    for ref in (meta.ownerReferences if meta is not None else None) or ():
+        if ref.controller is True:
+            return {"kind": ref.kind, "name": ref.name}
     return None
 
 
-def _restarts(status: dict[str, Any]) -> int:
+def _restarts(status: PodStatus) -> int:
     total = 0
-    for container in dicts(status.get("containerStatuses")):
-        count = container.get("restartCount")
+    for container in status.containerStatuses or ():
+        count = container.restartCount
         if isinstance(count, int) and not isinstance(count, bool):
             total += count
     return total
 
 
-def to_resource(obj: dict[str, Any]) -> Resource:
-    meta = mapping(obj.get("metadata"))
-    spec = mapping(obj.get("spec"))
-    status = mapping(obj.get("status"))
+def to_resource(pod: Pod) -> Resource:
+    spec = pod.spec or NO_SPEC
+    status = pod.status or NO_STATUS
     data = {
-        "phase": status.get("phase"),
-        "pod_ip": status.get("podIP"),
-        "pod_ips": [p.get("ip") for p in dicts(status.get("podIPs"))],
-        "host_ip": status.get("hostIP"),
-        "node_name": spec.get("nodeName"),
+        "phase": status.phase,
+        "pod_ip": status.podIP,
+        "pod_ips": [p.ip for p in status.podIPs or ()],
+        "host_ip": status.hostIP,
+        "node_name": spec.nodeName,
         "ready": _ready(status),
-        "owner": _owner(meta),
+        "owner": _owner(pod.metadata),
         "restarts": _restarts(status),
-        "containers": [c.get("name", "") for c in dicts(spec.get("containers"))],
-        "start_time": status.get("startTime"),
+        "containers": [c.name for c in spec.containers or ()],
+        "start_time": status.startTime,
     }
-    return resource("pods", obj, data)
+    return resource("pods", pod.metadata, data)
 
 
-COLLECTOR = Collector(name="pods", api_version="v1", plural="pods", to_resource=to_resource)
+COLLECTOR = Collector(name="pods", api_version="v1", plural="pods", to_resource=to_resource, item_type=Pod)
 
 
 @hookimpl

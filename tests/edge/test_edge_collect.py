@@ -98,7 +98,7 @@ async def test_an_object_the_collector_cannot_read_is_skipped(kubesim: KubeSim, 
         seen.append(obj["metadata"]["name"])
         if len(seen) == 2:
             raise ValueError("cannot read this one")
-        resource = services.to_resource(obj)
+        resource = services.COLLECTOR.convert(obj)
         if len(seen) == 3:
             resource.uid = ""  # the manager would refuse the whole state for it
         return resource

@@ -1,10 +1,15 @@
-"""Field extraction of the built-in collectors: exact keys, odd values carried through, never a crash."""
+"""Field extraction of the built-in collectors: exact keys, odd values carried through, never a crash.
+
+Every object goes through both ways the edge reads it: listed (its JSON decoded into
+the collector's Struct) and watched (a dict converted), which must agree.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import yaml
@@ -27,6 +32,18 @@ def load(fixtures: Path, name: str) -> dict[str, Any]:
     return data
 
 
+def read(module: Any, obj: Any) -> Resource:
+    """The record the edge makes of ``obj``, listed or watched (checked to be the same)."""
+    collector = module.COLLECTOR
+    watched: Resource = collector.convert(obj)
+    listed = collector.to_resource(msgspec.json.decode(orjson.dumps(obj), type=collector.item_type))
+    assert (listed.kind, listed.namespace, listed.name, listed.uid, listed.resource_version) == (
+        watched.kind, watched.namespace, watched.name, watched.uid, watched.resource_version,
+    )  # fmt: skip
+    assert orjson.dumps([listed.labels, listed.data]) == orjson.dumps([watched.labels, watched.data])
+    return watched
+
+
 def roundtrips(resource: Resource) -> None:
     """What a collector produces must survive both wire encodings unchanged."""
     for serializer in (JsonSerializer(), ProtobufSerializer()):
@@ -35,7 +52,7 @@ def roundtrips(resource: Resource) -> None:
 
 @pytest.mark.parametrize("version", ["HEAD", "v1.30.0"])
 def test_upstream_service_placeholders_are_carried_through(k8s_fixtures: Path, version: str) -> None:
-    r = services.to_resource(load(k8s_fixtures, f"{version}.core.v1.Service.json"))
+    r = read(services, load(k8s_fixtures, f"{version}.core.v1.Service.json"))
     assert (r.kind, r.namespace, r.name, r.uid, r.resource_version) == (
         "services", "namespaceValue", "nameValue", "uidValue", "resourceVersionValue",
     )  # fmt: skip
@@ -54,7 +71,7 @@ def test_upstream_service_placeholders_are_carried_through(k8s_fixtures: Path, v
 
 @pytest.mark.parametrize("version", ["HEAD", "v1.30.0"])
 def test_upstream_endpointslice_placeholders_are_carried_through(k8s_fixtures: Path, version: str) -> None:
-    r = endpointslices.to_resource(load(k8s_fixtures, f"{version}.discovery.k8s.io.v1.EndpointSlice.json"))
+    r = read(endpointslices, load(k8s_fixtures, f"{version}.discovery.k8s.io.v1.EndpointSlice.json"))
     assert r.kind == "endpointslices"
     assert set(r.data) == SLICE_KEYS
     # The upstream fixture has no kubernetes.io/service-name label.
@@ -77,7 +94,7 @@ def test_upstream_endpointslice_placeholders_are_carried_through(k8s_fixtures: P
 
 @pytest.mark.parametrize("version", ["HEAD", "v1.30.0"])
 def test_upstream_pod_placeholders_are_carried_through(k8s_fixtures: Path, version: str) -> None:
-    r = pods.to_resource(load(k8s_fixtures, f"{version}.core.v1.Pod.json"))
+    r = read(pods, load(k8s_fixtures, f"{version}.core.v1.Pod.json"))
     assert r.kind == "pods"
     assert set(r.data) == POD_KEYS
     assert r.data["phase"] == "phaseValue"
@@ -94,7 +111,7 @@ def test_upstream_pod_placeholders_are_carried_through(k8s_fixtures: Path, versi
 
 
 def test_realistic_pod(k8s_fixtures: Path) -> None:
-    r = pods.to_resource(load(k8s_fixtures, "realistic.apiserver-fieldmanager.core.v1.Pod.yaml"))
+    r = read(pods, load(k8s_fixtures, "realistic.apiserver-fieldmanager.core.v1.Pod.yaml"))
     assert (r.namespace, r.name, r.uid, r.resource_version) == ("default", "some-name", "", "")
     assert r.labels["app"] == "some-app"
     assert r.data == {
@@ -112,7 +129,7 @@ def test_realistic_pod(k8s_fixtures: Path) -> None:
 
 
 def test_realistic_service(k8s_fixtures: Path) -> None:
-    r = services.to_resource(load(k8s_fixtures, "realistic.kubectl-edit.core.v1.Service.response.json"))
+    r = read(services, load(k8s_fixtures, "realistic.kubectl-edit.core.v1.Service.response.json"))
     assert (r.namespace, r.name, r.resource_version) == ("edit-test", "svc1", "20715")
     assert r.data == {
         "type": "ClusterIP",
@@ -144,26 +161,31 @@ ODD_OBJECTS: list[Any] = [
 @pytest.mark.parametrize("obj", ODD_OBJECTS)
 @pytest.mark.parametrize("module", [services, endpointslices, pods], ids=["services", "endpointslices", "pods"])
 def test_missing_or_odd_fields_never_crash(module: Any, obj: Any) -> None:
-    r = module.to_resource(obj)
+    """A record, or, when an object or list is of the wrong shape, a ValidationError the edge skips."""
+    try:
+        r = read(module, obj)
+    except msgspec.ValidationError:
+        return
     assert isinstance(r.name, str) and isinstance(r.namespace, str)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in r.labels.items())
     roundtrips(r)
 
 
 def test_defaults_the_api_server_would_apply() -> None:
-    svc = services.to_resource({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}})
+    svc = read(services, {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}})
     assert svc.data["type"] == "ClusterIP"
     assert svc.data["ports"] == [{"name": "", "port": 80, "target_port": 80, "protocol": "TCP"}]
-    eps = endpointslices.to_resource({"endpoints": [{"addresses": ["10.0.0.1"]}]})
+    eps = read(endpointslices, {"endpoints": [{"addresses": ["10.0.0.1"]}]})
     endpoint = eps.data["endpoints"][0]
     assert (endpoint["ready"], endpoint["serving"], endpoint["terminating"]) == (True, True, False)
     assert endpoint["target_ref"] is None
-    pod = pods.to_resource({"metadata": {"name": "p"}})
+    pod = read(pods, {"metadata": {"name": "p"}})
     assert pod.data["ready"] is False and pod.data["owner"] is None and pod.data["restarts"] == 0
 
 
 def test_only_the_controller_owner_counts() -> None:
-    pod = pods.to_resource(
+    pod = read(
+        pods,
         {
             "metadata": {
                 "ownerReferences": [
@@ -171,6 +193,6 @@ def test_only_the_controller_owner_counts() -> None:
                     {"kind": "StatefulSet", "name": "db", "controller": True},
                 ]
             }
-        }
+        },
     )
     assert pod.data["owner"] == {"kind": "StatefulSet", "name": "db"}
