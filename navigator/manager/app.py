@@ -132,6 +132,7 @@ class Manager:
         if self._retention is not None:
             await self._retention.stop()
         await ctx.sinks.close()
+        await ctx.keeper.close()  # queued releases land before the claims closes
         await asyncio.to_thread(ctx.worker.shutdown)
         ctx.claims.close()
         ctx.backend.close()

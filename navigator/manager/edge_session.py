@@ -2,6 +2,16 @@
 
 Everything a stream sends comes from its own session task, one message at a
 time, in order (the single writer); acks go out in the order states arrived.
+
+A handshake does not queue behind other clusters' applies on the storage
+thread: when no storage work of its cluster can still be running (the usual
+case, a reconnect storm included), the stored record and the reconciler's index
+are read on a reader thread and the claimed record is saved on the storage
+thread without waiting for it (it lands before the session's first apply, the
+storage thread taking work in order). Only when an earlier stream's apply of
+the same cluster may still be running does the handshake go through the
+storage thread, in one call. Claims and their renewals go through the
+``ClaimKeeper`` (one renewal pass for all sessions).
 """
 
 from __future__ import annotations
@@ -9,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from loguru import logger
 
@@ -29,6 +41,7 @@ from navigator.manager import acks
 from navigator.manager.apply import StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
 from navigator.manager.chunking import ChunkAssembler
+from navigator.manager.claims import ClaimKeeper
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.sinks import SinkFanout
 from navigator.manager.status import RECORD_EVERY
@@ -41,10 +54,10 @@ from navigator.manager.validation import (
 )
 from navigator.v1 import sync_pb2
 
+T = TypeVar("T")
+
 #: The first message must be an Identify arriving within this many seconds.
 IDENTIFY_TIMEOUT = 10.0
-#: How often a connected edge's claim is renewed with the claims.
-RENEW_INTERVAL = 2.0
 #: States with more objects than this are validated off the event loop.
 _BIG_STATE = 2000
 
@@ -57,6 +70,48 @@ REJECT_STATUS: dict[int, str] = {
     sync_pb2.REJECT_REASON_GRACE_PERIOD: "UNAVAILABLE",
     sync_pb2.REJECT_REASON_UNAVAILABLE: "UNAVAILABLE",
 }
+
+
+class StorageTracker:
+    """Which clusters may still have a session's work running on the storage thread.
+
+    A handshake may read its cluster off the storage thread only when none may:
+    an apply of an earlier stream must land before the new stream reads.
+    """
+
+    def __init__(self) -> None:
+        self._busy: dict[str, int] = {}
+        #: Clusters whose storage call was cancelled while it may have been running.
+        self._unsettled: set[str] = set()
+
+    def settled(self, cluster: str) -> bool:
+        return not self._busy.get(cluster) and cluster not in self._unsettled
+
+    def begin(self, cluster: str) -> None:
+        self._busy[cluster] = self._busy.get(cluster, 0) + 1
+
+    def end(self, cluster: str) -> None:
+        left = self._busy.get(cluster, 0) - 1
+        if left > 0:
+            self._busy[cluster] = left
+        else:
+            self._busy.pop(cluster, None)
+
+    @contextmanager
+    def using(self, cluster: str) -> Iterator[None]:
+        """Around an awaited storage call: a cancelled wait leaves the call perhaps still running."""
+        self.begin(cluster)
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._unsettled.add(cluster)
+            raise
+        finally:
+            self.end(cluster)
+
+    def caught_up(self, cluster: str) -> None:
+        """A call through the storage thread returned: everything submitted before it has landed."""
+        self._unsettled.discard(cluster)
 
 
 @dataclass(slots=True)
@@ -74,6 +129,12 @@ class SyncContext:
     sessions: dict[str, EdgeSession] = field(default_factory=dict)
     stopping: bool = False
     clock: Callable[[], float] = time.time
+    #: How sessions claim, release and renew (built from ``claims``).
+    keeper: ClaimKeeper = field(init=False)
+    storage: StorageTracker = field(default_factory=StorageTracker)
+
+    def __post_init__(self) -> None:
+        self.keeper = ClaimKeeper(self.claims)
 
 
 class EdgeSession:
@@ -122,19 +183,34 @@ class EdgeSession:
 
     async def _cleanup(self) -> None:
         self._chunks.discard("the stream ended")
+        ctx = self.ctx
+        ctx.keeper.unwatch(self)
         if self._claimed:
             metrics.edge_disconnected()
-        if self._claimed and self.ctx.sessions.get(self.cluster) is self:
-            del self.ctx.sessions[self.cluster]
-            # On the loop, right after the check above: a reconnect of the same edge cannot slip in between.
-            self.ctx.claims.release(self.cluster, self.edge_id)
+        if self._claimed and ctx.sessions.get(self.cluster) is self:
+            del ctx.sessions[self.cluster]
+            # On the loop, right after the check above: a reconnect of the same edge cannot slip in
+            # between (a claims on a thread gets the release before any later claim).
+            ctx.keeper.release(self.cluster, self.edge_id)
             logger.info("edge {} of cluster {} disconnected; grace period starts", self.edge_id, self.cluster)
             if self.record is not None:
                 record = dataclasses.replace(self.record, last_seen=_utc(self.last_seen))
+                saved = self._store(ctx.backend.save_cluster, record)
                 try:
-                    await asyncio.shield(self.ctx.worker.call(self.ctx.backend.save_cluster, record))
+                    await asyncio.shield(saved)
                 except Exception as exc:
                     logger.warning("could not save last_seen of cluster {}: {}", self.cluster, exc)
+
+    def _store(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        """Submit ``fn`` to the storage thread, counted against this cluster until it has run.
+
+        The returned future is never cancelled on behalf of the session: its end is the call's end.
+        """
+        cluster, tracker = self.cluster, self.ctx.storage
+        tracker.begin(cluster)
+        future = asyncio.ensure_future(self.ctx.worker.call(fn, *args))
+        future.add_done_callback(lambda _: tracker.end(cluster))
+        return future
 
     # -- handshake -------------------------------------------------------------------
 
@@ -184,8 +260,11 @@ class EdgeSession:
             )
         if self.ctx.stopping:
             return await self._reject(sync_pb2.REJECT_REASON_UNAVAILABLE, "the manager is shutting down")
-        # On the loop (not a thread) so a cancelled handshake can never leave a claim nobody releases.
-        claim = self.ctx.claims.claim(ident.cluster_id, ident.edge_id)
+        # The keeper releases a claim whose handshake was cancelled while it was being made.
+        claim = await self.ctx.keeper.claim(ident.cluster_id, ident.edge_id)
+        if claim.accepted and self.ctx.stopping:
+            self.ctx.keeper.release(ident.cluster_id, ident.edge_id)
+            return await self._reject(sync_pb2.REJECT_REASON_UNAVAILABLE, "the manager is shutting down")
         if claim.outcome is ClaimOutcome.ALREADY_HELD:
             return await self._reject(
                 sync_pb2.REJECT_REASON_ALREADY_HELD,
@@ -209,21 +288,7 @@ class EdgeSession:
         self.ctx.sessions[self.cluster] = self
         if previous is not None:
             previous.terminate("ALREADY_EXISTS", f"edge {self.edge_id!r} reconnected on a newer stream")
-        # Through the storage thread: any apply still running for the old stream lands first.
-        stored = await self.ctx.worker.call(self.ctx.backend.get_cluster, self.cluster)
-        # Another manager may have written the cluster while this one did not hold it.
-        await self.ctx.worker.call(self.ctx.reconciler.load, self.cluster)
-        stored = stored or ClusterRecord(self.cluster)
-        self.record = dataclasses.replace(
-            stored,
-            edge_id=self.edge_id,
-            metadata=dict(ident.metadata),
-            sync_interval=ident.sync_interval_seconds or 30.0,
-            manager_id=self.ctx.config.manager_id,
-            last_seen=_utc(self.last_seen),
-            last_sequence=stored.last_sequence if stored.edge_id == self.edge_id else 0,
-        )
-        await self.ctx.worker.call(self.ctx.backend.save_cluster, self.record)
+        self.record = await self._claimed_record(ident)
         accept = sync_pb2.Accept(
             manager_id=self.ctx.config.manager_id,
             serializer=chosen,
@@ -239,35 +304,85 @@ class EdgeSession:
             chosen,
             self.record.sync_interval,
         )
+        self.ctx.keeper.watch(self, self.cluster, self.edge_id, self._claim_lost)
         return True
+
+    async def _claimed_record(self, ident: sync_pb2.Identify) -> ClusterRecord:
+        """The cluster's record as this edge claimed it, saved; the reconciler's index (re)read.
+
+        The index is read at every claim: another manager may have written the cluster
+        while this one did not hold it.
+        """
+        ctx, cluster = self.ctx, self.cluster
+        backend, reconciler = ctx.backend, ctx.reconciler
+
+        def claimed(stored: ClusterRecord | None) -> ClusterRecord:
+            stored = stored or ClusterRecord(cluster)
+            return dataclasses.replace(
+                stored,
+                edge_id=self.edge_id,
+                metadata=dict(ident.metadata),
+                sync_interval=ident.sync_interval_seconds or 30.0,
+                manager_id=ctx.config.manager_id,
+                last_seen=_utc(self.last_seen),
+                last_sequence=stored.last_sequence if stored.edge_id == self.edge_id else 0,
+            )
+
+        def read() -> ClusterRecord | None:
+            stored = backend.get_cluster(cluster)
+            reconciler.load(cluster)
+            return stored
+
+        if not ctx.storage.settled(cluster):
+            # An apply of an earlier stream may still be running: through the storage thread,
+            # in one call, so it lands first.
+            def through_storage() -> ClusterRecord:
+                record = claimed(read())
+                backend.save_cluster(record)
+                return record
+
+            with ctx.storage.using(cluster):
+                record = await ctx.worker.call(through_storage)
+            ctx.storage.caught_up(cluster)
+            return record
+        # Nothing of this cluster is on the storage thread: read beside it, on a reader thread
+        # (the index of a cluster nothing applies to is safe to replace from there). Counted
+        # against the cluster until the read has really ended, even if this wait is cancelled.
+        reading = asyncio.ensure_future(asyncio.to_thread(read))
+        ctx.storage.begin(cluster)
+        reading.add_done_callback(lambda _: ctx.storage.end(cluster))
+        record = claimed(await asyncio.shield(reading))
+        # Not waited for: the storage thread takes it before this session's first apply, which
+        # can only come after the Accept; the yield lets the save's task submit it first.
+        self._store(backend.save_cluster, record).add_done_callback(self._saved)
+        await asyncio.sleep(0)
+        return record
+
+    def _saved(self, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or (exc := done.exception()) is None:
+            return
+        metrics.count_manager_error("storage")
+        logger.warning("could not save the claim of cluster {} by edge {}: {}", self.cluster, self.edge_id, exc)
+        self.terminate("UNAVAILABLE", f"storage failed: {exc}")
+
+    def _claim_lost(self) -> None:
+        logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
+        self.terminate("ALREADY_EXISTS", f"the claim on cluster {self.cluster!r} was lost")
 
     # -- states ----------------------------------------------------------------------
 
     async def _receive(self) -> None:
-        renewer = asyncio.create_task(self._renew())
-        try:
-            while (message := await self.stream.recv()) is not None:
-                self.last_seen = self.ctx.clock()
-                metrics.count_manager_bytes(self.cluster, received=message.ByteSize())
-                self._chunks.expire()
-                body = message.WhichOneof("body")
-                if body == "state":
-                    ack = await self._process(message.state)
-                    metrics.count_manager_ack(self.cluster, ack.status, size=ack.ByteSize())
-                    await self.stream.send(sync_pb2.ManagerMessage(ack=ack))
-                elif body == "identify":
-                    logger.warning("edge {} sent a second Identify; ignored", self.edge_id)
-        finally:
-            renewer.cancel()
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(RENEW_INTERVAL)
-            # A shared claims (e.g. PostgreSQL) answers over the network: keep renewals off the loop.
-            if not await asyncio.to_thread(self.ctx.claims.renew, self.cluster, self.edge_id):
-                logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
-                self.terminate("ALREADY_EXISTS", f"the claim on cluster {self.cluster!r} was lost")
-                return
+        while (message := await self.stream.recv()) is not None:
+            self.last_seen = self.ctx.clock()
+            metrics.count_manager_bytes(self.cluster, received=message.ByteSize())
+            self._chunks.expire()
+            body = message.WhichOneof("body")
+            if body == "state":
+                ack = await self._process(message.state)
+                metrics.count_manager_ack(self.cluster, ack.status, size=ack.ByteSize())
+                await self.stream.send(sync_pb2.ManagerMessage(ack=ack))
+            elif body == "identify":
+                logger.warning("edge {} sent a second Identify; ignored", self.edge_id)
 
     def _invalid(self, sequence: int, error: InvalidState) -> sync_pb2.Ack:
         self._chunks.discard(str(error))
@@ -298,15 +413,16 @@ class EdgeSession:
         try:
             now = self.ctx.clock()
             record_cluster = self._cluster_recorded_at is None or now - self._cluster_recorded_at >= RECORD_EVERY
-            record, changes = await apply_state(
-                self.ctx.worker,
-                self.ctx.reconciler,
-                self.record,
-                assembled,
-                self.serializer,
-                _utc(now),
-                record_cluster or record_status_changed(self.record, assembled),
-            )
+            with self.ctx.storage.using(self.cluster):
+                record, changes = await apply_state(
+                    self.ctx.worker,
+                    self.ctx.reconciler,
+                    self.record,
+                    assembled,
+                    self.serializer,
+                    _utc(now),
+                    record_cluster or record_status_changed(self.record, assembled),
+                )
             if record_cluster:
                 self._cluster_recorded_at = now
         except InvalidState as exc:

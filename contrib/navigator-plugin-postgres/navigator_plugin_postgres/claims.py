@@ -9,9 +9,10 @@ decisions use the database clock and row locks, never a manager's own clock.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import psycopg
@@ -60,6 +61,18 @@ RENEW = f"""
 UPDATE cluster_claims SET expires_at = {_LEASE}
 WHERE cluster = %(cluster)s AND edge_id = %(edge)s AND manager_id = %(manager)s AND connected
 RETURNING cluster
+"""
+
+# Renews many claims at once (``renew_many``: a manager's renewal pass over its sessions).
+RENEW_MANY = f"""
+WITH mine AS (
+    SELECT cluster COLLATE "C" AS cluster, edge_id
+    FROM unnest(%(clusters)s::text[], %(edges)s::text[]) AS m(cluster, edge_id)
+)
+UPDATE cluster_claims c SET expires_at = {_LEASE}
+FROM mine m
+WHERE c.manager_id = %(manager)s AND c.connected AND c.cluster = m.cluster AND c.edge_id = m.edge_id
+RETURNING c.cluster, c.edge_id
 """
 
 # Renews the claims this manager serves; a row still marked as ours that we no longer serve
@@ -201,6 +214,32 @@ class PostgresClaims:
         else:
             self._forget(cluster, edge_id)
         return held
+
+    def renew_many(self, held: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """``renew`` of every (cluster, edge id) in one statement; returns those still held."""
+        pairs = list(dict.fromkeys(held))
+        if not pairs:
+            return set()
+        params = self._params(clusters=[c for c, _ in pairs], edges=[e for _, e in pairs])
+        try:
+            rows = self._run(
+                f"renewing {len(pairs)} claims", lambda conn: conn.execute(RENEW_MANY, params).fetchall()
+            )
+        except StorageError as exc:
+            now = time.monotonic()
+            with self._lock:
+                valid = {p for p in pairs if now - self._held.get(p, -math.inf) < self.options.lease_ttl}
+            logger.warning("postgres: {}; {} of {} claims counted as held", exc, len(valid), len(pairs))
+            return valid
+        kept = {(cluster, edge_id) for cluster, edge_id in rows}
+        now = time.monotonic()
+        with self._lock:
+            for pair in pairs:
+                if pair in kept:
+                    self._held[pair] = now
+                else:
+                    self._held.pop(pair, None)
+        return kept
 
     def holdings(self) -> Mapping[str, Holding]:
         def work(conn: psycopg.Connection[Any]) -> dict[str, Holding]:
