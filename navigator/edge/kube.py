@@ -253,6 +253,8 @@ class KubeClient:
                 return _lenient_page(body, item_type, f"{self.host}{path}")
             except msgspec.DecodeError as exc:
                 raise KubeApiError(0, f"{self.host}{path} returned a list that is not JSON: {exc}") from None
+            except Exception:  # the item type's own __post_init__ refused an object
+                return _lenient_page(body, item_type, f"{self.host}{path}")
             meta = typed.metadata
             return ListPage(
                 items=typed.items or [],
@@ -362,8 +364,9 @@ def _lenient_page(body: bytes, item_type: type[msgspec.Struct], where: str) -> L
     for obj in raw_items:
         try:
             items.append(msgspec.convert(obj, item_type, strict=False))
-        except msgspec.ValidationError as exc:
-            rejected.append(f"{_describe(obj)} does not fit {item_type.__name__}: {exc}")
+        except Exception as exc:  # mostly msgspec.ValidationError, which names the field
+            why = str(exc) if isinstance(exc, msgspec.ValidationError) else repr(exc)
+            rejected.append(f"{_describe(obj)} does not fit {item_type.__name__}: {why}")
     return ListPage(items, resource_version, continue_token, size=len(body), rejected=rejected)
 
 

@@ -97,6 +97,28 @@ def test_a_page_that_fails_strict_decoding_is_read_again_leniently() -> None:
     assert result.continue_token is None
 
 
+class Picky(msgspec.Struct):
+    """An item type whose own check refuses some objects, with any exception."""
+
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name == "key":
+            raise KeyError(self.name)
+        if self.name == "value":
+            raise ValueError("not this one")
+
+
+def test_an_item_types_own_checks_refuse_only_their_object() -> None:
+    client = Canned(page({"name": "a"}, {"name": "key"}, {"name": "value"}, {"name": "b"}, token=""))
+    result = client.list_page("/x", limit=10, item_type=Picky)
+    assert [p.name for p in result.items] == ["a", "b"]
+    assert result.rejected == [
+        "an object does not fit Picky: KeyError('key')",
+        "an object does not fit Picky: not this one",
+    ]
+
+
 @pytest.mark.parametrize("item_type", [None, pods.Pod], ids=["dicts", "typed"])
 @pytest.mark.parametrize(
     ("body", "error"),
