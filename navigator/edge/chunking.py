@@ -6,8 +6,9 @@ several independent DELTAs (upserts and deletions per object commute, since
 the loop keeps only the latest event per object).
 
 A FULL state is planned from the sizes of its packed resources and each chunk is
-built only when it is about to be sent, straight from those bytes: a 150,000-pod
-snapshot never exists as one message, nor as Python objects.
+built only when it is about to be sent, straight from those bytes into the bytes
+the transport sends: a 150,000-pod snapshot never exists as one message, nor as
+Python objects, and no chunk is parsed back.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class FullPlan:
     def count(self) -> int:
         return len(self.groups)
 
-    def build(self, index: int, sequence: int, snapshot_sequence: int) -> sync_pb2.EdgeMessage:
-        """Message ``index`` of the set, numbered ``sequence``, assembled from the packed resources."""
+    def build(self, index: int, sequence: int, snapshot_sequence: int) -> bytes:
+        """Message ``index`` of the set, numbered ``sequence``: a serialized ``EdgeMessage`` joined from
+        the packed resources, never parsed (the transport sends these bytes as they are)."""
         state = sync_pb2.ClusterState()
         state.CopyFrom(self.header)
         state.sequence = sequence
@@ -91,7 +93,7 @@ class FullPlan:
         for item in self.items[start:end]:
             parts += (_TAG_RESOURCES, varint(len(item)), item)
         body = b"".join(parts)
-        return sync_pb2.EdgeMessage.FromString(b"".join((_TAG_STATE, varint(len(body)), body)))
+        return b"".join((_TAG_STATE, varint(len(body)), body))
 
 
 def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int, limit: int) -> FullPlan:

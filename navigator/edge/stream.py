@@ -31,6 +31,7 @@ from navigator.edge.chunking import delta_messages, message_limit, plan_full, si
 from navigator.edge.messages import Delta, FullSnapshot, Outgoing, Sequencer, encode_delta, encode_full
 from navigator.edge.outbox import Outbox
 from navigator.interfaces import EdgeStream, Serializer, StreamClosed, Transport
+from navigator.interfaces.transport import send_serialized
 from navigator.protocol import PROTOCOL_VERSION
 from navigator.v1 import sync_pb2
 
@@ -384,8 +385,11 @@ class StreamClient:
             await self._deliver(stream, acks, item, session)
             sent_full = sent_full or isinstance(item, FullSnapshot)
 
-    async def _messages(self, item: Outgoing, session: Negotiated) -> AsyncIterator[sync_pb2.EdgeMessage]:
-        """The item's messages, numbered in order; FULL chunks are built one at a time, off the event loop."""
+    async def _messages(
+        self, item: Outgoing, session: Negotiated
+    ) -> AsyncIterator[tuple[int, sync_pb2.EdgeMessage | bytes]]:
+        """The item's messages with their sequences, in order; FULL chunks are built one at a time,
+        off the event loop, as serialized bytes."""
         cluster, edge = self.config.cluster.id, self.config.edge_id
         if isinstance(item, FullSnapshot):
             header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
@@ -395,11 +399,11 @@ class StreamClient:
             for index in range(plan.count):
                 sequence = self.sequencer.next()
                 first = first or sequence
-                yield await asyncio.to_thread(plan.build, index, sequence, first)
+                yield sequence, await asyncio.to_thread(plan.build, index, sequence, first)
             return
         header, upserts, deletions = encode_delta(item, cluster, edge, session.serializer)
         for message in delta_messages(header, upserts, deletions, session.target, self.sequencer):
-            yield message
+            yield message.state.sequence, message
 
     async def _deliver(
         self, stream: EdgeStream, acks: PendingAcks, item: Outgoing, session: Negotiated
@@ -409,12 +413,16 @@ class StreamClient:
         started = time.monotonic()
         size = 0
         sequences: list[int] = []
-        async for message in self._messages(item, session):
-            sequence = message.state.sequence
-            size += message.ByteSize()
+        async for sequence, message in self._messages(item, session):
+            if isinstance(message, bytes):
+                size += len(message)
+                sending = send_serialized(stream, message)
+            else:
+                size += message.ByteSize()
+                sending = stream.send(message)
             sequences.append(sequence)
             try:
-                await asyncio.wait_for(stream.send(message), timeout)
+                await asyncio.wait_for(sending, timeout)
             except TimeoutError:
                 self._update(ack_timeouts=self.stats.ack_timeouts + 1)
                 raise AckTimeout(f"the manager did not take state {sequence} within {timeout:.1f}s") from None

@@ -116,6 +116,19 @@ class EdgeStream(Protocol):
 
     async def close(self) -> None: ...
 
+    # Optional: ``async def send_serialized(self, data: bytes) -> None`` sends an ``EdgeMessage``
+    # that is already serialized (a FULL chunk is assembled as bytes); without it the core
+    # parses the bytes and calls ``send``. See ``send_serialized`` below.
+
+
+async def send_serialized(stream: EdgeStream, data: bytes) -> None:
+    """Send a serialized ``EdgeMessage``: as it is when the transport can, else parsed first."""
+    direct = getattr(stream, "send_serialized", None)
+    if direct is not None:
+        await direct(data)
+    else:
+        await stream.send(sync_pb2.EdgeMessage.FromString(data))
+
 
 @runtime_checkable
 class ManagerStream(Protocol):

@@ -99,6 +99,9 @@ class InProcessEdgeStream:
         copy.CopyFrom(message)  # the manager must not see later changes the edge makes to its object
         self._out.put(copy)
 
+    async def send_serialized(self, data: bytes) -> None:
+        self._out.put(sync_pb2.EdgeMessage.FromString(data))
+
     async def recv(self) -> sync_pb2.ManagerMessage | None:
         return await self._in.get()  # type: ignore[return-value]
 

@@ -37,7 +37,7 @@ def states(plan: FullPlan, sequencer: Sequencer | None = None) -> list[sync_pb2.
     for index in range(plan.count):
         sequence = sequencer.next()
         first = first or sequence
-        built.append(plan.build(index, sequence, first).state)
+        built.append(sync_pb2.EdgeMessage.FromString(plan.build(index, sequence, first)).state)
     return built
 
 

@@ -36,7 +36,7 @@ async def test_identifies_then_sends_a_full_state_first(
     ident = conn.identify
     assert (ident.protocol_version, ident.cluster_id, ident.edge_id) == (1, "sim", "edge-1")
     assert dict(ident.metadata) == {"environment": "test", "region": "r1"}
-    assert list(ident.serializers) == ["protobuf", "json"]
+    assert list(ident.serializers) == ["json", "protobuf"]
     assert list(ident.kinds) == ["services", "endpointslices", "pods"]
     assert ident.sync_interval_seconds == 0.5 and ident.token == "s3cret"
     assert conn.metadata["authorization"] == "Bearer s3cret"

@@ -17,7 +17,7 @@ import grpc
 import grpc.aio
 from navigator_plugins.transports.grpc.options import GrpcOptions
 
-from navigator.plugin import EdgeEndpoint, EdgeStream, StreamClosed, sync_pb2, sync_pb2_grpc
+from navigator.plugin import EdgeEndpoint, EdgeStream, StreamClosed, sync_pb2
 
 
 def channel_options(endpoint: EdgeEndpoint, settings: GrpcOptions) -> list[tuple[str, str | int]]:
@@ -67,8 +67,12 @@ class GrpcEdgeStream:
         self._call = call
 
     async def send(self, message: sync_pb2.EdgeMessage) -> None:
+        await self.send_serialized(message.SerializeToString())
+
+    async def send_serialized(self, data: bytes) -> None:
+        """The call's request serializer passes bytes through: a chunk built as bytes is not parsed again."""
         try:
-            await self._call.write(message)
+            await self._call.write(data)
         except grpc.aio.AioRpcError as exc:
             raise StreamClosed(_describe(exc)) from None
         except (asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
@@ -110,6 +114,14 @@ def _describe(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name}: {details}" if details else exc.code().name
 
 
+#: ``Sync.Connect``, called with bytes in: the stub's serializer would want a message object.
+CONNECT_METHOD = "/navigator.v1.Sync/Connect"
+
+
+def _as_bytes(data: bytes) -> bytes:
+    return data
+
+
 async def connect(endpoint: EdgeEndpoint, settings: GrpcOptions) -> EdgeStream:
     """Open the sync stream to ``endpoint.address`` within ``connect_timeout``."""
     options = channel_options(endpoint, settings)
@@ -130,5 +142,7 @@ async def connect(endpoint: EdgeEndpoint, settings: GrpcOptions) -> EdgeStream:
         await channel.close(grace=None)
         raise
     metadata = (("authorization", f"Bearer {endpoint.token}"),) if endpoint.token else ()
-    call = sync_pb2_grpc.SyncStub(channel).Connect(metadata=metadata)
+    call = channel.stream_stream(
+        CONNECT_METHOD, request_serializer=_as_bytes, response_deserializer=sync_pb2.ManagerMessage.FromString
+    )(metadata=metadata)
     return GrpcEdgeStream(channel, call)
