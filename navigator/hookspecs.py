@@ -31,6 +31,11 @@ def navigator_collectors() -> Iterable[Collector]:
     the client's model classes are never built). The collector's ``name`` is the
     kind users query (``navigator query resources --kind widgets``).
 
+    For big kinds, declare the fields you read as a ``msgspec.Struct`` and pass it
+    as ``item_type``: pages then decode straight into it, skipping every other
+    field, and ``to_resource`` receives Struct instances (watch events are
+    converted to it too). docs/writing-a-plugin.md, "The fast path", has an example.
+
     Example, a collector for a custom resource::
 
         from navigator.plugin import Collector, Resource, hookimpl
@@ -56,7 +61,9 @@ def navigator_serializers() -> Iterable[Serializer]:
 
     Return objects following :class:`~navigator.interfaces.Serializer`. The edge
     offers the names it has (``edge.yaml: plugins.serializers``, preferred
-    first); the manager picks the first one it also has.
+    first); the manager picks the first one it also has. The manager stores every
+    payload as JSON bytes: a serializer with ``to_json(payload) -> bytes`` gives
+    them directly, any other is decoded and the dict encoded once.
 
     Example::
 

@@ -22,11 +22,11 @@ class _Data:
     """
 
     @overload
-    def __get__(self, obj: None, objtype: type | None = None) -> None: ...
+    def __get__(self, obj: None, _objtype: type | None = None) -> None: ...
     @overload
-    def __get__(self, obj: Resource, objtype: type | None = None) -> dict[str, Any]: ...
+    def __get__(self, obj: Resource, _objtype: type | None = None) -> dict[str, Any]: ...
 
-    def __get__(self, obj: Resource | None, objtype: type | None = None) -> dict[str, Any] | None:
+    def __get__(self, obj: Resource | None, _objtype: type | None = None) -> dict[str, Any] | None:
         if obj is None:
             return None  # the dataclass default: no data
         state = obj.__dict__
