@@ -5,13 +5,13 @@ time, in order (the single writer); acks go out in the order states arrived.
 
 A handshake does not queue behind other clusters' applies on the storage
 thread: when no storage work of its cluster can still be running (the usual
-case, a reconnect storm included), the stored record and the reconciler's index
-are read on a reader thread and the claimed record is saved on the storage
-thread without waiting for it (it lands before the session's first apply, the
-storage thread taking work in order). Only when an earlier stream's apply of
-the same cluster may still be running does the handshake go through the
-storage thread, in one call. Claims and their renewals go through the
-``ClaimKeeper`` (one renewal pass for all sessions).
+case, a reconnect storm included), the stored record is read beside the
+storage thread, and reloading the reconciler's index plus saving the claimed
+record are handed to the storage thread without waiting for them; the
+session's first apply waits for them instead. Only when an earlier stream's
+apply of the same cluster may still be running does the handshake go through
+the storage thread, in one call, so that apply lands first. Claims and their
+renewals go through the ``ClaimKeeper`` (one renewal pass for all sessions).
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ class EdgeSession:
         self._task: asyncio.Task[None] | None = None
         self._ending: tuple[str, str] | None = None
         self._chunks = ChunkAssembler(ctx.config.limits)
+        #: The claim's save and index load, on the storage thread, until the first apply has seen them land.
+        self._landing: asyncio.Future[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -308,7 +310,8 @@ class EdgeSession:
         return True
 
     async def _claimed_record(self, ident: sync_pb2.Identify) -> ClusterRecord:
-        """The cluster's record as this edge claimed it, saved; the reconciler's index (re)read.
+        """The cluster's record as this edge claimed it; saved, and the reconciler's index (re)read,
+        on the storage thread before this session's first apply.
 
         The index is read at every claim: another manager may have written the cluster
         while this one did not hold it.
@@ -328,34 +331,28 @@ class EdgeSession:
                 last_sequence=stored.last_sequence if stored.edge_id == self.edge_id else 0,
             )
 
-        def read() -> ClusterRecord | None:
-            stored = backend.get_cluster(cluster)
+        def land(record: ClusterRecord) -> None:
             reconciler.load(cluster)
-            return stored
+            backend.save_cluster(record)
 
         if not ctx.storage.settled(cluster):
-            # An apply of an earlier stream may still be running: through the storage thread,
-            # in one call, so it lands first.
+            # An apply of an earlier stream may still be running: read through the storage
+            # thread so it lands first, all in one call.
             def through_storage() -> ClusterRecord:
-                record = claimed(read())
-                backend.save_cluster(record)
+                record = claimed(backend.get_cluster(cluster))
+                land(record)
                 return record
 
             with ctx.storage.using(cluster):
                 record = await ctx.worker.call(through_storage)
             ctx.storage.caught_up(cluster)
             return record
-        # Nothing of this cluster is on the storage thread: read beside it, on a reader thread
-        # (the index of a cluster nothing applies to is safe to replace from there). Counted
-        # against the cluster until the read has really ended, even if this wait is cancelled.
-        reading = asyncio.ensure_future(asyncio.to_thread(read))
-        ctx.storage.begin(cluster)
-        reading.add_done_callback(lambda _: ctx.storage.end(cluster))
-        record = claimed(await asyncio.shield(reading))
-        # Not waited for: the storage thread takes it before this session's first apply, which
-        # can only come after the Accept; the yield lets the save's task submit it first.
-        self._store(backend.save_cluster, record).add_done_callback(self._saved)
-        await asyncio.sleep(0)
+        # Nothing of this cluster is on the storage thread: read the record beside it (queries'
+        # readers), and let the index and the save land there without waiting for them; the
+        # first apply waits for them instead (``_landed``).
+        record = claimed(await asyncio.to_thread(backend.get_cluster, cluster))
+        self._landing = self._store(land, record)
+        self._landing.add_done_callback(self._saved)
         return record
 
     def _saved(self, done: asyncio.Future[None]) -> None:
@@ -363,7 +360,13 @@ class EdgeSession:
             return
         metrics.count_manager_error("storage")
         logger.warning("could not save the claim of cluster {} by edge {}: {}", self.cluster, self.edge_id, exc)
-        self.terminate("UNAVAILABLE", f"storage failed: {exc}")
+        self.terminate("UNAVAILABLE", f"storage failed at the claim: {exc}")
+
+    async def _landed(self) -> None:
+        """Before the first apply: the claim's index and record are in place (raises what they raised)."""
+        if self._landing is not None:
+            await asyncio.shield(self._landing)
+            self._landing = None
 
     def _claim_lost(self) -> None:
         logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
@@ -411,6 +414,7 @@ class EdgeSession:
         assert self.record is not None and self.serializer is not None
         started = time.perf_counter()
         try:
+            await self._landed()
             now = self.ctx.clock()
             record_cluster = self._cluster_recorded_at is None or now - self._cluster_recorded_at >= RECORD_EVERY
             with self.ctx.storage.using(self.cluster):

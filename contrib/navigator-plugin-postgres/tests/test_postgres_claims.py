@@ -75,6 +75,36 @@ def test_an_edge_may_move_to_another_manager_and_the_old_one_lets_go(
     assert (holding.manager_id, holding.connected) == ("mgr-b", True)
 
 
+def test_renew_many_renews_in_one_statement_and_names_what_was_lost(
+    managers: Callable[[str, float], PostgresClaims],
+) -> None:
+    a, b = managers("mgr-a", 30.0), managers("mgr-b", 30.0)
+    for n in range(50):
+        assert a.claim(f"c-{n}", f"edge-{n}").accepted
+    assert b.claim("c-7", "edge-7").accepted  # c-7's edge moved to mgr-b
+    a.release("c-9", "edge-9")
+    held = [(f"c-{n}", f"edge-{n}") for n in range(50)] + [("c-1", "edge-other"), ("nowhere", "edge-x")]
+    assert a.renew_many(held) == {(f"c-{n}", f"edge-{n}") for n in range(50) if n not in (7, 9)}
+    assert a.renew_many([]) == set()
+    # Exactly what renew() of each says.
+    assert [a.renew(c, e) for c, e in held] == [c not in ("c-7", "c-9") and e == f"edge-{c[2:]}" for c, e in held]
+    # A renewal keeps leases alive with no heartbeat; mgr-b still sees them held.
+    assert b.claim("c-3", "edge-other").outcome is ClaimOutcome.ALREADY_HELD
+
+
+def test_renew_many_survives_a_dropped_database_connection(
+    managers: Callable[[str, float], PostgresClaims], pg_dsn: str
+) -> None:
+    a = managers("mgr-a", 30.0)
+    assert a.claim("east", "edge-1").accepted
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'navigator-manager'"
+        )
+    assert a.renew_many([("east", "edge-1")]) == {("east", "edge-1")}
+
+
 def test_after_a_release_another_manager_waits_out_the_grace_period(
     managers: Callable[[str, float], PostgresClaims],
 ) -> None:
