@@ -1,23 +1,81 @@
-"""Printing results: ``-o json`` is one JSON array on stdout, ``-o table`` a rich table."""
+"""Printing results: ``-o json`` is one JSON array on stdout, ``-o table`` a rich table.
+
+The array is written as the rows arrive, a page at a time, one row per line::
+
+    [
+    {"cluster":"east","namespace":"shop","name":"web-1",...},
+    {"cluster":"east","namespace":"shop","name":"web-2",...}
+    ]
+
+so the first rows show while later ones are still on their way and memory
+does not grow with the result; an empty result is ``[]``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import partial
+from itertools import islice
 from typing import Any
 
 import orjson
-from rich.console import Console
-from rich.table import Table
+
+_dumps = partial(orjson.dumps, option=orjson.OPT_NON_STR_KEYS)
+
+#: Rows ``print_json`` takes from its iterable before writing them.
+BATCH = 500
 
 
-def print_json(rows: Sequence[Any]) -> None:
-    sys.stdout.buffer.write(orjson.dumps(list(rows), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-    sys.stdout.buffer.write(b"\n")
-    sys.stdout.flush()
+def json_lines(rows: Iterable[Any]) -> bytearray:
+    """``rows`` as JSON text, one compact object per row, joined by ``,\\n`` (a block for ``print_json_blocks``)."""
+    out = bytearray()
+    for row in rows:
+        out += _dumps(row)  # appended and dropped at once: keeping many small results is much slower
+        out += b",\n"
+    del out[-2:]
+    return out
+
+
+def print_json(rows: Iterable[Any]) -> None:
+    """One JSON array of ``rows`` on stdout, written ``BATCH`` rows at a time as the iterable gives them."""
+    it = iter(rows)
+    print_json_blocks(json_lines(batch) for batch in iter(lambda: list(islice(it, BATCH)), []))
+
+
+def print_json_blocks(blocks: Iterable[bytes | bytearray]) -> None:
+    """One JSON array on stdout from blocks of rows (JSON objects joined by ``,\\n``), each written as it comes.
+
+    Nothing is written before the first row (or the end): a query refused at once
+    leaves stdout empty. If ``blocks`` raises part-way, the rows so far stay written,
+    the line is ended, and the exception goes on to the caller: the array is left
+    open (not valid JSON) and the command exits non-zero.
+    """
+    out = sys.stdout.buffer
+    opened = False
+    try:
+        for block in blocks:
+            if not block:
+                continue
+            out.write(b",\n" if opened else b"[\n")
+            out.write(block)
+            out.flush()
+            opened = True
+    except Exception as exc:
+        if opened and not isinstance(exc, OSError):
+            with contextlib.suppress(OSError):
+                out.write(b"\n")
+                out.flush()
+        raise
+    out.write(b"\n]\n" if opened else b"[]\n")
+    out.flush()
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    from rich.console import Console  # only tables need rich: `-o json` starts faster without it
+    from rich.table import Table
+
     table = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for column in columns:
         table.add_column(column.upper())

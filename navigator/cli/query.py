@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from navigator.cli.output import add_output_argument, print_json, print_table
+from navigator.cli.output import add_output_argument, print_json, print_json_blocks, print_table
 from navigator.client.client import DEFAULT_ADDRESS, InvalidQuery, QueryClient, QueryError
 from navigator.client.joined import service_view
-from navigator.client.rows import resource_row
+from navigator.client.rows import RecordError, json_rows, view_rows
 from navigator.client.times import TimeError, parse_time, rfc3339
-from navigator.config.common import ClientTLSConfig
 from navigator.errors import NavigatorError
 from navigator.exit_codes import EXIT_FAILURE, EXIT_USAGE
 from navigator.selectors import SelectorError, parse_selector
@@ -71,7 +70,7 @@ def _exit_1_when_unreachable(run: Callable[[argparse.Namespace], int]) -> Callab
         except InvalidQuery as exc:  # the manager refused the arguments: still a usage problem
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except QueryError as exc:
+        except (QueryError, RecordError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         except BrokenPipeError:
@@ -117,6 +116,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace) -> QueryClient:
     tls = None
     if args.tls or args.ca_file or args.cert_file:
+        from navigator.config.common import ClientTLSConfig  # pydantic only when TLS is asked for
+
         tls = ClientTLSConfig(
             enabled=True, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
             server_name=args.server_name,
@@ -241,25 +242,22 @@ def run_resources(args: argparse.Namespace) -> int:
     _check_selector(args.selector)
     at = _time("--at", args.at, datetime.now(UTC))
     view = args.view
-    kind = args.kind
     with _client(args) as client:
-        rows = [
-            resource_row(r, view)
-            for r in client.resources(
-                kind=kind,
-                cluster=args.cluster,
-                namespace=args.namespace,
-                selector=args.selector,
-                name=args.name,
-                limit=args.limit,
-                at=at,
-            )
-        ]
-    if args.output == "json":
-        print_json(rows)
-    else:
-        columns, row = TABLES[view]
-        print_table(columns, [row(r) for r in rows], title=_as_of(at))
+        pages = client.resource_pages(
+            kind=args.kind,
+            cluster=args.cluster,
+            namespace=args.namespace,
+            selector=args.selector,
+            name=args.name,
+            limit=args.limit,
+            at=at,
+        )
+        if args.output == "json":  # streamed: each page printed as it arrives
+            print_json_blocks(json_rows(page, view) for page in pages)
+            return 0
+        rows = [row for page in pages for row in view_rows(page, view)]
+    columns, row = TABLES[view]
+    print_table(columns, [row(r) for r in rows], title=_as_of(at))
     return 0
 
 
@@ -278,21 +276,20 @@ def run_changes(args: argparse.Namespace) -> int:
     if since is not None and until is not None and since > until:
         raise NavigatorError(f"--since {rfc3339(since)} is after --until {rfc3339(until)}")
     with _client(args) as client:
-        rows = list(
-            client.changes(
-                cluster=args.cluster,
-                kind=args.kind,
-                namespace=args.namespace,
-                selector=args.selector,
-                name=args.name,
-                since=since,
-                until=until,
-                limit=args.limit,
-            )
+        changes = client.changes(
+            cluster=args.cluster,
+            kind=args.kind,
+            namespace=args.namespace,
+            selector=args.selector,
+            name=args.name,
+            since=since,
+            until=until,
+            limit=args.limit,
         )
-    if args.output == "json":
-        print_json(rows)
-        return 0
+        if args.output == "json":  # streamed
+            print_json(changes)
+            return 0
+        rows = list(changes)
     print_table(
         ["time", "type", "cluster", "kind", "namespace", "name", "rv", "fields"],
         [
@@ -315,14 +312,13 @@ def run_diff(args: argparse.Namespace) -> int:
     if end is not None and start > end:
         raise NavigatorError(f"--from {rfc3339(start)} is after --to {rfc3339(end)}")
     with _client(args) as client:
-        rows = list(
-            client.diff(
-                start, end, cluster=args.cluster, kind=args.kind, namespace=args.namespace, selector=args.selector
-            )
+        entries = client.diff(
+            start, end, cluster=args.cluster, kind=args.kind, namespace=args.namespace, selector=args.selector
         )
-    if args.output == "json":
-        print_json(rows)
-        return 0
+        if args.output == "json":  # streamed
+            print_json(entries)
+            return 0
+        rows = list(entries)
 
     def version(r: dict[str, Any]) -> str:
         old, new = r["old_resource_version"], r["resource_version"]

@@ -9,18 +9,20 @@ same methods and rows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from navigator.client.rows import change_row, cluster_row, diff_row, record_dict
-from navigator.config.common import ClientTLSConfig
 from navigator.errors import NavigatorError
 from navigator.v1 import query_pb2, query_pb2_grpc
+
+if TYPE_CHECKING:  # the config models (pydantic) are not needed to ask a manager
+    from navigator.config.common import ClientTLSConfig
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -229,10 +231,28 @@ class QueryClient:
         at: datetime | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Matching objects (``record_dict`` rows); with ``at``, as they were then."""
+        for page in self.resource_pages(kind, cluster, namespace, selector, name, limit, at):
+            yield from map(record_dict, page)
+
+    def resource_pages(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        at: datetime | None = None,
+    ) -> Iterator[Sequence[query_pb2.ResourceRecord]]:
+        """The same objects as the records of each page, as the manager streams them.
+
+        ``navigator.client.rows`` turns a page into rows (``view_rows``, ``json_view_rows``):
+        the fast way to a whole cluster, one page in memory at a time.
+        """
         request = list_request(kind, cluster, namespace, selector, name, limit, at)
         with self._core.errors():
             for page in self._stub.ListResources(request, timeout=self.timeout):
-                yield from self._core.page_rows(page)
+                yield page.resources
 
     def changes(
         self,
@@ -307,11 +327,24 @@ class AsyncQueryClient:
         limit: int | None = None,
         at: datetime | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
+        async for page in self.resource_pages(kind, cluster, namespace, selector, name, limit, at):
+            for record in page:
+                yield record_dict(record)
+
+    async def resource_pages(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        at: datetime | None = None,
+    ) -> AsyncIterator[Sequence[query_pb2.ResourceRecord]]:
         request = list_request(kind, cluster, namespace, selector, name, limit, at)
         with self._core.errors():
             async for page in self._stub.ListResources(request, timeout=self.timeout):
-                for row in self._core.page_rows(page):
-                    yield row
+                yield page.resources
 
     async def changes(
         self,

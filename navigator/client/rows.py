@@ -8,11 +8,14 @@ always present.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from navigator.gc_pause import gc_paused
 from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2
 
@@ -55,6 +58,37 @@ def cluster_row(info: query_pb2.ClusterInfo) -> dict[str, Any]:
     }
 
 
+class RecordError(ValueError):
+    """A record the manager sent cannot be turned into a row (its data is not a JSON object)."""
+
+
+def _where(record: query_pb2.ResourceRecord) -> str:
+    return f"{record.cluster}/{record.kind}/{record.namespace}/{record.name}"
+
+
+#: The fields every resource row starts with, in this order.
+COMMON_FIELDS = ("cluster", "namespace", "name", "uid", "resource_version", "labels")
+_COMMON = frozenset(COMMON_FIELDS)
+
+
+def labels_dict(labels: Mapping[str, str]) -> dict[str, str]:
+    """A protobuf label map as a dict, keys sorted (a map's own order changes from one process to the next).
+
+    Indexing stays in C; the map's ``items()`` would run Python code per entry.
+    """
+    return {key: labels[key] for key in sorted(labels)}
+
+
+def _record_data(record: query_pb2.ResourceRecord) -> Any:
+    data_json = record.data_json
+    if not data_json:
+        return struct_to_dict(record.data)  # a manager that does not send JSON
+    try:
+        return orjson.loads(data_json)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError(f"the data of {_where(record)} is not JSON: {exc}") from None
+
+
 def record_dict(record: query_pb2.ResourceRecord) -> dict[str, Any]:
     """A ResourceRecord as plain data: the ``resources`` row shape."""
     return {
@@ -64,29 +98,128 @@ def record_dict(record: query_pb2.ResourceRecord) -> dict[str, Any]:
         "name": record.name,
         "uid": record.uid,
         "resource_version": record.resource_version,
-        "labels": dict(record.labels),
-        "data": orjson.loads(record.data_json) if record.data_json else struct_to_dict(record.data),
+        "labels": labels_dict(record.labels),
+        "data": _record_data(record),
     }
 
 
 def resource_row(record: dict[str, Any], view: str = "resources") -> dict[str, Any]:
-    """The row for ``view`` (``resources`` or a kind view such as ``pods``) from a ``record_dict``."""
+    """The row for ``view`` (``resources`` or a kind view such as ``pods``) from a ``record_dict``.
+
+    A kind row is the common fields, then the kind's documented fields (``None`` when
+    the data lacks them), then the rest of ``data`` in its order; data never
+    replaces a common field that has a value.
+    """
     if view == "resources":
         return record
-    row = {
-        "cluster": record["cluster"],
-        "namespace": record["namespace"],
-        "name": record["name"],
-        "uid": record["uid"],
-        "resource_version": record["resource_version"],
-        "labels": record["labels"],
-    }
+    row = {key: record[key] for key in COMMON_FIELDS}
     row.update(dict.fromkeys(KIND_FIELDS.get(view, ())))
-    for key, value in record["data"].items():
-        row.setdefault(key, value)
-        if row[key] is None:
-            row[key] = value
+    data = record["data"]
+    row.update(data)
+    if not _COMMON.isdisjoint(data):
+        row.update((key, record[key]) for key in COMMON_FIELDS if record[key] is not None)
     return row
+
+
+def view_rows(records: Iterable[query_pb2.ResourceRecord], view: str = "resources") -> list[dict[str, Any]]:
+    """The rows of ``view`` for a page of records: ``resource_row(record_dict(r), view)`` for each, faster."""
+    with gc_paused():
+        if view == "resources":
+            return [record_dict(record) for record in records]
+        return _kind_rows(records, view)
+
+
+def _kind_rows(records: Iterable[query_pb2.ResourceRecord], view: str) -> list[dict[str, Any]]:
+    defaults = dict.fromkeys(KIND_FIELDS.get(view, ()))
+    rows = []
+    for record in records:
+        data = _record_data(record)
+        if not isinstance(data, dict):
+            raise RecordError(f"the data of {_where(record)} is not a JSON object")
+        row: dict[str, Any] = {
+            "cluster": record.cluster,
+            "namespace": record.namespace,
+            "name": record.name,
+            "uid": record.uid,
+            "resource_version": record.resource_version,
+            "labels": labels_dict(record.labels),
+        }
+        row.update(defaults)
+        row.update(data)
+        if not _COMMON.isdisjoint(data):  # rare: the common fields win
+            row = resource_row(record_dict(record), view)
+        rows.append(row)
+    return rows
+
+
+#: JSON-encode into a buffer (``offset=-1``: append); ``Raw`` values are written as they are.
+_encode_into = msgspec.json.Encoder().encode_into
+#: A JSON object's top-level fields, each value left as its raw JSON text (validated, not decoded).
+_raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+
+
+def json_rows(records: Iterable[query_pb2.ResourceRecord], view: str = "resources") -> bytearray:
+    """The rows of ``view`` for a page of records as JSON text: one compact object per row, joined by ``,\\n``.
+
+    It parses as ``view_rows`` gives them (same keys, same order), but the stored
+    JSON of each object is never decoded: the ``resources`` view splices it whole as
+    ``data``; a kind view splits it into its top-level fields, each value's text
+    copied as it is. The cyclic GC is paused meanwhile (rows are freed as they go).
+    """
+    out = bytearray()
+    with gc_paused():
+        if view == "resources":
+            _resources_json(records, out)
+        else:
+            _kind_json(records, view, out)
+    del out[-2:]
+    return out
+
+
+def _resources_json(records: Iterable[query_pb2.ResourceRecord], out: bytearray) -> None:
+    encode_into = _encode_into
+    raw = msgspec.Raw
+    for record in records:
+        labels = record.labels
+        data_json = record.data_json
+        row = {
+            "kind": record.kind,
+            "cluster": record.cluster,
+            "namespace": record.namespace,
+            "name": record.name,
+            "uid": record.uid,
+            "resource_version": record.resource_version,
+            "labels": {key: labels[key] for key in sorted(labels)},
+            "data": raw(data_json) if data_json else struct_to_dict(record.data),
+        }
+        encode_into(row, out, -1)
+        out += b",\n"
+
+
+def _kind_json(records: Iterable[query_pb2.ResourceRecord], view: str, out: bytearray) -> None:
+    encode_into = _encode_into
+    defaults = dict.fromkeys(KIND_FIELDS.get(view, ()))
+    for record in records:
+        labels = record.labels
+        data_json = record.data_json
+        try:
+            fields = _raw_fields(data_json) if data_json else struct_to_dict(record.data)
+        except msgspec.DecodeError as exc:
+            raise RecordError(f"the data of {_where(record)} is not a JSON object: {exc}") from None
+        row: dict[str, Any] = {
+            "cluster": record.cluster,
+            "namespace": record.namespace,
+            "name": record.name,
+            "uid": record.uid,
+            "resource_version": record.resource_version,
+            "labels": {key: labels[key] for key in sorted(labels)},
+        }
+        row.update(defaults)
+        row.update(fields)
+        if not _COMMON.isdisjoint(fields):  # rare: the common fields win
+            row = resource_row(record_dict(record), view)
+        encode_into(row, out, -1)
+        out += b",\n"
 
 
 def _data(data_json: bytes) -> Any:
@@ -107,7 +240,7 @@ def change_row(record: query_pb2.ChangeRecord) -> dict[str, Any]:
         "applied_at": rfc3339(record.applied_at) if record.HasField("applied_at") else None,
         "observed_at": rfc3339(record.observed_at) if record.HasField("observed_at") else None,
         "changed_fields": list(record.changed_fields),
-        "labels": dict(record.labels),
+        "labels": labels_dict(record.labels),
         "data": _data(record.data_json),
     }
 
@@ -124,6 +257,6 @@ def diff_row(record: query_pb2.DiffRecord) -> dict[str, Any]:
         "resource_version": record.resource_version,
         "old_resource_version": record.old_resource_version or None,
         "changed_fields": list(record.changed_fields),
-        "labels": dict(record.labels),
+        "labels": labels_dict(record.labels),
         "data": _data(record.data_json),
     }

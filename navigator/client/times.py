@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from navigator.config.types import parse_duration
-
 
 class TimeError(ValueError):
     """A time that is not RFC 3339, an age or ``now``; the message says what is accepted."""
@@ -22,6 +20,9 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     if value.lower() == "now":
         return now
     try:
+        # The config package loads every config model (pydantic): only ages need its duration parser.
+        from navigator.config.types import parse_duration
+
         return now - timedelta(seconds=parse_duration(value))
     except ValueError:
         pass

@@ -30,6 +30,13 @@ from navigator.v1 import query_pb2
 #: Resources (changes, diff entries) per page message.
 PAGE_SIZE = 500
 
+#: A page of resources is cut once its objects' JSON reaches this many bytes, so pages of big
+#: objects (150 KiB pods) stay far below the message size limits of both ends (64 MiB by default).
+PAGE_BYTES = 4 * 1024 * 1024
+
+#: What a record costs on the wire besides its labels and data: names, uid, version, framing.
+RECORD_BYTES = 200
+
 #: How far ahead of the manager's clock a requested time may be (clients' clocks drift a little).
 CLOCK_SKEW = 5.0
 
@@ -239,10 +246,45 @@ def _paged(
         yield page
 
 
-def _pages(items: Iterable[StoredResource], size: int, as_json: bool) -> Iterator[query_pb2.ResourcePage]:
-    return _paged(
-        (resource_record(item, as_json) for item in items), query_pb2.ResourcePage, "resources", size
-    )
+def _pages(
+    items: Iterable[StoredResource], size: int, as_json: bool, max_bytes: int = PAGE_BYTES
+) -> Iterator[query_pb2.ResourcePage]:
+    """Pages of at most ``size`` records, each cut once its objects reach ``max_bytes`` (a big object still fits).
+
+    Records are built in place in the page (``add``: no copy), labels set key by key
+    (a map's ``update`` runs Python per entry) and, with ``as_json``, the stored JSON
+    passed through untouched.
+    """
+    page = query_pb2.ResourcePage()
+    add = page.resources.add
+    count = used = 0
+    for item in items:
+        r = item.resource
+        data = r.json
+        if as_json:
+            record = add(
+                kind=r.kind, cluster=item.cluster, namespace=r.namespace, name=r.name, uid=r.uid,
+                resource_version=r.resource_version, data_json=data,
+            )  # fmt: skip
+        else:
+            record = add(
+                kind=r.kind, cluster=item.cluster, namespace=r.namespace, name=r.name, uid=r.uid,
+                resource_version=r.resource_version,
+            )  # fmt: skip
+            record.data.update(r.data)
+        labels = record.labels
+        for key, value in r.labels.items():
+            labels[key] = value
+            used += len(key) + len(value)
+        count += 1
+        used += len(data) + RECORD_BYTES
+        if count >= size or used >= max_bytes:
+            yield page
+            page = query_pb2.ResourcePage()
+            add = page.resources.add
+            count = used = 0
+    if count:
+        yield page
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]], buffer: int = 4) -> AsyncIterator[T]:
@@ -408,7 +450,8 @@ class QueryService:
         )
         backend = self.ctx.backend
         as_json = request.data_as_json
-        async for page in iterate_in_thread(lambda: _pages(backend.query(query), PAGE_SIZE, as_json)):
+        max_bytes = min(PAGE_BYTES, self.ctx.config.limits.max_message_size // 4)
+        async for page in iterate_in_thread(lambda: _pages(backend.query(query), PAGE_SIZE, as_json, max_bytes)):
             yield page
 
     async def list_changes(
