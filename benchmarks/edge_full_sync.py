@@ -11,11 +11,11 @@ EndpointSlices), a real manager (SQLite or PostgreSQL, in this process), and
 - the edge's peak RSS (target <= 250 MiB)
 - with ``--kubectl``: ``kubectl get pods,services,endpointslices -A --chunk-size=500 -o json > /dev/null``
   (about 4 minutes at 150,000 pods)
-- with ``--profile FILE``: the edge runs under cProfile and writes its profile there
-  (``python -m pstats FILE``), so the next bottleneck is visible
+- with ``--profile FILE``: py-spy samples every thread of the edge and writes collapsed
+  stacks there (flamegraph input); the busiest frames are printed, so the next bottleneck is visible
 
     .venv/bin/python benchmarks/edge_full_sync.py [--pods 150000] [--services 10000]
-        [--backend sqlite|postgres] [--kubectl] [--profile edge.prof]
+        [--backend sqlite|postgres] [--kubectl] [--profile edge-stacks.txt]
 """
 
 from __future__ import annotations
@@ -105,6 +105,31 @@ def time_raw_read(kubeconfig: Path, page_size: int = 500) -> tuple[float, int]:
     return took, total
 
 
+async def start_sampler(pid: int, profile: Path) -> asyncio.subprocess.Process:
+    """py-spy (the ``dev`` extra) sampling every thread of the edge: collection runs on worker threads,
+    which cProfile would not see. The file holds collapsed stacks with sample counts."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return await asyncio.create_subprocess_exec(
+        spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(profile),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def top_frames(profile: Path, count: int = 15) -> list[tuple[float, str]]:
+    """The frames the most samples were in (self time), as shares of all samples."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in profile.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit():
+            continue
+        total += int(samples)
+        frame = stack.rsplit(";", 1)[-1]
+        own[frame] = own.get(frame, 0) + int(samples)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:count]
+    return [(n / max(1, total), frame) for frame, n in ranked]
+
+
 def postgres_options() -> dict[str, str]:
     dsn = os.environ.get("NAVIGATOR_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     return {"dsn": dsn, "schema": f"bench_{uuid.uuid4().hex[:8]}"}
@@ -130,11 +155,10 @@ async def time_edge(
         )
         log = open(workdir / "edge.log", "w")  # noqa: SIM115 - closed below
         started = time.perf_counter()
-        command = [*NAVIGATOR, "edge", "--config", str(config)]
-        if profile is not None:
-            command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "navigator.cli.main",
-                       "edge", "--config", str(config)]  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(*command, stdout=log, stderr=log)
+        proc = await asyncio.create_subprocess_exec(
+            *NAVIGATOR, "edge", "--config", str(config), stdout=log, stderr=log
+        )
+        sampler = await start_sampler(proc.pid, profile) if profile is not None else None
         try:
             while True:
                 row = await mgr.cluster("big")
@@ -147,6 +171,9 @@ async def time_edge(
                     raise SystemExit("no full sync within 30 minutes")
                 await asyncio.sleep(0.05)
             rss = peak_rss(proc.pid)
+            if sampler is not None:
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+                await asyncio.wait_for(sampler.wait(), 60)
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 60)
         finally:
@@ -164,7 +191,7 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=50)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--kubectl", action="store_true", help="also time kubectl listing the same objects")
-    parser.add_argument("--profile", type=Path, help="run the edge under cProfile and write the profile here")
+    parser.add_argument("--profile", type=Path, help="sample the edge with py-spy and write collapsed stacks here")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="navigator-bench-"))
@@ -196,8 +223,10 @@ def main() -> None:
         if kubectl is not None:
             print(f"ratio edge/kubectl: {took / kubectl:.2f}")
         print(f"edge peak RSS: {rss / 2**20:.0f} MiB (target <= 250 MiB) {'OK' if rss <= 250 * 2**20 else 'MISSED'}")
-        if args.profile is not None:
-            print(f"edge profile written to {args.profile}")
+        if args.profile is not None and args.profile.exists():
+            print(f"edge profile (collapsed stacks, all threads) written to {args.profile}; where the samples were:")
+            for share, frame in top_frames(args.profile):
+                print(f"  {share:6.1%}  {frame[:140]}")
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         sim.terminate()

@@ -38,7 +38,6 @@ from navigator.testing.raw_edge import RawEdge, chunked, full_state
 from navigator.v1 import sync_pb2
 
 NAVIGATOR = [sys.executable, "-m", "navigator.cli.main"]
-PROFILER = os.environ.get("BENCH_PROFILER", "").split()
 #: Objects per chunk: about 15 MB per message, well under the 64 MiB default limit.
 PER_CHUNK = 50_000
 
@@ -119,7 +118,7 @@ async def main(backend: str, pods: int, namespaces: int, serializer_name: str) -
     snapshot = build_pods(pods, namespaces, serializer)
     size = sum(p.ByteSize() for p in snapshot) / 2**20
     proc = subprocess.Popen(
-        [*PROFILER, *NAVIGATOR, "manager", "--config", str(config), "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True
+        [*NAVIGATOR, "manager", "--config", str(config), "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True
     )
     target = 4.0 if backend == "sqlite" else 5.0
     try:
