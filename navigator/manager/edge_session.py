@@ -3,27 +3,28 @@
 Everything a stream sends comes from its own session task, one message at a
 time, in order (the single writer); acks go out in the order states arrived.
 
-A handshake does not queue behind other clusters' applies on the storage
-thread: when no storage work of its cluster can still be running (the usual
-case, a reconnect storm included), the stored record is read beside the
-storage thread, and reloading the reconciler's index plus saving the claimed
-record are handed to the storage thread without waiting for them; the
-session's first apply waits for them instead. Only when an earlier stream's
-apply of the same cluster may still be running does the handshake go through
-the storage thread, in one call, so that apply lands first. Claims and their
-renewals go through the ``ClaimKeeper`` (one renewal pass for all sessions).
+A handshake never queues behind other clusters' applies on the storage thread
+(in a reconnect storm that queue is every other edge's full state): storage
+calls are tracked per cluster (``StorageTracker``), a new claim drops what
+earlier streams of its cluster still have queued and waits only for the call
+running, if any; the stored record is then read beside the storage thread, and
+reloading the reconciler's index plus saving the claimed record are handed to
+the storage thread without waiting for them, ahead of the session's first
+apply (which does not run if they failed). Claims and their renewals go
+through the ``ClaimKeeper`` (one renewal pass for all sessions).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -72,46 +73,113 @@ REJECT_STATUS: dict[int, str] = {
 }
 
 
-class StorageTracker:
-    """Which clusters may still have a session's work running on the storage thread.
+class Dropped(Exception):
+    """A storage call that never ran: dropped while queued, or refused on the storage thread."""
 
-    A handshake may read its cluster off the storage thread only when none may:
-    an apply of an earlier stream must land before the new stream reads.
+
+class _Call:
+    """One storage call of a cluster, from submission until it has run or was dropped unstarted."""
+
+    __slots__ = ("_lock", "_loop", "_state", "ended")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._lock = threading.Lock()
+        self._loop = loop
+        self._state = 0  # 0 queued, 1 running, 2 over
+        self.ended: asyncio.Future[None] = loop.create_future()
+
+    def run(self, guard: Callable[[], str | None] | None, fn: Callable[..., T], *args: object) -> T:
+        """On the storage thread."""
+        with self._lock:
+            if self._state:
+                raise Dropped("a newer stream of the cluster took over first")
+            self._state = 1
+        try:
+            if guard is not None and (refused := guard()):
+                raise Dropped(refused)
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._state = 2
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                self._loop.call_soon_threadsafe(self._end)
+
+    def drop(self) -> None:
+        """On the loop: a call still queued never runs."""
+        with self._lock:
+            if self._state == 0:
+                self._state = 2
+                self._end()
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+
+class StorageTracker:
+    """Every session's storage calls, per cluster, until they have run.
+
+    A new claim of a cluster drops the calls of earlier streams still queued (as
+    cancelling them would) and waits for the one running, if any: then nothing of
+    an earlier stream can land after the new stream's read, and the new stream
+    never waits for the storage thread's queue.
     """
 
     def __init__(self) -> None:
-        self._busy: dict[str, int] = {}
-        #: Clusters whose storage call was cancelled while it may have been running.
-        self._unsettled: set[str] = set()
+        self._calls: dict[str, set[_Call]] = {}
 
-    def settled(self, cluster: str) -> bool:
-        return not self._busy.get(cluster) and cluster not in self._unsettled
-
-    def begin(self, cluster: str) -> None:
-        self._busy[cluster] = self._busy.get(cluster, 0) + 1
-
-    def end(self, cluster: str) -> None:
-        left = self._busy.get(cluster, 0) - 1
-        if left > 0:
-            self._busy[cluster] = left
-        else:
-            self._busy.pop(cluster, None)
-
-    @contextmanager
-    def using(self, cluster: str) -> Iterator[None]:
-        """Around an awaited storage call: a cancelled wait leaves the call perhaps still running."""
-        self.begin(cluster)
+    async def call(
+        self,
+        worker: StorageWorker,
+        cluster: str,
+        fn: Callable[..., T],
+        *args: object,
+        guard: Callable[[], str | None] | None = None,
+    ) -> T:
+        """``worker.call(fn, *args)``, tracked; ``guard`` (on the storage thread) may refuse it (``Dropped``)."""
+        entry = _Call(asyncio.get_running_loop())
+        calls = self._calls.setdefault(cluster, set())
+        calls.add(entry)
+        entry.ended.add_done_callback(lambda _: self._forget(cluster, entry))
         try:
-            yield
+            return await worker.call(entry.run, guard, fn, *args)
         except asyncio.CancelledError:
-            self._unsettled.add(cluster)
+            entry.drop()  # if it had not started; else it stays tracked until it ends
             raise
-        finally:
-            self.end(cluster)
 
-    def caught_up(self, cluster: str) -> None:
-        """A call through the storage thread returned: everything submitted before it has landed."""
-        self._unsettled.discard(cluster)
+    def _forget(self, cluster: str, entry: _Call) -> None:
+        calls = self._calls.get(cluster)
+        if calls is not None:
+            calls.discard(entry)
+            if not calls:
+                del self._calls[cluster]
+
+    async def quiet(self, cluster: str) -> None:
+        """Drop what of ``cluster`` is queued, wait for what is running."""
+        calls = list(self._calls.get(cluster, ()))
+        for entry in calls:
+            entry.drop()
+        running = [entry.ended for entry in calls if not entry.ended.done()]
+        if running:
+            await asyncio.wait(running)
+
+
+class _ClusterWorker(StorageWorker):
+    """The storage worker as one session's applies see it: every call tracked (``StorageTracker``)
+    and refused on the storage thread when the session's claim did not land there."""
+
+    def __init__(self, session: EdgeSession) -> None:
+        # No StorageWorker.__init__: no thread of its own, calls go to the manager's worker.
+        self._session = session
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        session = self._session
+        return await session.ctx.storage.call(
+            session.ctx.worker, session.cluster, fn, *args, guard=session._claim_refusal
+        )
+
+    def shutdown(self) -> None:
+        pass
 
 
 @dataclass(slots=True)
@@ -154,8 +222,9 @@ class EdgeSession:
         self._task: asyncio.Task[None] | None = None
         self._ending: tuple[str, str] | None = None
         self._chunks = ChunkAssembler(ctx.config.limits)
-        #: The claim's save and index load, on the storage thread, until the first apply has seen them land.
-        self._landing: asyncio.Future[None] | None = None
+        #: Why the claim did not land on the storage thread (then no apply of this session runs).
+        self._claim_failed: str | None = None
+        self._worker = _ClusterWorker(self)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -200,19 +269,20 @@ class EdgeSession:
                 saved = self._store(ctx.backend.save_cluster, record)
                 try:
                     await asyncio.shield(saved)
+                except Dropped:
+                    pass  # the cluster was claimed again meanwhile: its record supersedes this one
                 except Exception as exc:
                     logger.warning("could not save last_seen of cluster {}: {}", self.cluster, exc)
 
     def _store(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
-        """Submit ``fn`` to the storage thread, counted against this cluster until it has run.
+        """Hand ``fn`` to the storage thread (tracked); a task no cancellation of the session reaches.
 
-        The returned future is never cancelled on behalf of the session: its end is the call's end.
+        Submitted when the task first runs: yield once before anything that must come after it.
         """
-        cluster, tracker = self.cluster, self.ctx.storage
-        tracker.begin(cluster)
-        future = asyncio.ensure_future(self.ctx.worker.call(fn, *args))
-        future.add_done_callback(lambda _: tracker.end(cluster))
-        return future
+        return asyncio.ensure_future(self.ctx.storage.call(self.ctx.worker, self.cluster, fn, *args))
+
+    def _claim_refusal(self) -> str | None:
+        return self._claim_failed
 
     # -- handshake -------------------------------------------------------------------
 
@@ -313,60 +383,47 @@ class EdgeSession:
         """The cluster's record as this edge claimed it; saved, and the reconciler's index (re)read,
         on the storage thread before this session's first apply.
 
-        The index is read at every claim: another manager may have written the cluster
-        while this one did not hold it.
+        Never waits for the storage thread's queue: what earlier streams of this cluster
+        still have queued there is dropped, what is running is waited for, then the record
+        is read beside the storage thread (queries' readers). The index is read again at
+        every claim: another manager may have written the cluster while this one did not
+        hold it.
         """
         ctx, cluster = self.ctx, self.cluster
         backend, reconciler = ctx.backend, ctx.reconciler
+        await ctx.storage.quiet(cluster)
+        stored = await asyncio.to_thread(backend.get_cluster, cluster) or ClusterRecord(cluster)
+        record = dataclasses.replace(
+            stored,
+            edge_id=self.edge_id,
+            metadata=dict(ident.metadata),
+            sync_interval=ident.sync_interval_seconds or 30.0,
+            manager_id=ctx.config.manager_id,
+            last_seen=_utc(self.last_seen),
+            last_sequence=stored.last_sequence if stored.edge_id == self.edge_id else 0,
+        )
 
-        def claimed(stored: ClusterRecord | None) -> ClusterRecord:
-            stored = stored or ClusterRecord(cluster)
-            return dataclasses.replace(
-                stored,
-                edge_id=self.edge_id,
-                metadata=dict(ident.metadata),
-                sync_interval=ident.sync_interval_seconds or 30.0,
-                manager_id=ctx.config.manager_id,
-                last_seen=_utc(self.last_seen),
-                last_sequence=stored.last_sequence if stored.edge_id == self.edge_id else 0,
-            )
+        def land() -> None:
+            try:
+                reconciler.load(cluster)
+                backend.save_cluster(record)
+            except BaseException as exc:
+                # Seen by this session's applies, next on the storage thread: none runs on a stale index.
+                self._claim_failed = f"the claim did not land: {exc}"
+                raise
 
-        def land(record: ClusterRecord) -> None:
-            reconciler.load(cluster)
-            backend.save_cluster(record)
-
-        if not ctx.storage.settled(cluster):
-            # An apply of an earlier stream may still be running: read through the storage
-            # thread so it lands first, all in one call.
-            def through_storage() -> ClusterRecord:
-                record = claimed(backend.get_cluster(cluster))
-                land(record)
-                return record
-
-            with ctx.storage.using(cluster):
-                record = await ctx.worker.call(through_storage)
-            ctx.storage.caught_up(cluster)
-            return record
-        # Nothing of this cluster is on the storage thread: read the record beside it (queries'
-        # readers), and let the index and the save land there without waiting for them; the
-        # first apply waits for them instead (``_landed``).
-        record = claimed(await asyncio.to_thread(backend.get_cluster, cluster))
-        self._landing = self._store(land, record)
-        self._landing.add_done_callback(self._saved)
+        # Not waited for: it is submitted before the Accept goes out (the yield lets its task
+        # run), so the storage thread takes it before this session's first apply.
+        self._store(land).add_done_callback(self._landed)
+        await asyncio.sleep(0)
         return record
 
-    def _saved(self, done: asyncio.Future[None]) -> None:
-        if done.cancelled() or (exc := done.exception()) is None:
+    def _landed(self, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or isinstance(exc := done.exception(), Dropped | None):
             return
         metrics.count_manager_error("storage")
         logger.warning("could not save the claim of cluster {} by edge {}: {}", self.cluster, self.edge_id, exc)
         self.terminate("UNAVAILABLE", f"storage failed at the claim: {exc}")
-
-    async def _landed(self) -> None:
-        """Before the first apply: the claim's index and record are in place (raises what they raised)."""
-        if self._landing is not None:
-            await asyncio.shield(self._landing)
-            self._landing = None
 
     def _claim_lost(self) -> None:
         logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
@@ -414,23 +471,23 @@ class EdgeSession:
         assert self.record is not None and self.serializer is not None
         started = time.perf_counter()
         try:
-            await self._landed()
             now = self.ctx.clock()
             record_cluster = self._cluster_recorded_at is None or now - self._cluster_recorded_at >= RECORD_EVERY
-            with self.ctx.storage.using(self.cluster):
-                record, changes = await apply_state(
-                    self.ctx.worker,
-                    self.ctx.reconciler,
-                    self.record,
-                    assembled,
-                    self.serializer,
-                    _utc(now),
-                    record_cluster or record_status_changed(self.record, assembled),
-                )
+            record, changes = await apply_state(
+                self._worker,
+                self.ctx.reconciler,
+                self.record,
+                assembled,
+                self.serializer,
+                _utc(now),
+                record_cluster or record_status_changed(self.record, assembled),
+            )
             if record_cluster:
                 self._cluster_recorded_at = now
         except InvalidState as exc:
             return self._invalid(sequence, exc)
+        except Dropped as exc:  # the claim did not land; the stream is ending
+            return acks.retry(sequence, f"not applied: {exc}")
         except Exception as exc:
             metrics.count_manager_error("storage")
             logger.opt(exception=exc).error("storing state {} of cluster {} failed", sequence, self.cluster)

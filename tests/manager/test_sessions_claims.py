@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
-from navigator.interfaces import Claim, Holding
+from navigator.interfaces import Claim, Holding, StorageError
 from navigator.manager.claims import ClaimKeeper, InMemoryClaims
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdges, full_state, pod
@@ -116,6 +116,47 @@ async def test_a_reconnect_waits_for_the_running_apply_of_its_cluster(
     assert code is grpc.StatusCode.ALREADY_EXISTS and "newer stream" in details
     ack = await second.send_state(full_state("east", "edge-1", 6, {"pods": [pod("a"), pod("b")]}))
     assert (ack.status, ack.added, ack.modified) == (sync_pb2.ACK_STATUS_APPLIED, 1, 0)
+
+
+async def test_a_reconnect_drops_what_the_old_stream_still_had_queued(
+    edges: RawEdges, manager: TestManager, gate: Gate
+) -> None:
+    first = await edges.claimed("east", "edge-1")
+    busy = await held_storage_thread(manager, gate)
+    await first.send(sync_pb2.EdgeMessage(state=full_state("east", "edge-1", 5, {"pods": [pod("a")]})))
+    await asyncio.sleep(0.1)
+    # The old stream's state is still queued: the new stream is accepted at once, and that state never lands.
+    second = edges.connect()
+    answer = await asyncio.wait_for(second.identify("east", "edge-1"), 5)
+    assert answer is not None and answer.accept.last_sequence == 0
+    gate.open()
+    await busy
+    ack = await second.send_state(full_state("east", "edge-1", 6, {"pods": [pod("b")]}))
+    assert (ack.status, ack.added) == (sync_pb2.ACK_STATUS_APPLIED, 1)
+    assert [p["name"] for p in await manager.resources(kind="pods", cluster="east")] == ["b"]
+    assert [c["name"] for c in await manager.changes(cluster="east")] == ["b"]
+
+
+async def test_no_apply_runs_when_the_claim_did_not_land(
+    edges: RawEdges, manager: TestManager, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy = await held_storage_thread(manager, gate)
+    edge = await asyncio.wait_for(edges.claimed("east", "edge-1"), 5)
+    await edge.send(sync_pb2.EdgeMessage(state=full_state("east", "edge-1", 1, {"pods": [pod("a")]})))
+    await asyncio.sleep(0.1)
+
+    def broken(record: Any) -> None:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(manager.storage, "save_cluster", broken)
+    gate.open()
+    await busy
+    # The state is refused (a RETRY ack, if it is answered before the stream ends), never applied.
+    while (answer := await edge.recv()) is not None:
+        assert answer.ack.status == sync_pb2.ACK_STATUS_RETRY and "disk full" in answer.ack.error
+    code, details = await edge.status()
+    assert code is grpc.StatusCode.UNAVAILABLE and "disk full" in details
+    assert await manager.resources(kind="pods", cluster="east") == []
 
 
 async def test_a_lost_claim_ends_the_stream_at_the_next_renewal(edges: RawEdges, manager: TestManager) -> None:
