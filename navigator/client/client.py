@@ -64,14 +64,29 @@ def _options(tls: ClientTLSConfig | None) -> list[tuple[str, Any]]:
     return options
 
 
-def _error(exc: grpc.RpcError, address: str, timeout: float) -> QueryError:
+class Progress:
+    """How far a streamed answer got, so that an error part-way can say so."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+
+def _error(exc: grpc.RpcError, address: str, timeout: float, rows: int = 0) -> QueryError:
+    """``rows``: how many rows of a streamed answer had arrived before it failed."""
     # Both grpc.Call errors and grpc.aio's AioRpcError carry code() and details().
     code = exc.code() if callable(getattr(exc, "code", None)) else None
     details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        if rows:
+            return QueryError(f"the manager at {address} did not finish answering within {timeout:g}s ({rows:,} rows)")
+        return QueryError(f"the manager at {address} did not answer within {timeout:g}s")
+    if rows and code not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+        # The answer had begun: the manager went away or failed part-way through it.
+        return QueryError(f"the answer from the manager at {address} broke off after {rows:,} rows: {details}")
     if code is grpc.StatusCode.UNAVAILABLE:
         return QueryError(f"cannot reach the manager at {address}: {details}")
-    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-        return QueryError(f"the manager at {address} did not answer within {timeout:g}s")
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidQuery(f"invalid query: {details}")
     if code is grpc.StatusCode.FAILED_PRECONDITION:
@@ -175,11 +190,6 @@ class QueryCore:
         return [cluster_row(c) for c in response.clusters]
 
     @staticmethod
-    def page_rows(page: query_pb2.ResourcePage) -> Iterator[dict[str, Any]]:
-        """The rows of one page of the ListResources stream."""
-        return (record_dict(record) for record in page.resources)
-
-    @staticmethod
     def change_rows(page: query_pb2.ChangePage) -> Iterator[dict[str, Any]]:
         """The rows of one page of the ListChanges stream."""
         return (change_row(record) for record in page.changes)
@@ -190,12 +200,16 @@ class QueryCore:
         return (diff_row(record) for record in page.entries)
 
     @contextmanager
-    def errors(self) -> Iterator[None]:
-        """Around a call: a gRPC failure leaves as a ``QueryError`` that says what went wrong."""
+    def errors(self, progress: Progress | None = None) -> Iterator[None]:
+        """Around a call: a gRPC failure leaves as a ``QueryError`` that says what went wrong.
+
+        Around a stream, pass the ``Progress`` it counts rows in: a failure after the
+        first page says the answer broke off, and after how many rows.
+        """
         try:
             yield
         except grpc.RpcError as exc:
-            raise _error(exc, self.address, self.timeout) from None
+            raise _error(exc, self.address, self.timeout, progress.rows if progress else 0) from None
 
 
 class QueryClient:
@@ -250,8 +264,10 @@ class QueryClient:
         the fast way to a whole cluster, one page in memory at a time.
         """
         request = list_request(kind, cluster, namespace, selector, name, limit, at)
-        with self._core.errors():
+        progress = Progress()
+        with self._core.errors(progress):
             for page in self._stub.ListResources(request, timeout=self.timeout):
+                progress.rows += len(page.resources)
                 yield page.resources
 
     def changes(
@@ -267,8 +283,10 @@ class QueryClient:
     ) -> Iterator[dict[str, Any]]:
         """Recorded changes, newest first (``change_row`` rows)."""
         request = changes_request(cluster, kind, namespace, selector, name, since, until, limit)
-        with self._core.errors():
+        progress = Progress()
+        with self._core.errors(progress):
             for page in self._stub.ListChanges(request, timeout=self.timeout):
+                progress.rows += len(page.changes)
                 yield from self._core.change_rows(page)
 
     def diff(
@@ -282,8 +300,10 @@ class QueryClient:
     ) -> Iterator[dict[str, Any]]:
         """What was added, removed and changed between two times (``to_time`` ``None``: now)."""
         request = diff_request(from_time, to_time, cluster, kind, namespace, selector)
-        with self._core.errors():
+        progress = Progress()
+        with self._core.errors(progress):
             for page in self._stub.Diff(request, timeout=self.timeout):
+                progress.rows += len(page.entries)
                 yield from self._core.diff_rows(page)
 
     def close(self) -> None:
@@ -342,8 +362,10 @@ class AsyncQueryClient:
         at: datetime | None = None,
     ) -> AsyncIterator[Sequence[query_pb2.ResourceRecord]]:
         request = list_request(kind, cluster, namespace, selector, name, limit, at)
-        with self._core.errors():
+        progress = Progress()
+        with self._core.errors(progress):
             async for page in self._stub.ListResources(request, timeout=self.timeout):
+                progress.rows += len(page.resources)
                 yield page.resources
 
     async def changes(
@@ -358,8 +380,10 @@ class AsyncQueryClient:
         limit: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         request = changes_request(cluster, kind, namespace, selector, name, since, until, limit)
-        with self._core.errors():
+        progress = Progress()
+        with self._core.errors(progress):
             async for page in self._stub.ListChanges(request, timeout=self.timeout):
+                progress.rows += len(page.changes)
                 for row in self._core.change_rows(page):
                     yield row
 
@@ -373,8 +397,10 @@ class AsyncQueryClient:
         selector: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         request = diff_request(from_time, to_time, cluster, kind, namespace, selector)
-        with self._core.errors():
+        progress = Progress()
+        with self._core.errors(progress):
             async for page in self._stub.Diff(request, timeout=self.timeout):
+                progress.rows += len(page.entries)
                 for row in self._core.diff_rows(page):
                     yield row
 

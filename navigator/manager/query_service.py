@@ -128,24 +128,6 @@ def _add_errors(info: query_pb2.ClusterInfo, record: ClusterRecord) -> None:
         )
 
 
-def resource_record(item: StoredResource, as_json: bool = False) -> query_pb2.ResourceRecord:
-    r = item.resource
-    record = query_pb2.ResourceRecord(
-        kind=r.kind,
-        cluster=item.cluster,
-        namespace=r.namespace,
-        name=r.name,
-        uid=r.uid,
-        resource_version=r.resource_version,
-        labels=r.labels,
-    )
-    if as_json:
-        record.data_json = r.json
-    else:
-        record.data.update(r.data)
-    return record
-
-
 def change_record(change: Change) -> query_pb2.ChangeRecord:
     record = query_pb2.ChangeRecord(
         type=str(change.type),

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
 from google.protobuf import struct_pb2
 
-from navigator.client.rows import change_row, cluster_row, diff_row, record_dict, resource_row
+from navigator.client.rows import (
+    RecordError,
+    change_row,
+    cluster_row,
+    diff_row,
+    json_rows,
+    record_dict,
+    resource_row,
+    view_rows,
+)
 from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2
 
@@ -61,3 +72,51 @@ def test_change_and_diff_rows() -> None:
     assert (deleted["data"], deleted["labels"], deleted["old_resource_version"]) == (None, {}, None)
     row = diff_row(query_pb2.DiffRecord(type="ADDED", name="p", resource_version="3", data_json=b"{}"))
     assert (row["type"], row["old_resource_version"], row["data"], row["changed_fields"]) == ("ADDED", None, {}, [])
+
+
+def _records() -> list[query_pb2.ResourceRecord]:
+    labels = {"tier": "web", "app": "shop", "a": "1"}
+    return [
+        query_pb2.ResourceRecord(
+            kind="pods", cluster="c", namespace="n", name="p1", uid="u1", resource_version="1", labels=labels,
+            data_json=b'{"pod_ips":["10.0.0.1"],"ready":true,"phase":"Running","cpu":1.0,"s":"\\u00e9\\n","n":null}',
+        ),
+        # The data names a common field: the record's own value wins, in its place.
+        query_pb2.ResourceRecord(
+            kind="pods", cluster="c", namespace="n", name="p2", uid="u2", resource_version="2",
+            data_json=b'{"name":"other","extra":{"deep":[1,2,{"x":[]}]}}',
+        ),
+        # A manager that sends Struct data instead of JSON.
+        query_pb2.ResourceRecord(kind="pods", cluster="c", namespace="n", name="p3", uid="u3", resource_version="3"),
+    ]  # fmt: skip
+
+
+def test_json_rows_parse_as_the_view_rows_keys_and_order_included() -> None:
+    records = _records()
+    records[2].data.update({"phase": "Pending", "restarts": 2})
+    for view in ("pods", "services", "resources"):
+        text = bytes(json_rows(records, view))
+        assert text.count(b"\n") == len(records) - 1 and b",\n" in text
+        parsed = orjson.loads(b"[" + text + b"]")
+        expected = view_rows(records, view)
+        assert parsed == expected == [resource_row(record_dict(r), view) for r in records]
+        assert [list(row) for row in parsed] == [list(row) for row in expected]
+    pods = view_rows(records, "pods")
+    assert list(pods[0]) == [
+        "cluster", "namespace", "name", "uid", "resource_version", "labels",
+        "phase", "pod_ip", "node_name", "ready", "pod_ips", "cpu", "s", "n",
+    ]  # fmt: skip
+    assert list(pods[0]["labels"]) == ["a", "app", "tier"]  # sorted: a protobuf map's order is not stable
+    assert (pods[1]["name"], pods[1]["extra"], pods[2]["restarts"]) == ("p2", {"deep": [1, 2, {"x": []}]}, 2)
+    # The stored JSON is spliced as it was stored, not re-encoded.
+    assert b'"cpu":1.0,"s":"\\u00e9\\n"' in bytes(json_rows(records[:1], "pods"))
+    assert bytes(json_rows([], "pods")) == b""
+
+
+def test_a_record_whose_data_is_not_a_json_object_is_a_record_error() -> None:
+    bad = query_pb2.ResourceRecord(kind="pods", cluster="c", namespace="n", name="p", data_json=b"[1, 2]")
+    for make in (json_rows, view_rows):
+        with pytest.raises(RecordError, match="the data of c/pods/n/p is not a JSON object"):
+            make([bad], "pods")
+    with pytest.raises(RecordError, match="is not JSON"):
+        view_rows([query_pb2.ResourceRecord(kind="x", data_json=b"{oops")], "resources")
