@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import orjson
 from loguru import logger
-from navigator_plugins.storage.sqlite import schema
+from navigator_plugins.storage.sqlite import label_index, schema
 from navigator_plugins.storage.sqlite.selector_sql import selector_sql
 
 from navigator.plugin import (
@@ -55,13 +55,18 @@ CHECKPOINT_BYTES = 4 << 20
 
 _T = TypeVar("_T")
 
-_UPSERT = """
-INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET
+# id last: label_index sets it (None where the row exists: the upsert keeps its id).
+_INSERT = """
+INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data, id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_UPSERT = (
+    _INSERT
+    + """ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET
     uid = excluded.uid, resource_version = excluded.resource_version, digest = excluded.digest,
     labels = excluded.labels, data = excluded.data
 """
+)
 _DELETE = "DELETE FROM resources WHERE cluster = ? AND kind = ? AND namespace = ? AND name = ?"
 # A DELETED change carries no object: its labels are the stored ones (still there, since
 # history is written before deletions and upserts), else the last recorded ones.
@@ -93,6 +98,11 @@ SELECT r.kind, r.namespace, r.name, r.uid, r.resource_version, r.labels, r.data
 FROM json_each(?) AS k CROSS JOIN resources AS r
 WHERE r.cluster = ? AND r.kind = json_extract(k.value, '$[0]')
   AND r.namespace = json_extract(k.value, '$[1]') AND r.name = json_extract(k.value, '$[2]')
+"""
+#: The rows of candidate ids (label_index.candidates), checked against every filter and requirement.
+_BY_ID = """
+SELECT r.cluster, r.kind, r.namespace, r.name, r.uid, r.resource_version, r.labels, r.data
+FROM json_each(?) AS k CROSS JOIN resources AS r ON r.id = k.value
 """
 _HISTORY_COLUMNS = (
     "cluster, kind, namespace, name, uid, type, old_resource_version, new_resource_version, "
@@ -166,7 +176,7 @@ def _resource(
     return Resource.from_json(kind, ns, name, uid, rv or "", orjson.loads(labels), data or b"{}")
 
 
-def _row_key(row: tuple[Any, ...]) -> tuple[str, str, str]:
+def _row_key(row: Sequence[Any]) -> tuple[str, str, str]:
     return row[1], row[2], row[3]
 
 
@@ -314,6 +324,10 @@ class _Checkpointer:
 class SQLiteBackend:
     """A ``StorageBackend`` on one SQLite file."""
 
+    #: Whether selector queries may go through the label index (the tests and benchmarks compare
+    #: with the scan); the index itself is always kept up to date.
+    label_index = True
+
     def __init__(self, path: Path, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.busy_timeout = busy_timeout
@@ -387,14 +401,21 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite error on {self.path}: {exc}") from None
 
-    def _pages(self, sql: str, params: Sequence[Any]) -> Iterator[list[Any]]:
+    def _pages(
+        self, sql: str, params: Sequence[Any], plan: Callable[[sqlite3.Connection], tuple[str, Sequence[Any]]] | None = None
+    ) -> Iterator[list[Any]]:
         """The rows of one statement, in pages fetched on a connection of its own.
 
         One statement is one read transaction, so the pages form one snapshot;
         the connection is the generator's own because it may be resumed on any thread.
+        ``plan``, when given, reads what it needs first and returns the statement to run
+        (instead of ``sql``): both in one read transaction, so still one snapshot.
         """
         conn = self._connect()
         try:
+            if plan is not None:
+                conn.execute("BEGIN")
+                sql, params = plan(conn)
             cursor = conn.execute(sql, params)
             while rows := cursor.fetchmany(PAGE):
                 yield rows
@@ -446,20 +467,35 @@ class SQLiteBackend:
         now = datetime.now(UTC)
         with self._transaction() as conn:
             # Encode each object once: the same bytes go to resources and to its history row.
-            rows: list[tuple[Any, ...]] = []
+            # The last slot ends up holding the row's id (label_index sets it); until then it holds
+            # the row's label group: rows are grouped by kind and labels text here, where each is at
+            # hand, so that a first ingest indexes per label set, not per row.
+            rows: list[list[Any]] = []
+            groups: dict[str, dict[str, list[Any]]] = {}  # kind -> labels text -> [labels, ids...]
+            kind, same_kind = "", groups.setdefault("", {})
             encoded: dict[tuple[str, str, str], tuple[Resource, str, bytes]] = {}
             for stored in upserts:
                 r = stored.resource
                 key = (r.kind, r.namespace, r.name)
                 labels, data = _encode(r)
-                rows.append((name, *key, r.uid, r.resource_version, stored.digest, labels, data))
-                encoded[key] = (r, labels, data)
+                if r.kind != kind:  # states come kind by kind: one lookup per run
+                    kind, same_kind = r.kind, groups.setdefault(r.kind, {})
+                group = same_kind.get(labels)
+                if group is None:
+                    group = same_kind[labels] = [r.labels]
+                rows.append([name, *key, r.uid, r.resource_version, stored.digest, labels, data, group])
+                if history is not None:
+                    encoded[key] = (r, labels, data)
             # History first: a DELETED row reads the labels of the object it removes.
             if history is not None:
                 conn.executemany(_HISTORY, _history_rows(history, encoded, now))
-            conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
             rows.sort(key=_row_key)  # in index order: about 30 % faster to insert than in state order
-            conn.executemany(_UPSERT, rows)
+            first_id = label_index.next_id(conn)
+            first = not deletions and rows and label_index.fresh(conn, name)
+            if not (first and _first_ingest(conn, name, rows, groups, first_id)):
+                label_index.update(conn, name, rows, deletions, first_id, id_slot=9)
+                conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
+                conn.executemany(_UPSERT, rows)
             cluster_row = _cluster_row(cluster)
             conn.execute(_SAVE_CLUSTER, cluster_row)
             if record_cluster:
@@ -500,7 +536,10 @@ class SQLiteBackend:
 
     def query(self, query: ResourceQuery) -> Iterator[StoredResource]:
         sql, params = _query_sql(query)
-        for page in self._pages(sql, params):
+        plan = None
+        if self.label_index and query.selector and query.at is None:
+            plan = _planner(query, sql, params)
+        for page in self._pages(sql, params, plan):
             for cluster, *row in page:
                 yield StoredResource(cluster, _resource(*row))
 
@@ -526,6 +565,24 @@ class SQLiteBackend:
 
     def create_claims(self, manager_id: str, grace_period: float) -> ClusterClaims | None:
         return None
+
+
+def _first_ingest(
+    conn: sqlite3.Connection, cluster: str, rows: list[list[Any]], groups: dict[str, dict[str, list[Any]]],
+    first_id: int,
+) -> bool:
+    """Insert the rows of a cluster that has none, and their postings, without reading anything back.
+
+    False, with nothing left written, when a key comes twice: the upsert then takes the last copy.
+    """
+    postings = label_index.first_ingest(cluster, rows, groups, first_id, id_slot=9)
+    try:
+        conn.executemany(_INSERT, rows)
+    except sqlite3.IntegrityError:
+        conn.execute("DELETE FROM resources WHERE id >= ?", (first_id,))
+        return False
+    label_index.insert(conn, postings)
+    return True
 
 
 def _filters(query: ResourceQuery | HistoryQuery) -> tuple[list[str], list[Any]]:
@@ -561,6 +618,35 @@ def _query_sql(query: ResourceQuery) -> tuple[str, list[Any]]:
         sql += " LIMIT ?"
         params.append(query.limit)
     return sql, params
+
+
+def _planner(
+    query: ResourceQuery, scan: str, scan_params: list[Any]
+) -> Callable[[sqlite3.Connection], tuple[str, Sequence[Any]]]:
+    """The statement for a selector query now: through the label index, else the scan."""
+
+    def plan(conn: sqlite3.Connection) -> tuple[str, Sequence[Any]]:
+        ids = label_index.candidates(conn, query)
+        if ids is None:
+            return scan, scan_params
+        where: list[str] = []
+        params: list[Any] = [orjson.dumps(ids).decode()]
+        for column in ("cluster", "kind", "namespace", "name"):
+            value = getattr(query, column)
+            if value is not None:
+                where.append(f"r.{column} = ?")
+                params.append(value)
+        assert query.selector is not None
+        selector, selector_params = selector_sql(query.selector)
+        sql = _BY_ID + " WHERE " + " AND ".join(where + selector) if where or selector else _BY_ID
+        sql += " ORDER BY r.cluster, r.kind, r.namespace, r.name"
+        params += selector_params
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            params.append(query.limit)
+        return sql, params
+
+    return plan
 
 
 def _history_sql(query: HistoryQuery) -> tuple[str, list[Any]]:

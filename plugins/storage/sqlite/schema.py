@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+
+from navigator_plugins.storage.sqlite import label_index
 
 from navigator.plugin import StorageError
 
@@ -106,7 +109,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX cluster_history_key ON cluster_history (cluster, applied_at);
     """,
+    # 3: the label index (label_index.py); STEPS[3] fills it from the rows already stored.
+    """
+    -- Per label key of a kind in a cluster, per hash bucket of the values, chunks of
+    -- {"value": [resources ids]} (lo: the chunk's smallest id, n: how many ids it holds).
+    CREATE TABLE label_values (
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        cluster TEXT NOT NULL,
+        lo INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        ids TEXT NOT NULL,
+        PRIMARY KEY (key, kind, bucket, cluster, lo)
+    ) WITHOUT ROWID;
+    -- Every row of a kind in a cluster, chunks of [resources ids]: what !key, != and notin subtract from.
+    CREATE TABLE kind_ids (
+        cluster TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        lo INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        ids TEXT NOT NULL,
+        PRIMARY KEY (cluster, kind, lo)
+    ) WITHOUT ROWID;
+    """,
 )
+
+#: Work a migration needs Python for, run after its statements, in the same transaction.
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {3: label_index.rebuild}
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -134,6 +164,8 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
             for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if version + 1 in STEPS:
+                STEPS[version + 1](conn)
             conn.execute("INSERT INTO navigator_schema (version) VALUES (?)", (version + 1,))
         conn.execute("COMMIT")
         return found

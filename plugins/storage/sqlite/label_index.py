@@ -1,0 +1,423 @@
+"""The label index: which ``resources`` rows carry a label ``key=value``, kept beside the rows.
+
+Tables (schema migration 3)::
+
+    label_values (key, kind, bucket, cluster, lo, n, ids)  -- ids: {"value": [row ids], ...}
+    kind_ids     (cluster, kind, lo, n, ids)               -- ids: [row ids], every row of the kind
+
+A label's values are spread over ``BUCKETS`` buckets by a stable hash (``bucket``), and one row
+holds, for one key of one kind in one cluster, the ids of the rows with each value of a bucket:
+many small postings (``app``, ``pod-template-hash``: one value per workload) share a row, and a
+first ingest writes hundreds of rows, not one per value. A bucket's ids are cut into chunks of
+about ``CHUNK`` ids by id range (``lo`` the chunk's smallest id, ``n`` how many ids it holds):
+an id lives in the chunk with the largest ``lo`` at or below it, so a change rewrites one chunk.
+``kind_ids`` is chunked the same way. Labels with an empty key are not indexed: no selector can name one.
+
+Reading (``candidates``): ``=``/``in`` read the buckets of their values, ``exists`` every row of
+its key; ``!key``, ``!=`` and ``notin`` read ``kind_ids`` minus what they exclude (an absent key
+matches them, as in Kubernetes). The requirement with the fewest candidates drives; the rows are
+then fetched by id, and every filter and requirement is checked again on them with the JSON
+conditions of ``selector_sql``, so the answer is exact whatever the index holds. When even the
+best requirement keeps a large share of the objects in scope, the plain scan is cheaper and is used.
+
+Writing (inside ``apply``'s transaction): new rows get explicit ids, ``max(id) + 1`` onwards in
+the order they are inserted. A cluster's first ingest (no rows, no postings) reads nothing: the
+backend groups rows by labels text while encoding them, so the work here is per distinct label set
+(replicas share theirs). Any other apply reads the ids and labels of the rows it deletes or
+upserts first, then rewrites only the chunks that change; an upsert whose labels text did not
+change costs nothing here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import itertools
+import operator
+import sqlite3
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from navigator.plugin import Operator, ResourceKey, ResourceQuery
+
+#: Hash buckets per label key (a power of two).
+BUCKETS = 256
+#: Ids per chunk, about: a change rewrites at most one chunk per label it touches.
+CHUNK = 1024
+#: Above this share of the objects in scope, fetching the candidates by id costs more than the scan.
+SCAN_SHARE = 0.3
+#: Keys per statement when the ids and labels of existing rows are looked up.
+BATCH = 5000
+
+_EXISTING = """
+SELECT r.kind, r.namespace, r.name, r.id, r.labels
+FROM json_each(?) AS k CROSS JOIN resources AS r
+WHERE r.cluster = ? AND r.kind = json_extract(k.value, '$[0]')
+  AND r.namespace = json_extract(k.value, '$[1]') AND r.name = json_extract(k.value, '$[2]')
+"""
+_BUCKET = "key = ? AND kind = ? AND bucket = ? AND cluster = ?"
+_KIND = "cluster = ? AND kind = ?"
+_INSERT_VALUES = "INSERT INTO label_values (key, kind, bucket, cluster, lo, n, ids) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_KIND = "INSERT INTO kind_ids (cluster, kind, lo, n, ids) VALUES (?, ?, ?, ?, ?)"
+
+Key = tuple[str, str, str]
+#: Per chunk of one bucket: value -> sorted ids.
+Postings = dict[str, list[int]]
+#: Rows for label_values and for kind_ids.
+Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def bucket(value: str) -> int:
+    """The bucket of a label value: stable across processes and platforms (unlike ``hash``)."""
+    return zlib.crc32(value.encode("utf-8", "surrogatepass")) & (BUCKETS - 1)
+
+
+# -- chunks ------------------------------------------------------------------------------------------
+
+
+def _cut(postings: Postings, bounds: Sequence[int]) -> list[Postings]:
+    """``postings`` split at the ids in ``bounds`` (ascending): piece j holds the ids in [bounds[j-1], bounds[j])."""
+    pieces: list[Postings] = [{} for _ in range(len(bounds) + 1)]
+    for value, ids in postings.items():
+        start = 0
+        for j, bound in enumerate(bounds):
+            end = bisect.bisect_left(ids, bound, start)
+            if end > start:
+                pieces[j][value] = ids[start:end]
+            start = end
+        if start < len(ids):
+            pieces[-1][value] = ids[start:]
+    return [piece for piece in pieces if piece]
+
+
+def _value_chunks(postings: Postings, exact: bool = False) -> Iterator[tuple[int, int, str]]:
+    """(lo, n, JSON) of the chunks of one bucket's sorted postings.
+
+    Over ``CHUNK`` ids, the bucket is cut at evenly spaced ids of its range (no per-id work), or,
+    ``exact``, every ``CHUNK`` ids (a chunk that outgrew its size, a few thousand ids at most).
+    """
+    n = sum(map(len, postings.values()))
+    if n <= CHUNK:
+        pieces = [postings]
+    elif exact:
+        every = sorted(i for ids in postings.values() for i in ids)
+        pieces = _cut(postings, every[CHUNK::CHUNK])
+    else:
+        low = min(ids[0] for ids in postings.values())
+        high = max(ids[-1] for ids in postings.values()) + 1
+        k = -(-n // CHUNK)
+        pieces = _cut(postings, [low + (high - low) * j // k for j in range(1, k)])
+    for piece in pieces:
+        yield (min(ids[0] for ids in piece.values()), sum(map(len, piece.values())),
+               orjson.dumps(piece).decode())  # fmt: skip
+
+
+def _id_chunks(ids: list[int]) -> Iterator[tuple[int, int, str]]:
+    """(lo, n, JSON) of the chunks of sorted ``ids``."""
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start : start + CHUNK]
+        yield part[0], len(part), orjson.dumps(part).decode()
+
+
+def _postings(cluster: str, kinds: Mapping[str, list[int]],
+              values: Mapping[str, Mapping[str, Mapping[str, list[list[int]]]]]) -> Rows:  # fmt: skip
+    """The rows of whole postings: per kind its sorted ids; per kind, key and value, lists of sorted ids."""
+    value_rows: list[tuple[Any, ...]] = []
+    for kind, keys in values.items():
+        for key, postings in keys.items():
+            if not key:
+                continue
+            buckets: dict[int, Postings] = {}
+            for value, parts in postings.items():
+                ids = parts[0] if len(parts) == 1 else sorted(itertools.chain.from_iterable(parts))
+                in_bucket = buckets.get(bucket(value))
+                if in_bucket is None:
+                    buckets[bucket(value)] = {value: ids}
+                else:
+                    in_bucket[value] = ids
+            value_rows += [(key, kind, b, cluster, *chunk) for b, p in buckets.items() for chunk in _value_chunks(p)]
+    value_rows.sort(key=operator.itemgetter(0, 1, 2, 4))  # in primary key order: appends, not page splits
+    return value_rows, [(cluster, kind, *chunk) for kind, ids in kinds.items() for chunk in _id_chunks(ids)]
+
+
+def insert(conn: sqlite3.Connection, rows: Rows) -> None:
+    """Write the rows of postings that do not exist yet (``first_ingest``, ``rebuild``)."""
+    value_rows, kind_rows = rows
+    conn.executemany(_INSERT_VALUES, value_rows)
+    conn.executemany(_INSERT_KIND, kind_rows)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def next_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM resources").fetchone()[0])
+
+
+def fresh(conn: sqlite3.Connection, cluster: str) -> bool:
+    """The cluster has no rows and no postings: its rows and postings can be inserted without reading."""
+    return (
+        conn.execute("SELECT 1 FROM resources WHERE cluster = ? LIMIT 1", (cluster,)).fetchone() is None
+        and conn.execute("SELECT 1 FROM kind_ids WHERE cluster = ? LIMIT 1", (cluster,)).fetchone() is None
+    )
+
+
+def first_ingest(cluster: str, rows: Sequence[list[Any]], groups: Mapping[str, Mapping[str, list[Any]]],
+                 first_id: int, id_slot: int) -> Rows:  # fmt: skip
+    """Give each row of a fresh cluster its id, and return the rows of its postings, for ``insert``.
+
+    ``rows`` are sorted by (kind, namespace, name), as lists with the kind at 1; ``first_id`` onwards
+    go to ``id_slot``, which holds the row's group until then. ``groups`` are, per kind and labels
+    text, lists that start with the labels mapping: the ids of the rows are appended to them.
+    The ids assume one row per key: the caller inserts the rows with a plain INSERT, which fails
+    on a key that comes twice.
+    """
+    for row_id, row in enumerate(rows, first_id):
+        row[id_slot].append(row_id)
+        row[id_slot] = row_id
+    kinds: dict[str, list[int]] = {}
+    kind_of = operator.itemgetter(1)
+    for kind in groups:
+        start, end = bisect.bisect_left(rows, kind, key=kind_of), bisect.bisect_right(rows, kind, key=kind_of)
+        if end > start:
+            kinds[kind] = list(range(first_id + start, first_id + end))
+    return _postings(cluster, kinds, _by_label(groups))
+
+
+def _by_label(groups: Mapping[str, Mapping[str, list[Any]]]) -> dict[str, dict[str, dict[str, list[list[int]]]]]:
+    """Per kind, key and value, lists of sorted ids, from: per kind and labels text, the labels then the ids."""
+    values: dict[str, dict[str, dict[str, list[list[int]]]]] = {}
+    for kind, same_kind in groups.items():
+        keys = values[kind] = {}
+        for group in same_kind.values():
+            ids = group[1:]  # ascending (appended in row order), shared by the group's labels: never modified
+            for key, value in group[0].items():
+                postings = keys.get(key)
+                if postings is None:
+                    keys[key] = {value: [ids]}
+                    continue
+                parts = postings.get(value)
+                if parts is None:
+                    postings[value] = [ids]
+                else:
+                    parts.append(ids)
+    return values
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """The whole index again from ``resources`` (the migration that adds it)."""
+    conn.execute("DELETE FROM label_values")
+    conn.execute("DELETE FROM kind_ids")
+    clusters = [c for (c,) in conn.execute("SELECT DISTINCT cluster FROM resources ORDER BY cluster")]
+    for cluster in clusters:
+        kinds: dict[str, list[int]] = {}
+        groups: dict[str, dict[str, list[Any]]] = {}
+        sql = "SELECT kind, id, labels FROM resources WHERE cluster = ? ORDER BY kind, id"
+        for kind, row_id, text in conn.execute(sql, (cluster,)):
+            kinds.setdefault(kind, []).append(row_id)
+            same_kind = groups.setdefault(kind, {})
+            group = same_kind.get(text)
+            if group is None:
+                group = same_kind[text] = [orjson.loads(text)]
+            group.append(row_id)
+        insert(conn, _postings(cluster, kinds, _by_label(groups)))
+
+
+def update(conn: sqlite3.Connection, cluster: str, rows: Sequence[list[Any]], deletions: Collection[ResourceKey],
+           first_id: int, id_slot: int) -> None:  # fmt: skip
+    """Maintain the postings for one apply to a cluster that has rows, and give each new row its id.
+
+    ``rows`` are the upsert rows in the order they are written, as lists: kind, namespace and name
+    at 1..3, the labels text at 7; ``id_slot`` gets the id of a new row, ``None`` for a row that exists
+    (the upsert updates it in place and keeps its id). Runs before the deletions and upserts are written.
+    """
+    keys = [(k.kind, k.namespace, k.name) for k in deletions] + [(row[1], row[2], row[3]) for row in rows]
+    existing = _existing(conn, cluster, keys)
+    # (key, kind, bucket) -> value -> (ids added, ids removed); kind -> (added, removed)
+    values: dict[tuple[str, str, int], dict[str, tuple[list[int], list[int]]]] = {}
+    kinds: dict[str, tuple[list[int], list[int]]] = {}
+
+    def change(kind: str, pairs: Iterable[tuple[str, str]], row_id: int, side: int) -> None:
+        for key, value in pairs:
+            if key:
+                in_bucket = values.setdefault((key, kind, bucket(value)), {})
+                in_bucket.setdefault(value, ([], []))[side].append(row_id)
+
+    for gone in deletions:
+        old = existing.pop((gone.kind, gone.namespace, gone.name), None)
+        if old is not None:
+            change(gone.kind, orjson.loads(old[1]).items(), old[0], 1)
+            kinds.setdefault(gone.kind, ([], []))[1].append(old[0])
+    final: dict[Key, tuple[int, str]] = {}
+    row_id = first_id
+    for row in rows:
+        key: Key = (row[1], row[2], row[3])
+        known = final.get(key) or existing.get(key)
+        if known is not None:
+            row[id_slot] = None
+            final[key] = (known[0], row[7])
+        else:
+            row[id_slot] = row_id
+            final[key] = (row_id, row[7])
+            row_id += 1
+    for key, (row_id, text) in final.items():
+        old = existing.get(key)
+        if old is None:
+            change(key[0], orjson.loads(text).items(), row_id, 0)
+            kinds.setdefault(key[0], ([], []))[0].append(row_id)
+        elif old[1] != text:
+            before, after = orjson.loads(old[1]).items(), orjson.loads(text).items()
+            change(key[0], before - after, row_id, 1)
+            change(key[0], after - before, row_id, 0)
+    for (label, kind, b), changes in values.items():
+        _merge_bucket(conn, (label, kind, b, cluster), changes)
+    for kind, (added, removed) in kinds.items():
+        _merge_kind(conn, (cluster, kind), added, removed)
+
+
+def _existing(conn: sqlite3.Connection, cluster: str, keys: list[Key]) -> dict[Key, tuple[int, str]]:
+    """Id and labels text of the rows of ``cluster`` at ``keys``."""
+    found: dict[Key, tuple[int, str]] = {}
+    for start in range(0, len(keys), BATCH):
+        batch = orjson.dumps(keys[start : start + BATCH]).decode()
+        for kind, namespace, name, row_id, labels in conn.execute(_EXISTING, (batch, cluster)):
+            found[(kind, namespace, name)] = (row_id, labels)
+    return found
+
+
+def _route(conn: sqlite3.Connection, table: str, where: str, params: tuple[Any, ...],
+           ids: Iterable[int]) -> dict[int | None, list[int]]:  # fmt: skip
+    """The ids grouped by the chunk (its ``lo``) they belong in; ``None``: there is no chunk yet."""
+    los = [lo for (lo,) in conn.execute(f"SELECT lo FROM {table} WHERE {where}", params)]
+    routed: dict[int | None, list[int]] = {}
+    for row_id in ids:
+        lo = los[max(bisect.bisect_right(los, row_id) - 1, 0)] if los else None
+        routed.setdefault(lo, []).append(row_id)
+    return routed
+
+
+def _take(conn: sqlite3.Connection, table: str, where: str, params: tuple[Any, ...], lo: int | None) -> Any:
+    """The decoded ids of one chunk, deleted (to be written again), or ``None``."""
+    if lo is None:
+        return None
+    (text,) = conn.execute(f"SELECT ids FROM {table} WHERE {where} AND lo = ?", (*params, lo)).fetchone()
+    conn.execute(f"DELETE FROM {table} WHERE {where} AND lo = ?", (*params, lo))
+    return orjson.loads(text)
+
+
+def _merge_bucket(conn: sqlite3.Connection, where: tuple[str, str, int, str],
+                  changes: Mapping[str, tuple[list[int], list[int]]]) -> None:  # fmt: skip
+    """Apply one bucket's changes: only the chunks they fall in are read and written again."""
+    every = (i for added, removed in changes.values() for i in (*added, *removed))
+    for lo, ids in _route(conn, "label_values", _BUCKET, where, every).items():
+        postings: Postings = _take(conn, "label_values", _BUCKET, where, lo) or {}
+        here = set(ids)
+        for value, (added, removed) in changes.items():
+            add, remove = here.intersection(added), here.intersection(removed)
+            if add or remove:
+                kept = set(postings.get(value, ()))
+                kept.difference_update(remove)
+                kept.update(add)
+                if kept:
+                    postings[value] = sorted(kept)
+                else:
+                    postings.pop(value, None)
+        if postings:
+            rows = [(*where, *chunk) for chunk in _value_chunks(postings, exact=True)]
+            conn.executemany(_INSERT_VALUES, rows)
+
+
+def _merge_kind(conn: sqlite3.Connection, where: tuple[str, str], added: list[int], removed: list[int]) -> None:
+    for lo, ids in _route(conn, "kind_ids", _KIND, where, [*added, *removed]).items():
+        kept = set(_take(conn, "kind_ids", _KIND, where, lo) or ())
+        here = set(ids)
+        kept.difference_update(here.intersection(removed))
+        kept.update(here.intersection(added))
+        if kept:
+            conn.executemany(_INSERT_KIND, [(*where, *chunk) for chunk in _id_chunks(sorted(kept))])
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def candidates(conn: sqlite3.Connection, query: ResourceQuery) -> list[int] | None:
+    """Sorted ids of a superset of the rows ``query`` matches, or ``None`` when the scan is cheaper.
+
+    Run it in the read transaction of the statement that fetches the rows (one snapshot).
+    """
+    selector = query.selector
+    if selector is None or not selector.requirements or query.name is not None or query.at is not None:
+        return None
+    scope = ""
+    scope_params: list[Any] = []
+    for column in ("kind", "cluster"):
+        if getattr(query, column) is not None:
+            scope += f" AND {column} = ?"
+            scope_params.append(getattr(query, column))
+
+    def rows(table: str, columns: str, where: str, params: Sequence[Any]) -> list[Any]:
+        return conn.execute(f"SELECT {columns} FROM {table} WHERE {where}{scope}", (*params, *scope_params)).fetchall()
+
+    def with_values(key: str, wanted: Sequence[str]) -> list[int]:
+        buckets = sorted({bucket(v) for v in wanted})
+        where = f"key = ? AND bucket IN ({', '.join('?' * len(buckets))})"
+        found: list[int] = []
+        for (text,) in rows("label_values", "ids", where, (key, *buckets)):
+            postings = orjson.loads(text)
+            for value in wanted:
+                found += postings.get(value, ())
+        return found
+
+    def with_key(key: str) -> list[int]:
+        return [i for (text,) in rows("label_values", "ids", "key = ?", (key,)) for ids in orjson.loads(text).values()
+                for i in ids]  # fmt: skip
+
+    total = sum(n for (n,) in rows("kind_ids", "n", "1", ()))
+    if total == 0:
+        return []
+    best: tuple[int, Callable[[], list[int]], bool] | None = None  # estimate, the ids it names, negated
+    for req in selector.requirements:
+        if not req.key:
+            return None
+        ids: Callable[[], list[int]]
+        match req.operator:
+            case Operator.EQUALS | Operator.IN | Operator.NOT_EQUALS | Operator.NOT_IN:
+                named = with_values(req.key, req.values)
+                count, ids = len(named), functools.partial(list, named)
+            case Operator.EXISTS | Operator.NOT_EXISTS:
+                count = sum(n for (n,) in rows("label_values", "n", "key = ?", (req.key,)))
+                ids = functools.partial(with_key, req.key)
+            case _:
+                return None
+        negated = req.operator in (Operator.NOT_EQUALS, Operator.NOT_IN, Operator.NOT_EXISTS)
+        estimate = total - count if negated else count
+        if best is None or estimate < best[0]:
+            best = (estimate, ids, negated)
+    assert best is not None
+    estimate, read, negated = best
+    if estimate > total * SCAN_SHARE or (query.namespace is not None and _namespace_smaller(conn, query, estimate)):
+        return None
+    if not negated:
+        return sorted(read())
+    every = {i for (text,) in rows("kind_ids", "ids", "1", ()) for i in orjson.loads(text)}
+    every.difference_update(read())
+    return sorted(every)
+
+
+def _namespace_smaller(conn: sqlite3.Connection, query: ResourceQuery, estimate: int) -> bool:
+    """Whether the query's namespace holds at most ``estimate`` objects (then its index is the better way in).
+
+    Counted through ``resources_kind_namespace``, never past ``estimate + 1``; without a kind there
+    is no index to count with, and the postings are used.
+    """
+    if query.kind is None:
+        return False
+    sql = "SELECT count(*) FROM (SELECT 1 FROM resources WHERE kind = ? AND namespace = ?"
+    params: list[Any] = [query.kind, query.namespace]
+    if query.cluster is not None:
+        sql += " AND cluster = ?"
+        params.append(query.cluster)
+    return bool(conn.execute(f"{sql} LIMIT ?)", (*params, estimate + 1)).fetchone()[0] <= estimate)
