@@ -6,18 +6,21 @@ gRPC, as an edge sends them (JSON payloads, chunked FULL states), then runs
 ``navigator query pods --cluster X -o json`` as a subprocess whose stdout is
 read and thrown away. Prints, as medians of ``--runs`` runs:
 
+- start-up: ``navigator --version`` (the command's imports, before it asks anything)
 - the fixed cost: the same command for a cluster that does not exist (start-up, connect, ``[]``)
 - first row: from starting the command until its stdout has shown the first row (target <= 0.3 s)
 - total: until the command has exited (target <= 1.5 s at 150,000 rows)
 - the command's peak RSS (VmHWM) at 20,000 and at 150,000 rows: flat when the output streams
 - raw read: the same rows read from the SQLite file with ``sqlite3`` in this process (the query's SQL), and the ratio
 
+With ``--lean`` the command also runs with only ``navigator.cli.query`` imported (``navigator.cli.main``
+imports every command): the share of the start-up that is other commands' imports.
 With ``--profile FILE`` the command runs once more under cProfile and writes its profile there
 (``python -m pstats FILE``). ``--workdir DIR`` keeps the database there and reuses it when it
 already holds the clusters (the ingest takes a while).
 
     .venv/bin/python benchmarks/query_whole_cluster.py [--pods 150000] [--small 20000] [--runs 3]
-        [--profile cli.prof] [--workdir DIR]
+        [--profile cli.prof] [--workdir DIR] [--lean]
 """
 
 from __future__ import annotations
@@ -123,13 +126,25 @@ class Run:
     output: bytes | None = None
 
 
-def run_query(address: str, cluster: str, keep: bool = False, profile: Path | None = None) -> Run:
+#: ``navigator query`` with only its own module imported (``navigator.cli.main`` imports every command).
+LEAN = [
+    sys.executable, "-c",
+    "import argparse, sys; from navigator.cli import query; p = argparse.ArgumentParser(); query.configure(p); "
+    "a = p.parse_args(sys.argv[1:]); sys.exit(a.run(a))",
+]  # fmt: skip
+
+
+def run_query(
+    address: str, cluster: str, keep: bool = False, profile: Path | None = None, lean: bool = False
+) -> Run:
     """The command as a subprocess: time to its first row on stdout, to its exit, and its peak RSS.
 
     The peak RSS is GNU time's ``%M``: a child forked straight from this (big) process would
     report this process's size as its own high-water mark.
     """
     command = [*NAVIGATOR, "query", "pods", "--manager", address, "--cluster", cluster, "-o", "json"]
+    if lean:
+        command = [*LEAN, *command[4:]]
     if profile is not None:
         command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "navigator.cli.main", *command[3:]]
     with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as err:
@@ -180,6 +195,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def report(runs: list[Run]) -> str:
+    return (
+        f"first row {median([r.first_row for r in runs]):.2f} s, total {median([r.total for r in runs]):.2f} s "
+        f"(runs {', '.join(f'{r.total:.2f}' for r in runs)}); command: peak RSS "
+        f"{median([r.peak_rss_mib for r in runs]):.0f} MiB, CPU {median([r.cpu for r in runs]):.2f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=150_000, help="pods in the big cluster")
@@ -188,6 +211,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of one more big run here")
     parser.add_argument("--workdir", type=Path, default=None, help="keep (and reuse) the database here")
+    parser.add_argument(
+        "--lean", action="store_true",
+        help="also run the query with only navigator.cli.query imported: the cost of the other commands' imports",
+    )  # fmt: skip
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="navigator-query-"))
@@ -210,6 +237,12 @@ def main() -> None:
             took = asyncio.run(store(address, cluster, pods, args.namespaces))
             print(f"stored      {cluster}: {pods:,} pods through gRPC in {took:.1f} s", flush=True)
 
+        startup = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            subprocess.run([*NAVIGATOR, "--version"], check=True, stdout=subprocess.DEVNULL)
+            startup.append(time.perf_counter() - started)
+        print(f"start-up    navigator --version: median {median(startup):.2f} s (the command's imports)")
         empty = [run_query(address, "no-such-cluster") for _ in range(args.runs)]
         check = run_query(address, SMALL, keep=True)
         assert check.output is not None
@@ -230,14 +263,12 @@ def main() -> None:
             assert all(n == pods for _, n in raws), raws
             total = median([r.total for r in runs])
             raw = median([t for t, _ in raws])
-            print(
-                f"query pods  {cluster} ({pods:,} rows, {runs[0].size / 2**20:.0f} MiB of JSON): "
-                f"first row {median([r.first_row for r in runs]):.2f} s, total {total:.2f} s "
-                f"(runs {', '.join(f'{r.total:.2f}' for r in runs)}); "
-                f"command: peak RSS {median([r.peak_rss_mib for r in runs]):.0f} MiB, "
-                f"CPU {median([r.cpu for r in runs]):.2f} s; manager CPU {median(manager_cpu):.2f} s"
-            )
+            print(f"query pods  {cluster} ({pods:,} rows, {runs[0].size / 2**20:.0f} MiB of JSON): {report(runs)}; "
+                  f"manager CPU {median(manager_cpu):.2f} s")  # fmt: skip
             print(f"raw read    {cluster}: sqlite3 SELECT of the same rows {raw:.2f} s; query / raw = {total / raw:.1f}x")
+            if args.lean:
+                lean = [run_query(address, cluster, lean=True) for _ in range(args.runs)]
+                print(f"  lean      only navigator.cli.query imported: {report(lean)}")
         if args.profile is not None:
             run_query(address, BIG, profile=args.profile)
             print(f"profile     of one big run written to {args.profile}")
