@@ -121,6 +121,7 @@ class Tally:
     ack_timeouts: int = 0
     #: Streams the manager ended (a restart) or answered with something else than an APPLIED ack.
     streams_lost: int = 0
+    #: Handshakes answered by a Reject, or by the stream ending with no answer.
     rejected: int = 0
     #: DELTAs in the steady state that got no ack in time (the edge reconnects).
     steady_failures: int = 0
@@ -274,7 +275,7 @@ async def storm(fleet: Fleet, label: str, client: AsyncQueryClient, pid: int, ta
     print(
         f"accept      {len(tally.timed_out)} of {args.edges} edges waited over connect_timeout "
         f"{args.connect_timeout:g} s for their Accept ({tally.identify_timeouts} timeouts, {tally.rejected} "
-        f"rejections); Accept wait {spread(tally.accept_waits)}"
+        f"rejected or closed unanswered); Accept wait {spread(tally.accept_waits)}"
     )
     print(
         f"acks        {tally.ack_timeouts} ack timeouts over {args.ack_timeout:g} s, {tally.streams_lost} streams "

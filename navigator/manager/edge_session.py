@@ -143,8 +143,10 @@ class StorageTracker:
         entry.ended.add_done_callback(lambda _: self._forget(cluster, entry))
         try:
             return await worker.call(entry.run, guard, fn, *args)
-        except asyncio.CancelledError:
-            entry.drop()  # if it had not started; else it stays tracked until it ends
+        except BaseException:
+            # Cancelled, or never submitted (shut down): a call that had not started never will;
+            # one that ran (and raised) or still runs stays tracked until it ends.
+            entry.drop()
             raise
 
     def _forget(self, cluster: str, entry: _Call) -> None:
