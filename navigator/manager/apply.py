@@ -52,22 +52,27 @@ async def apply_state(
     record: ClusterRecord,
     state: StateSet,
     serializer: Serializer,
-    now: datetime,
+    clock: Callable[[], datetime],
     record_cluster: bool = False,
 ) -> tuple[ClusterRecord, list[Change]]:
     """Persist ``state`` in one transaction; returns the updated cluster record and what changed.
 
+    The time applied (``last_sync``, the changes' ``applied_at``) is read from ``clock``
+    on the storage thread when the apply starts, not when the state arrived: a state
+    that waited in the queue behind other clusters' applies is as fresh as it is stored.
     Raises ``InvalidState`` when a payload does not decode (nothing stored) and
     whatever the backend raised when it failed (nothing stored either).
     """
-    updated = dataclasses.replace(
-        record,
-        last_sync=now,
-        last_seen=now,
-        last_sequence=state.sequence,
-        errors=partial.merge_errors(record.errors, state, now),
-    )
-    changes = await worker.call(
-        reconciler.apply, updated, state, serializer, now, state.observed_at, record_cluster
-    )
-    return updated, changes
+
+    def stamped() -> tuple[ClusterRecord, list[Change]]:
+        now = clock()
+        updated = dataclasses.replace(
+            record,
+            last_sync=now,
+            last_seen=now,
+            last_sequence=state.sequence,
+            errors=partial.merge_errors(record.errors, state, now),
+        )
+        return updated, reconciler.apply(updated, state, serializer, now, state.observed_at, record_cluster)
+
+    return await worker.call(stamped)

@@ -481,7 +481,7 @@ class EdgeSession:
                 self.record,
                 assembled,
                 self.serializer,
-                _utc(now),
+                lambda: _utc(self.ctx.clock()),
                 record_cluster or record_status_changed(self.record, assembled),
             )
             if record_cluster:
