@@ -1,8 +1,10 @@
 """Label selectors as SQL over the ``labels`` JSONB column, agreeing exactly with ``navigator.selectors``.
 
-``=`` and ``in`` become containment (``labels @> '{"k": "v"}'``) and ``exists``
-the key operator (``labels ? 'k'``): both are served by the GIN index. The
-negative forms are true when the key is absent, as in Kubernetes.
+``=`` and ``in`` become containment (``labels @> '{"k": "v"}'``), served by the GIN
+index (``jsonb_path_ops``: one entry per key and value), and ``exists`` the key
+operator (``labels ? 'k'``), which that index does not serve. The negative forms
+are true when the key is absent, as in Kubernetes. A selector with no ``=`` or
+``in`` is answered by scanning the rows in scope.
 """
 
 from __future__ import annotations

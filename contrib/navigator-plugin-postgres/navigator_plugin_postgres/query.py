@@ -1,10 +1,10 @@
 """``ResourceQuery`` as one SQL statement, ordered by (cluster, kind, namespace, name).
 
 Now: ``resources``, filtered through its primary key or ``resources_kind_namespace_idx``,
-label selectors through the GIN index on ``labels``. At a time: per key the latest
-``history`` row applied at or before it, unless that row is a DELETED, found in key
-order in ``history_key_idx`` (or ``history_namespace_idx`` for a namespace without a
-cluster); the selector applies to the labels the object had then.
+label selectors through the GIN index on ``labels`` (``=`` and ``in``: label_sql.py).
+At a time: per key the latest ``history`` row applied at or before it, unless that row
+is a DELETED, found in key order in ``history_key_idx`` (or ``history_namespace_idx``
+for a namespace without a cluster); the selector applies to the labels the object had then.
 """
 
 from __future__ import annotations

@@ -180,6 +180,29 @@ def test_time_travel_and_recent_changes_read_the_history_indexes(backend: Postgr
     assert "history_pkey" in _plan(backend, *history_sql.statement(everywhere))
 
 
+def test_equality_and_in_selectors_read_the_labels_index(backend: PostgresBackend) -> None:
+    # 50,000 pods of 5,000 workloads: app per workload, tier among 50.
+    schema = backend.options.schema_name
+    with psycopg.connect(backend.options.dsn, autocommit=True) as conn:
+        conn.execute(f'SET search_path = "{schema}"')
+        conn.execute(
+            """INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, labels, data, digest)
+               SELECT 'east', 'pods', 'ns-' || (i / 10 % 100), 'pod-' || i, 'u' || i, '1',
+                      jsonb_build_object('app', 'app-' || (i / 10), 'tier', 'tier-' || (i / 10 % 50)), '{}', ''
+               FROM generate_series(0, 49999) AS i"""
+        )
+        conn.execute("VACUUM ANALYZE resources")
+        (index,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'resources_labels_idx'", [schema]
+        ).fetchone() or ("",)
+    assert "jsonb_path_ops" in index
+    for text in ("app=app-7", "tier in (tier-1,tier-2),app!=app-11", "app=app-7,tier", "app in (app-7,app-8),!x"):
+        plan = _plan(backend, *statement(ResourceQuery(kind="pods", selector=parse_selector(text))))
+        assert "resources_labels_idx" in plan, (text, plan)
+    found = [s.resource.name for s in backend.query(ResourceQuery(kind="pods", selector=parse_selector("app=app-7")))]
+    assert found == sorted(f"pod-{i}" for i in range(70, 80))
+
+
 def test_pruning_by_max_rows_trusts_a_far_lower_estimate_only_for_large_limits(
     backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from navigator_plugin_postgres import migrations
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.options import parse_options
 
-from navigator.plugin import ClusterRecord, HistoryQuery, ResourceQuery, StorageError
+from navigator.plugin import ClusterRecord, HistoryQuery, ResourceQuery, StorageError, parse_selector
 from navigator.testing.storage_conformance import Feed, make, state, summary
 
 
@@ -135,7 +135,7 @@ def test_a_version_1_schema_is_upgraded_with_its_data_kept(pg_options: dict[str,
     backend = PostgresBackend(parse_options(pg_options))
     try:
         backend.migrate()
-        assert recorded(dsn, schema) == [1, 2]
+        assert recorded(dsn, schema) == [m.version for m in migrations.MIGRATIONS]
         assert [s.resource for s in backend.query(ResourceQuery())] == [a, b]
         assert {(v.name, v.resource_version, v.digest) for v in backend.versions("east")} == {("a", "1", ""), ("b", "1", "")}
         assert backend.get_cluster("east") == ClusterRecord("east", edge_id="edge-1", last_sequence=41)
@@ -149,5 +149,32 @@ def test_a_version_1_schema_is_upgraded_with_its_data_kept(pg_options: dict[str,
         assert change.changed_fields == ("ip",) and change.old_resource_version == "1"
         assert all(v.digest for v in backend.versions("east"))
         assert feed(state(changed_a, b)) == []
+    finally:
+        backend.close()
+
+
+def test_a_version_2_schema_gets_the_labels_index_as_jsonb_path_ops(pg_options: dict[str, Any]) -> None:
+    dsn, schema = pg_options["dsn"], pg_options["schema"]
+    web = make("a", labels={"app": "web", "tier": "front"})
+    with psycopg.connect(dsn) as conn:
+        assert migrations.migrate(conn, schema, target=2) == [1, 2]
+        conn.execute(
+            f'INSERT INTO "{schema}".resources (cluster, kind, namespace, name, uid, resource_version,'
+            " labels, data, digest) VALUES ('east', %s, %s, %s, %s, '1', %s::jsonb, '{}', '')",
+            [web.kind, web.namespace, web.name, web.uid, json.dumps(web.labels)],
+        )
+    backend = PostgresBackend(parse_options(pg_options))
+    try:
+        backend.migrate()
+        assert recorded(dsn, schema) == [1, 2, 3]
+        with psycopg.connect(dsn) as conn:
+            (index,) = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'resources_labels_idx'",
+                [schema],
+            ).fetchone() or ("",)
+        assert "USING gin (labels jsonb_path_ops)" in index
+        for text, expected in (("app=web", ["a"]), ("tier in (front,back)", ["a"]), ("app", ["a"]), ("!app", [])):
+            selector = parse_selector(text)
+            assert [s.resource.name for s in backend.query(ResourceQuery(selector=selector))] == expected, text
     finally:
         backend.close()

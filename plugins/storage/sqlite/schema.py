@@ -123,14 +123,17 @@ MIGRATIONS: tuple[str, ...] = (
         ids TEXT NOT NULL,
         PRIMARY KEY (key, kind, bucket, cluster, lo)
     ) WITHOUT ROWID;
-    -- Every row of a kind in a cluster, chunks of [resources ids]: what !key, != and notin subtract from.
-    CREATE TABLE kind_ids (
+    -- Per kind in a cluster and key set (the JSON array of a row's label keys, in its labels'
+    -- order), chunks of [resources ids]. Every row is in one: what !key and exists read,
+    -- and what != and notin subtract from.
+    CREATE TABLE label_keys (
         cluster TEXT NOT NULL,
         kind TEXT NOT NULL,
+        keys TEXT NOT NULL,
         lo INTEGER NOT NULL,
         n INTEGER NOT NULL,
         ids TEXT NOT NULL,
-        PRIMARY KEY (cluster, kind, lo)
+        PRIMARY KEY (cluster, kind, keys, lo)
     ) WITHOUT ROWID;
     """,
 )

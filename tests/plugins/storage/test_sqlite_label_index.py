@@ -110,27 +110,28 @@ def logical_index(conn: sqlite3.Connection) -> tuple[dict[tuple[str, str, str, s
         parts.sort()
         for (_, ids), (next_lo, _) in itertools.pairwise(parts):
             assert max(ids) < next_lo, "a chunk holds only ids below the next chunk's lo"
-    kinds: dict[Any, list[int]] = {}
+    key_sets: dict[Any, list[int]] = {}
     last: dict[Any, int] = {}
-    for cluster, kind, lo, n, text in conn.execute("SELECT * FROM kind_ids ORDER BY cluster, kind, lo"):
+    for cluster, kind, keys, lo, n, text in conn.execute("SELECT * FROM label_keys ORDER BY cluster, kind, keys, lo"):
         ids = orjson.loads(text)
         assert ids and ids == sorted(set(ids)) and ids[0] == lo and n == len(ids)
-        assert last.get((cluster, kind), -1) < lo
-        last[(cluster, kind)] = ids[-1]
-        kinds.setdefault((cluster, kind), []).extend(ids)
-    return {k: sorted(v) for k, v in values.items()}, kinds
+        assert last.get((cluster, kind, keys), -1) < lo
+        last[(cluster, kind, keys)] = ids[-1]
+        key_sets.setdefault((cluster, kind, keys), []).extend(ids)
+    return {k: sorted(v) for k, v in values.items()}, key_sets
 
 
 def expected_index(conn: sqlite3.Connection) -> tuple[dict[tuple[str, str, str, str], list[int]], dict[Any, list[int]]]:
     """What the index must say: read from the rows themselves."""
     values: dict[tuple[str, str, str, str], list[int]] = {}
-    kinds: dict[Any, list[int]] = {}
+    key_sets: dict[Any, list[int]] = {}
     for row_id, cluster, kind, labels in conn.execute("SELECT id, cluster, kind, labels FROM resources ORDER BY id"):
-        kinds.setdefault((cluster, kind), []).append(row_id)
-        for key, value in orjson.loads(labels).items():
+        parsed = orjson.loads(labels)
+        key_sets.setdefault((cluster, kind, orjson.dumps(list(parsed)).decode()), []).append(row_id)
+        for key, value in parsed.items():
             if key:
                 values.setdefault((cluster, kind, key, value), []).append(row_id)
-    return values, kinds
+    return values, key_sets
 
 
 def check_index(path: Path) -> None:
@@ -254,7 +255,7 @@ def test_deletions_updates_and_recreations_keep_the_index_right(
                                               for s in backend.query(ResourceQuery())], None)  # fmt: skip
     conn = sqlite3.connect(tmp_path / "navigator.db")
     assert conn.execute("SELECT count(*) FROM label_values").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM kind_ids").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM label_keys").fetchone()[0] == 0
     conn.close()
     backend.apply(ClusterRecord("east"), stored(pods[1]), [], None)
     check_index(tmp_path / "navigator.db")
