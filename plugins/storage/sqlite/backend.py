@@ -55,7 +55,7 @@ CHECKPOINT_BYTES = 4 << 20
 
 _T = TypeVar("_T")
 
-# id last: label_index sets it (None where the row exists: the upsert keeps its id).
+# id last: a new id for every row; a row that exists keeps its own (label_index reads which is which).
 _INSERT = """
 INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data, id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -350,6 +350,7 @@ class SQLiteBackend:
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._writer.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES // 4}")
         self._wal = Path(f"{self.path}-wal")
+        self._logging_labels = False
         self._checkpointer = _Checkpointer(self._connect, f"sqlite checkpoint {self.path}")
 
     # -- connections ---------------------------------------------------------------
@@ -465,6 +466,13 @@ class SQLiteBackend:
     ) -> None:
         name = cluster.cluster
         now = datetime.now(UTC)
+        if not self._logging_labels:
+            with self._write_lock:
+                try:
+                    label_index.log_changes(self._writer)
+                except sqlite3.Error as exc:
+                    raise StorageError(f"SQLite error on {self.path}: {exc}") from None
+                self._logging_labels = True
         with self._transaction() as conn:
             # Encode each object once: the same bytes go to resources and to its history row.
             # The last slot ends up holding the row's id (label_index sets it); until then it holds
@@ -493,9 +501,11 @@ class SQLiteBackend:
             first_id = label_index.next_id(conn)
             first = not deletions and rows and label_index.fresh(conn, name)
             if not (first and _first_ingest(conn, name, rows, groups, first_id)):
-                label_index.update(conn, name, rows, deletions, first_id, id_slot=9)
+                for row_id, row in enumerate(rows, first_id):  # kept by new rows, ignored by existing ones
+                    row[9] = row_id
                 conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
                 conn.executemany(_UPSERT, rows)
+                label_index.update(conn, name, first_id)
             cluster_row = _cluster_row(cluster)
             conn.execute(_SAVE_CLUSTER, cluster_row)
             if record_cluster:
@@ -580,6 +590,7 @@ def _first_ingest(
         conn.executemany(_INSERT, rows)
     except sqlite3.IntegrityError:
         conn.execute("DELETE FROM resources WHERE id >= ?", (first_id,))
+        label_index.forget_changes(conn)
         return False
     label_index.insert(conn, postings)
     return True

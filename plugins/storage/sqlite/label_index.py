@@ -59,12 +59,12 @@ import itertools
 import operator
 import sqlite3
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from navigator.plugin import Operator, ResourceKey, ResourceQuery
+from navigator.plugin import Operator, ResourceQuery
 
 #: Hash buckets per label key (a power of two).
 BUCKETS = 256
@@ -72,21 +72,12 @@ BUCKETS = 256
 CHUNK = 1024
 #: Above this share of the objects in scope, fetching the candidates by id costs more than the scan.
 SCAN_SHARE = 0.3
-#: Keys per statement when the ids and labels of existing rows are looked up.
-BATCH = 5000
 
-_EXISTING = """
-SELECT r.kind, r.namespace, r.name, r.id, r.labels
-FROM json_each(?) AS k CROSS JOIN resources AS r
-WHERE r.cluster = ? AND r.kind = json_extract(k.value, '$[0]')
-  AND r.namespace = json_extract(k.value, '$[1]') AND r.name = json_extract(k.value, '$[2]')
-"""
 _BUCKET = "key = ? AND kind = ? AND bucket = ? AND cluster = ?"
 _KEYS = "cluster = ? AND kind = ? AND keys = ?"
 _INSERT_VALUES = "INSERT INTO label_values (key, kind, bucket, cluster, lo, n, ids) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_KEYS = "INSERT INTO label_keys (cluster, kind, keys, lo, n, ids) VALUES (?, ?, ?, ?, ?, ?)"
 
-Key = tuple[str, str, str]
 #: Per chunk of one bucket: value -> sorted ids.
 Postings = dict[str, list[int]]
 #: Rows for label_values and for label_keys.
@@ -271,16 +262,37 @@ def rebuild(conn: sqlite3.Connection) -> None:
         insert(conn, _postings(cluster, *_by_label(groups)))
 
 
-def update(conn: sqlite3.Connection, cluster: str, rows: Sequence[list[Any]], deletions: Collection[ResourceKey],
-           first_id: int, id_slot: int) -> None:  # fmt: skip
-    """Maintain the postings for one apply to a cluster that has rows, and give each new row its id.
+#: On the writer's connection: the rows whose labels an apply changes or deletes, for ``update``.
+#: An upsert that keeps its labels text logs nothing; inserts are read by their ids instead.
+LOG = (
+    "CREATE TEMP TABLE IF NOT EXISTS label_log (id INTEGER NOT NULL, kind TEXT NOT NULL, old TEXT, new TEXT)",
+    """CREATE TEMP TRIGGER IF NOT EXISTS label_log_update AFTER UPDATE OF labels ON main.resources
+    WHEN old.labels IS NOT new.labels
+    BEGIN INSERT INTO label_log VALUES (old.id, old.kind, old.labels, new.labels); END""",
+    """CREATE TEMP TRIGGER IF NOT EXISTS label_log_delete AFTER DELETE ON main.resources
+    BEGIN INSERT INTO label_log VALUES (old.id, old.kind, old.labels, NULL); END""",
+)
 
-    ``rows`` are the upsert rows in the order they are written, as lists: kind, namespace and name
-    at 1..3, the labels text at 7; ``id_slot`` gets the id of a new row, ``None`` for a row that exists
-    (the upsert updates it in place and keeps its id). Runs before the deletions and upserts are written.
+
+def log_changes(conn: sqlite3.Connection) -> None:
+    """Set up ``LOG`` on the writer's connection (idempotent; outside a transaction)."""
+    for statement in LOG:
+        conn.execute(statement)
+
+
+def forget_changes(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM temp.label_log")
+
+
+def update(conn: sqlite3.Connection, cluster: str, first_id: int) -> None:
+    """Bring the postings of ``cluster`` up to date after an apply's deletions and upserts.
+
+    The upserts gave every row an id from ``first_id`` on: the rows inserted kept theirs, the
+    rows that existed kept their own. ``label_log`` holds the rows deleted and relabelled.
     """
-    keys = [(k.kind, k.namespace, k.name) for k in deletions] + [(row[1], row[2], row[3]) for row in rows]
-    existing = _existing(conn, cluster, keys)
+    inserted = conn.execute("SELECT id, kind, labels FROM resources WHERE id >= ?", (first_id,)).fetchall()
+    logged = conn.execute("SELECT id, kind, old, new FROM temp.label_log").fetchall()
+    forget_changes(conn)
     # (key, kind, bucket) -> value -> (ids added, ids removed); (kind, key set) -> (added, removed)
     values: dict[tuple[str, str, int], dict[str, tuple[list[int], list[int]]]] = {}
     key_sets: dict[tuple[str, tuple[str, ...]], tuple[list[int], list[int]]] = {}
@@ -291,51 +303,37 @@ def update(conn: sqlite3.Connection, cluster: str, rows: Sequence[list[Any]], de
                 in_bucket = values.setdefault((key, kind, bucket(value)), {})
                 in_bucket.setdefault(value, ([], []))[side].append(row_id)
 
-    for gone in deletions:
-        old = existing.pop((gone.kind, gone.namespace, gone.name), None)
-        if old is not None:
-            labels = orjson.loads(old[1])
-            change(gone.kind, labels.items(), old[0], 1)
-            key_sets.setdefault((gone.kind, tuple(labels)), ([], []))[1].append(old[0])
-    final: dict[Key, tuple[int, str]] = {}
-    row_id = first_id
-    for row in rows:
-        key: Key = (row[1], row[2], row[3])
-        known = final.get(key) or existing.get(key)
-        if known is not None:
-            row[id_slot] = None
-            final[key] = (known[0], row[7])
+    net: dict[int, list[Any]] = {}  # per row: kind, labels before the apply, after (None: deleted)
+    for row_id, kind, old, new in logged:
+        if row_id >= first_id:
+            continue  # inserted by this apply (and updated again by a later copy of its key): read below
+        seen = net.get(row_id)
+        if seen is None:
+            net[row_id] = [kind, old, new]
         else:
-            row[id_slot] = row_id
-            final[key] = (row_id, row[7])
-            row_id += 1
-    for key, (row_id, text) in final.items():
-        old = existing.get(key)
-        if old is None:
-            labels = orjson.loads(text)
-            change(key[0], labels.items(), row_id, 0)
-            key_sets.setdefault((key[0], tuple(labels)), ([], []))[0].append(row_id)
-        elif old[1] != text:
-            before, after = orjson.loads(old[1]), orjson.loads(text)
-            change(key[0], before.items() - after.items(), row_id, 1)
-            change(key[0], after.items() - before.items(), row_id, 0)
-            if tuple(before) != tuple(after):
-                key_sets.setdefault((key[0], tuple(before)), ([], []))[1].append(row_id)
-                key_sets.setdefault((key[0], tuple(after)), ([], []))[0].append(row_id)
+            seen[2] = new
+    for row_id, (kind, old, new) in net.items():
+        if old == new:
+            continue
+        before = orjson.loads(old)
+        if new is None:
+            change(kind, before.items(), row_id, 1)
+            key_sets.setdefault((kind, tuple(before)), ([], []))[1].append(row_id)
+            continue
+        after = orjson.loads(new)
+        change(kind, before.items() - after.items(), row_id, 1)
+        change(kind, after.items() - before.items(), row_id, 0)
+        if tuple(before) != tuple(after):
+            key_sets.setdefault((kind, tuple(before)), ([], []))[1].append(row_id)
+            key_sets.setdefault((kind, tuple(after)), ([], []))[0].append(row_id)
+    for row_id, kind, text in inserted:
+        labels = orjson.loads(text)
+        change(kind, labels.items(), row_id, 0)
+        key_sets.setdefault((kind, tuple(labels)), ([], []))[0].append(row_id)
     for (label, kind, b), changes in values.items():
         _merge_bucket(conn, (label, kind, b, cluster), changes)
     for (kind, key_set), (added, removed) in key_sets.items():
         _merge_keys(conn, (cluster, kind, orjson.dumps(key_set).decode()), added, removed)
-
-
-def _existing(conn: sqlite3.Connection, cluster: str, keys: list[Key]) -> dict[Key, tuple[int, str]]:
-    """Id and labels text of the rows of ``cluster`` at ``keys``."""
-    found: dict[Key, tuple[int, str]] = {}
-    for start in range(0, len(keys), BATCH):
-        batch = orjson.dumps(keys[start : start + BATCH]).decode()
-        for kind, namespace, name, row_id, labels in conn.execute(_EXISTING, (batch, cluster)):
-            found[(kind, namespace, name)] = (row_id, labels)
-    return found
 
 
 def _route(conn: sqlite3.Connection, table: str, where: str, params: tuple[Any, ...],
