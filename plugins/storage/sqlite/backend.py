@@ -54,19 +54,21 @@ PAGE = 500
 CHECKPOINT_BYTES = 4 << 20
 
 _T = TypeVar("_T")
+_Statement = tuple[str, Sequence[Any]]
 
-# id last: a new id for every row; a row that exists keeps its own (label_index reads which is which).
+# A first ingest: SQLite numbers the rows. Else id last: a new id for every row, which a row that
+# exists ignores (it keeps its own: label_index reads which is which).
 _INSERT = """
+INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_UPSERT = """
 INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data, id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-_UPSERT = (
-    _INSERT
-    + """ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET
+ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET
     uid = excluded.uid, resource_version = excluded.resource_version, digest = excluded.digest,
     labels = excluded.labels, data = excluded.data
 """
-)
 _DELETE = "DELETE FROM resources WHERE cluster = ? AND kind = ? AND namespace = ? AND name = ?"
 # A DELETED change carries no object: its labels are the stored ones (still there, since
 # history is written before deletions and upserts), else the last recorded ones.
@@ -403,7 +405,7 @@ class SQLiteBackend:
             raise StorageError(f"SQLite error on {self.path}: {exc}") from None
 
     def _pages(
-        self, sql: str, params: Sequence[Any], plan: Callable[[sqlite3.Connection], tuple[str, Sequence[Any]]] | None = None
+        self, sql: str, params: Sequence[Any], plan: Callable[[sqlite3.Connection], _Statement] | None = None
     ) -> Iterator[list[Any]]:
         """The rows of one statement, in pages fetched on a connection of its own.
 
@@ -475,9 +477,9 @@ class SQLiteBackend:
                 self._logging_labels = True
         with self._transaction() as conn:
             # Encode each object once: the same bytes go to resources and to its history row.
-            # The last slot ends up holding the row's id (label_index sets it); until then it holds
-            # the row's label group: rows are grouped by kind and labels text here, where each is at
-            # hand, so that a first ingest indexes per label set, not per row.
+            # The last slot holds the row's label group (a first ingest takes it off), then its id:
+            # rows are grouped by kind and labels text here, where each is at hand, so that a first
+            # ingest indexes per label set, not per row.
             rows: list[list[Any]] = []
             groups: dict[str, dict[str, list[Any]]] = {}  # kind -> labels text -> [labels, ids...]
             kind, same_kind = "", groups.setdefault("", {})
@@ -583,14 +585,20 @@ def _first_ingest(
 ) -> bool:
     """Insert the rows of a cluster that has none, and their postings, without reading anything back.
 
-    False, with nothing left written, when a key comes twice: the upsert then takes the last copy.
+    False, with nothing left written, when a key comes twice (the upsert then takes the last copy)
+    or the rows did not get the ids the postings name.
     """
-    postings = label_index.first_ingest(cluster, rows, groups, first_id, id_slot=9)
+    postings = label_index.first_ingest(cluster, rows, groups, first_id)
     try:
         conn.executemany(_INSERT, rows)
+        numbered = conn.execute("SELECT max(id) FROM resources").fetchone()[0] == first_id + len(rows) - 1
     except sqlite3.IntegrityError:
-        conn.execute("DELETE FROM resources WHERE id >= ?", (first_id,))
+        numbered = False
+    if not numbered:
+        conn.execute("DELETE FROM resources WHERE cluster = ?", (cluster,))
         label_index.forget_changes(conn)
+        for row in rows:
+            row.append(None)  # the id slot, given by the general path
         return False
     label_index.insert(conn, postings)
     return True
@@ -633,10 +641,10 @@ def _query_sql(query: ResourceQuery) -> tuple[str, list[Any]]:
 
 def _planner(
     query: ResourceQuery, scan: str, scan_params: list[Any]
-) -> Callable[[sqlite3.Connection], tuple[str, Sequence[Any]]]:
+) -> Callable[[sqlite3.Connection], _Statement]:
     """The statement for a selector query now: through the label index, else the scan."""
 
-    def plan(conn: sqlite3.Connection) -> tuple[str, Sequence[Any]]:
+    def plan(conn: sqlite3.Connection) -> _Statement:
         ids = label_index.candidates(conn, query)
         if ids is None:
             return scan, scan_params

@@ -13,7 +13,8 @@ label keys, in its labels' order); a kind has few key sets, so ``!team`` is the 
 few that lack ``team``, and "every row" the union of all. Both are cut into chunks of about
 ``CHUNK`` ids by id range (``lo`` the chunk's smallest id, ``n`` its size): an id lives in the
 chunk with the largest ``lo`` at or below it, so a change rewrites one chunk, not a posting.
-Labels with an empty key are not in ``label_values``: no selector can name one.
+Labels with an empty key or a value that is not a string are not in ``label_values``: no
+selector can name them.
 
 Reading (``candidates``): ``=``/``in`` read the buckets of their values, ``exists``/``!key`` the
 key sets with/without the key; ``!=``/``notin`` read every key set minus the rows with the
@@ -146,6 +147,8 @@ def _postings(cluster: str, values: Mapping[str, Mapping[str, Mapping[str, list[
                 continue
             buckets: dict[int, Postings] = {}
             for value, parts in postings.items():
+                if not isinstance(value, str):
+                    continue  # not a label value any selector can name (the JSON conditions agree)
                 b = bucket(value)
                 in_bucket = buckets.get(b)
                 if in_bucket is None:
@@ -189,18 +192,18 @@ def fresh(conn: sqlite3.Connection, cluster: str) -> bool:
 
 
 def first_ingest(cluster: str, rows: Sequence[list[Any]], groups: Mapping[str, Mapping[str, list[Any]]],
-                 first_id: int, id_slot: int) -> Rows:  # fmt: skip
-    """Give each row of a fresh cluster its id, and return the rows of its postings, for ``insert``.
+                 first_id: int) -> Rows:  # fmt: skip
+    """The rows of the postings of a fresh cluster, for ``insert``, its rows numbered from ``first_id``.
 
-    ``rows`` are sorted by (kind, namespace, name), as lists with the kind at 1; ``first_id`` onwards
-    go to ``id_slot``, which holds the row's group until then. ``groups`` are, per kind and labels
-    text, lists that start with the labels mapping: the ids of the rows are appended to them.
-    The ids assume one row per key: the caller inserts the rows with a plain INSERT, which fails
-    on a key that comes twice.
+    ``rows`` are sorted by (kind, namespace, name), as lists with the kind at 1 and, last, the row's
+    group, which this takes off. ``groups`` are, per kind and labels text, lists that start with the
+    labels mapping: the ids of the rows are appended to them. The caller inserts the rows in this
+    order with a plain INSERT without ids, so that SQLite numbers them from ``first_id`` (an id
+    given costs a search for it), and checks that it did: a key that comes twice fails the INSERT,
+    and ``max(id)`` tells the rest.
     """
     for row_id, row in enumerate(rows, first_id):
-        row[id_slot].append(row_id)
-        row[id_slot] = row_id
+        row.pop().append(row_id)
     values, keys = _by_label(groups)
     kind_of = operator.itemgetter(1)
     for kind, key_sets in keys.items():
@@ -299,7 +302,7 @@ def update(conn: sqlite3.Connection, cluster: str, first_id: int) -> None:
 
     def change(kind: str, pairs: Iterable[tuple[str, str]], row_id: int, side: int) -> None:
         for key, value in pairs:
-            if key:
+            if key and isinstance(value, str):
                 in_bucket = values.setdefault((key, kind, bucket(value)), {})
                 in_bucket.setdefault(value, ([], []))[side].append(row_id)
 
@@ -419,7 +422,8 @@ def candidates(conn: sqlite3.Connection, query: ResourceQuery) -> list[int] | No
                 found += postings.get(value, ())
         return found
 
-    key_sets = conn.execute(f"SELECT keys, sum(n) FROM label_keys WHERE 1{scope} GROUP BY keys", scope_params).fetchall()
+    sql = f"SELECT keys, sum(n) FROM label_keys WHERE 1{scope} GROUP BY keys"
+    key_sets = conn.execute(sql, scope_params).fetchall()
     total = sum(n for _, n in key_sets)
     if total == 0:
         return []
