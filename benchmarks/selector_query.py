@@ -13,7 +13,10 @@ process), and the load average before and after (the machine may be shared: comp
 - PostgreSQL: the scan is a second backend on the same schema whose sessions have
   ``enable_bitmapscan=off`` (GIN serves only bitmap scans); the plan the server-side cursor
   gets for each selector (``EXPLAIN DECLARE``) is printed, and PostgreSQL comes from
-  ``NAVIGATOR_TEST_POSTGRES_DSN``, else the local server (127.0.0.1:5432).
+  ``NAVIGATOR_TEST_POSTGRES_DSN``, else the local server (127.0.0.1:5432). The queries run
+  after ``VACUUM ANALYZE``, as autovacuum leaves the table soon after an ingest: until then the
+  GIN index's pending list (entries not yet merged, up to ``gin_pending_list_limit``) is
+  scanned by every lookup; the first selector is also measured before, and printed.
 
     .venv/bin/python benchmarks/selector_query.py [--pods 150000] [--runs 20] [--backend sqlite|postgres|both]
 """
@@ -147,7 +150,12 @@ def postgres_backends(pods: list[sync_pb2.Resource]) -> Iterator[tuple[StorageBa
     try:
         wall, cpu = ingest(backend, pods)
         print(f"postgres ingest {len(pods):,} pods (history off): {wall:.2f} s wall, {cpu:.2f} s CPU (this process)")
-        _analyze(dsn, schema)
+        _maintain(dsn, schema, "ANALYZE")
+        first = ResourceQuery(kind="pods", selector=parse_selector(selectors(len(pods))[0]))
+        before, _, _ = median_ms(lambda: list(backend.query(first)), 10)
+        _maintain(dsn, schema, "VACUUM ANALYZE")
+        after, _, _ = median_ms(lambda: list(backend.query(first)), 10)
+        print(f"postgres {first.selector} before VACUUM (GIN pending list unmerged): {before:.1f} ms; after: {after:.1f} ms")
         yield backend, scan
     finally:
         scan.close()
@@ -158,12 +166,12 @@ def postgres_backends(pods: list[sync_pb2.Resource]) -> Iterator[tuple[StorageBa
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _analyze(dsn: str, schema: str) -> None:
-    """Statistics, as autovacuum would gather them soon after an ingest."""
+def _maintain(dsn: str, schema: str, command: str) -> None:
+    """``ANALYZE`` or ``VACUUM ANALYZE`` of the resources, as autovacuum runs them after an ingest."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'ANALYZE "{schema}".resources')
+        conn.execute(f'{command} "{schema}".resources')
 
 
 def postgres_plan(dsn: str, schema: str) -> Callable[[ResourceQuery], str]:
