@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import re
 
-#: Sent in ``Identify.protocol_version``; the manager refuses any other.
-PROTOCOL_VERSION = 1
+#: Sent in ``Identify.protocol_version``. 2 adds per-object observation times and
+#: resumption by sequence (docs/protocol.md); a manager also serves version 1 edges.
+PROTOCOL_VERSION = 2
+
+#: The versions a manager accepts in ``Identify.protocol_version``.
+SUPPORTED_PROTOCOL_VERSIONS = (1, 2)
 
 #: Cluster ids: 1-63 lowercase letters, digits, '-', '_' or '.', alphanumeric at both ends.
 CLUSTER_ID_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")

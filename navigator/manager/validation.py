@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from navigator.config.manager import LimitsSection
 from navigator.manager import partial
-from navigator.protocol import PROTOCOL_VERSION, cluster_id_problem
+from navigator.protocol import SUPPORTED_PROTOCOL_VERSIONS, cluster_id_problem
 from navigator.v1 import sync_pb2
 
 
@@ -23,8 +23,9 @@ class InvalidState(ValueError):
 
 def check_identify(identify: sync_pb2.Identify) -> str | None:
     """The problem with an ``Identify``, or ``None`` when it is well formed."""
-    if identify.protocol_version != PROTOCOL_VERSION:
-        return f"unsupported protocol_version {identify.protocol_version} (this manager speaks {PROTOCOL_VERSION})"
+    if identify.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
+        speaks = ", ".join(map(str, SUPPORTED_PROTOCOL_VERSIONS))
+        return f"unsupported protocol_version {identify.protocol_version} (this manager speaks {speaks})"
     if (problem := cluster_id_problem(identify.cluster_id)) is not None:
         return problem
     if not identify.edge_id.strip():

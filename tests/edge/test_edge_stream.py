@@ -34,7 +34,7 @@ async def test_identifies_then_sends_a_full_state_first(
         await edge.wait_until(lambda e: e.stats.applied_full >= 1)
     (conn,) = fake_manager.connections
     ident = conn.identify
-    assert (ident.protocol_version, ident.cluster_id, ident.edge_id) == (1, "sim", "edge-1")
+    assert (ident.protocol_version, ident.cluster_id, ident.edge_id) == (2, "sim", "edge-1")
     assert dict(ident.metadata) == {"environment": "test", "region": "r1"}
     assert list(ident.serializers) == ["json", "protobuf"]
     assert list(ident.kinds) == ["services", "endpointslices", "pods"]

@@ -110,6 +110,14 @@ async def test_bad_credentials_are_refused(
     assert "west" not in reject.message  # never says whose token it was
 
 
+@pytest.mark.parametrize("version", [1, 2])
+async def test_every_supported_protocol_version_is_accepted(edges: RawEdges, version: int) -> None:
+    """Version 1 edges (no per-object observation times, no resumption) keep working beside version 2."""
+    edge = edges.connect(edges.tokens["east"])
+    answer = await edge.identify("east", f"edge-v{version}", protocol_version=version)
+    assert answer is not None and answer.WhichOneof("body") == "accept"
+
+
 async def test_token_in_identify_is_accepted(edges: RawEdges) -> None:
     edge = edges.connect(None)
     answer = await edge.identify("east", "edge-1", token=edges.tokens["east"])
@@ -121,7 +129,7 @@ async def test_token_in_identify_is_accepted(edges: RawEdges) -> None:
     [
         ({"cluster": "East_Bad!"}, "invalid cluster id"),
         ({"edge_id": ""}, "edge_id is empty"),
-        ({"protocol_version": 2}, "unsupported protocol_version 2"),
+        ({"protocol_version": 3}, "unsupported protocol_version 3"),
     ],
 )
 async def test_malformed_identify(edges: RawEdges, kwargs: dict[str, object], message: str) -> None:
