@@ -57,10 +57,22 @@ class LimitsSection(Section):
 
 
 class StatusSection(Section):
-    """HEALTHY while the last sync is younger than interval * stale_after + slack."""
+    """HEALTHY while the last sync is younger than interval * stale_after + slack,
+    and the copy (as of the edge's observation time of the last applied state) younger than max_age."""
 
     stale_after: float = Field(2.0, ge=1.0, description="multiples of the edge's declared interval")
     slack: Duration = Field(10.0, ge=0)
+    max_age: Duration | None = Field(
+        None,
+        gt=0,
+        description="a connected cluster whose copy is older than this is STALE; unset: interval * stale_after + slack",
+    )
+
+
+class WatchSection(Section):
+    """``navigator watch`` subscribers: each may fall this many changes behind before it is cut off."""
+
+    buffer: int = Field(10_000, ge=1, description="changes a watcher may have pending before it is disconnected")
 
 
 def _retention(value: Any) -> float:
@@ -120,6 +132,7 @@ class ManagerConfig(Section):
     status: StatusSection = Field(default_factory=StatusSection)
     sinks: list[SinkSection] = Field(default_factory=list)
     history: HistorySection = Field(default_factory=HistorySection)
+    watch: WatchSection = Field(default_factory=WatchSection)
     plugins: ManagerPlugins = Field(default_factory=ManagerPlugins)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

@@ -154,6 +154,8 @@ class ClusterInfo(_message.Message):
     MANAGER_ID_FIELD_NUMBER: _builtins.int
     SYNC_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     LAST_SEEN_FIELD_NUMBER: _builtins.int
+    FRESH_AS_OF_FIELD_NUMBER: _builtins.int
+    LAG_SECONDS_FIELD_NUMBER: _builtins.int
     cluster: _builtins.str
     edge_id: _builtins.str
     status: _builtins.str
@@ -161,6 +163,10 @@ class ClusterInfo(_message.Message):
     connected: _builtins.bool
     manager_id: _builtins.str
     sync_interval_seconds: _builtins.float
+    lag_seconds: _builtins.float
+    """Propagation lag (observed at the edge -> applied here) of the last applied
+    change, in seconds; 0 when unknown.
+    """
     @_builtins.property
     def last_sync(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -171,6 +177,12 @@ class ClusterInfo(_message.Message):
     def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterError]: ...
     @_builtins.property
     def last_seen(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def fresh_as_of(self) -> _timestamp_pb2.Timestamp:
+        """The time (edge clock) as of which the manager's copy was exact: the
+        observation time of the last applied state.
+        """
+
     def __init__(
         self,
         *,
@@ -185,10 +197,12 @@ class ClusterInfo(_message.Message):
         manager_id: _builtins.str = ...,
         sync_interval_seconds: _builtins.float = ...,
         last_seen: _timestamp_pb2.Timestamp | None = ...,
+        fresh_as_of: _timestamp_pb2.Timestamp | None = ...,
+        lag_seconds: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen", "last_sync", b"last_sync"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fresh_as_of", b"fresh_as_of", "last_seen", b"last_seen", "last_sync", b"last_sync"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connected", b"connected", "counts", b"counts", "edge_id", b"edge_id", "errors", b"errors", "last_seen", b"last_seen", "last_sync", b"last_sync", "manager_id", b"manager_id", "metadata", b"metadata", "status", b"status", "sync_interval_seconds", b"sync_interval_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connected", b"connected", "counts", b"counts", "edge_id", b"edge_id", "errors", b"errors", "fresh_as_of", b"fresh_as_of", "lag_seconds", b"lag_seconds", "last_seen", b"last_seen", "last_sync", b"last_sync", "manager_id", b"manager_id", "metadata", b"metadata", "status", b"status", "sync_interval_seconds", b"sync_interval_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -494,6 +508,42 @@ class ChangePage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChangePage: _TypeAlias = ChangePage  # noqa: Y015
+
+@_typing.final
+class WatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    INITIAL_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """Empty = any."""
+    cluster: _builtins.str
+    namespace: _builtins.str
+    label_selector: _builtins.str
+    name: _builtins.str
+    initial: _builtins.bool
+    """Start with the matching objects as ADDED, then the changes."""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        cluster: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        label_selector: _builtins.str = ...,
+        name: _builtins.str = ...,
+        initial: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "initial", b"initial", "kind", b"kind", "label_selector", b"label_selector", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
 
 @_typing.final
 class DiffRequest(_message.Message):

@@ -54,6 +54,11 @@ class QueryStub:
                 request_serializer=navigator_dot_v1_dot_query__pb2.DiffRequest.SerializeToString,
                 response_deserializer=navigator_dot_v1_dot_query__pb2.DiffPage.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/navigator.v1.Query/Watch',
+                request_serializer=navigator_dot_v1_dot_query__pb2.WatchRequest.SerializeToString,
+                response_deserializer=navigator_dot_v1_dot_query__pb2.ChangePage.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -88,6 +93,16 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Streams changes as this manager applies them (with PostgreSQL, also those
+        applied by the other managers of the same database), optionally preceded by
+        the matching objects as ADDED (`initial`). A watcher that falls more than
+        `watch.buffer` changes behind is ended with RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +125,11 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.Diff,
                     request_deserializer=navigator_dot_v1_dot_query__pb2.DiffRequest.FromString,
                     response_serializer=navigator_dot_v1_dot_query__pb2.DiffPage.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=navigator_dot_v1_dot_query__pb2.WatchRequest.FromString,
+                    response_serializer=navigator_dot_v1_dot_query__pb2.ChangePage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +240,33 @@ class Query:
             '/navigator.v1.Query/Diff',
             navigator_dot_v1_dot_query__pb2.DiffRequest.SerializeToString,
             navigator_dot_v1_dot_query__pb2.DiffPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/navigator.v1.Query/Watch',
+            navigator_dot_v1_dot_query__pb2.WatchRequest.SerializeToString,
+            navigator_dot_v1_dot_query__pb2.ChangePage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,12 @@ class QueryStub:
     """Streams what was added, removed and changed between two times, in pages,
     ordered by cluster, kind, namespace, name.
     """
+    Watch: _grpc.UnaryStreamMultiCallable[_query_pb2.WatchRequest, _query_pb2.ChangePage]
+    """Streams changes as this manager applies them (with PostgreSQL, also those
+    applied by the other managers of the same database), optionally preceded by
+    the matching objects as ADDED (`initial`). A watcher that falls more than
+    `watch.buffer` changes behind is ended with RESOURCE_EXHAUSTED.
+    """
 
 @_typing.type_check_only
 class QueryAsyncStub(QueryStub):
@@ -56,6 +62,12 @@ class QueryAsyncStub(QueryStub):
     Diff: _aio.UnaryStreamMultiCallable[_query_pb2.DiffRequest, _query_pb2.DiffPage]  # type: ignore[assignment]
     """Streams what was added, removed and changed between two times, in pages,
     ordered by cluster, kind, namespace, name.
+    """
+    Watch: _aio.UnaryStreamMultiCallable[_query_pb2.WatchRequest, _query_pb2.ChangePage]  # type: ignore[assignment]
+    """Streams changes as this manager applies them (with PostgreSQL, also those
+    applied by the other managers of the same database), optionally preceded by
+    the matching objects as ADDED (`initial`). A watcher that falls more than
+    `watch.buffer` changes behind is ended with RESOURCE_EXHAUSTED.
     """
 
 class QueryServicer(metaclass=_abc_1.ABCMeta):
@@ -92,6 +104,18 @@ class QueryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_query_pb2.DiffPage], _abc.AsyncIterator[_query_pb2.DiffPage]]:
         """Streams what was added, removed and changed between two times, in pages,
         ordered by cluster, kind, namespace, name.
+        """
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _query_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_query_pb2.ChangePage], _abc.AsyncIterator[_query_pb2.ChangePage]]:
+        """Streams changes as this manager applies them (with PostgreSQL, also those
+        applied by the other managers of the same database), optionally preceded by
+        the matching objects as ADDED (`initial`). A watcher that falls more than
+        `watch.buffer` changes behind is ended with RESOURCE_EXHAUSTED.
         """
 
 def add_QueryServicer_to_server(servicer: QueryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
