@@ -132,6 +132,13 @@ class SyncSection(Section):
     mode: Literal["watch", "poll"] = "watch"
     #: With mode=watch, a full snapshot is still sent this often.
     full_resync_interval: Duration = Field(600.0, gt=0)
+    #: With mode=watch, a watched change waits this long for others to leave with it.
+    batch_window: Duration = Field(
+        0.05, ge=0, le=60, description="how long watched changes gather before they are sent (watch mode)"
+    )
+    #: A burst larger than this leaves as several deltas; each delta's bytes are split into messages
+    #: of at most ``manager.max_message_size`` x ``manager.chunk_fraction``.
+    batch_max_objects: int = Field(5000, ge=1, description="objects per delta at most (watch mode)")
 
     @model_validator(mode="after")
     def _bounds(self) -> SyncSection:

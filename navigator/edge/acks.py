@@ -43,8 +43,8 @@ class PendingAcks:
     async def outcome(self, sequences: Sequence[int], timeout: float) -> sync_pb2.Ack | None:
         """Wait for the ack of each of ``sequences`` in order; the one that decides the state.
 
-        That is the last chunk's ack, or an earlier chunk's that is not ``BUFFERED``
-        (the manager refused the set part-way; later chunks are refused too).
+        That is the last chunk's ack, or an earlier chunk's that is neither ``BUFFERED``
+        nor ``APPLIED`` (the manager refused the set part-way; later chunks are refused too).
         """
         final: sync_pb2.Ack | None = None
         for index, sequence in enumerate(sequences):
@@ -57,7 +57,9 @@ class PendingAcks:
             last = index == len(sequences) - 1
             if not last and ack.status == sync_pb2.ACK_STATUS_BUFFERED:
                 continue
-            final = ack
+            # A delta's messages are applied one by one: one refused decides the state even if later ones applied.
+            if final is None or final.status == sync_pb2.ACK_STATUS_APPLIED:
+                final = ack
             if not last:
                 logger.warning(
                     "chunk {}/{} of state {} was acked {}: {}",

@@ -1,18 +1,23 @@
 """The sync loop: what to collect when, and what to hand the stream.
 
 ``poll`` mode lists every kind each interval and sends a FULL state. ``watch``
-mode lists once, keeps watches open and sends the changes as a DELTA each
-interval (an empty one if nothing changed, so the manager knows the edge is
-alive), with a FULL every ``sync.full_resync_interval``, after every reconnect,
-and whenever a kind failed or its watch broke. The interval adapts to churn.
+mode lists once, keeps watches open and sends what they see as it happens: the
+first change waits ``sync.batch_window`` (50 ms) for others, then they leave as
+one DELTA (at most ``sync.batch_max_objects``). While the stream has not taken
+the previous state (slow manager, dropped connection) nothing more is queued:
+changes keep merging, latest event per object, and leave together when it has.
+A quiet cluster still sends an empty DELTA every interval, so the manager knows
+the edge is alive. A FULL follows every ``sync.full_resync_interval``, a
+request of the stream, and a broken watch (at once, at most once a second);
+a kind that failed to list is retried after an interval. The interval adapts
+to churn (poll mode's period; watch mode's liveness period).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 
 from loguru import logger
@@ -29,6 +34,8 @@ from navigator.resource import Resource
 
 #: While a collection runs longer than this, log how far each kind got.
 PROGRESS_EVERY = 10.0
+#: A broken watch relists at once, but never sooner than this after the previous list started.
+RELIST_AT_MOST_EVERY = 1.0
 
 PendingKey = tuple[str, str, str, str]
 
@@ -37,6 +44,9 @@ PendingKey = tuple[str, str, str, str]
 class LoopStats:
     last_counts: dict[str, int] | None = None
     interval: float = 0.0
+    #: Watched changes queued as deltas so far, and in how many deltas.
+    changes_sent: int = 0
+    deltas_sent: int = 0
 
 
 class SyncLoop:
@@ -57,26 +67,31 @@ class SyncLoop:
         outbox.on_lost = outbox.on_lost or self.request_full_soon
         self.adaptive = AdaptiveInterval(config.sync.interval, config.sync.adaptive)
         self.stats = LoopStats(interval=self.adaptive.current)
+        #: A resync request (``request_full``) or a broken watch: stop waiting.
         self._wake = asyncio.Event()
-        #: The stream asked for a FULL (reconnect, RETRY ack, dropped state).
-        self._resync_requested = True
-        #: A kind failed or its watch broke: only a fresh list continues it.
-        self._relist_needed = True
+        #: A watched change arrived.
+        self._changed = asyncio.Event()
+        #: When (monotonic) the next FULL is due; 0: at once.
+        self._next_full = 0.0
+        self._last_full_started = 0.0
         self._watchers: dict[str, KindWatcher] = {}
-        self._pending: dict[PendingKey, tuple[bool, Resource]] = {}
+        #: Latest event per object since the last delta: (upsert?, resource, observed at).
+        self._pending: dict[PendingKey, tuple[bool, Resource, float]] = {}
         self._progress: dict[str, int] = {}
 
     # -- requests from the stream ----------------------------------------------------------
 
     def request_full(self, wake: bool = True) -> None:
-        """The manager needs a full resync: at once (``wake``, after a reconnect) or at the next sync.
+        """The manager needs a full resync: at once (``wake``, after a reconnect) or after an interval.
 
         Any FULL queued after the request satisfies it, including one whose
         collection was already running (it is sent after the request was made).
         """
-        self._resync_requested = True
         if wake:
+            self._next_full = 0.0
             self._wake.set()
+        else:
+            self._next_full = min(self._next_full, time.monotonic() + self.stats.interval)
 
     def request_full_soon(self) -> None:
         self.request_full(wake=False)
@@ -85,33 +100,72 @@ class SyncLoop:
 
     async def run(self) -> None:
         watch = self.config.sync.mode == "watch"
-        next_full = 0.0
         try:
             while True:
-                now = time.monotonic()
-                if not watch or self._resync_requested or self._relist_needed or now >= next_full:
-                    self._relist_needed = False
-                    snapshot = await self.collect_full(start_watches=watch)
-                    next_full = time.monotonic() + self.config.sync.full_resync_interval
-                    changes = _sum_changes(snapshot.results.values())
-                    await self.outbox.put(snapshot)
-                    # No await since the put: every request made so far is answered by this snapshot.
-                    self._resync_requested = False
-                    self._wake.clear()
+                if self._full_due():
+                    await self._full(watch)
+                elif watch:
+                    await self._watched()
                 else:
-                    delta = self.take_delta()
-                    changes = delta.object_count
-                    await self.outbox.put(delta)
-                interval = self.adaptive.observe(changes)
-                if interval != self.stats.interval:
-                    logger.info("sync interval now {:.1f}s ({} changes in the last sync)", interval, changes)
-                self.stats.interval = interval
-                wait = interval if not watch else min(interval, max(0.0, next_full - time.monotonic()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                self._wake.clear()
+                    await self._until(None, self._next_full)
         finally:
             self.stop_watches()
+
+    def _full_due(self) -> bool:
+        return time.monotonic() >= self._next_full
+
+    async def _until(self, awaitable: Awaitable[object] | None, deadline: float | None) -> None:
+        """Wait for ``awaitable`` (None: nothing), a wake-up or the ``deadline`` (monotonic; None: none)."""
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+        if awaitable is not None:
+            waits.append(asyncio.ensure_future(awaitable))
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def _full(self, watch: bool) -> None:
+        self._last_full_started = time.monotonic()
+        snapshot = await self.collect_full(start_watches=watch)
+        changes = _sum_changes(snapshot.results.values())
+        await self.outbox.put(snapshot)
+        # No await since the put: every request made so far is answered by this snapshot.
+        self._wake.clear()
+        interval = self.adaptive.observe(changes)
+        if interval != self.stats.interval:
+            logger.info("sync interval now {:.1f}s ({} changes in the last sync)", interval, changes)
+        self.stats.interval = interval
+        if any(not r.ok for r in snapshot.results.values()):
+            self._next_full = time.monotonic() + interval  # retry the failed kinds at the next sync
+        elif watch:
+            self._next_full = time.monotonic() + self.config.sync.full_resync_interval
+        else:
+            self._next_full = time.monotonic() + interval
+
+    async def _watched(self) -> None:
+        """Queue the next delta: watched changes after the batching window, or an empty one when quiet."""
+        sync = self.config.sync
+        quiet_until = min(self._next_full, time.monotonic() + self.stats.interval)
+        if not self._pending:
+            self._changed.clear()
+            await self._until(self._changed.wait(), quiet_until)
+            if self._full_due() or self._wake.is_set():
+                return
+            if self._pending and sync.batch_window:
+                await self._until(asyncio.sleep(sync.batch_window), self._next_full)
+            elif not self._pending and time.monotonic() < quiet_until:
+                return
+        # Nothing more is queued until the stream has taken the last state: changes merge meanwhile.
+        await self._until(self.outbox.drained(), self._next_full)
+        if self._full_due() or self._wake.is_set() or len(self.outbox):
+            return
+        delta = self.take_delta(sync.batch_max_objects)
+        if delta.object_count:
+            self.stats.changes_sent += delta.object_count
+            self.stats.deltas_sent += 1
+        await self.outbox.put(delta)
 
     async def collect_full(self, start_watches: bool = False) -> FullSnapshot:
         """List every kind concurrently; in watch mode, restart the watches from the new lists."""
@@ -132,8 +186,6 @@ class SyncLoop:
         )
         if start_watches:
             self._start_watches(results)
-        if any(not r.ok for r in results):
-            self._relist_needed = True  # retry the failed kinds at the next sync
         return snapshot
 
     def progress(self, kind: str, listed: int) -> None:
@@ -167,21 +219,35 @@ class SyncLoop:
 
     def _on_event(self, event_type: str, resource: Resource) -> None:
         key = (resource.kind, resource.namespace, resource.name, resource.uid)
-        self._pending[key] = (event_type != "DELETED", resource)
+        # Re-inserted: a changed object moves behind the others, so a capped delta sends the oldest first.
+        self._pending.pop(key, None)
+        self._pending[key] = (event_type != "DELETED", resource, time.time())
+        self._changed.set()
 
     def _broken(self, kind: str, reason: str) -> None:
         logger.warning("{} {}; a full resync follows", kind, reason)
         watcher = self._watchers.pop(kind, None)
         if watcher is not None:
             watcher.stop()
-        self._relist_needed = True
+        self._next_full = min(self._next_full, self._last_full_started + RELIST_AT_MOST_EVERY)
+        self._wake.set()
 
-    def take_delta(self) -> Delta:
-        """The changes watched since the last state, latest event per object."""
-        pending, self._pending = self._pending, {}
+    def take_delta(self, max_objects: int | None = None) -> Delta:
+        """The changes watched since the last state, latest event per object, oldest first (at most ``max_objects``)."""
         delta = Delta()
-        for upsert, resource in pending.values():
-            (delta.upserts if upsert else delta.deletions).append(resource)
+        if max_objects is None or len(self._pending) <= max_objects:
+            taken, self._pending = self._pending, {}
+            items = iter(taken.values())
+        else:
+            keys = [key for key, _ in zip(self._pending, range(max_objects), strict=False)]
+            items = iter([self._pending.pop(key) for key in keys])
+        for upsert, resource, observed in items:
+            if upsert:
+                delta.upserts.append(resource)
+                delta.upserts_observed.append(observed)
+            else:
+                delta.deletions.append(resource)
+                delta.deletions_observed.append(observed)
         return delta
 
     def cancel(self) -> None:

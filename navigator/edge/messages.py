@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from navigator.edge import partial
 from navigator.edge.collect import CollectResult
 from navigator.edge.partial import KindError
@@ -56,6 +58,9 @@ class Delta:
     deletions: list[Resource] = field(default_factory=list)
     errors: list[KindError] = field(default_factory=list)
     timestamp: float = field(default_factory=time.time)
+    #: When each upsert / deletion was observed (``time.time()``), in the same order; empty: at ``timestamp``.
+    upserts_observed: list[float] = field(default_factory=list)
+    deletions_observed: list[float] = field(default_factory=list)
 
     @property
     def object_count(self) -> int:
@@ -83,11 +88,15 @@ class Sequencer:
             self.last = sequence
 
 
+def _stamp(target: Timestamp, timestamp: float) -> None:
+    seconds = int(timestamp)
+    target.seconds = seconds
+    target.nanos = min(999_999_999, round((timestamp - seconds) * 1e9))
+
+
 def _header(cluster_id: str, edge_id: str, state_type: int, timestamp: float) -> sync_pb2.ClusterState:
     header = sync_pb2.ClusterState(edge_id=edge_id, cluster_id=cluster_id, type=state_type)  # type: ignore[arg-type]
-    seconds = int(timestamp)
-    header.timestamp.seconds = seconds
-    header.timestamp.nanos = min(999_999_999, round((timestamp - seconds) * 1e9))
+    _stamp(header.timestamp, timestamp)
     return header
 
 
@@ -139,6 +148,14 @@ def deletion_key(resource: Resource) -> sync_pb2.ResourceKey:
 def encode_delta(
     delta: Delta, cluster_id: str, edge_id: str, serializer: Serializer
 ) -> tuple[sync_pb2.ClusterState, list[sync_pb2.Resource], list[sync_pb2.ResourceKey]]:
+    """The header and the parts of a DELTA, each object stamped with when it was observed."""
     header = delta_header(delta, cluster_id, edge_id)
     upserts = [encode_resource(r, serializer) for r in delta.upserts]
-    return header, upserts, [deletion_key(r) for r in delta.deletions]
+    deletions = [deletion_key(r) for r in delta.deletions]
+    if len(delta.upserts_observed) == len(upserts):
+        for upsert, when in zip(upserts, delta.upserts_observed, strict=True):
+            _stamp(upsert.observed_at, when)
+    if len(delta.deletions_observed) == len(deletions):
+        for key, when in zip(deletions, delta.deletions_observed, strict=True):
+            _stamp(key.observed_at, when)
+    return header, upserts, deletions

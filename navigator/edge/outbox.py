@@ -63,6 +63,21 @@ class Outbox:
             self._changed.notify_all()
             return item
 
+    async def drained(self) -> None:
+        """Wait until the stream has taken everything queued."""
+        async with self._changed:
+            while self._items:
+                await self._changed.wait()
+
+    async def put_first(self, item: Outgoing) -> None:
+        """Queue ``item`` ahead of everything (a state a dropped stream may not have delivered),
+        unless a FULL queued since supersedes it."""
+        async with self._changed:
+            if any(isinstance(queued, FullSnapshot) for queued in self._items):
+                return
+            self._items.appendleft(item)
+            self._changed.notify_all()
+
     async def starts_with_full(self) -> bool:
         """After a reconnect: keep the queue if it begins with a FULL (all after it builds on it), else clear it.
 

@@ -2,10 +2,19 @@
 
 One session is: connect (with timeout) → ``Identify`` → ``Accept`` or ``Reject``.
 A rejected edge is a standby: it retries with backoff (honouring
-``retry_after_seconds``) and takes over once the holder is gone. After every
-``Accept`` a full state goes first: the queued one if the queue starts with a
+``retry_after_seconds``) and takes over once the holder is gone.
+
+After an ``Accept`` the stream *resumes* when the manager holds exactly what
+this edge process last had applied (``Accept.last_sequence`` is at least the
+last sequence acked APPLIED here, and no newer than any this process sent): the
+state that was in flight goes again unless the manager says it applied it, then
+the queue, then whatever the watches saw meanwhile (merged) — no snapshot. Else
+(the edge restarted, another edge held the cluster, the manager lost its
+database) a full state goes first: the queued one if the queue starts with a
 FULL (everything queued after it builds on it), else the queue is discarded and
-the sync loop is asked for a fresh full resync at once. A single writer task sends states in order and waits for each one's ack
+the sync loop is asked for a fresh full resync at once.
+
+A single writer task sends states in order and waits for each one's ack
 (``ack_timeout``); any failure — stream error, ack timeout, protocol violation —
 ends the session, and the client reconnects with jittered exponential backoff.
 """
@@ -97,6 +106,10 @@ class StreamStats:
     retry: int = 0
     ack_timeouts: int = 0
     last_applied_sequence: int = 0
+    #: Accepted streams that continued where the last one stopped (no full resync).
+    resumes: int = 0
+    #: States sent again after a reconnect because the manager had not applied them.
+    resent: int = 0
 
 
 @dataclass(slots=True)
@@ -107,6 +120,8 @@ class Negotiated:
     target: int
     limit: int
     manager_id: str
+    #: Continues the previous stream: deltas may go before any FULL.
+    resumed: bool = False
 
 
 class StreamClient:
@@ -142,6 +157,8 @@ class StreamClient:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._heartbeat_every = max(1.0, config.sync.interval)
+        #: The state being delivered and the sequences its messages got so far, until its ack.
+        self._inflight: tuple[Outgoing, list[int]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -289,7 +306,9 @@ class StreamClient:
                 f"the manager chose serializer {accept.serializer!r}, which this edge did not offer "
                 f"({', '.join(self.serializers)})"
             )
-        self.sequencer.advance_past(accept.last_sequence)
+        manager_has = accept.last_sequence
+        resumed = self._resumable(manager_has)
+        self.sequencer.advance_past(manager_has)
         manager = self.config.manager
         accepted_max = int(accept.max_message_bytes)
         session = Negotiated(
@@ -297,8 +316,19 @@ class StreamClient:
             target=size_target(manager.max_message_size, accepted_max, manager.chunk_fraction),
             limit=message_limit(manager.max_message_size, accepted_max),
             manager_id=accept.manager_id,
+            resumed=resumed,
         )
-        queued_full = await self.outbox.starts_with_full()
+        inflight, self._inflight = self._inflight, None
+        if resumed:
+            again = inflight is not None and (not inflight[1] or inflight[1][-1] > manager_has)
+            if again and inflight is not None:
+                await self.outbox.put_first(inflight[0])
+            plan = f"resuming after state {manager_has}" + (" (sending the unacknowledged state again)" if again else "")
+            self._update(resumes=self.stats.resumes + 1, resent=self.stats.resent + int(again))
+            queued_full = False
+        else:
+            queued_full = await self.outbox.starts_with_full()
+            plan = "sending the queued full state first" if queued_full else "full resync"
         self._update(
             state=StreamState.CONNECTED,
             accepts=self.stats.accepts + 1,
@@ -314,11 +344,20 @@ class StreamClient:
             self.config.edge_id,
             serializer.name,
             session.limit,
-            "sending the queued full state first" if queued_full else "full resync",
+            plan,
         )
-        if not queued_full:
+        if not queued_full and not resumed:
             self.on_accept()
         return session
+
+    def _resumable(self, manager_has: int) -> bool:
+        """Whether the manager holds what this process last had applied, plus at most what it sent since.
+
+        Deltas are idempotent (an upsert of the version held and a deletion of what is gone
+        change nothing), so a state that may or may not have been applied can go again.
+        """
+        confirmed = self.stats.last_applied_sequence
+        return 0 < confirmed <= manager_has <= self.sequencer.last
 
     async def _close(self, stream: EdgeStream) -> None:
         try:
@@ -367,7 +406,7 @@ class StreamClient:
         return await self._unless_stopped(asyncio.wait_for(self.outbox.get(), self._heartbeat_every))
 
     async def _write(self, stream: EdgeStream, acks: PendingAcks, session: Negotiated) -> None:
-        sent_full = False
+        sent_full = session.resumed
         while not self._stopping.is_set():
             try:
                 item = await self._next()
@@ -413,6 +452,7 @@ class StreamClient:
         started = time.monotonic()
         size = 0
         sequences: list[int] = []
+        self._inflight = (item, sequences)
         async for sequence, message in self._messages(item, session):
             if isinstance(message, bytes):
                 size += len(message)
@@ -438,6 +478,7 @@ class StreamClient:
         except AckTimeout:
             self._update(ack_timeouts=self.stats.ack_timeouts + 1)
             raise
+        self._inflight = None
         if final is not None:
             self._acked(item, len(sequences), final, size, time.monotonic() - started)
 

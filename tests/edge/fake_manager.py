@@ -43,6 +43,12 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
         self.ack_status: Callable[[sync_pb2.ClusterState], int] = lambda s: sync_pb2.ACK_STATUS_APPLIED
         self.serializer = "protobuf"
         self.max_message_bytes = 0
+        #: True: keep the highest sequence "applied" (final status APPLIED, acked or not) and
+        #: announce it in Accept.last_sequence, as a manager that kept its database does.
+        self.remember = False
+        #: False: states arrive but are not applied (nor remembered), as when the manager dies first.
+        self.apply = True
+        self.applied_sequence = 0
         self.changed = asyncio.Condition()
 
     @property
@@ -119,7 +125,10 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
             await context.write(
                 sync_pb2.ManagerMessage(
                     accept=sync_pb2.Accept(
-                        manager_id="fake", serializer=self.serializer, max_message_bytes=self.max_message_bytes
+                        manager_id="fake",
+                        serializer=self.serializer,
+                        max_message_bytes=self.max_message_bytes,
+                        last_sequence=self.applied_sequence if self.remember else 0,
                     )
                 )
             )
@@ -132,9 +141,11 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
                     continue
                 state = message.state
                 connection.states.append(state)
+                chunked = state.chunk.count > 1 and state.chunk.index < state.chunk.count - 1
+                status = sync_pb2.ACK_STATUS_BUFFERED if chunked else self.ack_status(state)
+                if self.apply and status == sync_pb2.ACK_STATUS_APPLIED:
+                    self.applied_sequence = max(self.applied_sequence, state.sequence)
                 if self.ack:
-                    chunked = state.chunk.count > 1 and state.chunk.index < state.chunk.count - 1
-                    status = sync_pb2.ACK_STATUS_BUFFERED if chunked else self.ack_status(state)
                     await context.write(sync_pb2.ManagerMessage(ack=sync_pb2.Ack(sequence=state.sequence, status=status)))
                 await self._notify()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -146,12 +147,17 @@ async def test_failed_kind_is_retried_at_the_next_sync(kubesim: KubeSim, start_l
         assert isinstance(healed, FullSnapshot) and sorted(healed.kinds) == ["endpointslices", "pods", "services"]
 
 
-async def test_busy_cluster_shortens_the_interval(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
-    async with start_loop(sync={"interval": 0.4, "adaptive": {"min_interval": 0.1, "busy_changes": 5}}) as run:
+async def test_busy_cluster_shortens_the_poll_interval(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    sync = {"interval": 0.4, "mode": "poll", "adaptive": {"min_interval": 0.1, "busy_changes": 5}}
+    async with start_loop(sync=sync) as run:
         assert isinstance(await run.next(), FullSnapshot)
         for i in range(10):
             kubesim.create(pod(f"busy-{i}"))
-        await run.until(lambda i: isinstance(i, Delta) and i.object_count >= 5)
+
+        def has_busy(item: Outgoing) -> bool:
+            return isinstance(item, FullSnapshot) and any(r.name == "busy-9" for r in item.results["pods"].resources)
+
+        await run.until(has_busy)
         assert run.loop.stats.interval == pytest.approx(0.2)
 
 
@@ -161,3 +167,63 @@ async def test_watch_refused_by_rbac_falls_back_to_listing(kubesim: KubeSim, sta
         assert isinstance(await run.next(), FullSnapshot)
         again = await run.until(lambda i: isinstance(i, FullSnapshot))
         assert isinstance(again, FullSnapshot) and sorted(again.kinds) == ["endpointslices", "pods", "services"]
+
+
+async def test_a_watched_change_leaves_within_the_batch_window(kubesim: KubeSim, start_loop: Callable[..., Any]) -> None:
+    """The interval (here 60 s) paces only the liveness deltas: a change does not wait for it."""
+    sync = {"interval": 60, "batch_window": 0.05, "adaptive": {"enabled": False}}
+    async with start_loop(sync=sync) as run:
+        assert isinstance(await run.next(), FullSnapshot)
+        before = time.time()
+        kubesim.create(pod("prompt"))
+        delta = await run.until(lambda i: isinstance(i, Delta) and i.object_count > 0, timeout=10)
+        assert isinstance(delta, Delta) and [r.name for r in delta.upserts] == ["prompt"]
+        # Each object carries when the edge saw it, which the manager turns into propagation lag.
+        assert len(delta.upserts_observed) == 1 and before <= delta.upserts_observed[0] <= time.time()
+
+
+async def test_a_burst_leaves_in_deltas_of_at_most_batch_max_objects(
+    kubesim: KubeSim, start_loop: Callable[..., Any]
+) -> None:
+    sync = {"interval": 60, "batch_window": 0.2, "batch_max_objects": 3, "adaptive": {"enabled": False}}
+    async with start_loop(sync=sync) as run:
+        assert isinstance(await run.next(), FullSnapshot)
+        for i in range(10):
+            kubesim.create(pod(f"burst-{i}"))
+        seen: list[str] = []
+        sizes: list[int] = []
+
+        def all_seen(item: Outgoing) -> bool:
+            if isinstance(item, Delta) and item.object_count:
+                sizes.append(item.object_count)
+                seen.extend(r.name for r in item.upserts)
+            return len(seen) >= 10
+
+        await run.until(all_seen)
+        assert sorted(seen) == sorted(f"burst-{i}" for i in range(10))
+        assert max(sizes) <= 3 and len(sizes) == 4
+
+
+async def test_changes_merge_while_the_stream_has_not_taken_the_last_state(
+    kubesim: KubeSim, start_loop: Callable[..., Any]
+) -> None:
+    """A slow or disconnected stream gets one delta with the latest version of each object, not a backlog."""
+    sync = {"interval": 60, "batch_window": 0.01, "adaptive": {"enabled": False}}
+    async with start_loop(sync=sync) as run:
+        while len(run.outbox) == 0:  # the FULL, left queued: the stream "has not taken it"
+            await asyncio.sleep(0.01)
+        kubesim.create(pod("merged", {"step": "0"}))
+        for step in range(1, 6):
+            kubesim.patch("pods", "default", "merged", {"metadata": {"labels": {"step": str(step)}}})
+
+
+        def last_step_watched() -> bool:
+            return any(r.labels.get("step") == "5" for _, r, _ in run.loop._pending.values())
+
+        while not last_step_watched():  # every event has arrived, and none left meanwhile
+            await asyncio.sleep(0.01)
+        assert len(run.outbox) == 1
+        assert isinstance(await run.next(), FullSnapshot)
+        delta = await run.until(lambda i: isinstance(i, Delta) and i.object_count > 0)
+        assert isinstance(delta, Delta)
+        assert [(r.name, r.labels["step"]) for r in delta.upserts] == [("merged", "5")]
