@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from navigator import __version__
-from navigator.cli import config_cmd, demo, edge, kubesim, local, manager, plugins, query
+from navigator.cli import config_cmd, demo, edge, kubesim, local, manager, plugins, query, watch
 from navigator.errors import NavigatorError
 from navigator.exit_codes import EXIT_USAGE
 from navigator.log import configure_logging
@@ -19,6 +19,7 @@ COMMANDS = {
     "local": local,
     "kubesim": kubesim,
     "query": query,
+    "watch": watch,
     "plugins": plugins,
     "config": config_cmd,
 }

@@ -166,6 +166,43 @@ def diff_request(
     )
 
 
+def watch_request(
+    kind: str | None = None,
+    cluster: str | None = None,
+    namespace: str | None = None,
+    selector: str | None = None,
+    name: str | None = None,
+    initial: bool = False,
+) -> query_pb2.WatchRequest:
+    return query_pb2.WatchRequest(
+        kind=kind or "",
+        cluster=cluster or "",
+        namespace=namespace or "",
+        label_selector=selector or "",
+        name=name or "",
+        initial=initial,
+    )
+
+
+#: What a watch ended by the manager's shutdown is told (UNAVAILABLE).
+SHUTTING_DOWN = "the manager is shutting down"
+
+
+class WatchEnded(QueryError):
+    """The manager ended a watch: it fell too far behind (RESOURCE_EXHAUSTED) or the manager stopped."""
+
+
+def _watch_error(exc: grpc.RpcError, address: str, timeout: float, started: bool) -> QueryError:
+    """A watch the manager ended says why, in its words; one that had begun and broke off says so."""
+    code = exc.code() if callable(getattr(exc, "code", None)) else None
+    details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED or (code is grpc.StatusCode.UNAVAILABLE and details == SHUTTING_DOWN):
+        return WatchEnded(f"the manager at {address} ended the watch: {details}")
+    if started and code is grpc.StatusCode.UNAVAILABLE:
+        return QueryError(f"the watch on the manager at {address} broke off: {details}")
+    return _error(exc, address, timeout)
+
+
 class QueryCore:
     """What the blocking and the asyncio client share: all but the calls themselves."""
 
@@ -198,6 +235,14 @@ class QueryCore:
     def diff_rows(page: query_pb2.DiffPage) -> Iterator[dict[str, Any]]:
         """The rows of one page of the Diff stream."""
         return (diff_row(record) for record in page.entries)
+
+    @contextmanager
+    def watch_errors(self, progress: Progress) -> Iterator[None]:
+        """Around a watch: a gRPC failure leaves as a ``QueryError``; ``WatchEnded`` when the manager ended it."""
+        try:
+            yield
+        except grpc.RpcError as exc:
+            raise _watch_error(exc, self.address, self.timeout, progress.rows > 0) from None
 
     @contextmanager
     def errors(self, progress: Progress | None = None) -> Iterator[None]:
@@ -306,6 +351,44 @@ class QueryClient:
                 progress.rows += len(page.entries)
                 yield from self._core.diff_rows(page)
 
+    def watch(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        initial: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Changes as the manager applies them (``change_row`` rows), until the caller stops or the watch ends.
+
+        With ``initial``, first the matching objects as ADDED (without times). No
+        deadline: it runs as long as the caller reads. ``WatchEnded`` when the manager
+        ends it (too far behind: narrow the filter or read faster).
+        """
+        for page in self.watch_pages(kind, cluster, namespace, selector, name, initial):
+            yield from map(change_row, page)
+
+    def watch_pages(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        initial: bool = False,
+    ) -> Iterator[Sequence[query_pb2.ChangeRecord]]:
+        """The same changes as the records of each page, as the manager streams them."""
+        call = self._stub.Watch(watch_request(kind, cluster, namespace, selector, name, initial))
+        progress = Progress()
+        try:
+            with self._core.watch_errors(progress):
+                for page in call:
+                    progress.rows += len(page.changes)
+                    yield page.changes
+        finally:
+            call.cancel()  # the caller left: the manager drops the watch at once
+
     def close(self) -> None:
         self._channel.close()
 
@@ -403,6 +486,38 @@ class AsyncQueryClient:
                 progress.rows += len(page.entries)
                 for row in self._core.diff_rows(page):
                     yield row
+
+    async def watch(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        initial: bool = False,
+    ) -> AsyncIterator[dict[str, Any]]:
+        async for page in self.watch_pages(kind, cluster, namespace, selector, name, initial):
+            for record in page:
+                yield change_row(record)
+
+    async def watch_pages(
+        self,
+        kind: str | None = None,
+        cluster: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        name: str | None = None,
+        initial: bool = False,
+    ) -> AsyncIterator[Sequence[query_pb2.ChangeRecord]]:
+        call = self._stub.Watch(watch_request(kind, cluster, namespace, selector, name, initial))
+        progress = Progress()
+        try:
+            with self._core.watch_errors(progress):
+                async for page in call:
+                    progress.rows += len(page.changes)
+                    yield page.changes
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

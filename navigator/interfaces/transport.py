@@ -32,7 +32,8 @@ class QueryRefused(Exception):
 
     ``code`` is a gRPC status name: ``INVALID_ARGUMENT`` (the request is wrong, e.g. a
     time in the future) or ``FAILED_PRECONDITION`` (the manager cannot answer it, e.g.
-    history is off).
+    history is off); a watch also ends with ``RESOURCE_EXHAUSTED`` (the watcher fell
+    too far behind) or ``UNAVAILABLE`` (the manager is shutting down).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -161,6 +162,12 @@ class ManagerServices(Protocol):
         ...
 
     def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]: ...
+
+    def watch(self, request: query_pb2.WatchRequest) -> AsyncIterator[query_pb2.ChangePage]:
+        """Changes as they are applied, until the caller stops iterating; raises ``QueryRefused`` at once
+        when the watch is ended (a watcher too far behind, a shutdown), even while a page waits to be sent.
+        """
+        ...
 
 
 class RunningServer(Protocol):

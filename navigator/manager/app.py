@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pluggy
 from loguru import logger
@@ -14,12 +15,15 @@ from navigator.config.manager import ManagerConfig
 from navigator.errors import NavigatorError
 from navigator.interfaces import ClusterClaims, ManagerStream, RunningServer, StorageBackend, StorageError
 from navigator.manager.apply import StorageWorker
+from navigator.manager.change_feed import ChangeFeed
 from navigator.manager.claims import InMemoryClaims
 from navigator.manager.edge_session import EdgeSession, SyncContext
 from navigator.manager.query_service import QueryService
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.retention import Retention
 from navigator.manager.sinks import SinkFanout
+from navigator.manager.watch_service import WatchService
+from navigator.resource import Change
 from navigator.v1 import query_pb2
 
 #: How long ``stop`` lets streams end cleanly before the transport cuts them.
@@ -47,6 +51,9 @@ class Manager:
         self._query: QueryService | None = None
         self._streams: set[EdgeSession] = set()
         self._retention: Retention | None = None
+        self._feed = ChangeFeed()
+        self._watch: WatchService | None = None
+        self._unfollow: Callable[[], None] | None = None
 
     @property
     def address(self) -> str:
@@ -68,12 +75,20 @@ class Manager:
     def claims(self) -> ClusterClaims:
         return self.context.claims
 
+    @property
+    def feed(self) -> ChangeFeed:
+        """The live change feed ``navigator watch`` reads."""
+        return self._feed
+
     async def start(self) -> None:
         config = self.config
         pm = plugin_manager.load_plugins(config.enabled_plugins(), self._pm)
         serializers = plugin_manager.serializers(pm, config.plugins.serializers)
         transport = plugin_manager.create_transport(pm, config.transport.plugin, config.transport.options)
         sinks = SinkFanout.build(pm, config.sinks)
+        # The watch feed first: watchers see a change before a slow user sink is done with it.
+        self._feed = ChangeFeed()
+        sinks.sinks.insert(0, ("watch", self._feed))
         backend = await asyncio.to_thread(open_storage, pm, config)
         claims = backend.create_claims(config.manager_id, config.grace_period)
         if claims is None:
@@ -88,6 +103,7 @@ class Manager:
             sinks=sinks,
         )
         self._query = QueryService(self._ctx)
+        self._watch = WatchService(self._ctx, self._feed)
         self._retention = Retention(config.history, backend, self._ctx.worker)
         if config.auth is None:
             logger.warning(
@@ -99,6 +115,7 @@ class Manager:
             await self._close_parts()
             raise
         self._retention.start()
+        await self._follow(backend)
         logger.info(
             "manager {} serving sync and query on {} (storage {}, transport {})",
             config.manager_id,
@@ -112,6 +129,7 @@ class Manager:
         if self._ctx is None:
             return
         self._ctx.stopping = True
+        await self._feed.close()  # watchers end now, not after the transport's grace
         for session in list(self._ctx.sessions.values()):
             session.terminate("UNAVAILABLE", "the manager is shutting down")
         pending = [asyncio.create_task(s.done.wait()) for s in self._streams]
@@ -129,6 +147,12 @@ class Manager:
         ctx, self._ctx = self._ctx, None
         if ctx is None:
             return
+        if self._unfollow is not None:
+            unfollow, self._unfollow = self._unfollow, None
+            try:
+                await asyncio.to_thread(unfollow)
+            except Exception as exc:
+                logger.opt(exception=exc).error("storage: stopping to follow other managers' changes failed")
         if self._retention is not None:
             await self._retention.stop()
         await ctx.sinks.close()
@@ -136,6 +160,30 @@ class Manager:
         await asyncio.to_thread(ctx.worker.shutdown)
         ctx.claims.close()
         ctx.backend.close()
+
+    async def _follow(self, backend: StorageBackend) -> None:
+        """Feed watchers the changes other managers of the same database apply, if the backend can tell.
+
+        A backend that can offers ``follow_changes(manager_id, deliver)`` (see
+        ``navigator.interfaces.follow``): it calls ``deliver`` from a thread of its
+        own and returns the function that stops it.
+        """
+        follow = getattr(backend, "follow_changes", None)
+        if not callable(follow):
+            return
+        loop = asyncio.get_running_loop()
+        feed = self._feed
+
+        def deliver(changes: Sequence[Change]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the manager has stopped
+                loop.call_soon_threadsafe(feed.publish, changes)
+
+        try:
+            self._unfollow = await asyncio.to_thread(follow, self.config.manager_id, deliver)
+        except Exception as exc:
+            logger.opt(exception=exc).error(
+                "storage: cannot follow the changes other managers apply; watchers see this manager's only"
+            )
 
     # -- ManagerServices ---------------------------------------------------------------
 
@@ -164,6 +212,12 @@ class Manager:
     async def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]:
         assert self._query is not None
         async for page in self._query.diff(request):
+            yield page
+
+
+    async def watch(self, request: query_pb2.WatchRequest) -> AsyncIterator[query_pb2.ChangePage]:
+        assert self._watch is not None
+        async for page in self._watch.watch(request):
             yield page
 
 

@@ -7,6 +7,7 @@ misconfigured edge costs a few pings, not its connection.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,43 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
                 yield page
         except (QueryRefused, ValueError, StorageError) as exc:
             await _abort(context, exc)
+
+    async def Watch(  # type: ignore[override]
+        self, request: query_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Writes the pages one at a time while already waiting for the next one, so a watch the manager
+        ends (a watcher that stopped reading and fell behind) ends the call at once, not when a write
+        blocked on the stalled reader completes."""
+        pages = self._services.watch(request)
+        ahead: asyncio.Future[query_pb2.ChangePage] = asyncio.ensure_future(anext(pages))
+        try:
+            while True:
+                try:
+                    page = await ahead
+                except StopAsyncIteration:
+                    return
+                ahead = asyncio.ensure_future(anext(pages))
+                write = asyncio.ensure_future(context.write(page))
+                await asyncio.wait((write, ahead), return_when=asyncio.FIRST_COMPLETED)
+                if not write.done() and _failed(ahead):
+                    write.cancel()
+                    await ahead  # raises why the watch ended
+                await write
+        except (QueryRefused, ValueError, StorageError) as exc:
+            await _abort(context, exc)
+        finally:
+            ahead.cancel()
+            await asyncio.wait((ahead,))  # the generator must be idle before it is closed
+            close = getattr(pages, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    """Whether an ``anext`` future has finished with an error to report (not a page, not the end)."""
+    if not future.done() or future.cancelled():
+        return False
+    return future.exception() is not None and not isinstance(future.exception(), StopAsyncIteration)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:

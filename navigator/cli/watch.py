@@ -1,0 +1,109 @@
+"""Watch changes as the manager applies them, one line each, like kubectl get -w."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from navigator.cli.query import TABLES, _check_selector, _client, _common, _exit_1_when_unreachable
+from navigator.client.rows import change_row, resource_row
+
+VIEWS = ("pods", "services", "endpointslices", "resources")
+
+#: The change's own fields, ahead of the object's in a ``-o json`` line.
+HEADER = ("type", "cluster", "kind", "namespace", "name", "uid", "resource_version", "old_resource_version",
+          "applied_at", "observed_at", "changed_fields")  # fmt: skip
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("view", choices=VIEWS, metavar="VIEW", help="pods, services, endpointslices or resources")
+    _common(parser)
+    parser.add_argument("--namespace", "-n", default=None, help="only this namespace")
+    parser.add_argument("-l", "--selector", default=None, help="label selector, e.g. app=web,tier!=db")
+    parser.add_argument("--name", default=None, help="only objects with this name")
+    parser.add_argument("--kind", default=None, help="(resources only) only this kind, e.g. pods or a plugin's kind")
+    parser.add_argument("--initial", action="store_true", help="start with the matching objects, as ADDED")
+    parser.set_defaults(run=run_watch)
+
+
+def watch_row(change: dict[str, Any], view: str) -> dict[str, Any]:
+    """A ``-o json`` line: the change's fields, then the object's as ``query VIEW -o json`` shows them.
+
+    ``change`` is a ``change_row``; a DELETED change has no object: empty labels,
+    ``data`` null (``resources``) or the kind's fields null.
+    """
+    if view == "resources":
+        return change
+    data = change["data"]
+    row = {key: change[key] for key in HEADER}
+    row.update(resource_row({**change, "data": data if isinstance(data, dict) else {}}, view))
+    return row
+
+
+class Lines:
+    """Table lines printed as they come: columns as wide as the widest value so far, the header once."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = [c.upper() for c in columns]
+        self.widths = [len(c) for c in self.columns]
+        self.started = False
+
+    def print(self, rows: Sequence[Sequence[Any]]) -> None:
+        cells = [["" if v is None else str(v) for v in row] for row in rows]
+        for row in cells:
+            self.widths = [max(w, len(v)) for w, v in zip(self.widths, row, strict=True)]
+        out = [] if self.started else [self._line(self.columns)]
+        self.started = True
+        out += [self._line(row) for row in cells]
+        sys.stdout.write("".join(out))
+        sys.stdout.flush()
+
+    def _line(self, cells: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(cells, self.widths, strict=True)).rstrip() + "\n"
+
+
+def _quiet_interrupt(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Ctrl-C is how a watch is meant to end: exit 0, no traceback."""
+
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except KeyboardInterrupt:
+            return 0
+
+    return wrapper
+
+
+def _print_json(rows: Iterable[dict[str, Any]]) -> None:
+    out = sys.stdout.buffer
+    out.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    out.flush()
+
+
+@_quiet_interrupt
+@_exit_1_when_unreachable
+def run_watch(args: argparse.Namespace) -> int:
+    _check_selector(args.selector)
+    view = args.view
+    kind = args.kind if view == "resources" else view
+    columns, cells = TABLES[view]
+    lines = Lines(["type", *columns])
+    with _client(args) as client:
+        pages = client.watch_pages(
+            kind=kind, cluster=args.cluster, namespace=args.namespace, selector=args.selector, name=args.name,
+            initial=args.initial,
+        )  # fmt: skip
+        for page in pages:
+            rows = [watch_row(change_row(record), view) for record in page]
+            if args.output == "json":
+                _print_json(rows)
+            else:
+                lines.print([(row["type"], *cells(row)) for row in rows])
+    return 0
+
