@@ -8,6 +8,7 @@ from itertools import starmap
 from typing import Any, TypeVar
 
 import psycopg
+from loguru import logger
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
@@ -23,7 +24,7 @@ from navigator.plugin import (
     StoredObject,
     StoredResource,
 )
-from navigator_plugin_postgres import clusters, ingest, migrations, retry
+from navigator_plugin_postgres import clusters, follow, ingest, migrations, retry
 from navigator_plugin_postgres import history as history_sql
 from navigator_plugin_postgres.claims import PostgresClaims
 from navigator_plugin_postgres.connection import open_pool
@@ -58,6 +59,11 @@ class PostgresBackend:
         )
         self._read_pool: ConnectionPool = open_pool(readers)
         self._closed = False
+        #: Named in the change notifications of this manager's applies (``follow_changes``, ``create_claims``).
+        self._manager_id = ""
+        #: Applies a follower must not deliver again after a reconnect: this manager's own, and delivered ones.
+        self._handled = follow.Remembered()
+        self._followers: list[follow.Follower] = []
 
     def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         if self._closed:
@@ -82,6 +88,8 @@ class PostgresBackend:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            for follower in list(self._followers):
+                follower.stop()
             self._pool.close()
             self._read_pool.close()
 
@@ -130,9 +138,16 @@ class PostgresBackend:
         deletions = _materialise(deletions)
         history = _materialise(history) if history is not None else None
         now = datetime.now(UTC)
+        manager_id = self._manager_id or cluster.manager_id
 
         def work(conn: psycopg.Connection[Any]) -> None:
-            ingest.apply(conn, cluster, upserts, deletions, history, record_cluster, now)
+            written = ingest.apply(conn, cluster, upserts, deletions, history, record_cluster, now)
+            # Delivered to the other managers' followers if, and when, this transaction commits.
+            if written is not None or (history is None and (upserts or deletions)):
+                count = len(history) if history is not None else 0
+                xid = follow.announce(conn, self.options.schema_name, manager_id, cluster.cluster, written, count)
+                if xid is not None:
+                    self._handled.add((cluster.cluster, xid))
 
         self._run(f"applying a state to {cluster.cluster}", work)
 
@@ -186,7 +201,32 @@ class PostgresBackend:
         return retry.stream(self._read_pool, self.options, what, work)
 
     def create_claims(self, manager_id: str, grace_period: float) -> PostgresClaims:
+        self._manager_id = self._manager_id or manager_id
         return PostgresClaims(self.options, manager_id, grace_period)
+
+    def follow_changes(self, manager_id: str, deliver: Callable[[Sequence[Change]], None]) -> Callable[[], None]:
+        """``ChangeFollower``: deliver what other managers sharing the schema commit (``follow``).
+
+        Returns once the listening connection is in place, or after ``connect_timeout``
+        (logged; it keeps trying in the background).
+        """
+        if self._closed:
+            raise StorageError("postgres storage is closed")
+        self._manager_id = manager_id
+        follower = follow.Follower(self.options, manager_id, deliver, self._handled)
+        self._followers.append(follower)
+        if not follower.start(wait=self.options.connect_timeout):
+            logger.warning(
+                "postgres: could not listen for other managers' changes within {}s; still trying",
+                self.options.connect_timeout,
+            )
+
+        def stop() -> None:
+            follower.stop()
+            if follower in self._followers:
+                self._followers.remove(follower)
+
+        return stop
 
 
 def _materialise(items: Iterable[T]) -> Sequence[T]:

@@ -25,6 +25,9 @@ from navigator_plugin_postgres.options import PostgresOptions
 #: ``application_name`` of Navigator's connections (unless the DSN sets one): finds them in pg_stat_activity.
 APPLICATION_NAME = "navigator-manager"
 
+#: ``application_name`` of the connection that follows other managers' changes (``LISTEN``).
+FOLLOWER_APPLICATION_NAME = "navigator-follow"
+
 #: Session-private table the objects of an ``apply`` are COPYed into; emptied at every commit.
 STAGING_TABLE = "navigator_upserts"
 
@@ -97,7 +100,7 @@ class JsonBytesLoader(Loader):
         return bytes(data)
 
 
-def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], None]:
+def _configure(options: PostgresOptions, staging: bool = True) -> Callable[[psycopg.Connection[Any]], None]:
     settings = sql.SQL(
         "SELECT set_config('search_path', {schema}, false), set_config('TimeZone', 'UTC', false),"
         " set_config('statement_timeout', {timeout}, false),"
@@ -110,7 +113,7 @@ def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], 
         schema=sql.Literal(options.schema_name),
         timeout=sql.Literal(str(int(options.statement_timeout * 1000))),
     )
-    staging = sql.SQL(
+    create_staging = sql.SQL(
         'CREATE TEMP TABLE IF NOT EXISTS {table} (kind text COLLATE "C", namespace text COLLATE "C",'
         ' name text COLLATE "C", uid text, resource_version text, labels text, data text, digest text)'
         " ON COMMIT DELETE ROWS"
@@ -122,7 +125,8 @@ def _configure(options: PostgresOptions) -> Callable[[psycopg.Connection[Any]], 
         conn.adapters.register_loader("json", JsonBytesLoader)
         set_json_dumps(orjson.dumps, conn)
         conn.execute(settings)
-        conn.execute(staging)
+        if staging:
+            conn.execute(create_staging)
         conn.commit()
 
     return configure
@@ -151,3 +155,29 @@ def open_pool(options: PostgresOptions) -> ConnectionPool:
         pool.close()
         raise explain_connect_failure(options, exc) from None
     return pool
+
+
+def connect_follower(options: PostgresOptions) -> psycopg.Connection[Any]:
+    """One connection of its own, outside the pools, in autocommit: it sits in ``LISTEN`` for good.
+
+    Set up like the pools' (schema, UTC, JSON loaders: it reads history rows), plus TCP
+    keepalives so that a peer that vanished without closing the socket is noticed while
+    the connection waits idle for notifications.
+    """
+    kwargs: dict[str, Any] = {
+        "connect_timeout": _libpq_timeout(options.connect_timeout),
+        "autocommit": True,
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.ceil(options.heartbeat_interval)),
+        "keepalives_interval": max(1, math.ceil(options.heartbeat_interval)),
+        "keepalives_count": 3,
+    }
+    if "application_name" not in conninfo_to_dict(options.dsn):
+        kwargs["application_name"] = FOLLOWER_APPLICATION_NAME
+    conn = psycopg.connect(options.dsn, **kwargs)
+    try:
+        _configure(options, staging=False)(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

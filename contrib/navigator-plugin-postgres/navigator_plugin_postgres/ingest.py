@@ -166,8 +166,12 @@ def write_history(
     encoded: Encoded,
     deleted_labels: dict[int, str],
     now: datetime,
-) -> None:
-    """COPY one row per change into ``history``, in the order given (their ids keep it)."""
+) -> tuple[datetime, datetime]:
+    """COPY one row per change into ``history``, in the order given (their ids keep it).
+
+    Returns the earliest and latest applied time written: with the ids, they find these
+    rows again for the managers that follow this one's changes.
+    """
     times: dict[datetime, str] = {}
 
     def when(value: datetime) -> str:
@@ -191,6 +195,7 @@ def write_history(
                 when(c.applied_at or now), when(c.observed_at) if c.observed_at is not None else None,
                 _text_array(c.changed_fields), labels, data,
             ))  # fmt: skip
+    return min(times), max(times)
 
 
 def delete(conn: psycopg.Connection[Any], cluster: str, deletions: Collection[ResourceKey]) -> None:
@@ -213,14 +218,18 @@ def apply(
     history: Sequence[Change] | None,
     record_cluster: bool,
     now: datetime,
-) -> None:
-    """Everything one ``StorageBackend.apply`` writes (the caller holds the transaction)."""
+) -> tuple[datetime, datetime] | None:
+    """Everything one ``StorageBackend.apply`` writes (the caller holds the transaction).
+
+    Returns the applied times of the history rows written (earliest, latest), ``None`` if none were.
+    """
     cluster = record.cluster
     keep = bool(history)
     lock_cluster(conn, cluster)
     deleted_labels = last_labels(conn, history) if history else {}
     staged = False
     encoded: Encoded = {}
+    written: tuple[datetime, datetime] | None = None
     if upserts:
         if conn.execute(ANY_OBJECT, [cluster]).fetchone() is None:
             # The cluster's first state: every key is new, so no staging, no merge.
@@ -229,7 +238,7 @@ def apply(
             encoded = copy_objects(conn, upserts, keep, into="")
             staged = True
     if history:
-        write_history(conn, history, encoded, deleted_labels, now)
+        written = write_history(conn, history, encoded, deleted_labels, now)
     if staged:
         conn.execute(UPDATE_EXISTING, {"cluster": cluster})
         conn.execute(INSERT_NEW, {"cluster": cluster})
@@ -238,3 +247,4 @@ def apply(
     clusters.save(conn, record)
     if record_cluster:
         clusters.save_copy(conn, record, now)
+    return written
