@@ -169,10 +169,12 @@ def write_history(
 ) -> tuple[datetime, datetime]:
     """COPY one row per change into ``history``, in the order given (their ids keep it).
 
-    Returns the earliest and latest applied time written: with the ids, they find these
-    rows again for the managers that follow this one's changes.
+    Returns the earliest and latest applied time written: with the transaction's id, they
+    find these rows again for the managers that follow this one's changes.
     """
     times: dict[datetime, str] = {}
+    applied: set[datetime] = set()
+    previous: datetime | None = None  # the reconciler gives every change one applied time: one add
 
     def when(value: datetime) -> str:
         text = times.get(value)
@@ -192,10 +194,13 @@ def write_history(
             copy.write_row((
                 c.cluster, c.kind, c.namespace, c.name, c.uid, str(c.type),
                 c.old_resource_version, c.new_resource_version,
-                when(c.applied_at or now), when(c.observed_at) if c.observed_at is not None else None,
+                when(applied_at := c.applied_at or now), when(c.observed_at) if c.observed_at is not None else None,
                 _text_array(c.changed_fields), labels, data,
             ))  # fmt: skip
-    return min(times), max(times)
+            if applied_at is not previous:
+                applied.add(applied_at)
+                previous = applied_at
+    return min(applied), max(applied)
 
 
 def delete(conn: psycopg.Connection[Any], cluster: str, deletions: Collection[ResourceKey]) -> None:
