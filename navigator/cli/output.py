@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -72,15 +72,23 @@ def print_json_blocks(blocks: Iterable[bytes | bytearray]) -> None:
     out.flush()
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None, keep: Collection[str] = ()
+) -> None:
+    """A table on stdout; in a narrow terminal the columns named in ``keep`` are never squeezed or cut."""
     from rich.console import Console  # only tables need rich: `-o json` starts faster without it
     from rich.table import Table
 
     table = Table(title=title, header_style="bold", box=None, pad_edge=False)
-    for column in columns:
-        table.add_column(column.upper())
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    for i, column in enumerate(columns):
+        if column in keep:
+            widest = max((len(row[i]) for row in cells), default=0)
+            table.add_column(column.upper(), no_wrap=True, min_width=max(widest, len(column)))
+        else:
+            table.add_column(column.upper())
+    for row in cells:
+        table.add_row(*row)
     console = Console(soft_wrap=True)
     if not console.is_terminal:
         console.width = 100_000  # piped output keeps whole values instead of truncating to 80 columns

@@ -9,6 +9,7 @@ always present.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -33,7 +34,17 @@ def rfc3339(stamp: Timestamp | None) -> str | None:
     return stamp.ToJsonString()
 
 
-def cluster_row(info: query_pb2.ClusterInfo) -> dict[str, Any]:
+def copy_age(fresh_as_of: str | None, now: datetime) -> float | None:
+    """Seconds from ``fresh_as_of`` (RFC 3339, the edge's clock) to ``now``, to the millisecond."""
+    if not fresh_as_of:
+        return None
+    return round((now - datetime.fromisoformat(fresh_as_of.replace("Z", "+00:00"))).total_seconds(), 3)
+
+
+def cluster_row(info: query_pb2.ClusterInfo, now: datetime | None = None) -> dict[str, Any]:
+    """The ``clusters`` row. ``age_seconds`` is the copy's age at ``now``, worked out by the caller's clock
+    (the CLI passes the time asked about); ``None`` without ``now``, so that a row depends on the answer alone."""
+    fresh_as_of = rfc3339(info.fresh_as_of) if info.HasField("fresh_as_of") else None
     return {
         "cluster": info.cluster,
         "edge_id": info.edge_id,
@@ -41,6 +52,9 @@ def cluster_row(info: query_pb2.ClusterInfo) -> dict[str, Any]:
         "connected": info.connected,
         "last_sync": rfc3339(info.last_sync) if info.HasField("last_sync") else None,
         "last_seen": rfc3339(info.last_seen) if info.HasField("last_seen") else None,
+        "fresh_as_of": fresh_as_of,
+        "age_seconds": copy_age(fresh_as_of, now) if now is not None else None,
+        "lag_seconds": info.lag_seconds or None,  # 0 on the wire: unknown
         "sync_interval": info.sync_interval_seconds,
         "manager_id": info.manager_id,
         "metadata": dict(info.metadata),

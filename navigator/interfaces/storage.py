@@ -50,6 +50,11 @@ class ClusterRecord:
     manager_id: str = ""
     #: Highest applied ClusterState sequence from ``edge_id``.
     last_sequence: int = 0
+    #: The time (edge clock) as of which the stored copy was exact: the last applied state's timestamp.
+    fresh_as_of: datetime | None = None
+    #: Seconds from the edge observing the last applied change to the manager applying it (``None``: no
+    #: change applied yet). Mixes the two clocks: negative when the edge's runs ahead.
+    lag: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

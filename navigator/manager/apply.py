@@ -57,7 +57,8 @@ async def apply_state(
 ) -> tuple[ClusterRecord, list[Change]]:
     """Persist ``state`` in one transaction; returns the updated cluster record and what changed.
 
-    The time applied (``last_sync``, the changes' ``applied_at``) is read from ``clock``
+    The record comes back as saved, with the copy's freshness (``fresh_as_of``, ``lag``:
+    see ``Reconciler``). The time applied (``last_sync``, the changes' ``applied_at``) is read from ``clock``
     on the storage thread when the apply starts, not when the state arrived: a state
     that waited in the queue behind other clusters' applies is as fresh as it is stored.
     Raises ``InvalidState`` when a payload does not decode (nothing stored) and
@@ -73,6 +74,6 @@ async def apply_state(
             last_sequence=state.sequence,
             errors=partial.merge_errors(record.errors, state, now),
         )
-        return updated, reconciler.apply(updated, state, serializer, now, state.observed_at, record_cluster)
+        return reconciler.apply_with_record(updated, state, serializer, now, state.observed_at, record_cluster)
 
     return await worker.call(stamped)

@@ -262,6 +262,7 @@ class EdgeSession:
             metrics.edge_disconnected()
         if self._claimed and ctx.sessions.get(self.cluster) is self:
             del ctx.sessions[self.cluster]
+            metrics.forget_freshness(self.cluster)
             # On the loop, right after the check above: a reconnect of the same edge cannot slip in
             # between (a claims on a thread gets the release before any later claim).
             ctx.keeper.release(self.cluster, self.edge_id)
@@ -498,6 +499,7 @@ class EdgeSession:
         metrics.record_applied(
             self.cluster, assembled.full, time.perf_counter() - started, changes, assembled.counts
         )
+        metrics.record_freshness(self.cluster, assembled.full, changes, record.fresh_as_of, record.lag)
         await self.ctx.sinks.send(changes)
         ack = acks.applied(sequence, changes)
         logger.debug(

@@ -74,6 +74,7 @@ def cluster_info(
         sync_interval=record.sync_interval,
         now=now,
         config=ctx.config.status,
+        fresh_as_of=record.fresh_as_of.timestamp() if record.fresh_as_of else None,
     )
     info = query_pb2.ClusterInfo(
         cluster=record.cluster,
@@ -87,6 +88,7 @@ def cluster_info(
         sync_interval_seconds=record.sync_interval,
         last_seen=_timestamp(last_seen),
     )
+    _add_freshness(info, record)
     _add_errors(info, record)
     return info
 
@@ -100,6 +102,7 @@ def cluster_info_at(
         sync_interval=record.sync_interval,
         at=at.timestamp(),
         config=ctx.config.status,
+        fresh_as_of=record.fresh_as_of.timestamp() if record.fresh_as_of else None,
     )
     info = query_pb2.ClusterInfo(
         cluster=record.cluster,
@@ -113,8 +116,17 @@ def cluster_info_at(
         sync_interval_seconds=record.sync_interval,
         last_seen=_timestamp(record.last_seen),
     )
+    _add_freshness(info, record)
     _add_errors(info, record)
     return info
+
+
+def _add_freshness(info: query_pb2.ClusterInfo, record: ClusterRecord) -> None:
+    """``fresh_as_of`` unset and ``lag_seconds`` 0 when unknown (nothing applied since the upgrade)."""
+    if record.fresh_as_of is not None:
+        info.fresh_as_of.FromDatetime(record.fresh_as_of)
+    if record.lag is not None:
+        info.lag_seconds = record.lag
 
 
 def _add_errors(info: query_pb2.ClusterInfo, record: ClusterRecord) -> None:

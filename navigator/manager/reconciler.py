@@ -16,6 +16,14 @@ and history. The rules, for every backend alike:
 - changes come in the state's order (a re-created object's DELETED just before
   its ADDED), then the deletions in key order: the same order on every backend.
 
+Each change carries when the edge observed it: in a DELTA the object's own
+``observed_at`` (protocol 2), else the state's timestamp, which is also what
+every change of a FULL gets (a FULL has no per-object times, and its objects
+are not looked at for one). The cluster record saved with the state says how
+fresh the copy is: ``fresh_as_of`` (the state's timestamp) and ``lag`` (from the
+newest observation among the state's changes to ``applied_at``; a state that
+changes nothing leaves the previous lag).
+
 Unchanged objects are never decoded: they cost a dict lookup and a digest of
 their payload bytes. Written ones are not decoded either (JSON payloads are
 validated and stored as they came); only a MODIFIED object is, to name the
@@ -25,10 +33,11 @@ which is also the only writer, so the index needs no lock.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from navigator.gc_pause import gc_paused
@@ -72,8 +81,8 @@ class _Plan:
 
     #: In the state's order: (key, wire copy, digest, whether the key or uid is new).
     written: list[tuple[Key, sync_pb2.Resource, str, bool]]
-    #: In key order.
-    deleted: list[tuple[Key, Known]]
+    #: In key order, with the deletion's own observation time when the wire carries one.
+    deleted: list[tuple[Key, Known, datetime | None]]
 
 
 class Reconciler:
@@ -112,9 +121,22 @@ class Reconciler:
     ) -> list[Change]:
         """Decide what ``state`` changes, write it in one transaction, return the changes.
 
-        Raises ``InvalidState`` when a payload that must be stored does not decode
-        (nothing is written) and whatever the backend raised (nothing is written either).
+        ``observed_at`` stands in for the state's timestamp (``state.observed_at``) when given.
+        Raises ``InvalidState`` when a payload that must be stored does not decode (nothing is
+        written) and whatever the backend raised (nothing is written either).
         """
+        return self.apply_with_record(record, state, serializer, applied_at, observed_at, record_cluster)[1]
+
+    def apply_with_record(
+        self,
+        record: ClusterRecord,
+        state: StateSet,
+        serializer: Serializer,
+        applied_at: datetime,
+        observed_at: datetime | None = None,
+        record_cluster: bool = False,
+    ) -> tuple[ClusterRecord, list[Change]]:
+        """``apply``, also returning the cluster record as saved: ``record`` with the copy's freshness."""
         with gc_paused():
             return self._apply(record, state, serializer, applied_at, observed_at, record_cluster)
 
@@ -126,24 +148,28 @@ class Reconciler:
         applied_at: datetime,
         observed_at: datetime | None,
         record_cluster: bool,
-    ) -> list[Change]:
+    ) -> tuple[ClusterRecord, list[Change]]:
         cluster = record.cluster
         index = self._cluster_index(cluster)
         plan = self._plan(index, state)
         decode = _decoder(serializer)
         old_objects = self._old_objects(cluster, [key for key, _, _, new in plan.written if not new])
+        state_time = observed_at if observed_at is not None else state.observed_at
+        # Only a DELTA's objects may carry their own time (a FULL's never do: not looked at).
+        own_times = not state.full
 
         changes: list[Change] = []
         upserts: list[StoredObject] = []
         updates: dict[Key, Known | None] = {}
+        newest: datetime | None = None
 
-        def change(key: Key, kind: ChangeType, uid: str, old_rv: str | None, new: Resource | None = None,
-                   fields: tuple[str, ...] = ()) -> None:  # fmt: skip
+        def change(key: Key, kind: ChangeType, uid: str, old_rv: str | None, when: datetime | None,
+                   new: Resource | None = None, fields: tuple[str, ...] = ()) -> None:  # fmt: skip
             changes.append(
                 Change(
                     cluster, key[0], key[1], key[2], uid, kind, old_rv,
                     new.resource_version if new is not None else None,
-                    applied_at=applied_at, observed_at=observed_at, resource=new, changed_fields=fields,
+                    applied_at=applied_at, observed_at=when, resource=new, changed_fields=fields,
                 )
             )  # fmt: skip
 
@@ -154,35 +180,49 @@ class Reconciler:
             upserts.append(StoredObject(new, dig))
             updates[key] = Known(new.uid, new.resource_version, dig)
             was = index.get(key)
+            when = _observed(wire, state_time) if own_times else state_time
             if is_new:
                 if was is not None:  # a new uid at a known key: re-created
-                    change(key, ChangeType.DELETED, was.uid, was.resource_version)
+                    change(key, ChangeType.DELETED, was.uid, was.resource_version, when)
                 changes.append(
                     Change(
                         cluster, key[0], key[1], key[2], new.uid, added, None, new.resource_version,
-                        applied_at=applied_at, observed_at=observed_at, resource=new,
+                        applied_at=applied_at, observed_at=when, resource=new,
                     )
                 )  # fmt: skip
-                continue
-            assert was is not None
-            before = old_objects.get(key)
-            fields = changed_fields(before, new) if before is not None else ("data",)
-            if fields or new.resource_version != was.resource_version:
-                change(key, ChangeType.MODIFIED, new.uid, was.resource_version, new, fields)
-        for key, old in plan.deleted:
-            change(key, ChangeType.DELETED, old.uid, old.resource_version)
+            else:
+                assert was is not None
+                before = old_objects.get(key)
+                fields = changed_fields(before, new) if before is not None else ("data",)
+                if not fields and new.resource_version == was.resource_version:
+                    continue  # stored with its new digest, reported as nothing
+                change(key, ChangeType.MODIFIED, new.uid, was.resource_version, when, new, fields)
+            if own_times and when is not None and (newest is None or when > newest):
+                newest = when
+        for key, old, when in plan.deleted:
+            when = when or state_time
+            change(key, ChangeType.DELETED, old.uid, old.resource_version, when)
             updates[key] = None
+            if when is not None and (newest is None or when > newest):
+                newest = when
+        if not own_times and changes:
+            newest = state_time
 
-        deletions = [ResourceKey(k[0], k[1], k[2], v.uid) for k, v in plan.deleted]
+        saved = dataclasses.replace(
+            record,
+            fresh_as_of=state_time if state_time is not None else record.fresh_as_of,
+            lag=(applied_at - newest).total_seconds() if newest is not None else record.lag,
+        )
+        deletions = [ResourceKey(k[0], k[1], k[2], v.uid) for k, v, _ in plan.deleted]
         self.backend.apply(
-            record, upserts, deletions, changes if self.history else None, record_cluster and self.history
+            saved, upserts, deletions, changes if self.history else None, record_cluster and self.history
         )
         for key, known in updates.items():
             if known is None:
                 index.pop(key, None)
             else:
                 index[key] = known
-        return changes
+        return saved, changes
 
     def _plan(self, index: Mapping[Key, Known], state: StateSet) -> _Plan:
         incoming: dict[Key, sync_pb2.Resource] = {}
@@ -196,18 +236,18 @@ class Reconciler:
                 written.append((key, wire, dig, True))
             elif known.resource_version != wire.resource_version or known.digest != dig:
                 written.append((key, wire, dig, False))
-        deleted: list[tuple[Key, Known]] = []
+        deleted: list[tuple[Key, Known, datetime | None]] = []
         if state.full:
             covered = partial.covered_kinds(state)
-            deleted = sorted((k, v) for k, v in index.items() if k[0] in covered and k not in incoming)
+            deleted = sorted((k, v, None) for k, v in index.items() if k[0] in covered and k not in incoming)
         else:
             for gone in state.deletions:
                 key = (gone.kind, gone.namespace, gone.name)
                 known = index.get(key)
                 if key in incoming or known is None or (gone.uid and gone.uid != known.uid):
                     continue  # already gone, re-created since, or upserted in the same delta
-                deleted.append((key, known))
-            deleted.sort()
+                deleted.append((key, known, _observed(gone, None)))
+            deleted.sort(key=lambda item: item[0])
         return _Plan(written, deleted)
 
     def _old_objects(self, cluster: str, modified: Iterable[Key]) -> dict[Key, Resource]:
@@ -215,6 +255,17 @@ class Reconciler:
         if not keys:
             return {}
         return {(r.kind, r.namespace, r.name): r for r in self.backend.read(cluster, keys)}
+
+
+def _observed(wire: sync_pb2.Resource | sync_pb2.ResourceKey, otherwise: datetime | None) -> datetime | None:
+    """When the edge observed ``wire`` (protocol 2), else ``otherwise`` (a protocol 1 edge sets no time)."""
+    if not wire.HasField("observed_at"):
+        return otherwise
+    try:
+        return wire.observed_at.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        where = f"{wire.kind}/{wire.namespace + '/' if wire.namespace else ''}{wire.name}"
+        raise InvalidState(f"{where}: observed_at is not a valid time: {exc}") from None
 
 
 def _decoder(serializer: Serializer) -> Callable[[sync_pb2.Resource], bytes]:

@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from navigator.config.manager import LimitsSection
 from navigator.manager import partial
 from navigator.protocol import SUPPORTED_PROTOCOL_VERSIONS, cluster_id_problem
@@ -67,7 +69,8 @@ class StateSet:
     resources: list[sync_pb2.Resource] = field(default_factory=list)
     deletions: list[sync_pb2.ResourceKey] = field(default_factory=list)
     chunks: int = 1
-    #: When the edge took the state (its ``timestamp``); ``None`` if it sent none.
+    #: When the edge took the state (its ``timestamp``); ``None`` if it sent none. The observation
+    #: time of every object that carries none of its own (all of a FULL's, all of a protocol 1 edge's).
     observed_at: datetime | None = None
 
     @classmethod
@@ -81,12 +84,19 @@ class StateSet:
             counts=dict(state.counts),
             resources=list(state.resources),
             deletions=list(state.deletions),
-            observed_at=state.timestamp.ToDatetime(tzinfo=UTC) if state.HasField("timestamp") else None,
+            observed_at=_time(state.timestamp) if state.HasField("timestamp") else None,
         )
 
     @property
     def full(self) -> bool:
         return self.type == sync_pb2.STATE_TYPE_FULL
+
+
+def _time(stamp: Timestamp) -> datetime:
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidState(f"timestamp is not a valid time: {exc}") from None
 
 
 def _describe(r: sync_pb2.Resource | sync_pb2.ResourceKey) -> str:

@@ -22,8 +22,9 @@ What it checks, all through the public ``StorageBackend`` interface and in proce
   finds objects by key; ``migrate()`` is idempotent and everything survives a reopen;
 - **atomicity**: an apply whose iterables raise midway, or that holds unstorable
   data, leaves everything as it was, cluster record and history included;
-- **cluster records** round-trip (metadata, errors, last_sequence, times), now and
-  ``at`` a time when ``record_cluster`` kept a copy;
+- **cluster records** round-trip (metadata, errors, last_sequence, times, the copy's
+  freshness: ``fresh_as_of`` and ``lag``), now and ``at`` a time when ``record_cluster``
+  kept a copy;
 - **queries**: filters, order, limits, label selectors (against ``navigator.selectors``
   as the reference), counts, other threads, a consistent snapshot;
 - **history**: every field round-trips, newest first with ties in apply order, every
@@ -35,7 +36,8 @@ What it checks, all through the public ``StorageBackend`` interface and in proce
   ``max_rows`` drops the oldest;
 - **the core's rules end to end**: the manager's ``Reconciler`` over the backend
   (payload-only changes, duplicate keys, re-created uids, partial FULL states, DELTA
-  deletions with a stale uid, unchanged re-applies, an index reloaded after a reopen);
+  deletions with a stale uid, unchanged re-applies, an index reloaded after a reopen,
+  per-object observation times and the freshness saved with the record);
 - **claims**: the rules of ``ClusterClaims`` for the claims a manager on this backend
   uses (the backend's own from ``create_claims``, or the manager's in-memory ones).
 
@@ -326,9 +328,15 @@ class Feed:
             errors=partial.merge_errors(self.record.errors, state, self.clock),
         )
         observed = self.clock - timedelta(milliseconds=500)
-        return self.reconciler.apply(
+        self.record, changes = self.reconciler.apply_with_record(
             self.record, state, SERIALIZER, self.clock, observed, self.record_cluster
         )
+        return changes
+
+
+def stamp(wire_object: sync_pb2.Resource | sync_pb2.ResourceKey, observed: datetime) -> None:
+    """Set the time the edge observed ``wire_object`` (protocol 2: a DELTA's objects and deletions)."""
+    wire_object.observed_at.FromDatetime(observed)
 
 
 def summary(changes: Iterable[Change]) -> list[tuple[str, str, str, str]]:
@@ -848,6 +856,25 @@ class StorageConformance:
         assert backend.get_cluster("east") == original
         assert backend.list_clusters() == [original]
 
+    def test_cluster_freshness_round_trips_and_clears(self, backend: StorageBackend) -> None:
+        fresh = datetime(2030, 5, 6, 7, 8, 9, 654321, tzinfo=UTC)
+        backend.save_cluster(record(fresh_as_of=fresh, lag=0.0421))
+        assert backend.get_cluster("east") == record(fresh_as_of=fresh, lag=0.0421)
+        backend.save_cluster(record(fresh_as_of=fresh, lag=-1.5))  # an edge clock ahead of the manager's
+        assert backend.list_clusters() == [record(fresh_as_of=fresh, lag=-1.5)]
+        backend.save_cluster(record())
+        assert backend.get_cluster("east") == record()
+
+    def test_apply_saves_freshness_with_the_copies_kept_at_a_time(self, backend: StorageBackend) -> None:
+        first = record(last_sync=moment(1), fresh_as_of=moment(0.9), lag=0.05)
+        second = record(last_sync=moment(2), fresh_as_of=moment(1.5), lag=0.25)
+        backend.apply(first, [], [], [], True)
+        backend.apply(second, [], [], [], True)
+        assert backend.get_cluster("east") == second
+        assert backend.get_cluster("east", at=moment(1.5)) == first
+        assert backend.list_clusters(at=moment(1.5)) == [first]
+        assert backend.list_clusters(at=moment(2)) == [second]
+
     def test_save_cluster_overwrites_and_clears_errors(self, backend: StorageBackend) -> None:
         backend.save_cluster(record(errors=[KindErrorRecord("pods", "boom")], metadata={"a": "1"}))
         backend.save_cluster(record(errors=[], metadata={"b": "2"}, last_sequence=3))
@@ -1303,6 +1330,55 @@ class StorageConformance:
                 assert list(backend.query(ResourceQuery(at=t))) == objects, f"after state {i + 1}"
                 assert backend.get_cluster("east", at=t) == cluster, f"after state {i + 1}"
                 assert backend.list_clusters(at=t) == [cluster]
+
+    def test_reconciler_delta_changes_carry_each_objects_observation_time(
+        self, backend: StorageBackend
+    ) -> None:
+        feed = Feed(backend)
+        a, b, c = make("a"), make("b"), make("c")
+        feed(state(a, b, c))
+        seen_a, seen_gone = feed.clock + timedelta(seconds=0.2), feed.clock + timedelta(seconds=0.4)
+        delta = state(replace(a, resource_version="2", data={"phase": "Failed"}), make("d"),
+                      deletions=[b.key], delta=True)  # fmt: skip
+        stamp(delta.resources[0], seen_a)
+        stamp(delta.deletions[0], seen_gone)
+        changes = feed(delta)
+        state_time = feed.clock - timedelta(milliseconds=500)  # what Feed hands the reconciler
+        assert [(c.name, c.observed_at) for c in changes] == [("a", seen_a), ("d", state_time), ("b", seen_gone)]
+        assert [(c.name, c.observed_at) for c in backend.history(HistoryQuery(since=feed.clock))] == [
+            ("b", seen_gone), ("d", state_time), ("a", seen_a)
+        ]  # fmt: skip
+        stored = backend.get_cluster("east")
+        assert stored == feed.record and stored is not None
+        # fresh_as_of: the state's time; lag: from the newest observation (d's, the state's) to the apply.
+        assert stored.fresh_as_of == state_time
+        assert stored.lag == (feed.clock - state_time).total_seconds()
+
+    def test_reconciler_full_state_changes_carry_the_states_time(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        full = state(make("a"), make("b"))
+        stamp(full.resources[0], T0 - timedelta(days=1))  # a FULL's objects carry none; if one does, unread
+        changes = feed(full)
+        observed = feed.clock - timedelta(milliseconds=500)
+        assert {c.observed_at for c in changes} == {observed}
+        stored = backend.get_cluster("east")
+        assert stored is not None and (stored.fresh_as_of, stored.lag) == (observed, 0.5)
+
+    def test_reconciler_state_without_changes_moves_fresh_as_of_and_keeps_the_lag(
+        self, backend: StorageBackend
+    ) -> None:
+        feed = Feed(backend)
+        a = make("a")
+        feed(state(a))
+        delta = state(replace(a, resource_version="2"), delta=True)
+        stamp(delta.resources[0], feed.clock + timedelta(seconds=0.9))
+        feed(delta)
+        lag = feed.clock - (feed.clock - timedelta(seconds=0.1))
+        assert feed.record.lag == lag.total_seconds()
+        assert feed(state(delta=True)) == []
+        stored = backend.get_cluster("east")
+        assert stored is not None and stored.lag == lag.total_seconds()
+        assert stored.fresh_as_of == feed.clock - timedelta(milliseconds=500)
 
     # -- claims --------------------------------------------------------------------
 

@@ -10,21 +10,26 @@ from psycopg.types.json import Jsonb
 
 from navigator.plugin import ClusterRecord, KindErrorRecord
 
-COLUMNS = "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence"
+COLUMNS = (
+    "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence, "
+    "fresh_as_of, lag"
+)
 
 UPSERT = f"""
-INSERT INTO clusters ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO clusters ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (cluster) DO UPDATE SET
     edge_id = excluded.edge_id, metadata = excluded.metadata, last_sync = excluded.last_sync,
     last_seen = excluded.last_seen, sync_interval = excluded.sync_interval, errors = excluded.errors,
-    manager_id = excluded.manager_id, last_sequence = excluded.last_sequence
+    manager_id = excluded.manager_id, last_sequence = excluded.last_sequence,
+    fresh_as_of = excluded.fresh_as_of, lag = excluded.lag
 """
 
 SELECT = f"SELECT {COLUMNS} FROM clusters"
 
 #: A copy of the record as of ``applied_at`` (its last_sync), for ``get_cluster(at=...)``.
 RECORD = (
-    f"INSERT INTO cluster_history (applied_at, {COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO cluster_history (applied_at, {COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 #: Per cluster the latest copy at or before a time.
@@ -76,11 +81,14 @@ def row_params(record: ClusterRecord) -> tuple[Any, ...]:
         Jsonb([_error_to_json(e) for e in record.errors]),
         record.manager_id,
         int(record.last_sequence),
+        record.fresh_as_of,
+        float(record.lag) if record.lag is not None else None,
     )
 
 
 def from_row(row: tuple[Any, ...]) -> ClusterRecord:
-    cluster, edge_id, metadata, last_sync, last_seen, interval, errors, manager_id, last_sequence = row
+    (cluster, edge_id, metadata, last_sync, last_seen, interval, errors, manager_id, last_sequence,
+     fresh_as_of, lag) = row  # fmt: skip
     return ClusterRecord(
         cluster=cluster,
         edge_id=edge_id,
@@ -91,6 +99,8 @@ def from_row(row: tuple[Any, ...]) -> ClusterRecord:
         errors=[_error_from_json(item) for item in errors or ()],
         manager_id=manager_id,
         last_sequence=int(last_sequence),
+        fresh_as_of=fresh_as_of,
+        lag=float(lag) if lag is not None else None,
     )
 
 

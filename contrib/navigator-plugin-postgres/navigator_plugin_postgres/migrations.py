@@ -147,6 +147,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX resources_labels_idx ON {s}.resources USING gin (labels jsonb_path_ops)",
         ),
     ),
+    Migration(
+        4,
+        "cluster freshness: fresh_as_of and lag",
+        (
+            # Saved with every apply: the time (edge clock) as of which the copy was exact (the last
+            # applied state's timestamp), and the seconds from the edge observing the last applied
+            # change to its apply. NULL until the first state after the upgrade; no table rewrite.
+            """ALTER TABLE {s}.clusters
+                ADD COLUMN IF NOT EXISTS fresh_as_of timestamptz,
+                ADD COLUMN IF NOT EXISTS lag double precision""",
+            """ALTER TABLE {s}.cluster_history
+                ADD COLUMN IF NOT EXISTS fresh_as_of timestamptz,
+                ADD COLUMN IF NOT EXISTS lag double precision""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -17,7 +18,7 @@ from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.options import parse_options
 
 from navigator.plugin import ClusterRecord, HistoryQuery, ResourceQuery, StorageError, parse_selector
-from navigator.testing.storage_conformance import Feed, make, state, summary
+from navigator.testing.storage_conformance import Feed, make, stamp, state, summary
 
 
 def recorded(dsn: str, schema: str) -> list[int]:
@@ -166,7 +167,7 @@ def test_a_version_2_schema_gets_the_labels_index_as_jsonb_path_ops(pg_options: 
     backend = PostgresBackend(parse_options(pg_options))
     try:
         backend.migrate()
-        assert recorded(dsn, schema) == [1, 2, 3]
+        assert recorded(dsn, schema) == [m.version for m in migrations.MIGRATIONS]
         with psycopg.connect(dsn) as conn:
             (index,) = conn.execute(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'resources_labels_idx'",
@@ -176,5 +177,40 @@ def test_a_version_2_schema_gets_the_labels_index_as_jsonb_path_ops(pg_options: 
         for text, expected in (("app=web", ["a"]), ("tier in (front,back)", ["a"]), ("app", ["a"]), ("!app", [])):
             selector = parse_selector(text)
             assert [s.resource.name for s in backend.query(ResourceQuery(selector=selector))] == expected, text
+    finally:
+        backend.close()
+
+
+def test_a_version_3_schema_gains_cluster_freshness_with_its_data_kept(pg_options: dict[str, Any]) -> None:
+    dsn, schema = pg_options["dsn"], pg_options["schema"]
+    synced = datetime(2030, 1, 1, tzinfo=UTC)
+    with psycopg.connect(dsn) as conn:
+        assert migrations.migrate(conn, schema, target=3) == [1, 2, 3]
+        conn.execute(
+            f'INSERT INTO "{schema}".clusters (cluster, edge_id, last_sync, last_sequence) VALUES (%s, %s, %s, %s)',
+            ["east", "edge-1", synced, 41],
+        )
+        conn.execute(
+            f'INSERT INTO "{schema}".cluster_history (applied_at, cluster, edge_id, last_sync, last_sequence)'
+            " VALUES (%s, %s, %s, %s, %s)",
+            [synced, "east", "edge-1", synced, 41],
+        )
+    backend = PostgresBackend(parse_options(pg_options))
+    try:
+        backend.migrate()
+        assert recorded(dsn, schema) == [m.version for m in migrations.MIGRATIONS]
+        before = ClusterRecord("east", edge_id="edge-1", last_sync=synced, last_sequence=41)
+        assert backend.get_cluster("east") == before
+        assert backend.get_cluster("east", at=synced) == before
+
+        # The first state after the upgrade saves the freshness with the record and its kept copy.
+        feed = Feed(backend, record_cluster=True, clock=synced)
+        delta = state(make("b"), delta=True)
+        stamp(delta.resources[0], synced + timedelta(seconds=0.75))
+        feed(delta)
+        stored = backend.get_cluster("east")
+        assert stored == feed.record and stored is not None
+        assert (stored.fresh_as_of, stored.lag) == (synced + timedelta(seconds=0.5), 0.25)
+        assert backend.get_cluster("east", at=feed.clock) == stored
     finally:
         backend.close()

@@ -83,17 +83,19 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, coalesce(
     '{}'), ?13)
 """
 _CLUSTER_COLUMNS = (
-    "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence"
+    "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence, "
+    "fresh_as_of, lag"
 )
 _SAVE_CLUSTER = f"""
-INSERT INTO clusters ({_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO clusters ({_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (cluster) DO UPDATE SET
     edge_id = excluded.edge_id, metadata = excluded.metadata, last_sync = excluded.last_sync,
     last_seen = excluded.last_seen, sync_interval = excluded.sync_interval, errors = excluded.errors,
-    manager_id = excluded.manager_id, last_sequence = excluded.last_sequence
+    manager_id = excluded.manager_id, last_sequence = excluded.last_sequence,
+    fresh_as_of = excluded.fresh_as_of, lag = excluded.lag
 """
 _RECORD_CLUSTER = (
-    f"INSERT INTO cluster_history (applied_at, {_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO cluster_history (applied_at, {_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _READ = """
 SELECT r.kind, r.namespace, r.name, r.uid, r.resource_version, r.labels, r.data
@@ -214,6 +216,8 @@ def _record(row: Sequence[Any]) -> ClusterRecord:
         errors=errors,
         manager_id=row[7],
         last_sequence=row[8],
+        fresh_as_of=_datetime(row[9]),
+        lag=row[10],
     )
 
 
@@ -233,6 +237,8 @@ def _cluster_row(c: ClusterRecord) -> tuple[Any, ...]:
         orjson.dumps(errors).decode(),
         c.manager_id,
         c.last_sequence,
+        _epoch(c.fresh_as_of),
+        c.lag,
     )
 
 

@@ -136,6 +136,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (cluster, kind, keys, lo)
     ) WITHOUT ROWID;
     """,
+    # 4: how fresh a cluster's copy is, saved with every apply (and kept with the record's copies).
+    """
+    -- fresh_as_of: epoch seconds (edge clock) as of which the copy was exact, the last applied
+    -- state's timestamp. lag: seconds from the edge observing the last applied change to its apply.
+    -- Both NULL until the first state after the upgrade.
+    ALTER TABLE clusters ADD COLUMN fresh_as_of REAL;
+    ALTER TABLE clusters ADD COLUMN lag REAL;
+    ALTER TABLE cluster_history ADD COLUMN fresh_as_of REAL;
+    ALTER TABLE cluster_history ADD COLUMN lag REAL;
+    """,
 )
 
 #: Work a migration needs Python for, run after its statements, in the same transaction.
