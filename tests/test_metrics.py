@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -60,6 +61,9 @@ def test_every_metric_family_is_served_with_the_navigator_prefix(server: metrics
         "navigator_manager_rejections",
         "navigator_manager_errors",
         "navigator_manager_storage_apply_seconds",
+        "navigator_propagation_seconds",
+        "navigator_propagation_lag_seconds",
+        "navigator_copy_age_seconds",
     }
     assert expected <= families
     assert "navigator_process_cpu_seconds" in families
@@ -168,3 +172,51 @@ def test_serve_metrics_only_when_a_port_is_configured() -> None:
         assert "navigator_manager_connected_edges" in httpx.get(running.url, timeout=5).text
     finally:
         running.close()
+
+
+def test_propagation_counts_delta_changes_and_the_gauges_follow_the_cluster(server: metrics.MetricsServer) -> None:
+    cluster = "metrics-test-fresh"
+    applied = datetime(2020, 1, 1, 12, 0, 1, tzinfo=UTC)
+
+    def change(name: str, observed: datetime | None) -> Change:
+        return Change(cluster, "pods", "default", name, f"uid-{name}", ChangeType.ADDED, None, "1",
+                      applied_at=applied, observed_at=observed)  # fmt: skip
+
+    before = scrape(server)
+    seen = [change("a", applied - timedelta(seconds=0.03)), change("b", applied - timedelta(seconds=20)),
+            change("c", applied + timedelta(seconds=2)), change("d", None)]  # fmt: skip
+    metrics.record_freshness(cluster, False, seen, applied - timedelta(seconds=0.01), 0.03)
+    # A FULL's changes are not samples: they all carry the state's time.
+    metrics.record_freshness(cluster, True, [change("e", applied - timedelta(seconds=5))], None, None)
+    after = scrape(server)
+
+    def grew(le: str) -> float:
+        return value(after, "navigator_propagation_seconds_bucket", le=le) - value(
+            before, "navigator_propagation_seconds_bucket", le=le
+        )
+
+    # c was observed 2s "after" it was applied (an edge clock ahead): counted as 0.
+    assert value(after, "navigator_propagation_seconds_count") - value(before, "navigator_propagation_seconds_count") == 3
+    assert (grew("0.01"), grew("0.05"), grew("10.0"), grew("30.0")) == (1, 2, 2, 3)
+    assert value(after, "navigator_propagation_seconds_sum") - value(
+        before, "navigator_propagation_seconds_sum"
+    ) == pytest.approx(20.03)
+    assert value(after, "navigator_propagation_lag_seconds", cluster=cluster) == 0.03
+    assert value(after, "navigator_copy_age_seconds", cluster=cluster) > 86400  # worked out at scrape time
+
+    metrics.forget_freshness(cluster)
+    metrics.forget_freshness(cluster)  # twice: nothing left to forget
+    gone = scrape(server)
+    assert (("cluster", cluster),) not in gone.get("navigator_copy_age_seconds", {})
+    assert (("cluster", cluster),) not in gone.get("navigator_propagation_lag_seconds", {})
+
+
+def test_copy_age_is_worked_out_when_scraped() -> None:
+    ages = metrics.CopyAge(clock=lambda: 1000.0)
+    ages.set("east", 990.5)
+    ages.set("west", 1001.0)
+    [family] = ages.collect()
+    assert [(s.labels, s.value) for s in family.samples] == [({"cluster": "east"}, 9.5), ({"cluster": "west"}, -1.0)]
+    ages.forget("east")
+    [family] = ages.collect()
+    assert [s.labels["cluster"] for s in family.samples] == ["west"]
