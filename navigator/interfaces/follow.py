@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 
 from navigator.resource import Change
 
+__all__ = ["ChangeFollower"]
+
 
 @runtime_checkable
 class ChangeFollower(Protocol):
