@@ -95,5 +95,20 @@ def print_table(
     console.print(table)
 
 
+def short_duration(seconds: float | None) -> str | None:
+    """A short duration for a table cell: 45ms, 0.2s, 12s, 3m, 2h, 5d (a negative one: clock skew)."""
+    if seconds is None:
+        return None
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    if seconds < 0.1:
+        return f"{sign}{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{sign}{seconds:.1f}s"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{sign}{int(seconds // size)}{unit}"
+    return f"{sign}{int(seconds)}s"
+
+
 def add_output_argument(parser: Any) -> None:
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")

@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from navigator.cli.output import add_output_argument, print_json, print_json_blocks, print_table
+from navigator.cli.output import (
+    add_output_argument,
+    print_json,
+    print_json_blocks,
+    print_table,
+    short_duration,
+)
 from navigator.client.client import DEFAULT_ADDRESS, InvalidQuery, QueryClient, QueryError
 from navigator.client.joined import service_view
 from navigator.client.rows import RecordError, copy_age, json_rows, view_rows
@@ -135,21 +141,6 @@ def _age(stamp: str | None, now: datetime) -> str:
     return f"{max(seconds, 0)}s ago"
 
 
-def _span(seconds: float | None) -> str | None:
-    """A short duration for a table cell: 45ms, 0.2s, 12s, 3m, 2h, 5d (a negative one: clock skew)."""
-    if seconds is None:
-        return None
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    if seconds < 0.1:
-        return f"{sign}{seconds * 1000:.0f}ms"
-    if seconds < 10:
-        return f"{sign}{seconds:.1f}s"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{sign}{int(seconds // size)}{unit}"
-    return f"{sign}{int(seconds)}s"
-
-
 def _time(flag: str, text: str | None, now: datetime) -> datetime | None:
     """A ``--at``/``--since``/... value as a UTC time; a bad or future one is a usage error."""
     if text is None:
@@ -192,8 +183,8 @@ def run_clusters(args: argparse.Namespace) -> int:
         ["cluster", "status", "freshness", "lag", "edge", "last sync", *kinds, "errors"],
         [
             (
-                r["cluster"], r["status"], _span(r["age_seconds"]), _span(r["lag_seconds"]), r["edge_id"],
-                _age(r["last_sync"], now), *(r["counts"].get(k, 0) for k in kinds),
+                r["cluster"], r["status"], short_duration(r["age_seconds"]), short_duration(r["lag_seconds"]),
+                r["edge_id"], _age(r["last_sync"], now), *(r["counts"].get(k, 0) for k in kinds),
                 "; ".join(f"{e['kind']}: {e['message']}" + (" (cached)" if e["cached"] else "") for e in r["errors"]),
             )
             for r in rows

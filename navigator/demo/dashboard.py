@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from navigator.cli.output import short_duration
 from navigator.demo.status import WAITING, ClusterStatus, FleetStatus
 
 STATUS_STYLES = {
@@ -53,6 +54,13 @@ def age(moment: datetime | None, now: datetime) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m ago"
 
 
+def freshness(cluster: ClusterStatus, now: datetime) -> str:
+    """The copy's age at ``now``: ``-`` until the manager has applied a state."""
+    if cluster.fresh_as_of is None:
+        return "-"
+    return short_duration((now - cluster.fresh_as_of).total_seconds()) or "-"
+
+
 def kinds_of(fleet: FleetStatus) -> list[str]:
     seen = {kind for c in fleet.clusters for kind in c.counts}
     return [k for k in KIND_ORDER if k in seen or not seen] + sorted(seen - set(KIND_ORDER))
@@ -76,6 +84,7 @@ def fleet_table(fleet: FleetStatus) -> Table:
     table.add_column("STATUS", no_wrap=True)
     table.add_column("EDGE", no_wrap=True, overflow="ellipsis", max_width=28)
     table.add_column("LAST SYNC", justify="right", no_wrap=True)
+    table.add_column("FRESH", justify="right", no_wrap=True)
     for kind in kinds:
         table.add_column(KIND_TITLES.get(kind, kind.upper()), justify="right", no_wrap=True)
     table.add_column("CHANGES/MIN", justify="right", no_wrap=True)
@@ -87,6 +96,7 @@ def fleet_table(fleet: FleetStatus) -> Table:
             status_text(c),
             c.edge_id or "-",
             age(c.last_sync, fleet.taken_at),
+            freshness(c, fleet.taken_at),
             *(f"{c.counts[k]:,}" if k in c.counts else "-" for k in kinds),
             _rate(c.changes_per_minute),
             errors,
@@ -142,6 +152,7 @@ def status_lines(fleet: FleetStatus) -> list[str]:
         if c.status == "INITIALIZING" and c.progress is not None:
             parts.append(f"progress={c.progress}")
         parts += [f"edge={c.edge_id or '-'}", f"last_sync={age(c.last_sync, fleet.taken_at).replace(' ', '_')}"]
+        parts += [f"freshness={freshness(c, fleet.taken_at)}", f"lag={short_duration(c.lag) or '-'}"]
         if counts:
             parts.append(counts)
         parts.append(f"changes/min={_rate(c.changes_per_minute)}")

@@ -1,7 +1,7 @@
 """What the dashboard shows, gathered from the manager's query service and metrics endpoints.
 
 The query service says what the manager knows (status, edge, last sync,
-counts, errors). Changes per minute and first-sync progress are not part of
+how fresh the copy is, counts, errors). Changes per minute and first-sync progress are not part of
 the query API, so they come from scraping the Prometheus endpoints of the
 manager and of the edges; without them those columns stay empty.
 """
@@ -38,6 +38,10 @@ class ClusterStatus:
     changes_per_minute: float | None = None
     #: While INITIALIZING: objects the edge collected / the manager received so far.
     progress: int | None = None
+    #: The time (edge clock) as of which the manager's copy was exact; ``None`` until a state is applied.
+    fresh_as_of: datetime | None = None
+    #: Seconds from the edge observing the last applied change to the manager applying it.
+    lag: float | None = None
 
 
 @dataclass(slots=True)
@@ -74,6 +78,7 @@ class RateWindow:
 def cluster_from_row(row: Mapping[str, Any]) -> ClusterStatus:
     """From a ``navigator query clusters -o json`` row (``QueryClient.clusters``)."""
     last_sync = datetime.fromisoformat(row["last_sync"]) if row.get("last_sync") else None
+    fresh_as_of = datetime.fromisoformat(row["fresh_as_of"]) if row.get("fresh_as_of") else None
     errors = [
         f"{e.get('kind')}: {e.get('message')}" + (" (cached)" if e.get("cached") else "")
         for e in row.get("errors") or []
@@ -87,6 +92,8 @@ def cluster_from_row(row: Mapping[str, Any]) -> ClusterStatus:
         metadata=dict(row.get("metadata") or {}),
         counts={k: int(v) for k, v in (row.get("counts") or {}).items()},
         errors=errors,
+        fresh_as_of=fresh_as_of,
+        lag=row.get("lag_seconds"),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from navigator.cli.query import _span
+from navigator.cli.output import short_duration
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdge, delta_state, full_state, pod
 
@@ -78,7 +78,7 @@ async def test_clusters_json_and_table_show_fresh_as_of_age_and_lag(manager: Tes
         header, line = out.splitlines()[:2]
         assert header.split()[:5] == ["CLUSTER", "STATUS", "FRESHNESS", "LAG", "EDGE"]
         cells = line.split()
-        assert cells[0] == "east" and cells[2] in ("5m", "6m") and cells[3] == _span(east["lag_seconds"])
+        assert cells[0] == "east" and cells[2] in ("5m", "6m") and cells[3] == short_duration(east["lag_seconds"])
 
         # As it was at the first sync (the record kept then): the age at that time.
         first_sync = changes["ADDED"]["applied_at"]
@@ -105,4 +105,4 @@ async def test_a_cluster_with_no_state_yet_has_no_freshness(manager: TestManager
     ],
 )  # fmt: skip
 def test_spans_are_short(seconds: float | None, text: str | None) -> None:
-    assert _span(seconds) == text
+    assert short_duration(seconds) == text

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from navigator.demo.clusters import fleet
 from navigator.demo.dashboard import DashboardInfo, age, render, status_lines
-from navigator.demo.status import ClusterStatus, FleetStatus, RateWindow
+from navigator.demo.status import ClusterStatus, FleetStatus, RateWindow, cluster_from_row
 from navigator.protocol import check_cluster_id
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -20,6 +20,7 @@ def reading() -> FleetStatus:
             ClusterStatus(
                 "production-east", "HEALTHY", "edge-a", True, NOW - timedelta(seconds=3),
                 {"region": "us-east-1"}, {"pods": 2000, "services": 100, "endpointslices": 101}, [], 42.0,
+                fresh_as_of=NOW - timedelta(seconds=0.2), lag=0.045,
             ),
             ClusterStatus("staging-west", "INITIALIZING", "edge-b", True, progress=1500),
             ClusterStatus(
@@ -48,7 +49,7 @@ def test_live_view_shows_status_counts_rates_errors_and_commands() -> None:
     assert "1/4 clusters HEALTHY" in text
     assert "navigator query pods --manager 127.0.0.1:50051" in text
     row = next(line for line in text.splitlines() if "production-east" in line)
-    for cell in ("HEALTHY", "edge-a", "3s ago", "2,000", "100", "101", "42"):
+    for cell in ("HEALTHY", "edge-a", "3s ago", "0.2s", "2,000", "100", "101", "42"):
         assert cell in row
     assert "INITIALIZING 1,500" in text
     assert "development-central: pods: HTTP 500 boom" in text
@@ -59,12 +60,12 @@ def test_status_lines_for_pipes_say_the_same_in_one_line_per_cluster() -> None:
     lines = status_lines(reading())
     assert len(lines) == 4
     assert lines[0] == (
-        "12:00:00 production-east HEALTHY edge=edge-a last_sync=3s_ago "
+        "12:00:00 production-east HEALTHY edge=edge-a last_sync=3s_ago freshness=0.2s lag=45ms "
         "services=100 endpointslices=101 pods=2000 changes/min=42 errors=0"
     )
     assert "INITIALIZING progress=1500" in lines[1]
     assert "last_sync=5m00s_ago" in lines[2] and "errors=1" in lines[2]
-    assert "production-north WAITING" in lines[3]
+    assert "production-north WAITING" in lines[3] and "freshness=- lag=-" in lines[3]
 
 
 def test_manager_trouble_and_notices_are_shown() -> None:
@@ -104,3 +105,10 @@ def test_the_simulated_fleet_has_distinct_valid_names_with_metadata() -> None:
         check_cluster_id(c.id)
         assert c.metadata["environment"] in c.id and c.metadata["region"]
     assert len({c.seed for c in clusters}) == 25
+
+
+def test_a_query_row_gives_the_copys_freshness() -> None:
+    row = {"cluster": "east", "status": "HEALTHY", "fresh_as_of": "2025-01-01T11:59:57.5Z", "lag_seconds": 0.25}
+    status = cluster_from_row(row)
+    assert (status.fresh_as_of, status.lag) == (NOW - timedelta(seconds=2.5), 0.25)
+    assert (cluster_from_row({"cluster": "west"}).fresh_as_of, cluster_from_row({"cluster": "west"}).lag) == (None, None)
