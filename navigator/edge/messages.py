@@ -129,6 +129,38 @@ def encode_full(
     return header, items
 
 
+#: What the manager holds, from its Versions messages: (kind, namespace, name) -> (uid, resourceVersion).
+HeldVersions = dict[tuple[str, str, str], tuple[str, str]]
+
+
+def against_versions(
+    header: sync_pb2.ClusterState, items: list[bytes], held: HeldVersions
+) -> tuple[sync_pb2.ClusterState, list[bytes]]:
+    """The FULL state ``header`` + ``items`` as only what differs from what the manager ``held``.
+
+    Objects held at the same uid and resourceVersion are left out, and what the
+    manager holds of a completely listed kind that the edge did not list becomes
+    a deletion; ``counts`` keep counting the whole state (protocol 2).
+    """
+    complete = set(header.kinds)
+    differing: list[bytes] = []
+    listed: set[tuple[str, str, str]] = set()
+    parse = sync_pb2.Resource.FromString
+    for item in items:
+        resource = parse(item)
+        key = (resource.kind, resource.namespace, resource.name)
+        listed.add(key)
+        if held.get(key) != (resource.uid, resource.resource_version):
+            differing.append(item)
+    header.against_versions = True
+    header.deletions.extend(
+        sync_pb2.ResourceKey(kind=key[0], namespace=key[1], name=key[2], uid=uid, resource_version=version)
+        for key, (uid, version) in held.items()
+        if key[0] in complete and key not in listed
+    )
+    return header, differing
+
+
 def delta_header(delta: Delta, cluster_id: str, edge_id: str) -> sync_pb2.ClusterState:
     header = _header(cluster_id, edge_id, sync_pb2.STATE_TYPE_DELTA, delta.timestamp)
     header.errors.extend(e.to_proto() for e in delta.errors)

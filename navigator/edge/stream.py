@@ -12,7 +12,10 @@ the queue, then whatever the watches saw meanwhile (merged) — no snapshot. Els
 (the edge restarted, another edge held the cluster, the manager lost its
 database) a full state goes first: the queued one if the queue starts with a
 FULL (everything queued after it builds on it), else the queue is discarded and
-the sync loop is asked for a fresh full resync at once.
+the sync loop is asked for a fresh full resync at once. An edge with nothing
+applied yet (it just started) asks for the manager's versions (protocol 2) and
+sends that first FULL against them: only the objects that differ, the
+deletions, and the counts, so a restarted edge costs the wire what changed.
 
 A single writer task sends states in order and waits for each one's ack
 (``ack_timeout``); any failure — stream error, ack timeout, protocol violation —
@@ -37,7 +40,16 @@ from navigator.backoff import Backoff
 from navigator.config.edge import EdgeConfig
 from navigator.edge.acks import AckOutOfOrder, AckTimeout, PendingAcks, ack_status_name
 from navigator.edge.chunking import delta_messages, message_limit, plan_full, size_target
-from navigator.edge.messages import Delta, FullSnapshot, Outgoing, Sequencer, encode_delta, encode_full
+from navigator.edge.messages import (
+    Delta,
+    FullSnapshot,
+    HeldVersions,
+    Outgoing,
+    Sequencer,
+    against_versions,
+    encode_delta,
+    encode_full,
+)
 from navigator.edge.outbox import Outbox
 from navigator.interfaces import EdgeStream, Serializer, StreamClosed, Transport
 from navigator.interfaces.transport import send_serialized
@@ -110,6 +122,9 @@ class StreamStats:
     resumes: int = 0
     #: States sent again after a reconnect because the manager had not applied them.
     resent: int = 0
+    #: FULL states sent against the manager's versions, and the objects they left out as unchanged.
+    fulls_against_versions: int = 0
+    unchanged_left_out: int = 0
 
 
 @dataclass(slots=True)
@@ -122,6 +137,22 @@ class Negotiated:
     manager_id: str
     #: Continues the previous stream: deltas may go before any FULL.
     resumed: bool = False
+    #: The manager's versions, arriving after Accept (None: not asked for, or used already).
+    versions: VersionsInbox | None = None
+
+
+class VersionsInbox:
+    """The Versions pages the manager sends after Accept, until the last."""
+
+    def __init__(self) -> None:
+        self.held: HeldVersions = {}
+        self.complete = asyncio.Event()
+
+    def add(self, page: sync_pb2.Versions) -> None:
+        for key in page.keys:
+            self.held[(key.kind, key.namespace, key.name)] = (key.uid, key.resource_version)
+        if page.last:
+            self.complete.set()
 
 
 class StreamClient:
@@ -280,6 +311,7 @@ class StreamClient:
             sync_interval_seconds=self.config.sync.interval,
             edge_version=__version__,
             kinds=self.kinds,
+            want_versions=self.stats.last_applied_sequence == 0,
         )
         return sync_pb2.EdgeMessage(identify=identify)
 
@@ -317,6 +349,7 @@ class StreamClient:
             limit=message_limit(manager.max_message_size, accepted_max),
             manager_id=accept.manager_id,
             resumed=resumed,
+            versions=VersionsInbox() if accept.versions_follow else None,
         )
         inflight, self._inflight = self._inflight, None
         if resumed:
@@ -369,7 +402,7 @@ class StreamClient:
 
     async def _session(self, stream: EdgeStream, session: Negotiated) -> None:
         acks = PendingAcks()
-        reader = asyncio.create_task(self._read(stream, acks), name="navigator-edge-reader")
+        reader = asyncio.create_task(self._read(stream, acks, session), name="navigator-edge-reader")
         writer = asyncio.create_task(self._write(stream, acks, session), name="navigator-edge-writer")
         try:
             done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
@@ -384,7 +417,7 @@ class StreamClient:
             if task in done and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
-    async def _read(self, stream: EdgeStream, acks: PendingAcks) -> None:
+    async def _read(self, stream: EdgeStream, acks: PendingAcks, session: Negotiated) -> None:
         while True:
             message = await stream.recv()
             if message is None:
@@ -394,6 +427,9 @@ class StreamClient:
             if body == "ack":
                 acks.received(message.ack)
                 metrics.count_edge_ack(self.config.cluster.id, message.ack.status)
+            elif body == "versions":
+                if session.versions is not None:
+                    session.versions.add(message.versions)
             elif body == "reject":
                 raise StreamClosed(f"the manager revoked the claim: {Rejected(message.reject)}")
             elif body != "heartbeat":
@@ -432,6 +468,25 @@ class StreamClient:
         cluster, edge = self.config.cluster.id, self.config.edge_id
         if isinstance(item, FullSnapshot):
             header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
+            held = await self._held_versions(session)
+            if held is not None:
+                whole = len(items)
+                header, items = await asyncio.to_thread(against_versions, header, items, held)
+                if header.ByteSize() > session.target // 4:  # deletions repeat in every chunk: too many
+                    header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
+                else:
+                    self._update(
+                        fulls_against_versions=self.stats.fulls_against_versions + 1,
+                        unchanged_left_out=self.stats.unchanged_left_out + whole - len(items),
+                    )
+                    logger.info(
+                        "full state against the manager's {} versions: {} of {} objects differ, {} deletions",
+                        len(held),
+                        len(items),
+                        whole,
+                        len(header.deletions),
+                    )
+                del held
             plan = await asyncio.to_thread(plan_full, header, items, session.target, session.limit)
             del items
             first = 0
@@ -443,6 +498,18 @@ class StreamClient:
         header, upserts, deletions = encode_delta(item, cluster, edge, session.serializer)
         for message in delta_messages(header, upserts, deletions, session.target, self.sequencer):
             yield message.state.sequence, message
+
+    async def _held_versions(self, session: Negotiated) -> HeldVersions | None:
+        """The manager's versions for this stream's first FULL (then never again); None without them."""
+        inbox, session.versions = session.versions, None
+        if inbox is None:
+            return None
+        try:
+            await asyncio.wait_for(inbox.complete.wait(), self.config.manager.ack_timeout)
+        except TimeoutError:
+            logger.warning("the manager's versions did not arrive within the ack timeout; sending a plain full state")
+            return None
+        return inbox.held
 
     async def _deliver(
         self, stream: EdgeStream, acks: PendingAcks, item: Outgoing, session: Negotiated

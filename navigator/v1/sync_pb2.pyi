@@ -7,6 +7,11 @@ Lifecycle: the edge's first message is Identify; the manager answers Accept or
 Reject (and closes a rejected stream with a matching gRPC status). After Accept
 the edge sends ClusterState messages, each acknowledged by sequence number, and
 Heartbeats; the manager may send Heartbeats too.
+
+Protocol 2 (docs/protocol.md, "Resuming"): per-object observation times; a
+reconnecting edge continues after Accept.last_sequence with deltas; and, when
+it cannot, a FULL against the manager's versions (Identify.want_versions,
+Accept.versions_follow, Versions, ClusterState.against_versions).
 """
 
 from collections import abc as _abc
@@ -155,6 +160,7 @@ class ManagerMessage(_message.Message):
     REJECT_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accept(self) -> Global___Accept: ...
     @_builtins.property
@@ -163,6 +169,8 @@ class ManagerMessage(_message.Message):
     def ack(self) -> Global___Ack: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
+    @_builtins.property
+    def versions(self) -> Global___Versions: ...
     def __init__(
         self,
         *,
@@ -170,12 +178,13 @@ class ManagerMessage(_message.Message):
         reject: Global___Reject | None = ...,
         ack: Global___Ack | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
+        versions: Global___Versions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "ack", b"ack", "body", b"body", "heartbeat", b"heartbeat", "reject", b"reject"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "ack", b"ack", "body", b"body", "heartbeat", b"heartbeat", "reject", b"reject", "versions", b"versions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "ack", b"ack", "body", b"body", "heartbeat", b"heartbeat", "reject", b"reject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "ack", b"ack", "body", b"body", "heartbeat", b"heartbeat", "reject", b"reject", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["accept", "reject", "ack", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["accept", "reject", "ack", "heartbeat", "versions"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -216,6 +225,7 @@ class Identify(_message.Message):
     SYNC_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     EDGE_VERSION_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
+    WANT_VERSIONS_FIELD_NUMBER: _builtins.int
     protocol_version: _builtins.int
     cluster_id: _builtins.str
     edge_id: _builtins.str
@@ -224,6 +234,8 @@ class Identify(_message.Message):
     sync_interval_seconds: _builtins.float
     """The edge's base sync interval: the manager derives HEALTHY/STALE thresholds from it."""
     edge_version: _builtins.str
+    want_versions: _builtins.bool
+    """Protocol 2: the edge can send its first FULL against the manager's versions."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """region, environment, version, ... as configured on the edge."""
@@ -248,10 +260,11 @@ class Identify(_message.Message):
         sync_interval_seconds: _builtins.float = ...,
         edge_version: _builtins.str = ...,
         kinds: _abc.Iterable[_builtins.str] | None = ...,
+        want_versions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "edge_id", b"edge_id", "edge_version", b"edge_version", "kinds", b"kinds", "metadata", b"metadata", "protocol_version", b"protocol_version", "serializers", b"serializers", "sync_interval_seconds", b"sync_interval_seconds", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "edge_id", b"edge_id", "edge_version", b"edge_version", "kinds", b"kinds", "metadata", b"metadata", "protocol_version", b"protocol_version", "serializers", b"serializers", "sync_interval_seconds", b"sync_interval_seconds", "token", b"token", "want_versions", b"want_versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -265,6 +278,7 @@ class Accept(_message.Message):
     SERIALIZER_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    VERSIONS_FOLLOW_FIELD_NUMBER: _builtins.int
     manager_id: _builtins.str
     serializer: _builtins.str
     """The serializer chosen from Identify.serializers."""
@@ -272,6 +286,10 @@ class Accept(_message.Message):
     """Largest message the manager will receive."""
     last_sequence: _builtins.int
     """Highest sequence the manager has applied for this edge id, 0 if none."""
+    versions_follow: _builtins.bool
+    """Protocol 2, answering Identify.want_versions: Versions messages follow at
+    once, the last one with `last` set.
+    """
     def __init__(
         self,
         *,
@@ -279,14 +297,42 @@ class Accept(_message.Message):
         serializer: _builtins.str = ...,
         max_message_bytes: _builtins.int = ...,
         last_sequence: _builtins.int = ...,
+        versions_follow: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequence", b"last_sequence", "manager_id", b"manager_id", "max_message_bytes", b"max_message_bytes", "serializer", b"serializer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequence", b"last_sequence", "manager_id", b"manager_id", "max_message_bytes", b"max_message_bytes", "serializer", b"serializer", "versions_follow", b"versions_follow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Accept: _TypeAlias = Accept  # noqa: Y015
+
+@_typing.final
+class Versions(_message.Message):
+    """The key and version of every object the manager holds for the cluster, in
+    pages, so that an edge that cannot resume sends only what differs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    last: _builtins.bool
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResourceKey]: ...
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___ResourceKey] | None = ...,
+        last: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "last", b"last"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Versions: _TypeAlias = Versions  # noqa: Y015
 
 @_typing.final
 class Reject(_message.Message):
@@ -359,10 +405,17 @@ class ClusterState(_message.Message):
     CHUNK_FIELD_NUMBER: _builtins.int
     CACHED_KINDS_FIELD_NUMBER: _builtins.int
     COUNTS_FIELD_NUMBER: _builtins.int
+    AGAINST_VERSIONS_FIELD_NUMBER: _builtins.int
     edge_id: _builtins.str
     cluster_id: _builtins.str
     sequence: _builtins.int
     type: Global___StateType.ValueType
+    against_versions: _builtins.bool
+    """FULL only, protocol 2: `resources` holds only the objects that differ from
+    the Versions this stream received, `deletions` the objects those listed
+    that the edge did not; every other object of `kinds` is unchanged. `counts`
+    still counts the whole state.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -402,10 +455,11 @@ class ClusterState(_message.Message):
         chunk: Global___Chunk | None = ...,
         cached_kinds: _abc.Iterable[_builtins.str] | None = ...,
         counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        against_versions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_kinds", b"cached_kinds", "chunk", b"chunk", "cluster_id", b"cluster_id", "counts", b"counts", "deletions", b"deletions", "edge_id", b"edge_id", "errors", b"errors", "kinds", b"kinds", "resources", b"resources", "sequence", b"sequence", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["against_versions", b"against_versions", "cached_kinds", b"cached_kinds", "chunk", b"chunk", "cluster_id", b"cluster_id", "counts", b"counts", "deletions", b"deletions", "edge_id", b"edge_id", "errors", b"errors", "kinds", b"kinds", "resources", b"resources", "sequence", b"sequence", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

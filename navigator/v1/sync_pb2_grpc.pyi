@@ -7,6 +7,11 @@ Lifecycle: the edge's first message is Identify; the manager answers Accept or
 Reject (and closes a rejected stream with a matching gRPC status). After Accept
 the edge sends ClusterState messages, each acknowledged by sequence number, and
 Heartbeats; the manager may send Heartbeats too.
+
+Protocol 2 (docs/protocol.md, "Resuming"): per-object observation times; a
+reconnecting edge continues after Accept.last_sequence with deltas; and, when
+it cannot, a FULL against the manager's versions (Identify.want_versions,
+Accept.versions_follow, Versions, ClusterState.against_versions).
 """
 
 from collections import abc as _abc

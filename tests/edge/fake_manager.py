@@ -49,6 +49,9 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
         #: False: states arrive but are not applied (nor remembered), as when the manager dies first.
         self.apply = True
         self.applied_sequence = 0
+        #: Not None: answer Identify.want_versions with these keys (Versions pages of ``versions_page``).
+        self.versions: list[sync_pb2.ResourceKey] | None = None
+        self.versions_page = 1000
         self.changed = asyncio.Condition()
 
     @property
@@ -129,9 +132,17 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
                         serializer=self.serializer,
                         max_message_bytes=self.max_message_bytes,
                         last_sequence=self.applied_sequence if self.remember else 0,
+                        versions_follow=first.identify.want_versions and self.versions is not None,
                     )
                 )
             )
+            if first.identify.want_versions and self.versions is not None:
+                keys = self.versions
+                for start in range(0, max(1, len(keys)), self.versions_page):
+                    page = sync_pb2.Versions(
+                        keys=keys[start : start + self.versions_page], last=start + self.versions_page >= len(keys)
+                    )
+                    await context.write(sync_pb2.ManagerMessage(versions=page))
             await self._notify()
             while True:
                 message = await context.read()

@@ -158,6 +158,52 @@ async def test_a_manager_that_lost_its_state_gets_a_full_resync(
     assert fake_manager.connections[-1].states[0].type == sync_pb2.STATE_TYPE_FULL
 
 
+def held(kubesim: KubeSim, kinds: tuple[str, ...] = ("services", "endpointslices", "pods")) -> list[sync_pb2.ResourceKey]:
+    """What a manager that synced this cluster before holds."""
+    return [
+        sync_pb2.ResourceKey(
+            kind=kind,
+            namespace=o["metadata"].get("namespace", ""),
+            name=o["metadata"]["name"],
+            uid=o["metadata"]["uid"],
+            resource_version=o["metadata"]["resourceVersion"],
+        )
+        for kind in kinds
+        for o in kubesim.list(kind)
+    ]
+
+
+async def test_a_new_edge_sends_its_first_full_state_against_the_managers_versions(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    keys = held(kubesim)
+    stale = next(k for k in keys if k.kind == "pods")
+    stale.resource_version = "1"  # the manager holds an older version of this pod
+    keys.append(sync_pb2.ResourceKey(kind="pods", namespace="default", name="gone", uid="u-gone", resource_version="7"))
+    fake_manager.versions, fake_manager.versions_page = keys, 10  # several pages
+    async with Edge(make_config(fake_manager.address)) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        assert edge.stats.fulls_against_versions == 1
+    (conn,) = fake_manager.connections
+    assert conn.identify.want_versions
+    full = conn.states[0]
+    assert full.type == sync_pb2.STATE_TYPE_FULL and full.against_versions
+    assert [(r.kind, r.name) for r in full.resources] == [("pods", stale.name)]
+    assert [(d.kind, d.name, d.uid) for d in full.deletions] == [("pods", "gone", "u-gone")]
+    assert dict(full.counts) == {k: kubesim.count(k) for k in ("services", "endpointslices", "pods")}
+
+
+async def test_without_versions_from_the_manager_the_full_state_is_plain(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    """A protocol 1 manager ignores want_versions: the edge sends every object."""
+    async with Edge(make_config(fake_manager.address)) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+    full = fake_manager.connections[0].states[0]
+    assert not full.against_versions and not full.deletions
+    assert len(full.resources) == sum(kubesim.count(k) for k in ("services", "endpointslices", "pods"))
+
+
 async def test_full_resync_after_a_quick_reconnect_is_delivered_while_idle(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
