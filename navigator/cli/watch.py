@@ -12,6 +12,7 @@ import orjson
 
 from navigator.cli.query import TABLES, _check_selector, _client, _common, _exit_1_when_unreachable
 from navigator.client.rows import change_row, resource_row
+from navigator.errors import NavigatorError
 
 VIEWS = ("pods", "services", "endpointslices", "resources")
 
@@ -48,9 +49,9 @@ def watch_row(change: dict[str, Any], view: str) -> dict[str, Any]:
 class Lines:
     """Table lines printed as they come: columns as wide as the widest value so far, the header once."""
 
-    def __init__(self, columns: Sequence[str]) -> None:
+    def __init__(self, columns: Sequence[str], widths: Sequence[int] = ()) -> None:
         self.columns = [c.upper() for c in columns]
-        self.widths = [len(c) for c in self.columns]
+        self.widths = [max(len(c), w) for c, w in zip(self.columns, [*widths, *[0] * len(columns)], strict=False)]
         self.started = False
 
     def print(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -91,9 +92,11 @@ def _print_json(rows: Iterable[dict[str, Any]]) -> None:
 def run_watch(args: argparse.Namespace) -> int:
     _check_selector(args.selector)
     view = args.view
+    if args.kind is not None and view != "resources":
+        raise NavigatorError(f"--kind is for `navigator watch resources`; `watch {view}` watches {view}")
     kind = args.kind if view == "resources" else view
     columns, cells = TABLES[view]
-    lines = Lines(["type", *columns])
+    lines = Lines(["type", *columns], widths=[len("MODIFIED")])
     with _client(args) as client:
         pages = client.watch_pages(
             kind=kind, cluster=args.cluster, namespace=args.namespace, selector=args.selector, name=args.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 import pluggy
 from loguru import logger
@@ -215,10 +215,11 @@ class Manager:
             yield page
 
 
-    async def watch(self, request: query_pb2.WatchRequest) -> AsyncIterator[query_pb2.ChangePage]:
+    async def watch(self, request: query_pb2.WatchRequest) -> AsyncGenerator[query_pb2.ChangePage, None]:
         assert self._watch is not None
-        async for page in self._watch.watch(request):
-            yield page
+        async with contextlib.aclosing(self._watch.watch(request)) as pages:  # the watcher left: unsubscribe now
+            async for page in pages:
+                yield page
 
 
 async def run_manager(config: ManagerConfig) -> int:

@@ -16,7 +16,7 @@ initial listing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from navigator.interfaces import QueryRefused, ResourceQuery
@@ -112,7 +112,7 @@ class WatchService:
     def _max_bytes(self) -> int:
         return min(PAGE_BYTES, self.ctx.config.limits.max_message_size // 4)
 
-    async def watch(self, request: query_pb2.WatchRequest) -> AsyncIterator[query_pb2.ChangePage]:
+    async def watch(self, request: query_pb2.WatchRequest) -> AsyncGenerator[query_pb2.ChangePage, None]:
         """Pages of changes until the watcher leaves; ``QueryRefused`` when the feed ends the watch."""
         filter = watch_filter(request)
         sub = self.feed.subscribe(filter, self.ctx.config.watch.buffer)

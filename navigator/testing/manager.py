@@ -13,11 +13,14 @@ process::
         pods = await mgr.resources(kind="pods", namespace="default")
         changes = await mgr.changes(kind="pods", since=started)   # history, newest first
         before = await mgr.resources(kind="pods", at=started)     # the pods as they were then
+        async for change in mgr.watch(kind="pods", initial=True):  # live, as `navigator watch` shows them
+            ...
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -26,7 +29,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from navigator.client.client import AsyncQueryClient, changes_request, diff_request, list_request, timestamp
+from navigator.client.client import (
+    AsyncQueryClient,
+    changes_request,
+    diff_request,
+    list_request,
+    timestamp,
+    watch_request,
+)
 from navigator.client.rows import change_row, cluster_row, diff_row, record_dict, resource_row
 from navigator.config.manager import ManagerConfig
 from navigator.interfaces import StorageBackend
@@ -160,6 +170,17 @@ class TestManager:
         async for page in self.manager.diff(diff_request(from_time, to_time, **filters)):
             rows += [diff_row(r) for r in page.entries]
         return rows
+
+    async def watch(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Changes as the manager applies them (``query changes`` rows), through its own watch service.
+
+        ``filters`` are ``watch_request``'s: kind, cluster, namespace, selector, name, initial. The
+        watch subscribes when the first row is asked for; ``len(mgr.manager.feed)`` counts the watches.
+        """
+        async with contextlib.aclosing(self.manager.watch(watch_request(**filters))) as pages:
+            async for page in pages:
+                for record in page.changes:
+                    yield change_row(record)
 
     async def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15.0, interval: float = 0.05

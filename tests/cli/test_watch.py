@@ -32,9 +32,30 @@ from navigator.v1 import sync_pb2
 CEILING = 120.0
 
 
+class SpawnedFleet(Fleet):
+    """A ``Fleet`` whose children start without Python code between fork and exec.
+
+    ``navigator.processes.start`` runs a ``preexec_fn`` (die with the parent), which makes
+    ``subprocess`` fork instead of vfork; after gRPC ran in this very process (the in-process
+    managers of the other tests), gRPC's fork handlers then sometimes abort the child before
+    it execs ("epoll_wait error: Bad file descriptor"). Without ``preexec_fn`` nothing runs there.
+    """
+
+    def start(self, name: str, *args: str) -> Child:
+        log_path = self.tmp / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                navigator_command(*args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            )  # fmt: skip
+        child = Child(name=name, log_path=log_path, process=process)
+        self.procs.append(child)
+        return child
+
+
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path)
+    f = SpawnedFleet(tmp_path)
     try:
         yield f
     finally:
@@ -173,6 +194,7 @@ async def test_a_stalled_watch_is_cut_off_with_the_reason_on_stderr(tmp_path: Pa
     [
         (["--manager", "127.0.0.1:1"], 1, "cannot reach the manager at 127.0.0.1:1"),
         (["--manager", "127.0.0.1:1", "-l", "app in ("], 2, "-l:"),
+        (["--manager", "127.0.0.1:1", "--kind", "services"], 2, "--kind is for `navigator watch resources`"),
     ],
 )
 def test_errors_are_one_line_and_an_exit_status(args: list[str], code: int, needle: str) -> None:

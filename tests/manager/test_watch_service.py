@@ -246,3 +246,13 @@ async def test_a_manager_shutting_down_ends_its_watches_saying_so(tmp_path: Path
         await mgr.stop()
         with pytest.raises(WatchEnded, match="shutting down"):
             await task
+
+
+async def test_the_test_harness_watches_in_process(manager: TestManager, east: RawEdge) -> None:
+    rows = manager.watch(kind="pods", namespace="shop", initial=True)
+    assert [r["name"] for r in [await anext(rows) for _ in range(3)]] == ["db-1", "web-1", "web-2"]
+    await apply(east, "east", 2, deletions=[gone("web-2")])
+    deleted = await asyncio.wait_for(anext(rows), WAIT)
+    assert (deleted["type"], deleted["name"], deleted["cluster"]) == ("DELETED", "web-2", "east")
+    await rows.aclose()  # type: ignore[attr-defined]
+    assert len(manager.manager.feed) == 0
