@@ -58,6 +58,9 @@ CATCH_UP_MARGIN = timedelta(minutes=2)
 CATCH_UP_LIMIT = 300.0
 #: How long (seconds) an apply is remembered as delivered or as this manager's own.
 REMEMBER = CATCH_UP_LIMIT + 2 * CATCH_UP_MARGIN.total_seconds()
+#: At most this many applies are remembered (about 150 bytes each): the oldest go first. Only a
+#: catch-up after an outage, at hundreds of applies a second, could then deliver one twice.
+REMEMBER_AT_MOST = 200_000
 
 # One statement, one round trip: the payload is built on the server, with the id of this
 # transaction as the rows' ``xmin`` shows it (the 32-bit xid: txid_current() also counts epochs).
@@ -176,8 +179,11 @@ class Remembered:
     Shared by the apply path (the storage thread records its own applies) and the follower thread.
     """
 
-    def __init__(self, keep_for: float = REMEMBER, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, keep_for: float = REMEMBER, at_most: int = REMEMBER_AT_MOST, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._keep_for = keep_for
+        self._at_most = at_most
         self._clock = clock
         self._lock = threading.Lock()
         self._order: deque[tuple[float, tuple[str, str]]] = deque()
@@ -189,7 +195,7 @@ class Remembered:
             if key not in self._keys:
                 self._keys.add(key)
                 self._order.append((now, key))
-            while self._order and self._order[0][0] < now - self._keep_for:
+            while self._order and (self._order[0][0] < now - self._keep_for or len(self._order) > self._at_most):
                 self._keys.discard(self._order.popleft()[1])
 
     def __contains__(self, key: object) -> bool:
@@ -216,6 +222,8 @@ class Follower:
         self._handled = handled
         self._poll = poll
         self._stopped = threading.Event()
+        #: Held around each ``deliver``: once ``stop()`` has it, no ``deliver`` follows.
+        self._delivering = threading.Lock()
         self._listening = threading.Event()
         self._warned: set[str] = set()
         #: The server's clock when the connection was last known to work (a catch-up starts there).
@@ -232,10 +240,15 @@ class Follower:
         return self._listening.wait(wait)
 
     def stop(self) -> None:
-        """Stop within about ``POLL`` seconds (or once the ``deliver`` call running returns)."""
-        self._stopped.set()
+        """No ``deliver`` after this returns; the thread ends within about ``POLL`` seconds.
+
+        Waits for a ``deliver`` call in progress, and a little for the thread (one still
+        connecting ends when the connection attempt does, delivering nothing).
+        """
+        with self._delivering:
+            self._stopped.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=max(5.0, self.options.connect_timeout))
+            self._thread.join(timeout=4 * self._poll + 1.0)
 
     @property
     def running(self) -> bool:
@@ -296,7 +309,7 @@ class Follower:
     def _handle(self, conn: psycopg.Connection[Any], payload: str) -> None:
         apply = parse(payload)
         if apply is None:
-            self._warn_once(f"format:{payload[:40]}", "postgres: ignoring a change notification of an "
+            self._warn_once("format", "postgres: ignoring a change notification of an "
                             "unknown format (a newer navigator-plugin-postgres on another manager?)")  # fmt: skip
             return
         if apply.manager == self.manager:
@@ -330,10 +343,13 @@ class Follower:
             )  # fmt: skip
 
     def _hand_over(self, changes: Sequence[Change]) -> None:
-        try:
-            self._deliver(changes)
-        except Exception:
-            logger.exception("postgres: delivering {} changes of other managers failed", len(changes))
+        with self._delivering:
+            if self._stopped.is_set():
+                return
+            try:
+                self._deliver(changes)
+            except Exception:
+                logger.exception("postgres: delivering {} changes of other managers failed", len(changes))
 
     def _recovered(self, conn: psycopg.Connection[Any], outage: float, alive_at: datetime | None) -> None:
         """Back after an outage: deliver what other managers committed meanwhile (listening already).

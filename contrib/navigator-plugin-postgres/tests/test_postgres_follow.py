@@ -7,6 +7,7 @@ the manager does, and the other's ``deliver`` must get exactly the changes it ma
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ from loguru import logger
 from navigator_plugin_postgres import follow
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.options import parse_options
+from psycopg.conninfo import make_conninfo
 
 from navigator.interfaces.follow import ChangeFollower
 from navigator.plugin import Change, ChangeType, HistoryQuery, ResourceKey
@@ -258,3 +260,125 @@ def test_a_rolled_back_apply_is_not_announced(managers: tuple[Manager, Manager])
     applied = feed(state(make("ok")))
     assert b.inbox.wait_for(1) == applied
     b.inbox.stays(1)
+
+
+def test_managers_limited_to_reading_and_writing_rows_follow_each_other(
+    pg_dsn: str, pg_options: dict[str, Any], admin: psycopg.Connection[Any]
+) -> None:
+    role = f"navigator_limited_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        owner = PostgresBackend(parse_options(pg_options))
+        owner.migrate()
+        owner.close()
+        schema = pg_options["schema"]
+        admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        admin.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        limited = {**pg_options, "dsn": make_conninfo(pg_dsn, user=role)}
+        a, b = Manager(limited, "manager-a"), Manager(limited, "manager-b")
+        try:
+            applied = Feed(a.backend)(state(make("x", labels={"app": "x"})))
+            assert b.inbox.wait_for(1) == applied
+        finally:
+            a.close()
+            b.close()
+    finally:
+        admin.execute(f'DROP OWNED BY "{role}"')
+        admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_very_long_manager_id_is_named_by_a_digest(pg_options: dict[str, Any]) -> None:
+    long_id = "manager-" + "x" * 400
+    assert follow.manager_tag(long_id).startswith("#") and follow.manager_tag("short") == "short"
+    a, b = Manager(pg_options, long_id), Manager(pg_options, long_id + "-other")
+    try:
+        applied = Feed(a.backend)(state(make("x")))
+        assert b.inbox.wait_for(1) == applied
+        a.inbox.stays(0)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_notifications_it_does_not_understand_are_logged_once_and_passed_over(
+    managers: tuple[Manager, Manager], admin: psycopg.Connection[Any], pg_options: dict[str, Any]
+) -> None:
+    a, b = managers
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    try:
+        for payload in ("not json", '{"v": 99}', '{"v": 1, "n": 3}', "not json"):
+            admin.execute("SELECT pg_notify(%s, %s)", [follow.channel(pg_options["schema"]), payload])
+        applied = Feed(a.backend)(state(make("x")))
+        assert b.inbox.wait_for(1) == applied
+    finally:
+        logger.remove(sink)
+    # Once per manager (both listen on the channel), however many there were.
+    assert len([m for m in messages if "unknown format" in m]) == 2, messages
+
+
+def test_a_failing_deliver_is_logged_and_the_next_changes_still_arrive(pg_options: dict[str, Any]) -> None:
+    calls: list[list[str]] = []
+
+    def deliver(changes: Sequence[Change]) -> None:
+        calls.append([c.name for c in changes])
+        if len(calls) == 1:
+            raise RuntimeError("the feed broke")
+
+    a = Manager(pg_options, "manager-a")
+    b = PostgresBackend(parse_options(pg_options))
+    stop = b.follow_changes("manager-b", deliver)
+    try:
+        feed = Feed(a.backend)
+        feed(state(make("first")))
+        feed(state(make("first"), make("second")))
+        deadline = time.monotonic() + WAIT
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert calls == [["first"], ["second"]]
+    finally:
+        stop()
+        b.close()
+        a.close()
+
+
+def test_no_deliver_after_stop_returns(pg_options: dict[str, Any]) -> None:
+    entered, release = threading.Event(), threading.Event()
+    calls: list[float] = []
+
+    def slow(changes: Sequence[Change]) -> None:
+        entered.set()
+        release.wait(1.0)
+        calls.append(time.monotonic())
+
+    a = Manager(pg_options, "manager-a")
+    b = PostgresBackend(parse_options(pg_options))
+    stop = b.follow_changes("manager-b", slow)
+    try:
+        feed = Feed(a.backend)
+        feed(state(make("one")))
+        assert entered.wait(WAIT)
+        feed(state(make("one"), make("two")))  # queued behind the slow call
+        stop()  # waits for the call in progress, then nothing more
+        stopped = time.monotonic()
+        time.sleep(0.5)
+        assert len(calls) == 1 and calls[0] <= stopped
+    finally:
+        release.set()
+        b.close()
+        a.close()
+
+
+def test_what_is_remembered_is_forgotten_after_a_while_and_bounded() -> None:
+    now = [0.0]
+    seen = follow.Remembered(keep_for=10.0, at_most=3, clock=lambda: now[0])
+    seen.add(("east", "1"))
+    now[0] = 5.0
+    seen.add(("east", "2"))
+    assert ("east", "1") in seen and ("east", "2") in seen
+    now[0] = 12.0
+    seen.add(("east", "3"))
+    assert ("east", "1") not in seen and ("east", "2") in seen
+    seen.add(("east", "4"))
+    seen.add(("east", "5"))
+    assert ("east", "2") not in seen and all(("east", x) in seen for x in "345")
