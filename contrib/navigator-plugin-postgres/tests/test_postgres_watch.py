@@ -1,15 +1,21 @@
 """``navigator watch`` across managers, end to end: two real managers on one PostgreSQL schema, an edge
-syncing through the first, and watchers on both that see the same changes, once each."""
+syncing through the first, and watchers on the second (the client, the command) that see its changes."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from navigator.client.client import AsyncQueryClient
+from navigator.kubesim import KubeSim
+from navigator.processes import navigator_command
+from navigator.testing.edge import run_test_edge
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdges, delta_state, full_state, pod
 from navigator.v1 import sync_pb2
@@ -106,3 +112,43 @@ async def test_a_watcher_on_a_second_manager_sees_the_changes_applied_by_the_fir
             await edges.close()
             await there.close()
             await here.close()
+
+
+def watch_lines(log: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+async def test_navigator_watch_on_the_second_manager_shows_what_an_edge_syncs_through_the_first(
+    tmp_path: Path, pg_options: dict[str, Any]
+) -> None:
+    """The real thing: a simulated cluster, a real edge on the first manager, the CLI on the second."""
+    shared: dict[str, Any] = {"storage": "postgres", "storage_options": pg_options, "tokens": TOKENS}
+    log = tmp_path / "watch.log"
+    with KubeSim(pods=5, services=1, namespaces=1, seed=4, kubeconfig_path=tmp_path / "kubeconfig") as sim:
+        async with (
+            run_test_manager(tmp_path, manager_id="manager-a", **shared) as first,
+            run_test_manager(tmp_path, manager_id="manager-b", **shared) as second,
+            run_test_edge(sim.kubeconfig_path, sim.context, first.address, "east", manager={"token": TOKENS["east"]}),
+        ):
+            await first.wait_for_status("east", "HEALTHY")
+            with log.open("wb") as out:
+                # No Python between fork and exec: gRPC ran in this process (see tests/cli/test_watch.py).
+                child = subprocess.Popen(
+                    navigator_command("watch", "pods", "--manager", second.address, "-o", "json"),
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            try:
+                await subscribed(second)
+                [one, two, *_] = sim.list("pods")
+                sim.patch("pods", one["metadata"]["namespace"], one["metadata"]["name"],
+                          {"metadata": {"labels": {"tier": "gold"}}})  # fmt: skip
+                sim.delete("pods", two["metadata"]["namespace"], two["metadata"]["name"])
+                await wait_until(lambda: len(watch_lines(log)) >= 2, "two lines from navigator watch")
+                lines = {(row["type"], row["name"]): row for row in watch_lines(log)}
+                modified = lines[("MODIFIED", one["metadata"]["name"])]
+                assert modified["cluster"] == "east" and modified["labels"]["tier"] == "gold"
+                assert modified["applied_at"] and modified["observed_at"]
+                assert ("DELETED", two["metadata"]["name"]) in lines
+            finally:
+                child.terminate()
+                child.wait(timeout=WAIT)
