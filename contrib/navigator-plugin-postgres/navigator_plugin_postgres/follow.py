@@ -14,7 +14,8 @@ Each manager runs one ``Follower``: a thread on a connection of its own that
 listens on the channel, skips its own manager's notifications, reads the rows
 each other notification names and hands them to ``deliver``. A lost connection is
 reopened with backoff; after a short outage the follower reads the history
-written while it was away (``catch_up``), so nothing committed meanwhile is lost.
+written while it was away (``Follower._recovered``), so nothing committed
+meanwhile is lost.
 
 With history off (``history.retention: off``) an apply writes no rows to read
 back: its notification says so, and followers log once per such manager that its
@@ -64,6 +65,8 @@ REMEMBER_AT_MOST = 200_000
 
 # One statement, one round trip: the payload is built on the server, with the id of this
 # transaction as the rows' ``xmin`` shows it (the 32-bit xid: txid_current() also counts epochs).
+# The history rows must be written by the transaction itself, not under a savepoint (whose rows
+# carry the subtransaction's id): the tests of this module would see nothing delivered.
 _XID = "(txid_current() %% 4294967296)::text"
 ANNOUNCE = f"""
 SELECT pg_notify(%(channel)s, json_build_object(
