@@ -167,6 +167,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         blocked on the stalled reader completes."""
         pages = self._services.watch(request)
         ahead: asyncio.Future[query_pb2.ChangePage] = asyncio.ensure_future(anext(pages))
+        write: asyncio.Future[None] | None = None
         try:
             while True:
                 try:
@@ -183,6 +184,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         except (QueryRefused, ValueError, StorageError) as exc:
             await _abort(context, exc)
         finally:
+            if write is not None:
+                write.cancel()
             ahead.cancel()
             await asyncio.wait((ahead,))  # the generator must be idle before it is closed
             close = getattr(pages, "aclose", None)
