@@ -64,6 +64,7 @@ class PostgresBackend:
         #: Applies a follower must not deliver again after a reconnect: this manager's own, and delivered ones.
         self._handled = follow.Remembered()
         self._followers: list[follow.Follower] = []
+        self._said_unrecorded = False
 
     def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         if self._closed:
@@ -139,6 +140,12 @@ class PostgresBackend:
         history = _materialise(history) if history is not None else None
         now = datetime.now(UTC)
         manager_id = self._manager_id or cluster.manager_id
+        if history is None and not self._said_unrecorded and (upserts or deletions):
+            self._said_unrecorded = True
+            logger.warning(
+                "postgres: history is off on this manager (history.retention: off), so other managers "
+                "sharing the database cannot show its changes to their watchers"
+            )
 
         def work(conn: psycopg.Connection[Any]) -> None:
             written = ingest.apply(conn, cluster, upserts, deletions, history, record_cluster, now)
