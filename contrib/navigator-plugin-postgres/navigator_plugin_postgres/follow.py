@@ -270,6 +270,7 @@ class Follower:
                     alive_before, self._alive_at = self._alive_at, _server_time(conn)
                     if self._floor is None:
                         self._floor = _newest_id(conn)
+                        logger.info("postgres: following the changes other managers apply (channel {})", self.channel)
                     if lost_at is not None:
                         self._recovered(conn, time.monotonic() - lost_at, alive_before)
                         lost_at = None
