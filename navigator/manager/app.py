@@ -14,6 +14,7 @@ from navigator import metrics, plugin_manager
 from navigator.config.manager import ManagerConfig
 from navigator.errors import NavigatorError
 from navigator.interfaces import ClusterClaims, ManagerStream, RunningServer, StorageBackend, StorageError
+from navigator.interfaces.follow import ChangeFollower
 from navigator.manager.apply import StorageWorker
 from navigator.manager.change_feed import ChangeFeed
 from navigator.manager.claims import InMemoryClaims
@@ -164,12 +165,10 @@ class Manager:
     async def _follow(self, backend: StorageBackend) -> None:
         """Feed watchers the changes other managers of the same database apply, if the backend can tell.
 
-        A backend that can offers ``follow_changes(manager_id, deliver)`` (see
-        ``navigator.interfaces.follow``): it calls ``deliver`` from a thread of its
-        own and returns the function that stops it.
+        Such a backend is a ``ChangeFollower``: it calls ``deliver`` from a thread of its
+        own, so each batch is handed to the event loop, and returns the function that stops it.
         """
-        follow = getattr(backend, "follow_changes", None)
-        if not callable(follow):
+        if not isinstance(backend, ChangeFollower):
             return
         loop = asyncio.get_running_loop()
         feed = self._feed
@@ -179,7 +178,7 @@ class Manager:
                 loop.call_soon_threadsafe(feed.publish, changes)
 
         try:
-            self._unfollow = await asyncio.to_thread(follow, self.config.manager_id, deliver)
+            self._unfollow = await asyncio.to_thread(backend.follow_changes, self.config.manager_id, deliver)
         except Exception as exc:
             logger.opt(exception=exc).error(
                 "storage: cannot follow the changes other managers apply; watchers see this manager's only"
