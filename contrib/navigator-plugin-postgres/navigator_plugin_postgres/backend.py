@@ -61,8 +61,8 @@ class PostgresBackend:
         self._closed = False
         #: Named in the change notifications of this manager's applies (``follow_changes``, ``create_claims``).
         self._manager_id = ""
-        #: Applies a follower must not deliver again after a reconnect: this manager's own, and delivered ones.
-        self._handled = follow.Remembered()
+        #: This manager's own applies, which a follower's catch-up after a reconnect must not deliver.
+        self._own = follow.Remembered()
         self._followers: list[follow.Follower] = []
         self._said_unrecorded = False
 
@@ -154,7 +154,7 @@ class PostgresBackend:
                 count = len(history) if history is not None else 0
                 xid = follow.announce(conn, self.options.schema_name, manager_id, cluster.cluster, written, count)
                 if xid is not None:
-                    self._handled.add((cluster.cluster, xid))
+                    self._own.add((cluster.cluster, xid))
 
         self._run(f"applying a state to {cluster.cluster}", work)
 
@@ -220,7 +220,7 @@ class PostgresBackend:
         if self._closed:
             raise StorageError("postgres storage is closed")
         self._manager_id = manager_id
-        follower = follow.Follower(self.options, manager_id, deliver, self._handled)
+        follower = follow.Follower(self.options, manager_id, deliver, self._own)
         self._followers.append(follower)
         if not follower.start(wait=self.options.connect_timeout):
             logger.warning(

@@ -177,9 +177,8 @@ def parse(payload: str) -> Apply | None:
 
 
 class Remembered:
-    """Applies already handled (delivered, or this manager's own), for a while: a catch-up skips them.
-
-    Shared by the apply path (the storage thread records its own applies) and the follower thread.
+    """Applies seen to, for a while, so that a catch-up skips them: those a follower delivered
+    (its own record), and those its manager applied (the backend's, written on the storage thread).
     """
 
     def __init__(
@@ -214,7 +213,7 @@ class Follower:
         options: PostgresOptions,
         manager_id: str,
         deliver: Callable[[Sequence[Change]], None],
-        handled: Remembered,
+        own: Remembered,
         *,
         poll: float = POLL,
     ) -> None:
@@ -222,7 +221,9 @@ class Follower:
         self.manager = manager_tag(manager_id)
         self.channel = channel(options.schema_name)
         self._deliver = deliver
-        self._handled = handled
+        #: This manager's applies (recorded by the backend as it applies) and what this follower delivered.
+        self._own = own
+        self._delivered = Remembered()
         self._poll = poll
         self._stopped = threading.Event()
         #: Held around each ``deliver``: once ``stop()`` has it, no ``deliver`` follows.
@@ -325,9 +326,9 @@ class Follower:
                 f"changes it applies are not delivered to watchers on this manager",
             )
             return
-        if apply.key in self._handled:
+        if apply.key in self._delivered:
             return  # already read by a catch-up
-        self._handled.add(apply.key)
+        self._delivered.add(apply.key)
         self._read(conn, apply)
 
     def _read(self, conn: psycopg.Connection[Any], apply: Apply) -> None:
@@ -370,10 +371,10 @@ class Follower:
         missed = [
             Apply("", cluster, int(count), first, last_at, xid)
             for cluster, first, last_at, count, xid in conn.execute(APPLIES_SINCE, [since, self._floor or 0])
-            if (cluster, xid) not in self._handled
+            if (cluster, xid) not in self._delivered and (cluster, xid) not in self._own
         ]
         for apply in missed:
-            self._handled.add(apply.key)
+            self._delivered.add(apply.key)
             self._read(conn, apply)
             if self._stopped.is_set():
                 return

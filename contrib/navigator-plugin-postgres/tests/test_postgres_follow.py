@@ -383,3 +383,15 @@ def test_what_is_remembered_is_forgotten_after_a_while_and_bounded() -> None:
     seen.add(("east", "4"))
     seen.add(("east", "5"))
     assert ("east", "2") not in seen and all(("east", x) in seen for x in "345")
+
+
+def test_two_followers_of_one_backend_each_get_every_change(managers: tuple[Manager, Manager]) -> None:
+    a, b = managers
+    second = Inbox()
+    stop = b.backend.follow_changes("manager-b", second)
+    try:
+        applied = Feed(a.backend)(state(make("x"), make("y")))
+        assert b.inbox.wait_for(2) == applied
+        assert second.wait_for(2) == applied
+    finally:
+        stop()
