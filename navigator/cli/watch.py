@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from navigator.cli.query import TABLES, _check_selector, _client, _common, _exit_1_when_unreachable
-from navigator.client.rows import change_row, resource_row
+from navigator.client.rows import COMMON_FIELDS, change_row, resource_row
 from navigator.errors import NavigatorError
 
 VIEWS = ("pods", "services", "endpointslices", "resources")
@@ -19,6 +19,10 @@ VIEWS = ("pods", "services", "endpointslices", "resources")
 #: The change's own fields, ahead of the object's in a ``-o json`` line.
 HEADER = ("type", "cluster", "kind", "namespace", "name", "uid", "resource_version", "old_resource_version",
           "applied_at", "observed_at", "changed_fields")  # fmt: skip
+
+
+#: The change's fields an object field may not take over (the object has the same cluster, name, ...).
+_RENAMED = frozenset(HEADER) - frozenset(COMMON_FIELDS)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,17 +36,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run_watch)
 
 
-def watch_row(change: dict[str, Any], view: str) -> dict[str, Any]:
-    """A ``-o json`` line: the change's fields, then the object's as ``query VIEW -o json`` shows them.
+def object_row(change: dict[str, Any], view: str) -> dict[str, Any]:
+    """The changed object as ``query VIEW -o json`` shows it, from a ``change_row``.
 
-    ``change`` is a ``change_row``; a DELETED change has no object: empty labels,
-    ``data`` null (``resources``) or the kind's fields null.
+    A DELETED change has no object: empty labels, ``data`` null (``resources``) or the
+    kind's fields null.
     """
     if view == "resources":
         return change
     data = change["data"]
+    return resource_row({**change, "data": data if isinstance(data, dict) else {}}, view)
+
+
+def watch_row(change: dict[str, Any], view: str) -> dict[str, Any]:
+    """A ``-o json`` line: the change's fields, then the object's.
+
+    An object field named like one of the change's (a service's ``type``) is prefixed
+    with the kind: ``service_type``; ``type`` stays ADDED, MODIFIED or DELETED.
+    """
+    if view == "resources":
+        return change
     row = {key: change[key] for key in HEADER}
-    row.update(resource_row({**change, "data": data if isinstance(data, dict) else {}}, view))
+    for key, value in object_row(change, view).items():
+        if key in _RENAMED:
+            key = f"{view.removesuffix('s')}_{key}"
+        row[key] = value
     return row
 
 
@@ -96,17 +114,19 @@ def run_watch(args: argparse.Namespace) -> int:
         raise NavigatorError(f"--kind is for `navigator watch resources`; `watch {view}` watches {view}")
     kind = args.kind if view == "resources" else view
     columns, cells = TABLES[view]
-    lines = Lines(["type", *columns], widths=[len("MODIFIED")])
+    # A column named like the change's own (a service's TYPE) says whose it is.
+    named = [f"{view.removesuffix('s')}-{c}" if c == "type" else c for c in columns]
+    lines = Lines(["type", *named], widths=[len("MODIFIED")])
     with _client(args) as client:
         pages = client.watch_pages(
             kind=kind, cluster=args.cluster, namespace=args.namespace, selector=args.selector, name=args.name,
             initial=args.initial,
         )  # fmt: skip
         for page in pages:
-            rows = [watch_row(change_row(record), view) for record in page]
+            changes = [change_row(record) for record in page]
             if args.output == "json":
-                _print_json(rows)
+                _print_json(watch_row(change, view) for change in changes)
             else:
-                lines.print([(row["type"], *cells(row)) for row in rows])
+                lines.print([(change["type"], *cells(object_row(change, view))) for change in changes])
     return 0
 

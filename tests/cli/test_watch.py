@@ -25,7 +25,7 @@ from navigator.testing.processes import (
     query,
     wait_until,
 )
-from navigator.testing.raw_edge import RawEdge, delta_state, full_state, pod
+from navigator.testing.raw_edge import RawEdge, delta_state, full_state, pod, resource
 from navigator.v1 import sync_pb2
 
 #: Seconds a wait may take before the test gives up: only a stuck process gets there.
@@ -187,6 +187,45 @@ async def test_a_stalled_watch_is_cut_off_with_the_reason_on_stderr(tmp_path: Pa
     assert message.startswith("error: the manager at") and "ended the watch" in message, message
     assert "20 changes" in message and "narrow it" in message and "Traceback" not in message
     assert all(orjson.loads(line)["type"] in ("ADDED", "MODIFIED") for line in out.splitlines())
+
+
+async def first_lines(*args: str, count: int) -> list[str]:
+    """The first ``count`` lines ``navigator watch ARGS`` prints; then it is interrupted (Ctrl-C: status 0)."""
+    proc = await asyncio.create_subprocess_exec(
+        *navigator_command("watch", *args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), CEILING)).decode() for _ in range(count)]
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), CEILING)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0 and err == b"", err
+    return lines
+
+
+async def test_a_service_keeps_its_type_beside_the_change_type(tmp_path: Path) -> None:
+    web = resource("services", "web", "shop", labels={"app": "web"}, data={
+        "type": "ClusterIP", "cluster_ip": "10.96.0.10", "selector": {"app": "web"},
+        "ports": [{"name": "http", "port": 80, "target_port": 8080, "protocol": "TCP"}],
+    })  # fmt: skip
+    async with run_test_manager(tmp_path) as mgr, RawEdge(mgr.address) as edge:
+        await edge.identify("east", "edge-east")
+        await edge.send_state(full_state("east", "edge-east", 1, {"services": [web]}))
+        [line] = await first_lines("services", "--manager", mgr.address, "--initial", "-o", "json", count=1)
+        header, row = await first_lines("services", "--manager", mgr.address, "--initial", count=2)
+    shown = orjson.loads(line)
+    assert list(shown)[:11] == ["type", "cluster", "kind", "namespace", "name", "uid", "resource_version",
+                                "old_resource_version", "applied_at", "observed_at", "changed_fields"]  # fmt: skip
+    assert (shown["type"], shown["kind"], shown["service_type"], shown["cluster_ip"]) == (
+        "ADDED", "services", "ClusterIP", "10.96.0.10"
+    )
+    assert shown["labels"] == {"app": "web"} and shown["ports"][0]["target_port"] == 8080
+    assert header.split() == ["TYPE", "CLUSTER", "NAMESPACE", "NAME", "SERVICE-TYPE", "CLUSTER-IP", "PORTS"]
+    assert row.split() == ["ADDED", "east", "shop", "web", "ClusterIP", "10.96.0.10", "80/TCP→8080"]
 
 
 @pytest.mark.parametrize(
