@@ -234,6 +234,9 @@ class Follower:
         self._alive_at: datetime | None = None
         #: The newest history id visible when the first ``LISTEN`` was in place: nothing up to it is owed.
         self._floor: int | None = None
+        #: The apply being read and how many of its changes were delivered: one cut off by a lost
+        #: connection is finished first thing after the reconnect.
+        self._reading: tuple[Apply, int] | None = None
         #: The listening connection's server process, while there is one (tests end it on purpose).
         self.backend_pid: int | None = None
         self._thread = threading.Thread(target=self._run, name="navigator-postgres-follow", daemon=True)
@@ -331,15 +334,22 @@ class Follower:
         self._delivered.add(apply.key)
         self._read(conn, apply)
 
-    def _read(self, conn: psycopg.Connection[Any], apply: Apply) -> None:
-        """Deliver the changes of ``apply`` from its history rows, ``BATCH`` at a time."""
+    def _read(self, conn: psycopg.Connection[Any], apply: Apply, skip: int = 0) -> None:
+        """Deliver the changes of ``apply`` from its history rows, ``BATCH`` at a time,
+        leaving out the first ``skip`` (delivered before the connection was lost)."""
         params = {"cluster": apply.cluster, "first": apply.first, "last_at": apply.last_at, "xid": apply.xid}
-        found = 0
+        delivered, found = skip, 0
+        self._reading = (apply, delivered)
         for batch in _batches(conn, READ, params):
+            start = max(0, delivered - found)
             found += len(batch)
-            self._hand_over(batch)
+            if start < len(batch):
+                self._hand_over(batch[start:] if start else batch)
+                delivered = found
+                self._reading = (apply, delivered)
             if self._stopped.is_set():
                 return
+        self._reading = None
         if found < apply.count:
             logger.warning(
                 "postgres: {} of the {} changes manager {} applied to {} were pruned from the history "
@@ -361,6 +371,9 @@ class Follower:
 
         ``alive_at``: the server's time when the lost connection last answered.
         """
+        if self._reading is not None:  # the rest of the apply the outage cut off comes first
+            apply, delivered = self._reading
+            self._read(conn, apply, skip=delivered)
         if alive_at is None or outage > CATCH_UP_LIMIT:
             logger.warning(
                 "postgres: following other managers' changes again after {:.1f}s; changes they "

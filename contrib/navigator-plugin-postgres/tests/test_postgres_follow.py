@@ -395,3 +395,34 @@ def test_two_followers_of_one_backend_each_get_every_change(managers: tuple[Mana
         assert second.wait_for(2) == applied
     finally:
         stop()
+
+
+def test_an_apply_cut_off_by_a_lost_connection_is_finished_after_the_reconnect(
+    pg_options: dict[str, Any], pg_dsn: str
+) -> None:
+    got: list[Change] = []
+    done = threading.Event()
+    b = PostgresBackend(parse_options(pg_options))
+    b.migrate()
+    total = 2 * follow.BATCH + 10
+
+    def deliver(changes: Sequence[Change]) -> None:
+        got.extend(changes)
+        if len(got) == follow.BATCH:  # after the first batch of the big apply: its connection dies
+            [follower] = b._followers
+            with psycopg.connect(pg_dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [follower.backend_pid])
+        if len(got) >= total:
+            done.set()
+
+    a = Manager(pg_options, "manager-a")
+    stop = b.follow_changes("manager-b", deliver)
+    try:
+        applied = Feed(a.backend)(state(*[make(f"p{i:05d}") for i in range(total)]))
+        assert done.wait(WAIT)
+        time.sleep(0.3)
+        assert [c.name for c in got] == [c.name for c in applied]
+    finally:
+        stop()
+        b.close()
+        a.close()
