@@ -340,7 +340,7 @@ class Follower:
         params = {"cluster": apply.cluster, "first": apply.first, "last_at": apply.last_at, "xid": apply.xid}
         delivered, found = skip, 0
         self._reading = (apply, delivered)
-        for batch in _batches(conn, READ, params):
+        for batch in _batches(conn, READ, params, apply.count):
             start = max(0, delivered - found)
             found += len(batch)
             if start < len(batch):
@@ -412,9 +412,22 @@ def _newest_id(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def _batches(conn: psycopg.Connection[Any], text: str, params: dict[str, Any]) -> Iterator[list[Change]]:
-    """The rows of ``text`` as changes, ``BATCH`` at a time, through a cursor (memory stays bounded)."""
+def _batches(
+    conn: psycopg.Connection[Any], text: str, params: dict[str, Any], expected: int
+) -> Iterator[list[Change]]:
+    """The rows of ``text`` as changes, ``BATCH`` at a time.
+
+    Up to ``BATCH`` rows expected (most applies): one round trip. More: through a server-side
+    cursor, so memory stays bounded.
+    """
+    if expected <= BATCH:
+        rows = conn.execute(text, params).fetchall()
+        if rows:
+            yield [to_change(row) for row in rows]
+        return
     with conn.transaction(), conn.cursor(name="navigator_follow") as cursor:
         cursor.execute(text, params)
         while rows := cursor.fetchmany(BATCH):
             yield [to_change(row) for row in rows]
+            if len(rows) < BATCH:
+                break
