@@ -293,8 +293,10 @@ class Follower:
                 )  # fmt: skip
                 self._stopped.wait(wait)
             except Exception:
-                # A bug, not the database: say so loudly, and keep following after a pause.
+                # A bug, not the database: say so loudly, and keep following after a pause. The
+                # apply being read is given up (reading it again would only fail again).
                 logger.exception("postgres: following other managers' changes failed")
+                self._reading = None
                 if lost_at is None:
                     lost_at = time.monotonic()
                 self._stopped.wait(backoff.next())
