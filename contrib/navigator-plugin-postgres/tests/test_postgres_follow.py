@@ -426,3 +426,67 @@ def test_an_apply_cut_off_by_a_lost_connection_is_finished_after_the_reconnect(
         stop()
         b.close()
         a.close()
+
+
+def test_changes_pruned_before_they_were_read_are_counted_in_a_warning(
+    pg_options: dict[str, Any], admin: psycopg.Connection[Any]
+) -> None:
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    entered, release = threading.Event(), threading.Event()
+    got: list[str] = []
+
+    def deliver(changes: Sequence[Change]) -> None:
+        entered.set()
+        release.wait(WAIT)
+        got.extend(c.name for c in changes)
+
+    a = Manager(pg_options, "manager-a")
+    b = PostgresBackend(parse_options(pg_options))
+    stop = b.follow_changes("manager-b", deliver)
+    try:
+        feed = Feed(a.backend)
+        feed(state(make("kept")))
+        assert entered.wait(WAIT)  # the follower is busy with the first apply
+        feed(state(make("kept"), make("gone1"), make("gone2")))
+        admin.execute(f'DELETE FROM "{pg_options["schema"]}".history WHERE name LIKE %s', ["gone%"])
+        release.set()
+        deadline = time.monotonic() + WAIT
+        while not any("were pruned" in m for m in messages) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        logger.remove(sink)
+        stop()
+        b.close()
+        a.close()
+    assert got == ["kept"]
+    assert any("2 of the 2 changes manager manager-a applied to east were pruned" in m for m in messages), messages
+
+
+def test_after_a_long_outage_what_was_missed_is_said_not_guessed(
+    pg_options: dict[str, Any], admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follow, "CATCH_UP_LIMIT", 0.5)
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    a = Manager(pg_options, "manager-a")
+    b = Manager({**pg_options, "retry_initial_backoff": "1s"}, "manager-b")
+    try:
+        east = Feed(a.backend)
+        pid = b.follower.backend_pid
+        assert pid is not None
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        gone(admin, pid)
+        east(state(make("missed")))
+        # Said once listening again (so what comes next is heard).
+        deadline = time.monotonic() + WAIT
+        while not any("committed meanwhile are not delivered" in m for m in messages):
+            assert time.monotonic() < deadline, messages
+            time.sleep(0.02)
+        after = east(state(make("missed"), make("after")))
+        assert b.inbox.wait_for(1) == after
+        b.inbox.stays(1)
+    finally:
+        logger.remove(sink)
+        a.close()
+        b.close()
