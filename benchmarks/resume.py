@@ -7,7 +7,10 @@ that counts bytes. After the full sync it breaks things twice:
 1. network cut: the proxy drops the connection and refuses new ones for 5 s while
    500 objects change (label patches, deletions, creations, through the Kubernetes API);
 2. manager restart: the manager is killed (SIGKILL) and started again on the same
-   database while 500 more objects change.
+   database while 500 more objects change;
+3. edge restart: the edge is killed (SIGKILL) and a new edge process starts (same
+   ``edge_id``) after 500 more changes: it cannot resume, lists the API again and
+   sends its first FULL against the manager's versions.
 
 For each it prints the bytes the edge sent after the break, as a share of the full
 snapshot's bytes (goal: under 2 %), the time from the reconnect until every change
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import tempfile
 import time
@@ -108,10 +112,10 @@ def start_manager(fleet: Fleet, workdir: Path, port: int, name: str) -> Child:
     return manager
 
 
-def report(what: str, sent: int, full: int, took: float, exact: bool) -> None:
+def report(what: str, sent: int, full: int, took: float, exact: bool, received: int) -> None:
     print(
         f"{what}: {sent / 1e6:.3f} MB sent after the reconnect = {100 * sent / full:.3f} % of the full snapshot "
-        f"({full / 1e6:.1f} MB); every change visible {took:.2f} s after the reconnect; "
+        f"({full / 1e6:.1f} MB), {received / 1e6:.3f} MB received; every change visible {took:.2f} s after the reconnect; "
         f"copy exact: {'yes' if exact else 'NO'}; load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             manager = start_manager(fleet, workdir, port, "manager")
             with TcpProxy("127.0.0.1", port) as proxy:
                 (workdir / "edge.yaml").write_text(
-                    f"cluster: {{id: bench}}\nkubernetes: {{kubeconfig: '{kubeconfig}'}}\n"
+                    f"edge_id: bench-edge\ncluster: {{id: bench}}\nkubernetes: {{kubeconfig: '{kubeconfig}'}}\n"
                     f"manager: {{address: '127.0.0.1:{proxy.port}', reconnect: {{initial: 0.2s, max: 1s}}}}\n"
                 )
                 edge = fleet.start("edge", "edge", "--config", str(workdir / "edge.yaml"))
@@ -153,26 +157,39 @@ def main(argv: list[str] | None = None) -> None:
                 cut_at = time.monotonic()
                 labelled, deleted = api.change(pods, args.changes, "cut")
                 time.sleep(max(0.0, args.cut - (time.monotonic() - cut_at)))
-                before = proxy.traffic.up
+                before, before_down = proxy.traffic.up, proxy.traffic.down
                 proxy.restore()
                 restored = time.monotonic()
                 wait_until(lambda: visible(query, "cut", labelled, deleted), "the changes made during the cut", edge, 300)
                 took = time.monotonic() - restored
                 sent = proxy.traffic.up - before
-                report("network cut", sent, full, took, manager_copy(query) == api.pods())
+                report("network cut", sent, full, took, manager_copy(query) == api.pods(), proxy.traffic.down - before_down)
 
                 # 2. The manager dies and comes back on the same database.
                 manager.stop(signal.SIGKILL)
                 labelled, deleted = api.change(pods, args.changes, "restart")
-                before = proxy.traffic.up
+                before, before_down = proxy.traffic.up, proxy.traffic.down
                 restarted = time.monotonic()
                 start_manager(fleet, workdir, port, "manager-again")
                 wait_until(lambda: visible(query, "restart", labelled, deleted), "the changes made meanwhile", edge, 300)
                 took = time.monotonic() - restarted
                 sent = proxy.traffic.up - before
-                report("manager restart (start included)", sent, full, took, manager_copy(query) == api.pods())
+                report("manager restart (start included)", sent, full, took, manager_copy(query) == api.pods(), proxy.traffic.down - before_down)
                 resumed = edge.output().count("resuming after state")
                 print(f"the edge resumed {resumed} time(s); full states sent: {edge.output().count('sync FULL applied')}")
+
+                # 3. The edge dies; a new edge process cannot resume but needs to send only what differs.
+                edge.stop(signal.SIGKILL)
+                labelled, deleted = api.change(pods, args.changes, "edge")
+                before, before_down = proxy.traffic.up, proxy.traffic.down
+                restarted = time.monotonic()
+                edge = fleet.start("edge-again", "edge", "--config", str(workdir / "edge.yaml"))
+                wait_until(lambda: visible(query, "edge", labelled, deleted), "the changes made meanwhile", edge, 900)
+                took = time.monotonic() - restarted
+                sent = proxy.traffic.up - before
+                report("edge restart (listing included)", sent, full, took, manager_copy(query) == api.pods(), proxy.traffic.down - before_down)
+                line = edge.wait_for(re.compile("full state against the manager's.*"))
+                print(f"  edge: {line.group(0)}")
                 query.close()
         finally:
             fleet.stop_all()

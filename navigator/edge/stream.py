@@ -137,7 +137,7 @@ class Negotiated:
     manager_id: str
     #: Continues the previous stream: deltas may go before any FULL.
     resumed: bool = False
-    #: The manager's versions, arriving after Accept (None: not asked for, or used already).
+    #: The manager's versions, arriving after Accept (None: not asked for).
     versions: VersionsInbox | None = None
 
 
@@ -147,6 +147,8 @@ class VersionsInbox:
     def __init__(self) -> None:
         self.held: HeldVersions = {}
         self.complete = asyncio.Event()
+        #: Taken by the stream's first FULL; later ones are sent plain.
+        self.used = False
 
     def add(self, page: sync_pb2.Versions) -> None:
         for key in page.keys:
@@ -501,15 +503,17 @@ class StreamClient:
 
     async def _held_versions(self, session: Negotiated) -> HeldVersions | None:
         """The manager's versions for this stream's first FULL (then never again); None without them."""
-        inbox, session.versions = session.versions, None
-        if inbox is None:
+        inbox = session.versions
+        if inbox is None or inbox.used:
             return None
+        inbox.used = True  # the reader keeps filling it until the last page
         try:
             await asyncio.wait_for(inbox.complete.wait(), self.config.manager.ack_timeout)
         except TimeoutError:
             logger.warning("the manager's versions did not arrive within the ack timeout; sending a plain full state")
             return None
-        return inbox.held
+        held, inbox.held = inbox.held, {}
+        return held
 
     async def _deliver(
         self, stream: EdgeStream, acks: PendingAcks, item: Outgoing, session: Negotiated

@@ -39,6 +39,8 @@ def _header(state: sync_pb2.ClusterState) -> sync_pb2.ClusterState:
         errors=state.errors,
         cached_kinds=state.cached_kinds,
         counts=state.counts,
+        deletions=state.deletions,
+        against_versions=state.against_versions,
     )
     header.timestamp.CopyFrom(state.timestamp)
     return header
@@ -127,7 +129,7 @@ class ChunkAssembler:
             )
         if _header(state) != pending.header:
             raise InvalidState(
-                f"{where}: timestamp, kinds, cached_kinds, errors or counts differ from the set's first chunk"
+                f"{where}: timestamp, kinds, cached_kinds, errors, counts or deletions differ from the set's first chunk"
             )
         collected = pending.state
         collected.resources.extend(state.resources)

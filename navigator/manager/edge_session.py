@@ -364,13 +364,20 @@ class EdgeSession:
         if previous is not None:
             previous.terminate("ALREADY_EXISTS", f"edge {self.edge_id!r} reconnected on a newer stream")
         self.record = await self._claimed_record(ident)
+        versions = ident.protocol_version >= 2 and ident.want_versions
         accept = sync_pb2.Accept(
             manager_id=self.ctx.config.manager_id,
             serializer=chosen,
             max_message_bytes=self.ctx.config.limits.max_message_size,
             last_sequence=self.record.last_sequence,
+            versions_follow=versions,
         )
         await self.stream.send(sync_pb2.ManagerMessage(accept=accept))
+        if versions:
+            try:
+                await self._send_versions()
+            except Dropped:
+                pass  # the claim did not land: the stream is being ended
         logger.info(
             "edge {} claimed cluster {} from {} (serializer {}, interval {:g}s)",
             self.edge_id,
@@ -420,6 +427,29 @@ class EdgeSession:
         self._store(land).add_done_callback(self._landed)
         await asyncio.sleep(0)
         return record
+
+    async def _send_versions(self) -> None:
+        """Every object held for the cluster, in pages under the message limit, after the claim landed.
+
+        Read from the reconciler's index on the storage thread, behind the claim's reload,
+        so they are exactly what this session's first FULL will be reconciled against.
+        """
+        held = await self.ctx.storage.call(
+            self.ctx.worker, self.cluster, self.ctx.reconciler.held, self.cluster, guard=self._claim_refusal
+        )
+        room = max(64 * 1024, self.ctx.config.limits.max_message_size // 4)
+        page = sync_pb2.Versions()
+        size = 0
+        for key in held:
+            entry = key.ByteSize() + 3
+            if size + entry > room and page.keys:
+                await self.stream.send(sync_pb2.ManagerMessage(versions=page))
+                page, size = sync_pb2.Versions(), 0
+            page.keys.append(key)
+            size += entry
+        page.last = True
+        await self.stream.send(sync_pb2.ManagerMessage(versions=page))
+        logger.debug("sent the versions of {} objects of cluster {} to edge {}", len(held), self.cluster, self.edge_id)
 
     def _landed(self, done: asyncio.Future[None]) -> None:
         if done.cancelled() or isinstance(exc := done.exception(), Dropped | None):

@@ -103,6 +103,14 @@ class Reconciler:
         }
         return len(self._index[cluster])
 
+    def held(self, cluster: str) -> list[sync_pb2.ResourceKey]:
+        """Every object held for ``cluster``, for an edge that sends its FULL against them (protocol 2)."""
+        Wire = sync_pb2.ResourceKey
+        return [
+            Wire(kind=k[0], namespace=k[1], name=k[2], uid=v.uid, resource_version=v.resource_version)
+            for k, v in self._cluster_index(cluster).items()
+        ]
+
     def _cluster_index(self, cluster: str) -> dict[Key, Known]:
         if cluster not in self._index:
             self.load(cluster)
@@ -237,7 +245,7 @@ class Reconciler:
             elif known.resource_version != wire.resource_version or known.digest != dig:
                 written.append((key, wire, dig, False))
         deleted: list[tuple[Key, Known, datetime | None]] = []
-        if state.full:
+        if state.full and not state.against_versions:
             covered = partial.covered_kinds(state)
             deleted = sorted((k, v, None) for k, v in index.items() if k[0] in covered and k not in incoming)
         else:

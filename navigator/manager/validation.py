@@ -69,6 +69,8 @@ class StateSet:
     resources: list[sync_pb2.Resource] = field(default_factory=list)
     deletions: list[sync_pb2.ResourceKey] = field(default_factory=list)
     chunks: int = 1
+    #: A FULL sent against the manager's versions: unlisted objects are unchanged, deletions explicit.
+    against_versions: bool = False
     #: When the edge took the state (its ``timestamp``); ``None`` if it sent none. The observation
     #: time of every object that carries none of its own (all of a FULL's, all of a protocol 1 edge's).
     observed_at: datetime | None = None
@@ -84,6 +86,7 @@ class StateSet:
             counts=dict(state.counts),
             resources=list(state.resources),
             deletions=list(state.deletions),
+            against_versions=state.against_versions and state.type == sync_pb2.STATE_TYPE_FULL,
             observed_at=_time(state.timestamp) if state.HasField("timestamp") else None,
         )
 
@@ -117,11 +120,13 @@ def check_state_set(state: StateSet, limits: LimitsSection) -> None:
     if not state.full:
         if state.kinds or state.cached_kinds:
             raise InvalidState("a DELTA state must not list kinds or cached_kinds")
-        for deletion in state.deletions:
-            if not deletion.kind or not deletion.name:
-                raise InvalidState(f"deletion {_describe(deletion)} needs kind and name")
-    elif state.deletions:
+    elif state.deletions and not state.against_versions:
         raise InvalidState("a FULL state must not carry deletions: what it leaves out is deleted")
+    for deletion in state.deletions:
+        if not deletion.kind or not deletion.name:
+            raise InvalidState(f"deletion {_describe(deletion)} needs kind and name")
+        if state.full and deletion.kind not in state.kinds:
+            raise InvalidState(f"deletion {_describe(deletion)} is of kind {deletion.kind!r}, which is not in kinds")
     covered = partial.covered_kinds(state)
     max_payload = limits.max_payload_bytes
     seen: set[tuple[str, str, str]] = set()
@@ -144,7 +149,12 @@ def check_state_set(state: StateSet, limits: LimitsSection) -> None:
                 raise InvalidState(f"resource {_describe(r)} appears more than once")
             seen.add(key)
         actual[r.kind] += 1
-    if state.full and state.counts:
+    if state.full and state.counts and state.against_versions:
+        # Only what differs travels: the whole state's counts bound what arrived.
+        for kind, present in actual.items():
+            if present > state.counts.get(kind, 0):
+                raise InvalidState(f"counts say {state.counts.get(kind, 0)} {kind} but the state holds {present}")
+    elif state.full and state.counts:
         for kind in sorted(set(state.counts) | set(actual)):
             if state.counts.get(kind, 0) != actual.get(kind, 0):
                 raise InvalidState(

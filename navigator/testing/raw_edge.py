@@ -127,6 +127,7 @@ def identify(
     token: str = "",
     kinds: Sequence[str] = ("services", "endpointslices", "pods"),
     protocol_version: int = 1,
+    want_versions: bool = False,
 ) -> sync_pb2.EdgeMessage:
     return sync_pb2.EdgeMessage(
         identify=sync_pb2.Identify(
@@ -138,6 +139,7 @@ def identify(
             serializers=list(serializers),
             sync_interval_seconds=sync_interval,
             kinds=list(kinds),
+            want_versions=want_versions,
         )
     )
 

@@ -125,4 +125,6 @@ def test_a_restarted_edge_sends_a_full_state_and_the_copy_is_exact(fleet: Fleet,
     second = fleet.edge("edge-again", "sim", kubeconfig, port, edge_id="edge-a")
     converge(port, kubeconfig, second)
     assert fulls_applied(second) >= 1 and "resuming after state" not in second.output()
+    # It listed everything again but sent the manager only what differs from the versions it holds.
+    second.wait_for("full state against the manager's")
 

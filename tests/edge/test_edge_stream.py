@@ -107,7 +107,7 @@ async def test_a_manager_that_kept_its_state_gets_only_what_changed_meanwhile(
         await fake_manager.start()
         await fake_manager.wait_for(lambda m: "while-away" in delta_names(m.connections[-1].states))
         assert edge.stats.resumes == 1 and edge.stats.applied_full == 1
-    first, *later = fake_manager.connections
+    _, *later = fake_manager.connections
     assert all(s.type == sync_pb2.STATE_TYPE_DELTA for c in later for s in c.states)  # no snapshot again
     sequences = [s.sequence for c in fake_manager.connections for s in c.states]
     assert sequences == sorted(set(sequences))
