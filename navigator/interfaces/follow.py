@@ -38,9 +38,11 @@ class ChangeFollower(Protocol):
           for ADDED and MODIFIED the ``resource`` with its labels and data (``None`` for
           DELETED).
         - Once ``follow_changes`` returns, changes committed afterwards are delivered; it
-          should not wait long for that (a few seconds at most), and raise ``StorageError``
-          only when following cannot work at all. Losing the backend's connection is not
-          an error: reconnect with backoff and log it.
+          waits for that no longer than connecting takes (giving up on the wait, not on
+          following, when the store is unreachable), and raises ``StorageError`` only when
+          following cannot work at all. Losing the backend's connection is not an error:
+          reconnect with backoff, log it, and deliver what was committed meanwhile if the
+          store can tell.
         - ``stop()`` returns promptly (within about a second), after which ``deliver`` is not
           called again; calling it twice is harmless. ``close()`` on the backend stops any
           follower still running.
