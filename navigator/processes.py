@@ -62,18 +62,27 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     return True
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
+#: Set by ``start`` to the parent's pid: the child asks the kernel to end it when the parent goes.
+PARENT_ENV = "NAVIGATOR_DIE_WITH_PARENT"
+
+
+def die_with_parent() -> None:
+    """In a child ``start`` made: receive SIGTERM when the parent dies (Linux), exit if it is gone already.
+
+    Done by the child itself, after exec, rather than in a ``preexec_fn``: that forces a
+    plain ``fork()``, and a parent that has run gRPC can leave the forked child aborting
+    before it execs (gRPC's fork handlers); without it the child is spawned safely.
+    """
+    expected = os.environ.pop(PARENT_ENV, "")
+    if not sys.platform.startswith("linux") or not expected.isdigit():
+        return
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        return None
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return preexec
+        return
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(expected):
+        sys.exit(0)  # the parent died before the request was in place
 
 
 @dataclass
@@ -162,7 +171,7 @@ def start(name: str, args: Sequence[str], log_path: Path, env: Mapping[str, str]
     """Run ``navigator <args>`` with ``env`` added to this environment, output to ``log_path``
     (created, or emptied if it exists)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    environment = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             navigator_command(*args),
@@ -171,7 +180,6 @@ def start(name: str, args: Sequence[str], log_path: Path, env: Mapping[str, str]
             stderr=subprocess.STDOUT,
             env=environment,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),  # only prctl: safe between fork and exec
         )
     return Child(name=name, log_path=log_path, process=process)
 

@@ -58,6 +58,10 @@ _.wait_for_status
 _.server_cert  # Pki fields, read by tests/plugins/transports
 _.server_key
 _.stop_all  # testing/processes.py Fleet, used by tests/e2e
+_.cut  # testing/proxy.py TcpProxy: a network blip on cue, used by tests/e2e and benchmarks
+_.restore
+_.down  # testing/proxy.py Traffic counters, read by benchmarks/resume.py
+_.connections
 chunked  # testing/raw_edge.py helpers, used by tests/manager and benchmarks
 full_state
 delta_state

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,36 @@ def test_a_condition_that_never_holds_times_out_naming_it() -> None:
 def test_free_ports_are_free() -> None:
     port = processes.free_port()
     assert processes.port_is_free(port)
+
+
+PARENT = """
+import sys, time
+from pathlib import Path
+from navigator import processes
+tmp = Path(sys.argv[1])
+child = processes.start("sim", ["kubesim", "--kubeconfig", str(tmp / "kc")], tmp / "sim.log")
+child.wait_for("listening on", timeout=60)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_child_ends_when_the_process_that_started_it_dies(tmp_path: Path) -> None:
+    """A test run or demo killed with SIGKILL leaves no simulator, manager or edge behind."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert Path(f"/proc/{pid}").exists()
+    finally:
+        parent.kill()
+        parent.wait()
+    processes.wait_until(lambda: not _running(pid), "the orphaned child to end", timeout=30, interval=0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from navigator.cli import config_cmd, demo, edge, kubesim, local, manager, plugi
 from navigator.errors import NavigatorError
 from navigator.exit_codes import EXIT_USAGE
 from navigator.log import configure_logging
+from navigator.processes import PARENT_ENV, die_with_parent
 
 COMMANDS = {
     "manager": manager,
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if PARENT_ENV in os.environ:  # started by navigator.processes (the demo, tests)
+        die_with_parent()
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level or "INFO", args.log_format or "human")
     try:

@@ -44,9 +44,6 @@ PendingKey = tuple[str, str, str, str]
 class LoopStats:
     last_counts: dict[str, int] | None = None
     interval: float = 0.0
-    #: Watched changes queued as deltas so far, and in how many deltas.
-    changes_sent: int = 0
-    deltas_sent: int = 0
 
 
 class SyncLoop:
@@ -161,11 +158,7 @@ class SyncLoop:
         await self._until(self.outbox.drained(), self._next_full)
         if self._full_due() or self._wake.is_set() or len(self.outbox):
             return
-        delta = self.take_delta(sync.batch_max_objects)
-        if delta.object_count:
-            self.stats.changes_sent += delta.object_count
-            self.stats.deltas_sent += 1
-        await self.outbox.put(delta)
+        await self.outbox.put(self.take_delta(sync.batch_max_objects))
 
     async def collect_full(self, start_watches: bool = False) -> FullSnapshot:
         """List every kind concurrently; in watch mode, restart the watches from the new lists."""

@@ -374,10 +374,8 @@ class EdgeSession:
         )
         await self.stream.send(sync_pb2.ManagerMessage(accept=accept))
         if versions:
-            try:
+            with contextlib.suppress(Dropped):  # the claim did not land: the stream is being ended
                 await self._send_versions()
-            except Dropped:
-                pass  # the claim did not land: the stream is being ended
         logger.info(
             "edge {} claimed cluster {} from {} (serializer {}, interval {:g}s)",
             self.edge_id,

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,46 +29,6 @@ from navigator.v1 import sync_pb2
 
 #: Seconds a wait may take before the test gives up: only a stuck process gets there.
 CEILING = 120.0
-
-
-class SpawnedFleet(Fleet):
-    """A ``Fleet`` whose children start without Python code between fork and exec.
-
-    ``navigator.processes.start`` runs a ``preexec_fn`` (die with the parent), which makes
-    ``subprocess`` fork instead of vfork; after gRPC ran in this very process (the in-process
-    managers of the other tests), gRPC's fork handlers then sometimes abort the child before
-    it execs ("epoll_wait error: Bad file descriptor"). Without ``preexec_fn`` nothing runs there.
-    """
-
-    def start(self, name: str, *args: str) -> Child:
-        log_path = self.tmp / f"{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                navigator_command(*args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-            )  # fmt: skip
-        child = Child(name=name, log_path=log_path, process=process)
-        self.procs.append(child)
-        return child
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = SpawnedFleet(tmp_path)
-    try:
-        yield f
-    finally:
-        f.stop_all()
-
-
-@pytest.fixture
-def kubectl_bin() -> str:
-    import shutil
-
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.skip("changes the simulated cluster with kubectl, and no kubectl is on PATH (install kubectl to run it)")
-    return path
 
 
 def kubectl(kubeconfig: Path, *args: str) -> str:
