@@ -16,6 +16,7 @@ from navigator.backoff import Backoff, BackoffPolicy, BackoffSettings
 from navigator.config.types import Duration, Size, parse_duration, parse_size
 from navigator.errors import ConfigError, NavigatorError
 from navigator.interfaces import (
+    ChangeFollower,
     Claim,
     ClaimOutcome,
     ClientTLS,
@@ -71,6 +72,7 @@ __all__ = [
     "BackoffPolicy",
     "BackoffSettings",
     "Change",
+    "ChangeFollower",
     "ChangeType",
     "Claim",
     "ClaimOutcome",

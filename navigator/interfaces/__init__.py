@@ -1,6 +1,7 @@
 """The typed records and protocols that plugin hooks return."""
 
 from navigator.interfaces.collector import Collector, RawObject
+from navigator.interfaces.follow import ChangeFollower
 from navigator.interfaces.serializer import Serializer
 from navigator.interfaces.sink import Sink, SinkPlugin
 from navigator.interfaces.storage import (
@@ -32,6 +33,7 @@ from navigator.interfaces.transport import (
 )
 
 __all__ = [
+    "ChangeFollower",
     "Claim",
     "ClaimOutcome",
     "ClientTLS",
