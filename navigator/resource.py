@@ -146,7 +146,7 @@ class Change:
     new_resource_version: str | None
     #: When the manager committed it.
     applied_at: datetime | None = None
-    #: When the edge observed it (the state's timestamp).
+    #: When the edge observed it: the object's own observation time (protocol 2 deltas), else the state's timestamp.
     observed_at: datetime | None = None
     #: The object after the change; ``None`` for DELETED.
     resource: Resource | None = None
