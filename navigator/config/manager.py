@@ -29,6 +29,28 @@ class StorageSection(Section):
     options: dict[str, Any] = Field(default_factory=lambda: {"path": "navigator.db"})
 
 
+class ReaderSection(Section):
+    """One reader of the query service (``navigator query``, ``navigator watch``)."""
+
+    name: str = Field(..., min_length=1, description="who this is, for logs")
+    token: str | None = Field(None, min_length=1, description="bearer token; or token_file")
+    token_file: Path | None = Field(None, description="file holding the bearer token")
+    #: mTLS: a client certificate identity (CN or DNS SAN) that reads as this reader.
+    identity: str | None = Field(None, min_length=1)
+    clusters: list[str] | None = Field(None, description="the clusters this reader may see; omitted: all")
+
+    @model_validator(mode="after")
+    def _credential(self) -> ReaderSection:
+        given = [n for n in ("token", "token_file", "identity") if getattr(self, n) is not None]
+        if not given:
+            raise ValueError("a reader needs token, token_file or identity")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        for cluster in self.clusters or []:
+            check_cluster_id(cluster)
+        return self
+
+
 class AuthSection(Section):
     """Omitted entirely: no authentication (the manager logs a loud warning)."""
 
@@ -36,6 +58,8 @@ class AuthSection(Section):
     tokens_file: Path | None = Field(None, description="YAML mapping cluster id -> token, merged into tokens")
     #: mTLS: client certificate identity (CN or DNS SAN) -> cluster id.
     identities: dict[str, str] = Field(default_factory=dict)
+    #: Query readers; none configured: queries are open (the manager warns at startup).
+    readers: list[ReaderSection] = Field(default_factory=list)
 
     @field_validator("tokens")
     @classmethod
@@ -52,6 +76,14 @@ class LimitsSection(Section):
     max_resources_per_state: int = Field(2_000_000, ge=1)
     max_payload_bytes: Size = Field(4 * 1024 * 1024, ge=1024)
     max_chunks: int = Field(10_000, ge=1)
+    #: An Identify larger than this is refused before anything of it is logged or echoed.
+    max_identify_bytes: Size = Field(64 * 1024, ge=1024)
+    #: Kind errors per state, and bytes of each error's message (longer ones are cut).
+    max_kind_errors: int = Field(64, ge=1)
+    max_error_message_bytes: Size = Field(4096, ge=64)
+    #: Bytes of chunk sets buffered until complete: per edge stream, and for all streams together.
+    max_chunk_bytes_per_edge: Size = Field(512 * 1024 * 1024, ge=64 * 1024)
+    max_chunk_bytes_total: Size = Field(2 * 1024 * 1024 * 1024, ge=64 * 1024)
     #: Incomplete chunk sets older than this are dropped.
     chunk_timeout: Duration = Field(300.0, gt=0)
 
