@@ -18,7 +18,7 @@ from navigator.cli.output import (
     print_table,
     short_duration,
 )
-from navigator.client.client import DEFAULT_ADDRESS, InvalidQuery, QueryClient, QueryError
+from navigator.client.client import DEFAULT_ADDRESS, InvalidQuery, NotAuthorized, QueryClient, QueryError
 from navigator.client.joined import service_view
 from navigator.client.rows import RecordError, copy_age, json_rows, view_rows
 from navigator.client.times import TimeError, parse_time, rfc3339
@@ -40,6 +40,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cluster", default=None, help="only this cluster id")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the manager")
+    auth = parser.add_argument_group("reader authentication (auth.readers in the manager's config)")
+    token = auth.add_mutually_exclusive_group()
+    token.add_argument("--token", default=None, help="a reader's bearer token (default: $NAVIGATOR_TOKEN)")
+    token.add_argument("--token-file", type=Path, default=None, help="a file holding a reader's bearer token")
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="connect with TLS")
     tls.add_argument("--ca-file", type=Path, default=None, help="CA bundle that signs the manager's certificate")
@@ -76,6 +80,13 @@ def _exit_1_when_unreachable(run: Callable[[argparse.Namespace], int]) -> Callab
         except InvalidQuery as exc:  # the manager refused the arguments: still a usage problem
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except NotAuthorized as exc:
+            hint = ""
+            given = args.token is not None or args.token_file is not None or os.environ.get("NAVIGATOR_TOKEN")
+            if exc.code == "UNAUTHENTICATED" and not given:
+                hint = " (give a reader's token: --token, --token-file or $NAVIGATOR_TOKEN)"
+            print(f"error: {exc}{hint}", file=sys.stderr)
+            return EXIT_FAILURE
         except (QueryError, RecordError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
@@ -119,6 +130,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     service.set_defaults(run=run_service)
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The reader's token: ``--token``, else ``--token-file``'s content, else ``$NAVIGATOR_TOKEN``."""
+    if args.token is not None:
+        return str(args.token)
+    if args.token_file is not None:
+        path: Path = args.token_file
+        try:
+            text = path.expanduser().read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise NavigatorError(f"--token-file: cannot read {path}: {reason}") from None
+        if not text:
+            raise NavigatorError(f"--token-file: {path} is empty")
+        return text
+    return os.environ.get("NAVIGATOR_TOKEN") or None
+
+
 def _client(args: argparse.Namespace) -> QueryClient:
     tls = None
     if args.tls or args.ca_file or args.cert_file:
@@ -128,7 +156,7 @@ def _client(args: argparse.Namespace) -> QueryClient:
             enabled=True, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
             server_name=args.server_name,
         )  # fmt: skip
-    return QueryClient(args.manager, tls=tls, timeout=args.timeout)
+    return QueryClient(args.manager, tls=tls, timeout=args.timeout, token=_token(args))
 
 
 def _age(stamp: str | None, now: datetime) -> str:

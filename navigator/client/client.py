@@ -38,6 +38,27 @@ class InvalidQuery(QueryError):
     """The manager refused the query's arguments (gRPC INVALID_ARGUMENT): the caller asked wrongly."""
 
 
+class NotAuthorized(QueryError):
+    """The manager refused the caller: no reader's token or certificate (``code`` UNAUTHENTICATED), or a
+    cluster its reader may not read (PERMISSION_DENIED)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata that presents ``token`` (``authorization: Bearer ...``); none without a token."""
+    if token is None:
+        return ()
+    token = token.strip()
+    if not token:
+        raise QueryError("the token is empty")
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise QueryError("the token has spaces or control characters in it")
+    return (("authorization", f"Bearer {token}"),)
+
+
 def _credentials(tls: ClientTLSConfig | None) -> grpc.ChannelCredentials | None:
     if tls is None or not tls.enabled:
         return None
@@ -82,6 +103,8 @@ def _error(exc: grpc.RpcError, address: str, timeout: float, rows: int = 0) -> Q
         if rows:
             return QueryError(f"the manager at {address} did not finish answering within {timeout:g}s ({rows:,} rows)")
         return QueryError(f"the manager at {address} did not answer within {timeout:g}s")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return NotAuthorized(f"the manager at {address} refused the query: {details}", code.name)
     if rows and code not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
         # The answer had begun: the manager went away or failed part-way through it.
         return QueryError(f"the answer from the manager at {address} broke off after {rows:,} rows: {details}")
@@ -206,9 +229,11 @@ def _watch_error(exc: grpc.RpcError, address: str, timeout: float, started: bool
 class QueryCore:
     """What the blocking and the asyncio client share: all but the calls themselves."""
 
-    def __init__(self, address: str, tls: ClientTLSConfig | None, timeout: float) -> None:
+    def __init__(self, address: str, tls: ClientTLSConfig | None, timeout: float, token: str | None = None) -> None:
         self.address = address
         self.timeout = timeout
+        #: Sent with every call: a reader's token when the manager has ``auth.readers``.
+        self.metadata = _metadata(token)
         self._credentials = _credentials(tls)
         self._options = _options(tls)
 
@@ -260,8 +285,14 @@ class QueryCore:
 class QueryClient:
     """Blocking client (the CLI's); rows are plain dicts in the DESIGN.md §3 shape."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, tls: ClientTLSConfig | None = None, timeout: float = 30.0):
-        self._core = QueryCore(address, tls, timeout)
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        tls: ClientTLSConfig | None = None,
+        timeout: float = 30.0,
+        token: str | None = None,
+    ):
+        self._core = QueryCore(address, tls, timeout, token)
         self._channel = self._core.channel(grpc.insecure_channel, grpc.secure_channel)
         self._stub = query_pb2_grpc.QueryStub(self._channel)
 
@@ -276,7 +307,9 @@ class QueryClient:
     def clusters(self, cluster: str | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
         """Every cluster (or one): status, edge, counts; with ``at``, as they were then."""
         with self._core.errors():
-            response = self._stub.ListClusters(self._core.clusters_request(cluster, at), timeout=self.timeout)
+            response = self._stub.ListClusters(
+                self._core.clusters_request(cluster, at), timeout=self.timeout, metadata=self._core.metadata
+            )
         return self._core.cluster_rows(response)
 
     def resources(
@@ -311,7 +344,7 @@ class QueryClient:
         request = list_request(kind, cluster, namespace, selector, name, limit, at)
         progress = Progress()
         with self._core.errors(progress):
-            for page in self._stub.ListResources(request, timeout=self.timeout):
+            for page in self._stub.ListResources(request, timeout=self.timeout, metadata=self._core.metadata):
                 progress.rows += len(page.resources)
                 yield page.resources
 
@@ -330,7 +363,7 @@ class QueryClient:
         request = changes_request(cluster, kind, namespace, selector, name, since, until, limit)
         progress = Progress()
         with self._core.errors(progress):
-            for page in self._stub.ListChanges(request, timeout=self.timeout):
+            for page in self._stub.ListChanges(request, timeout=self.timeout, metadata=self._core.metadata):
                 progress.rows += len(page.changes)
                 yield from self._core.change_rows(page)
 
@@ -347,7 +380,7 @@ class QueryClient:
         request = diff_request(from_time, to_time, cluster, kind, namespace, selector)
         progress = Progress()
         with self._core.errors(progress):
-            for page in self._stub.Diff(request, timeout=self.timeout):
+            for page in self._stub.Diff(request, timeout=self.timeout, metadata=self._core.metadata):
                 progress.rows += len(page.entries)
                 yield from self._core.diff_rows(page)
 
@@ -379,7 +412,9 @@ class QueryClient:
         initial: bool = False,
     ) -> Iterator[Sequence[query_pb2.ChangeRecord]]:
         """The same changes as the records of each page, as the manager streams them."""
-        call = self._stub.Watch(watch_request(kind, cluster, namespace, selector, name, initial))
+        call = self._stub.Watch(
+            watch_request(kind, cluster, namespace, selector, name, initial), metadata=self._core.metadata
+        )
         progress = Progress()
         try:
             with self._core.watch_errors(progress):
@@ -402,8 +437,14 @@ class QueryClient:
 class AsyncQueryClient:
     """The same over ``grpc.aio`` for asyncio code (tests, the demo)."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, tls: ClientTLSConfig | None = None, timeout: float = 30.0):
-        self._core = QueryCore(address, tls, timeout)
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        tls: ClientTLSConfig | None = None,
+        timeout: float = 30.0,
+        token: str | None = None,
+    ):
+        self._core = QueryCore(address, tls, timeout, token)
         self._channel = self._core.channel(grpc.aio.insecure_channel, grpc.aio.secure_channel)
         self._stub = query_pb2_grpc.QueryStub(self._channel)
 
@@ -417,7 +458,9 @@ class AsyncQueryClient:
 
     async def clusters(self, cluster: str | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
         with self._core.errors():
-            response = await self._stub.ListClusters(self._core.clusters_request(cluster, at), timeout=self.timeout)
+            response = await self._stub.ListClusters(
+                self._core.clusters_request(cluster, at), timeout=self.timeout, metadata=self._core.metadata
+            )
         return self._core.cluster_rows(response)
 
     async def resources(
@@ -447,7 +490,7 @@ class AsyncQueryClient:
         request = list_request(kind, cluster, namespace, selector, name, limit, at)
         progress = Progress()
         with self._core.errors(progress):
-            async for page in self._stub.ListResources(request, timeout=self.timeout):
+            async for page in self._stub.ListResources(request, timeout=self.timeout, metadata=self._core.metadata):
                 progress.rows += len(page.resources)
                 yield page.resources
 
@@ -465,7 +508,7 @@ class AsyncQueryClient:
         request = changes_request(cluster, kind, namespace, selector, name, since, until, limit)
         progress = Progress()
         with self._core.errors(progress):
-            async for page in self._stub.ListChanges(request, timeout=self.timeout):
+            async for page in self._stub.ListChanges(request, timeout=self.timeout, metadata=self._core.metadata):
                 progress.rows += len(page.changes)
                 for row in self._core.change_rows(page):
                     yield row
@@ -482,7 +525,7 @@ class AsyncQueryClient:
         request = diff_request(from_time, to_time, cluster, kind, namespace, selector)
         progress = Progress()
         with self._core.errors(progress):
-            async for page in self._stub.Diff(request, timeout=self.timeout):
+            async for page in self._stub.Diff(request, timeout=self.timeout, metadata=self._core.metadata):
                 progress.rows += len(page.entries)
                 for row in self._core.diff_rows(page):
                     yield row
@@ -509,7 +552,9 @@ class AsyncQueryClient:
         name: str | None = None,
         initial: bool = False,
     ) -> AsyncIterator[Sequence[query_pb2.ChangeRecord]]:
-        call = self._stub.Watch(watch_request(kind, cluster, namespace, selector, name, initial))
+        call = self._stub.Watch(
+            watch_request(kind, cluster, namespace, selector, name, initial), metadata=self._core.metadata
+        )
         progress = Progress()
         try:
             with self._core.watch_errors(progress):

@@ -31,8 +31,9 @@ class QueryRefused(Exception):
     """The manager will not answer a query as asked; a transport reports ``code`` and the message.
 
     ``code`` is a gRPC status name: ``INVALID_ARGUMENT`` (the request is wrong, e.g. a
-    time in the future) or ``FAILED_PRECONDITION`` (the manager cannot answer it, e.g.
-    history is off); a watch also ends with ``RESOURCE_EXHAUSTED`` (the watcher fell
+    time in the future), ``FAILED_PRECONDITION`` (the manager cannot answer it, e.g.
+    history is off), ``UNAUTHENTICATED`` (the caller is no reader) or ``PERMISSION_DENIED``
+    (the reader may not read the cluster asked for); a watch also ends with ``RESOURCE_EXHAUSTED`` (the watcher fell
     too far behind) or ``UNAVAILABLE`` (the manager is shutting down).
     """
 
@@ -101,6 +102,8 @@ class PeerInfo:
     token: str | None = None
     #: Verified client-certificate identity (CN / SAN) under mTLS, if any.
     identity: str | None = None
+    #: Every verified name of the client certificate (CN, then SANs): query readers are looked up among them.
+    names: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -147,23 +150,34 @@ class ManagerStream(Protocol):
 
 
 class ManagerServices(Protocol):
-    """What the manager core offers a transport to serve."""
+    """What the manager core offers a transport to serve.
+
+    Every query takes the caller's ``PeerInfo`` (its bearer token from the call
+    metadata, its verified client-certificate names): the manager decides from it
+    which reader (``auth.readers``) asks, and refuses with ``QueryRefused``
+    ``UNAUTHENTICATED`` (no reader) or ``PERMISSION_DENIED`` (a cluster the reader
+    may not read). A transport always passes what it knows of the caller.
+    """
 
     async def handle_sync(self, stream: ManagerStream) -> None:
         """Run one edge's stream until it ends."""
         ...
 
-    async def list_clusters(self, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse: ...
+    async def list_clusters(
+        self, request: query_pb2.ListClustersRequest, peer: PeerInfo
+    ) -> query_pb2.ListClustersResponse: ...
 
-    def list_resources(self, request: query_pb2.ListResourcesRequest) -> AsyncIterator[query_pb2.ResourcePage]: ...
+    def list_resources(
+        self, request: query_pb2.ListResourcesRequest, peer: PeerInfo
+    ) -> AsyncIterator[query_pb2.ResourcePage]: ...
 
-    def list_changes(self, request: query_pb2.ListChangesRequest) -> AsyncIterator[query_pb2.ChangePage]:
+    def list_changes(self, request: query_pb2.ListChangesRequest, peer: PeerInfo) -> AsyncIterator[query_pb2.ChangePage]:
         """Recorded changes, newest first; raises ``QueryRefused``, like ``diff``, for a query it will not answer."""
         ...
 
-    def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]: ...
+    def diff(self, request: query_pb2.DiffRequest, peer: PeerInfo) -> AsyncIterator[query_pb2.DiffPage]: ...
 
-    def watch(self, request: query_pb2.WatchRequest) -> AsyncIterator[query_pb2.ChangePage]:
+    def watch(self, request: query_pb2.WatchRequest, peer: PeerInfo) -> AsyncIterator[query_pb2.ChangePage]:
         """Changes as they are applied, until the caller stops iterating; raises ``QueryRefused`` at once
         when the watch is ended (a watcher too far behind, a shutdown), even while a page waits to be sent.
         """

@@ -13,13 +13,22 @@ from loguru import logger
 from navigator import metrics, plugin_manager
 from navigator.config.manager import ManagerConfig
 from navigator.errors import NavigatorError
-from navigator.interfaces import ClusterClaims, ManagerStream, RunningServer, StorageBackend, StorageError
+from navigator.interfaces import (
+    ClusterClaims,
+    ManagerStream,
+    PeerInfo,
+    QueryRefused,
+    RunningServer,
+    StorageBackend,
+    StorageError,
+)
 from navigator.interfaces.follow import ChangeFollower
 from navigator.manager.apply import StorageWorker
 from navigator.manager.change_feed import ChangeFeed
 from navigator.manager.claims import InMemoryClaims
 from navigator.manager.edge_session import EdgeSession, SyncContext
 from navigator.manager.query_service import QueryService
+from navigator.manager.readers import Reader, Readers
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.retention import Retention
 from navigator.manager.sinks import SinkFanout
@@ -55,6 +64,7 @@ class Manager:
         self._feed = ChangeFeed()
         self._watch: WatchService | None = None
         self._unfollow: Callable[[], None] | None = None
+        self._readers = Readers()
 
     @property
     def address(self) -> str:
@@ -83,6 +93,7 @@ class Manager:
 
     async def start(self) -> None:
         config = self.config
+        self._readers = Readers.from_config(config.auth)  # token files read now: a bad one stops the start
         pm = plugin_manager.load_plugins(config.enabled_plugins(), self._pm)
         serializers = plugin_manager.serializers(pm, config.plugins.serializers)
         transport = plugin_manager.create_transport(pm, config.transport.plugin, config.transport.options)
@@ -109,6 +120,13 @@ class Manager:
         if config.auth is None:
             logger.warning(
                 "NO AUTHENTICATION: any edge may claim any cluster; set auth.tokens in the manager config"
+            )
+        elif not (config.auth.tokens or config.auth.identities):
+            logger.warning("auth has no edge tokens or identities: every edge is refused; set auth.tokens")
+        if self._readers.open:
+            logger.warning(
+                "QUERIES ARE OPEN: anyone who reaches {} may read every cluster; set auth.readers in the manager config",
+                config.listen,
             )
         try:
             self._server = await transport.serve(config.endpoint(), self)
@@ -194,29 +212,52 @@ class Manager:
         finally:
             self._streams.discard(session)
 
-    async def list_clusters(self, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse:
-        assert self._query is not None
-        return await self._query.list_clusters(request)
+    # Queries: ``peer`` ``None`` is a caller without credentials; the manager's own process passes
+    # ``navigator.manager.readers.IN_PROCESS`` to read everything.
 
-    async def list_resources(self, request: query_pb2.ListResourcesRequest) -> AsyncIterator[query_pb2.ResourcePage]:
+    def _reader(self, peer: PeerInfo | None, call: str) -> Reader:
+        """Who asks; ``QueryRefused`` UNAUTHENTICATED (logged, without the token) if no reader."""
+        try:
+            return self._readers.resolve(peer)
+        except QueryRefused as exc:
+            logger.info("refused {} from {}: {}", call, peer.address if peer is not None else "?", exc.message)
+            raise
+
+    async def list_clusters(
+        self, request: query_pb2.ListClustersRequest, peer: PeerInfo | None = None
+    ) -> query_pb2.ListClustersResponse:
+        reader = self._reader(peer, "ListClusters")
         assert self._query is not None
-        async for page in self._query.list_resources(request):
+        return await self._query.list_clusters(request, reader)
+
+    async def list_resources(
+        self, request: query_pb2.ListResourcesRequest, peer: PeerInfo | None = None
+    ) -> AsyncIterator[query_pb2.ResourcePage]:
+        reader = self._reader(peer, "ListResources")
+        assert self._query is not None
+        async for page in self._query.list_resources(request, reader):
             yield page
 
-    async def list_changes(self, request: query_pb2.ListChangesRequest) -> AsyncIterator[query_pb2.ChangePage]:
+    async def list_changes(
+        self, request: query_pb2.ListChangesRequest, peer: PeerInfo | None = None
+    ) -> AsyncIterator[query_pb2.ChangePage]:
+        reader = self._reader(peer, "ListChanges")
         assert self._query is not None
-        async for page in self._query.list_changes(request):
+        async for page in self._query.list_changes(request, reader):
             yield page
 
-    async def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]:
+    async def diff(self, request: query_pb2.DiffRequest, peer: PeerInfo | None = None) -> AsyncIterator[query_pb2.DiffPage]:
+        reader = self._reader(peer, "Diff")
         assert self._query is not None
-        async for page in self._query.diff(request):
+        async for page in self._query.diff(request, reader):
             yield page
 
-
-    async def watch(self, request: query_pb2.WatchRequest) -> AsyncGenerator[query_pb2.ChangePage, None]:
+    async def watch(
+        self, request: query_pb2.WatchRequest, peer: PeerInfo | None = None
+    ) -> AsyncGenerator[query_pb2.ChangePage, None]:
+        reader = self._reader(peer, "Watch")
         assert self._watch is not None
-        async with contextlib.aclosing(self._watch.watch(request)) as pages:  # the watcher left: unsubscribe now
+        async with contextlib.aclosing(self._watch.watch(request, reader)) as pages:  # the watcher left: unsubscribe now
             async for page in pages:
                 yield page
 

@@ -52,12 +52,15 @@ class WatchFilter:
     namespace: str | None = None
     name: str | None = None
     selector: LabelSelector | None = None
+    #: The clusters the watcher's reader may see (``auth.readers``); ``None``: every one.
+    clusters: frozenset[str] | None = None
 
     def matches_key(self, change: Change) -> bool:
         """Everything but the labels."""
         return (
             (self.kind is None or change.kind == self.kind)
             and (self.cluster is None or change.cluster == self.cluster)
+            and (self.clusters is None or change.cluster in self.clusters)
             and (self.namespace is None or change.namespace == self.namespace)
             and (self.name is None or change.name == self.name)
         )
@@ -133,7 +136,7 @@ class Subscription:
         f = self.filter
         selector = f.selector
         if not selector:
-            if f.kind is None and f.cluster is None and f.namespace is None and f.name is None:
+            if f.kind is None and f.cluster is None and f.namespace is None and f.name is None and f.clusters is None:
                 return list(changes)
             return [c for c in changes if f.matches_key(c)]
         wanted: list[Item] = []

@@ -5,12 +5,18 @@ query is not held up by a snapshot being written and the event loop stays free.
 Questions about the past (``at``, ``ListChanges``, ``Diff``) are answered from
 the history the backend keeps, within ``history.retention``; a question the
 manager cannot answer is refused with ``QueryRefused``, saying why.
+
+Every answer is cut to what the asking ``Reader`` may see: a reader limited to some
+clusters gets only theirs (asking for another one is PERMISSION_DENIED) and never an
+edge id, which, with a cluster's token, is what an edge reconnecting presents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
+import itertools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,9 +24,17 @@ from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from navigator.interfaces import ClusterRecord, Holding, QueryRefused, ResourceQuery, StorageError
+from navigator.interfaces import (
+    ClusterRecord,
+    Holding,
+    QueryRefused,
+    ResourceQuery,
+    StorageBackend,
+    StorageError,
+)
 from navigator.interfaces.storage import HistoryQuery
 from navigator.manager.edge_session import SyncContext
+from navigator.manager.readers import Reader
 from navigator.manager.reconciler import changed_fields
 from navigator.manager.status import cluster_status, status_at
 from navigator.resource import Change, StoredResource
@@ -61,6 +75,7 @@ def cluster_info(
     holding: Holding | None,
     ctx: SyncContext,
     now: float,
+    show_edge: bool = True,
 ) -> query_pb2.ClusterInfo:
     connected = holding is not None and holding.connected
     session = ctx.sessions.get(record.cluster)
@@ -78,7 +93,7 @@ def cluster_info(
     )
     info = query_pb2.ClusterInfo(
         cluster=record.cluster,
-        edge_id=holding.edge_id if holding is not None else record.edge_id,
+        edge_id=(holding.edge_id if holding is not None else record.edge_id) if show_edge else "",
         status=str(status),
         connected=connected,
         last_sync=_timestamp(record.last_sync),
@@ -94,7 +109,7 @@ def cluster_info(
 
 
 def cluster_info_at(
-    record: ClusterRecord, counts: dict[str, int], at: datetime, ctx: SyncContext
+    record: ClusterRecord, counts: dict[str, int], at: datetime, ctx: SyncContext, show_edge: bool = True
 ) -> query_pb2.ClusterInfo:
     """A cluster as it was at ``at``: its record kept then, status computed for that time, never connected."""
     status = status_at(
@@ -106,7 +121,7 @@ def cluster_info_at(
     )
     info = query_pb2.ClusterInfo(
         cluster=record.cluster,
-        edge_id=record.edge_id,
+        edge_id=record.edge_id if show_edge else "",
         status=str(status),
         connected=False,
         last_sync=_timestamp(record.last_sync),
@@ -343,6 +358,29 @@ def _selector(text: str) -> LabelSelector | None:
         raise _invalid(str(exc)) from None
 
 
+def scoped_resources(
+    backend: StorageBackend, query: ResourceQuery, scope: list[str] | None
+) -> Iterator[StoredResource]:
+    """``backend.query`` over the clusters in ``scope`` (sorted; ``None``: all), still in (cluster, kind,
+    namespace, name) order: one query per cluster, one after the other, ``query.limit`` over all of them."""
+    if scope is None:
+        return backend.query(query)
+    items = itertools.chain.from_iterable(backend.query(dataclasses.replace(query, cluster=c)) for c in scope)
+    return itertools.islice(items, query.limit) if query.limit else items
+
+
+def _scoped_history(backend: StorageBackend, query: HistoryQuery, scope: list[str] | None) -> Iterator[Change]:
+    """``backend.history`` over the clusters in ``scope``, newest first: one cluster is asked directly; for
+    several, every cluster's changes are read and the others' skipped (one reading, in the backend's order)."""
+    if scope is None:
+        return backend.history(query)
+    if len(scope) == 1:
+        return backend.history(dataclasses.replace(query, cluster=scope[0]))
+    allowed = frozenset(scope)
+    changes = (c for c in backend.history(dataclasses.replace(query, limit=None)) if c.cluster in allowed)
+    return itertools.islice(changes, query.limit) if query.limit else changes
+
+
 class QueryService:
     def __init__(self, ctx: SyncContext) -> None:
         self.ctx = ctx
@@ -378,27 +416,27 @@ class QueryService:
     # -- clusters --------------------------------------------------------------------
 
     def _load(
-        self, cluster: str
+        self, scope: list[str] | None
     ) -> tuple[list[ClusterRecord], dict[str, dict[str, int]], dict[str, Holding]]:
         backend = self.ctx.backend
-        if cluster:
-            found = backend.get_cluster(cluster)
-            records = [found] if found is not None else []
-        else:
+        if scope is None:
             records = backend.list_clusters()
+        else:
+            records = [found for c in scope if (found := backend.get_cluster(c)) is not None]
         counts = {r.cluster: backend.counts(r.cluster) for r in records}
         return records, counts, dict(self.ctx.claims.holdings())
 
-    def _load_at(self, cluster: str, at: datetime) -> tuple[list[ClusterRecord], dict[str, dict[str, int]]]:
+    def _load_at(
+        self, scope: list[str] | None, at: datetime
+    ) -> tuple[list[ClusterRecord], dict[str, dict[str, int]]]:
         """The cluster records kept at or before ``at``, and their objects then counted by kind."""
         backend = self.ctx.backend
-        if cluster:
-            found = backend.get_cluster(cluster, at=at)
-            records = [found] if found is not None else []
-        else:
+        if scope is None:
             records = backend.list_clusters(at=at)
+        else:
+            records = [found for c in scope if (found := backend.get_cluster(c, at=at)) is not None]
         counts: dict[str, dict[str, int]] = {}
-        for item in backend.query(ResourceQuery(cluster=cluster or None, at=at)):
+        for item in scoped_resources(backend, ResourceQuery(at=at), scope):
             per = counts.setdefault(item.cluster, {})
             per[item.resource.kind] = per.get(item.resource.kind, 0) + 1
         known = {r.cluster for r in records}
@@ -409,30 +447,37 @@ class QueryService:
             counts.setdefault(record.cluster, {})
         return records, counts
 
-    async def list_clusters(self, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse:
+    async def list_clusters(
+        self, request: query_pb2.ListClustersRequest, reader: Reader
+    ) -> query_pb2.ListClustersResponse:
+        """Every cluster the reader may see (or the one asked for); a limited reader is shown no edge ids."""
+        scope = reader.scope(request.cluster)
+        show_edge = not reader.limited
         response = query_pb2.ListClustersResponse()
         if request.HasField("at"):
             at = self._at(request.at, "at", self._now())
-            records, counts = await asyncio.to_thread(self._load_at, request.cluster, at)
+            records, counts = await asyncio.to_thread(self._load_at, scope, at)
             known = {kind for per in counts.values() for kind in per}
             for record in records:
                 full = dict.fromkeys(sorted(known), 0) | counts[record.cluster]
-                response.clusters.append(cluster_info_at(record, full, at, self.ctx))
+                response.clusters.append(cluster_info_at(record, full, at, self.ctx, show_edge))
             return response
-        records, counts, holdings = await asyncio.to_thread(self._load, request.cluster)
+        records, counts, holdings = await asyncio.to_thread(self._load, scope)
         # A kind some cluster has shows as 0 where it is missing, so every row has the same keys.
         known = {kind for per in counts.values() for kind in per}
         now = self.ctx.clock()
         for record in records:
             full = dict.fromkeys(sorted(known), 0) | counts[record.cluster]
-            response.clusters.append(cluster_info(record, full, holdings.get(record.cluster), self.ctx, now))
+            holding = holdings.get(record.cluster)
+            response.clusters.append(cluster_info(record, full, holding, self.ctx, now, show_edge))
         return response
 
     # -- resources, changes, diffs ---------------------------------------------------
 
     async def list_resources(
-        self, request: query_pb2.ListResourcesRequest
+        self, request: query_pb2.ListResourcesRequest, reader: Reader
     ) -> AsyncIterator[query_pb2.ResourcePage]:
+        scope = reader.scope(request.cluster)
         query = ResourceQuery(
             kind=request.kind or None,
             cluster=request.cluster or None,
@@ -445,12 +490,17 @@ class QueryService:
         backend = self.ctx.backend
         as_json = request.data_as_json
         max_bytes = min(PAGE_BYTES, self.ctx.config.limits.max_message_size // 4)
-        async for page in iterate_in_thread(lambda: _pages(backend.query(query), PAGE_SIZE, as_json, max_bytes)):
+
+        def pages() -> Iterator[query_pb2.ResourcePage]:
+            return _pages(scoped_resources(backend, query, scope), PAGE_SIZE, as_json, max_bytes)
+
+        async for page in iterate_in_thread(pages):
             yield page
 
     async def list_changes(
-        self, request: query_pb2.ListChangesRequest
+        self, request: query_pb2.ListChangesRequest, reader: Reader
     ) -> AsyncIterator[query_pb2.ChangePage]:
+        scope = reader.scope(request.cluster)
         self._history_on()
         now = self._now()
         since = self._not_future(request.since, "since", now) if request.HasField("since") else None
@@ -470,12 +520,14 @@ class QueryService:
         backend = self.ctx.backend
 
         def pages() -> Iterator[query_pb2.ChangePage]:
-            return _paged((change_record(c) for c in backend.history(query)), query_pb2.ChangePage, "changes")
+            changes = _scoped_history(backend, query, scope)
+            return _paged((change_record(c) for c in changes), query_pb2.ChangePage, "changes")
 
         async for page in iterate_in_thread(pages):
             yield page
 
-    async def diff(self, request: query_pb2.DiffRequest) -> AsyncIterator[query_pb2.DiffPage]:
+    async def diff(self, request: query_pb2.DiffRequest, reader: Reader) -> AsyncIterator[query_pb2.DiffPage]:
+        scope = reader.scope(request.cluster)
         self._history_on()
         if not request.HasField("from_time"):
             raise _invalid("from_time is required: the earlier of the two times to compare")
@@ -487,10 +539,10 @@ class QueryService:
             raise _invalid(f"from_time {_text(start)} is after to_time {_text(end)}")
         selector = _selector(request.label_selector)
 
-        def at(when: datetime) -> ResourceQuery:
+        def at(when: datetime, cluster: str | None) -> ResourceQuery:
             return ResourceQuery(
                 kind=request.kind or None,
-                cluster=request.cluster or None,
+                cluster=cluster,
                 namespace=request.namespace or None,
                 selector=selector,
                 at=when,
@@ -498,8 +550,13 @@ class QueryService:
 
         backend = self.ctx.backend
 
+        def compare(cluster: str | None) -> Iterator[query_pb2.DiffRecord]:
+            return diff_records(backend.query(at(start, cluster)), backend.query(at(end, cluster)))
+
         def pages() -> Iterator[query_pb2.DiffPage]:
-            entries = diff_records(backend.query(at(start)), backend.query(at(end)))
+            # One cluster after the other, in order: the entries stay ordered by cluster first.
+            clusters: list[str | None] = [None] if scope is None else list(scope)
+            entries = itertools.chain.from_iterable(compare(c) for c in clusters)
             return _paged(entries, query_pb2.DiffPage, "entries")
 
         async for page in iterate_in_thread(pages):

@@ -37,14 +37,18 @@ from navigator.manager.query_service import (
     RECORD_BYTES,
     change_record,
     iterate_in_thread,
+    scoped_resources,
 )
+from navigator.manager.readers import Reader
 from navigator.resource import Change, ChangeType, StoredResource
 from navigator.selectors import LabelSelector, SelectorError, parse_selector
 from navigator.v1 import query_pb2
 
 
-def watch_filter(request: query_pb2.WatchRequest) -> WatchFilter:
-    """The request's filters; a bad selector is refused as INVALID_ARGUMENT."""
+def watch_filter(request: query_pb2.WatchRequest, reader: Reader) -> WatchFilter:
+    """The request's filters, within the clusters ``reader`` may see; a bad selector is INVALID_ARGUMENT,
+    another reader's cluster PERMISSION_DENIED."""
+    reader.check(request.cluster)
     try:
         selector = parse_selector(request.label_selector)
     except SelectorError as exc:
@@ -55,6 +59,7 @@ def watch_filter(request: query_pb2.WatchRequest) -> WatchFilter:
         namespace=request.namespace or None,
         name=request.name or None,
         selector=selector or None,
+        clusters=reader.clusters,
     )
 
 
@@ -112,9 +117,13 @@ class WatchService:
     def _max_bytes(self) -> int:
         return min(PAGE_BYTES, self.ctx.config.limits.max_message_size // 4)
 
-    async def watch(self, request: query_pb2.WatchRequest) -> AsyncGenerator[query_pb2.ChangePage, None]:
-        """Pages of changes until the watcher leaves; ``QueryRefused`` when the feed ends the watch."""
-        filter = watch_filter(request)
+    async def watch(
+        self, request: query_pb2.WatchRequest, reader: Reader
+    ) -> AsyncGenerator[query_pb2.ChangePage, None]:
+        """Pages of changes (of the clusters ``reader`` may see) until the watcher leaves; ``QueryRefused``
+        when the feed ends the watch."""
+        filter = watch_filter(request, reader)
+        scope = reader.scope(request.cluster)
         sub = self.feed.subscribe(filter, self.ctx.config.watch.buffer)
         max_bytes = self._max_bytes()
         history = self.ctx.config.history.enabled
@@ -127,7 +136,11 @@ class WatchService:
                     selector=filter.selector,
                 )  # fmt: skip
                 backend = self.ctx.backend
-                async for page in iterate_in_thread(lambda: _initial_pages(backend.query(query), max_bytes, listed)):
+
+                def initial() -> Iterator[query_pb2.ChangePage]:
+                    return _initial_pages(scoped_resources(backend, query, scope), max_bytes, listed)
+
+                async for page in iterate_in_thread(initial):
                     yield page
             async for batch in sub:
                 changes = await self._decide(batch, filter.selector, listed)

@@ -41,6 +41,7 @@ from navigator.client.rows import change_row, cluster_row, diff_row, record_dict
 from navigator.config.manager import ManagerConfig
 from navigator.interfaces import StorageBackend
 from navigator.manager.app import Manager
+from navigator.manager.readers import IN_PROCESS
 from navigator.v1 import query_pb2
 
 
@@ -86,7 +87,8 @@ test_manager_config.__test__ = False  # type: ignore[attr-defined]
 
 
 class TestManager:
-    """A running manager and helpers to look at what it holds."""
+    """A running manager and helpers to look at what it holds (as the manager's own process: every cluster,
+    whatever ``auth.readers`` says; ``query_client(token)`` asks as a reader, over gRPC)."""
 
     __test__ = False
 
@@ -124,17 +126,17 @@ class TestManager:
             settings["token"] = self.config.auth.tokens[cluster]
         return settings
 
-    def query_client(self) -> AsyncQueryClient:
-        """A real gRPC Query client (gRPC transport only)."""
-        return AsyncQueryClient(self.address)
+    def query_client(self, token: str | None = None) -> AsyncQueryClient:
+        """A real gRPC Query client (gRPC transport only), presenting ``token`` (a reader's, ``auth.readers``)."""
+        return AsyncQueryClient(self.address, token=token)
 
     async def clusters(self, at: datetime | None = None) -> list[dict[str, Any]]:
         """Rows as ``navigator query clusters`` prints them; with ``at``, as they were then."""
-        response = await self.manager.list_clusters(query_pb2.ListClustersRequest(at=timestamp(at)))
+        response = await self.manager.list_clusters(query_pb2.ListClustersRequest(at=timestamp(at)), IN_PROCESS)
         return [cluster_row(c) for c in response.clusters]
 
     async def cluster(self, cluster: str) -> dict[str, Any] | None:
-        response = await self.manager.list_clusters(query_pb2.ListClustersRequest(cluster=cluster))
+        response = await self.manager.list_clusters(query_pb2.ListClustersRequest(cluster=cluster), IN_PROCESS)
         return cluster_row(response.clusters[0]) if response.clusters else None
 
     async def resources(
@@ -149,7 +151,7 @@ class TestManager:
         """Rows as ``navigator query`` prints them: a kind view when ``kind`` is given, else ``resources``."""
         request = list_request(kind, cluster, namespace, selector, name, None, at)
         rows = []
-        async for page in self.manager.list_resources(request):
+        async for page in self.manager.list_resources(request, IN_PROCESS):
             rows += [resource_row(record_dict(r), kind or "resources") for r in page.resources]
         return rows
 
@@ -159,7 +161,7 @@ class TestManager:
         ``filters`` are ``changes_request``'s: cluster, kind, namespace, selector, name, since, until, limit.
         """
         rows = []
-        async for page in self.manager.list_changes(changes_request(**filters)):
+        async for page in self.manager.list_changes(changes_request(**filters), IN_PROCESS):
             rows += [change_row(r) for r in page.changes]
         return rows
 
@@ -167,7 +169,7 @@ class TestManager:
         """What changed between two times, as ``navigator query diff -o json`` prints it (filters: cluster, kind,
         namespace, selector)."""
         rows = []
-        async for page in self.manager.diff(diff_request(from_time, to_time, **filters)):
+        async for page in self.manager.diff(diff_request(from_time, to_time, **filters), IN_PROCESS):
             rows += [diff_row(r) for r in page.entries]
         return rows
 
@@ -177,7 +179,7 @@ class TestManager:
         ``filters`` are ``watch_request``'s: kind, cluster, namespace, selector, name, initial. The
         watch subscribes when the first row is asked for; ``len(mgr.manager.feed)`` counts the watches.
         """
-        async with contextlib.aclosing(self.manager.watch(watch_request(**filters))) as pages:
+        async with contextlib.aclosing(self.manager.watch(watch_request(**filters), IN_PROCESS)) as pages:
             async for page in pages:
                 for record in page.changes:
                     yield change_row(record)

@@ -64,12 +64,18 @@ def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
     return None
 
 
-def _identity(context: grpc.aio.ServicerContext[Any, Any], known: Sequence[str]) -> str | None:
-    """The verified client-certificate name: one the config maps if any, else the common name."""
+def _peer(context: grpc.aio.ServicerContext[Any, Any], known: Sequence[str]) -> PeerInfo:
+    """The caller: its bearer token and verified client-certificate names (``identity``: one the config
+    maps to a cluster if any, else the common name)."""
     auth = context.auth_context() or {}
     names = [v.decode() for v in auth.get("x509_common_name", [])]
     names += [v.decode() for v in auth.get("x509_subject_alternative_name", [])]
-    return next((n for n in names if n in known), names[0] if names else None)
+    return PeerInfo(
+        address=context.peer(),
+        token=_bearer(context.invocation_metadata()),
+        identity=next((n for n in names if n in known), names[0] if names else None),
+        names=tuple(dict.fromkeys(names)),
+    )
 
 
 class GrpcManagerStream:
@@ -108,11 +114,7 @@ class SyncServicer(sync_pb2_grpc.SyncServicer):
     async def Connect(  # type: ignore[override]
         self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        peer = PeerInfo(
-            address=context.peer(),
-            token=_bearer(context.invocation_metadata()),
-            identity=_identity(context, self._known),
-        )
+        peer = _peer(context, self._known)
         try:
             await self._services.handle_sync(GrpcManagerStream(context, peer))
         except StreamClosed as exc:
@@ -120,14 +122,17 @@ class SyncServicer(sync_pb2_grpc.SyncServicer):
 
 
 class QueryServicer(query_pb2_grpc.QueryServicer):
-    def __init__(self, services: ManagerServices) -> None:
+    """Every call hands the manager its caller (``PeerInfo``): the manager decides what that reader may read."""
+
+    def __init__(self, services: ManagerServices, identities: Sequence[str]) -> None:
         self._services = services
+        self._known = identities
 
     async def ListClusters(
         self, request: query_pb2.ListClustersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.ListClustersResponse:
         try:
-            return await self._services.list_clusters(request)
+            return await self._services.list_clusters(request, _peer(context, self._known))
         except (QueryRefused, ValueError, StorageError) as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
@@ -136,7 +141,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.ListResourcesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.ResourcePage]:
         try:
-            async for page in self._services.list_resources(request):
+            async for page in self._services.list_resources(request, _peer(context, self._known)):
                 yield page
         except (QueryRefused, ValueError, StorageError) as exc:
             await _abort(context, exc)
@@ -145,7 +150,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.ListChangesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.ChangePage]:
         try:
-            async for page in self._services.list_changes(request):
+            async for page in self._services.list_changes(request, _peer(context, self._known)):
                 yield page
         except (QueryRefused, ValueError, StorageError) as exc:
             await _abort(context, exc)
@@ -154,7 +159,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.DiffPage]:
         try:
-            async for page in self._services.diff(request):
+            async for page in self._services.diff(request, _peer(context, self._known)):
                 yield page
         except (QueryRefused, ValueError, StorageError) as exc:
             await _abort(context, exc)
@@ -165,7 +170,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         """Writes the pages one at a time while already waiting for the next one, so a watch the manager
         ends (a watcher that stopped reading and fell behind) ends the call at once, not when a write
         blocked on the stalled reader completes."""
-        pages = self._services.watch(request)
+        pages = self._services.watch(request, _peer(context, self._known))
         ahead: asyncio.Future[query_pb2.ChangePage] = asyncio.ensure_future(anext(pages))
         write: asyncio.Future[None] | None = None
         try:
@@ -248,7 +253,7 @@ async def serve(endpoint: ManagerEndpoint, settings: GrpcOptions, services: Mana
     options = server_options(endpoint, settings)
     server = grpc.aio.server(options=options, compression=settings.grpc_compression())
     sync_pb2_grpc.add_SyncServicer_to_server(SyncServicer(services, endpoint.identities), server)
-    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(services), server)
+    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(services, endpoint.identities), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
