@@ -6,6 +6,12 @@ reads it back (``read``, ``query``) and keeps the change history (``history``).
 The interface is synchronous: SQLite and psycopg are happiest that way, and the
 manager runs storage calls on a worker thread so the event loop never blocks.
 Every ``apply`` call is one transaction: it happens entirely or not at all.
+
+Fencing: every claim of a cluster carries an epoch (``Claim.epoch``) higher than
+any before it, the session writes with it (``ClusterRecord.epoch``), and a backend
+refuses, inside the write's own transaction, a write whose epoch is older than the
+cluster's current one (``StorageFenced``). A manager that lost its claim while
+frozen or cut off can then never overwrite what the new holder wrote.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from navigator.resource import Change, ObjectVersion, Resource, ResourceKey, StoredObject, StoredResource
 from navigator.selectors import LabelSelector
@@ -22,6 +28,18 @@ from navigator.selectors import LabelSelector
 
 class StorageError(Exception):
     """A backend could not do what was asked; the message says why (no traceback needed)."""
+
+    #: ``StorageFenced``, reachable from the public plugin API (which exports ``StorageError``).
+    Fenced: ClassVar[type[StorageFenced]]
+
+
+class StorageFenced(StorageError):
+    """A write refused because the writer no longer holds the cluster: a newer claim (a higher
+    epoch) exists, or the write would move a stored object's resourceVersion back. Nothing of it
+    was written; retrying cannot help, the writer's session must end."""
+
+
+StorageError.Fenced = StorageFenced
 
 
 @dataclass(slots=True)
@@ -55,6 +73,9 @@ class ClusterRecord:
     #: Seconds from the edge observing the last applied change to the manager applying it (``None``: no
     #: change applied yet). Mixes the two clocks: negative when the edge's runs ahead.
     lag: float | None = None
+    #: The fencing token of the claim under which this record is written (``Claim.epoch``); 0 for a
+    #: writer without a claim. ``apply`` and ``save_cluster`` refuse a record older than the cluster's.
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +136,24 @@ class StorageBackend(Protocol):
 
         ``history`` is ``None`` when history is off. ``record_cluster`` asks to keep
         this version of the cluster record in the history too (``get_cluster(at=...)``).
-        The reconciler hands each key at most once per call; nothing is compared here.
+        The reconciler hands each key at most once per call; nothing is compared here,
+        except what fencing needs. Inside the same transaction, raise ``StorageFenced``
+        and write nothing when
+
+        - ``cluster.epoch`` is lower than the cluster's current epoch: the highest epoch
+          saved with its record, and for a backend with claims of its own
+          (``create_claims``) the epoch of the cluster's latest claim;
+        - an upsert has the uid of the stored object at its key and an older
+          resourceVersion, both being integers (what Kubernetes and kubesim use;
+          resourceVersions that are not integers are not compared).
+
+        A write that is not refused saves ``cluster.epoch`` with the record.
         """
         ...
 
-    def save_cluster(self, cluster: ClusterRecord) -> None: ...
+    def save_cluster(self, cluster: ClusterRecord) -> None:
+        """Save the record alone; fenced like ``apply`` (``StorageFenced`` when ``cluster.epoch`` is older)."""
+        ...
 
     def get_cluster(self, cluster: str, at: datetime | None = None) -> ClusterRecord | None:
         """The record now, or as last saved at or before ``at`` (kept with the history)."""
@@ -152,7 +186,11 @@ class StorageBackend(Protocol):
         ...
 
     def create_claims(self, manager_id: str, grace_period: float) -> ClusterClaims | None:
-        """A claims shared by every manager on this storage, or ``None`` for the in-memory one."""
+        """A claims shared by every manager on this storage, or ``None`` for the in-memory one.
+
+        Its claims' epochs must exceed every epoch stored for the cluster; the in-memory
+        claims start above the epochs of the stored cluster records (``list_clusters``).
+        """
         ...
 
 
@@ -168,6 +206,9 @@ class Claim:
     holder_edge_id: str = ""
     #: Seconds until a retry may succeed (end of the grace period), 0 if unknown.
     retry_after: float = 0.0
+    #: An accepted claim's fencing token: higher than any earlier claim's on the cluster (every
+    #: claim takes a new one, a reconnect of the same edge too). Writes carry it (``ClusterRecord.epoch``).
+    epoch: int = 0
 
     @property
     def accepted(self) -> bool:
@@ -193,7 +234,8 @@ class ClusterClaims(Protocol):
     refused to any other edge id (``ALREADY_HELD``); after the holder releases
     it, other edge ids are refused until ``grace_period`` has passed
     (``GRACE_PERIOD``); the same edge id may always reclaim its own cluster
-    (a reconnect), replacing its previous connection.
+    (a reconnect), replacing its previous connection. Every accepted claim has an
+    epoch higher than the cluster's earlier claims (``Claim.epoch``).
     """
 
     def claim(self, cluster: str, edge_id: str) -> Claim: ...

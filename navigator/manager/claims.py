@@ -45,13 +45,19 @@ class RenewsMany(Protocol):
 
 
 class InMemoryClaims:
-    """Implements the ``ClusterClaims`` rules for one manager process."""
+    """Implements the ``ClusterClaims`` rules for one manager process.
+
+    Epochs count per cluster from the highest one storage holds (``seed_epochs``, at start),
+    so a restarted manager's claims still fence out writes made under its earlier ones.
+    """
 
     def __init__(self, manager_id: str, grace_period: float, clock: Callable[[], float] = time.time) -> None:
         self.manager_id = manager_id
         self.grace_period = grace_period
         self._clock = clock
         self._holdings: dict[str, Holding] = {}
+        #: cluster -> the epoch of its latest claim (or the highest stored, before any).
+        self._epochs: dict[str, int] = {}
         # Claims come from the event loop, reads from query threads.
         self._lock = threading.Lock()
 
@@ -67,7 +73,14 @@ class InMemoryClaims:
                 if remaining > 0:
                     return Claim(ClaimOutcome.GRACE_PERIOD, held.edge_id, retry_after=remaining)
             self._holdings[cluster] = Holding(cluster, edge_id, self.manager_id, True, now)
-            return Claim(ClaimOutcome.ACCEPTED, edge_id)
+            epoch = self._epochs[cluster] = self._epochs.get(cluster, 0) + 1
+            return Claim(ClaimOutcome.ACCEPTED, edge_id, epoch=epoch)
+
+    def seed_epochs(self, stored: Mapping[str, int]) -> None:
+        """Start each cluster's epochs above ``stored`` (cluster -> the highest epoch storage holds)."""
+        with self._lock:
+            for cluster, epoch in stored.items():
+                self._epochs[cluster] = max(self._epochs.get(cluster, 0), epoch)
 
     def release(self, cluster: str, edge_id: str) -> None:
         with self._lock:

@@ -12,6 +12,11 @@ reloading the reconciler's index plus saving the claimed record are handed to
 the storage thread without waiting for them, ahead of the session's first
 apply (which does not run if they failed). Claims and their renewals go
 through the ``ClaimKeeper`` (one renewal pass for all sessions).
+
+Fencing: every write of a session carries its claim's epoch (``ClusterRecord.epoch``)
+and storage refuses it once a newer claim exists (``StorageFenced``), on this manager
+or another one sharing the database. A fenced session ends at once with
+``ALREADY_EXISTS``: nothing it sends is stored any more, and retrying cannot help.
 """
 
 from __future__ import annotations
@@ -38,11 +43,12 @@ from navigator.interfaces import (
     Serializer,
     StorageBackend,
 )
+from navigator.interfaces.storage import StorageFenced
 from navigator.manager import acks
 from navigator.manager.apply import StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
 from navigator.manager.chunking import ChunkAssembler
-from navigator.manager.claims import ClaimKeeper
+from navigator.manager.claims import ClaimKeeper, InMemoryClaims
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.sinks import SinkFanout
 from navigator.manager.status import RECORD_EVERY
@@ -204,6 +210,9 @@ class SyncContext:
     storage: StorageTracker = field(default_factory=StorageTracker)
 
     def __post_init__(self) -> None:
+        if isinstance(self.claims, InMemoryClaims):
+            # Its epochs must start above those saved before this manager started (fencing).
+            self.claims.seed_epochs({r.cluster: r.epoch for r in self.backend.list_clusters()})
         self.keeper = ClaimKeeper(self.claims)
 
 
@@ -226,6 +235,8 @@ class EdgeSession:
         self._chunks = ChunkAssembler(ctx.config.limits)
         #: Why the claim did not land on the storage thread (then no apply of this session runs).
         self._claim_failed: str | None = None
+        #: Why storage refused this session's writes (a newer claim exists), once it did.
+        self._fenced: str | None = None
         self._worker = _ClusterWorker(self)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -267,12 +278,12 @@ class EdgeSession:
             # between (a claims on a thread gets the release before any later claim).
             ctx.keeper.release(self.cluster, self.edge_id)
             logger.info("edge {} of cluster {} disconnected; grace period starts", self.edge_id, self.cluster)
-            if self.record is not None:
+            if self.record is not None and self._fenced is None:  # fenced: the record is another's now
                 record = dataclasses.replace(self.record, last_seen=_utc(self.last_seen))
                 saved = self._store(ctx.backend.save_cluster, record)
                 try:
                     await asyncio.shield(saved)
-                except Dropped:
+                except (Dropped, StorageFenced):
                     pass  # the cluster was claimed again meanwhile: its record supersedes this one
                 except Exception as exc:
                     logger.warning("could not save last_seen of cluster {}: {}", self.cluster, exc)
@@ -363,7 +374,7 @@ class EdgeSession:
         self.ctx.sessions[self.cluster] = self
         if previous is not None:
             previous.terminate("ALREADY_EXISTS", f"edge {self.edge_id!r} reconnected on a newer stream")
-        self.record = await self._claimed_record(ident)
+        self.record = await self._claimed_record(ident, claim.epoch)
         versions = ident.protocol_version >= 2 and ident.want_versions
         accept = sync_pb2.Accept(
             manager_id=self.ctx.config.manager_id,
@@ -387,7 +398,7 @@ class EdgeSession:
         self.ctx.keeper.watch(self, self.cluster, self.edge_id, self._claim_lost)
         return True
 
-    async def _claimed_record(self, ident: sync_pb2.Identify) -> ClusterRecord:
+    async def _claimed_record(self, ident: sync_pb2.Identify, epoch: int) -> ClusterRecord:
         """The cluster's record as this edge claimed it; saved, and the reconciler's index (re)read,
         on the storage thread before this session's first apply.
 
@@ -409,12 +420,15 @@ class EdgeSession:
             manager_id=ctx.config.manager_id,
             last_seen=_utc(self.last_seen),
             last_sequence=stored.last_sequence if stored.edge_id == self.edge_id else 0,
+            epoch=epoch,
         )
 
         def land() -> None:
             try:
-                reconciler.load(cluster)
+                # Saved first: from here on storage refuses the writes of the cluster's earlier
+                # claims, so the index read next cannot miss one of them.
                 backend.save_cluster(record)
+                reconciler.load(cluster)
             except BaseException as exc:
                 # Seen by this session's applies, next on the storage thread: none runs on a stale index.
                 self._claim_failed = f"the claim did not land: {exc}"
@@ -452,6 +466,9 @@ class EdgeSession:
     def _landed(self, done: asyncio.Future[None]) -> None:
         if done.cancelled() or isinstance(exc := done.exception(), Dropped | None):
             return
+        if isinstance(exc, StorageFenced):
+            self._fence(exc)
+            return
         metrics.count_manager_error("storage")
         logger.warning("could not save the claim of cluster {} by edge {}: {}", self.cluster, self.edge_id, exc)
         self.terminate("UNAVAILABLE", f"storage failed at the claim: {exc}")
@@ -459,6 +476,23 @@ class EdgeSession:
     def _claim_lost(self) -> None:
         logger.warning("edge {} lost its claim on cluster {}", self.edge_id, self.cluster)
         self.terminate("ALREADY_EXISTS", f"the claim on cluster {self.cluster!r} was lost")
+
+    def _fence(self, exc: StorageFenced) -> None:
+        """Storage refused a write: a newer claim of the cluster exists. Nothing more of this
+        session may be written (queued calls are refused), and the stream ends."""
+        if self._fenced is None:
+            self._fenced = str(exc)
+            self._claim_failed = self._claim_failed or f"fenced: {exc}"
+            metrics.count_manager_error("fenced")
+            logger.warning(
+                "edge {} of cluster {}: storage refused this manager's writes, the claim was lost: {}",
+                self.edge_id,
+                self.cluster,
+                exc,
+            )
+        self.terminate(
+            "ALREADY_EXISTS", f"the claim on cluster {self.cluster!r} was lost (a newer claim exists): {exc}"
+        )
 
     # -- states ----------------------------------------------------------------------
 
@@ -517,6 +551,12 @@ class EdgeSession:
                 self._cluster_recorded_at = now
         except InvalidState as exc:
             return self._invalid(sequence, exc)
+        except StorageFenced as exc:
+            # No ack: the state was not stored, and the edge must take it elsewhere. The stream
+            # ends here (the cancellation lands at the yield).
+            self._fence(exc)
+            await asyncio.sleep(0)
+            return acks.retry(sequence, f"not applied: {exc}")  # not reached: the session was cancelled
         except Dropped as exc:  # the claim did not land; the stream is ending
             return acks.retry(sequence, f"not applied: {exc}")
         except Exception as exc:

@@ -39,7 +39,11 @@ What it checks, all through the public ``StorageBackend`` interface and in proce
   deletions with a stale uid, unchanged re-applies, an index reloaded after a reopen,
   per-object observation times and the freshness saved with the record);
 - **claims**: the rules of ``ClusterClaims`` for the claims a manager on this backend
-  uses (the backend's own from ``create_claims``, or the manager's in-memory ones).
+  uses (the backend's own from ``create_claims``, or the manager's in-memory ones);
+- **fencing**: every accepted claim has a higher epoch than the ones before it (after a
+  reopen too); ``apply`` and ``save_cluster`` under an older epoch than the cluster's
+  raise ``StorageFenced`` and write nothing, and so does an upsert that would move a stored
+  object (same uid) back to an older integer resourceVersion.
 
 The builders here (``make``, ``record``, ``added``/``modified``/``deleted``,
 ``commit``, ``state``, ``Feed``, ``scenario``) are public for backends' own tests.
@@ -65,8 +69,9 @@ from navigator.interfaces import (
     KindErrorRecord,
     ResourceQuery,
     StorageBackend,
+    StorageError,
 )
-from navigator.interfaces.storage import HistoryQuery
+from navigator.interfaces.storage import HistoryQuery, StorageFenced
 from navigator.manager import partial
 from navigator.manager.claims import InMemoryClaims
 from navigator.manager.reconciler import Reconciler
@@ -208,6 +213,12 @@ def store(backend: StorageBackend, resources: Iterable[Resource], cluster: str =
     """Write objects with history off (for the tests about current state only)."""
     upserts = [StoredObject(r, digest_of(r)) for r in resources]
     backend.apply(record(cluster), upserts, [], None)
+
+
+def store_as(backend: StorageBackend, epoch: int, resources: Iterable[Resource], cluster: str = "east") -> None:
+    """``store`` under a claim's ``epoch``."""
+    upserts = [StoredObject(r, digest_of(r)) for r in resources]
+    backend.apply(record(cluster, epoch=epoch), upserts, [], None)
 
 
 def names(backend: StorageBackend, **query: Any) -> list[str]:
@@ -570,6 +581,17 @@ def _exploding(items: Sequence[Any], after: int) -> Iterator[Any]:
         if i == after:
             raise _Boom("the edge vanished mid-apply")
         yield item
+
+
+def manager_claims(backend: StorageBackend, manager_id: str = "mgr-1", grace: float = 0.0) -> ClusterClaims:
+    """The claims a manager on ``backend`` uses: the backend's own, else the in-memory ones, their
+    epochs seeded from the stored records as the manager seeds them."""
+    shared = backend.create_claims(manager_id, grace)
+    if shared is not None:
+        return shared
+    claims = InMemoryClaims(manager_id, grace)
+    claims.seed_epochs({r.cluster: r.epoch for r in backend.list_clusters()})
+    return claims
 
 
 def check_claim_rules(make_claims: Callable[[float], ClusterClaims]) -> None:
@@ -1390,3 +1412,89 @@ class StorageConformance:
             return shared if shared is not None else InMemoryClaims("mgr-1", grace)
 
         check_claim_rules(claims)
+
+    # -- fencing -------------------------------------------------------------------
+
+    def test_claim_epochs_grow_with_every_claim(self, backend: StorageBackend) -> None:
+        claims = manager_claims(backend, grace=0.2)
+        try:
+            first = claims.claim("east", "edge-a")
+            again = claims.claim("east", "edge-a")  # a reconnect takes a new epoch too
+            assert first.accepted and again.accepted and 0 < first.epoch < again.epoch
+            assert claims.claim("west", "edge-b").epoch > 0
+            claims.release("east", "edge-a")
+            time.sleep(0.3)
+            other = claims.claim("east", "edge-b")
+            assert other.accepted and other.epoch > again.epoch
+        finally:
+            claims.close()
+
+    def test_a_write_under_an_older_claim_is_refused_and_changes_nothing(
+        self, settled: StorageBackend
+    ) -> None:
+        claims = manager_claims(settled)
+        try:
+            old = claims.claim("east", "edge-a")
+            settled.save_cluster(record(edge_id="edge-a", epoch=old.epoch))
+            store_as(settled, old.epoch, [make("p", rv="5")])
+            claims.release("east", "edge-a")  # cut off, say: with no grace period another edge takes over
+            new = claims.claim("east", "edge-b")
+            assert new.accepted and new.epoch > old.epoch
+            settled.save_cluster(record(edge_id="edge-b", epoch=new.epoch))  # the new holder's claim lands
+            before = everything(settled)
+            p6 = make("p", rv="6")
+            with pytest.raises(StorageFenced) as refused:
+                settled.apply(record(edge_id="edge-a", epoch=old.epoch, last_sequence=99),
+                              [StoredObject(p6, digest_of(p6))], [ResourceKey("pods", "default", "web", "web-reborn")],
+                              [modified(p6, moment(20), "5")], True)  # fmt: skip
+            assert isinstance(refused.value, StorageError)
+            assert "east" in str(refused.value)
+            with pytest.raises(StorageFenced):
+                settled.save_cluster(record(edge_id="edge-a", epoch=old.epoch, last_sequence=99))
+            assert everything(settled) == before
+            # The new holder writes on; its epoch is kept with the record.
+            store_as(settled, new.epoch, [p6])
+            stored = settled.get_cluster("east")
+            assert stored is not None and stored.epoch == new.epoch
+        finally:
+            claims.close()
+
+    def test_epochs_stay_above_the_stored_ones_after_a_reopen(self, backend_factory: BackendFactory) -> None:
+        first = backend_factory()
+        first.migrate()
+        claims = manager_claims(first)
+        try:
+            old = claims.claim("east", "edge-a")
+            first.save_cluster(record(edge_id="edge-a", epoch=old.epoch))
+        finally:
+            claims.close()
+            first.close()
+        reopened = backend_factory()
+        try:
+            reopened.migrate()
+            stored = reopened.get_cluster("east")
+            assert stored is not None and stored.epoch == old.epoch
+            claims = manager_claims(reopened)
+            try:
+                assert claims.claim("east", "edge-b").epoch > old.epoch
+            finally:
+                claims.close()
+        finally:
+            reopened.close()
+
+    def test_an_older_resource_version_of_the_same_uid_is_refused(self, settled: StorageBackend) -> None:
+        store_as(settled, 0, [make("p", rv="4426"), make("q", rv="abc"), make("r", rv="10")], cluster="west")
+        before = everything(settled)
+        stale, fresh = make("p", rv="4051"), make("n", rv="1")
+        with pytest.raises(StorageFenced) as refused:
+            settled.apply(record("west"), [StoredObject(fresh, "n"), StoredObject(stale, "stale")], [],
+                          [added(fresh, moment(20), "west"), modified(stale, moment(20), "4426", cluster="west")])  # fmt: skip
+        assert "4426" in str(refused.value) and "4051" in str(refused.value)
+        assert everything(settled) == before
+        # Not refused: a re-created object (new uid), the same version (a payload change), versions that
+        # are not integers, a newer one.
+        store_as(settled, 0, [make("p", uid="p-reborn", rv="12"), make("q", rv="abb"),
+                              make("r", rv="10", data={"phase": "Failed"})], cluster="west")  # fmt: skip
+        store_as(settled, 0, [make("p", uid="p-reborn", rv="13")], cluster="west")
+        assert {o.resource.name: o.resource.resource_version for o in settled.query(ResourceQuery(cluster="west"))
+                if o.resource.kind == "pods" and o.resource.name in "pqr"} == {"p": "13", "q": "abb", "r": "10"}  # fmt: skip

@@ -5,6 +5,10 @@ manager serving it and a lease. The manager renews its leases on a heartbeat;
 if it dies, its leases run out and the cluster counts as released at that
 moment, so the grace period follows and then another edge may take it. All
 decisions use the database clock and row locks, never a manager's own clock.
+
+Each claim takes the row's next ``epoch`` (a new row starts above the epoch the
+cluster's record was last written under): the fencing token every write of the
+claim carries, and that writes of older claims are refused against (``clusters.fence``).
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ _LIVE = "(connected AND expires_at > clock_timestamp())"
 _LEASE = "clock_timestamp() + %(ttl)s * interval '1 second'"
 
 INSERT = f"""
-INSERT INTO cluster_claims (cluster, edge_id, manager_id, connected, since, released_at, expires_at)
-VALUES (%(cluster)s, %(edge)s, %(manager)s, true, clock_timestamp(), NULL, {_LEASE})
+INSERT INTO cluster_claims (cluster, edge_id, manager_id, connected, since, released_at, expires_at, epoch)
+VALUES (%(cluster)s, %(edge)s, %(manager)s, true, clock_timestamp(), NULL, {_LEASE},
+        coalesce((SELECT epoch FROM clusters WHERE cluster = %(cluster)s), 0) + 1)
 ON CONFLICT (cluster) DO NOTHING
-RETURNING cluster
+RETURNING epoch
 """
 
 CURRENT = f"""
@@ -48,8 +53,9 @@ FOR UPDATE
 TAKE = f"""
 UPDATE cluster_claims
 SET edge_id = %(edge)s, manager_id = %(manager)s, connected = true, since = clock_timestamp(),
-    released_at = NULL, expires_at = {_LEASE}
+    released_at = NULL, expires_at = {_LEASE}, epoch = epoch + 1
 WHERE cluster = %(cluster)s
+RETURNING epoch
 """
 
 RELEASE = """
@@ -165,8 +171,8 @@ class PostgresClaims:
         params = self._params(cluster=cluster, edge=edge_id)
 
         def work(conn: psycopg.Connection[Any]) -> Claim:
-            if conn.execute(INSERT, params).fetchone() is not None:
-                return Claim(ClaimOutcome.ACCEPTED)
+            if (inserted := conn.execute(INSERT, params).fetchone()) is not None:
+                return Claim(ClaimOutcome.ACCEPTED, epoch=int(inserted[0]))
             row = conn.execute(CURRENT, params).fetchone()
             assert row is not None  # the insert conflicted and rows are never deleted
             holder, live, wait = row[0], bool(row[1]), float(row[2] or 0.0)
@@ -175,8 +181,9 @@ class PostgresClaims:
                     return Claim(ClaimOutcome.ALREADY_HELD, holder_edge_id=holder)
                 if wait > 0:
                     return Claim(ClaimOutcome.GRACE_PERIOD, holder_edge_id=holder, retry_after=wait)
-            conn.execute(TAKE, params)
-            return Claim(ClaimOutcome.ACCEPTED)
+            taken = conn.execute(TAKE, params).fetchone()
+            assert taken is not None
+            return Claim(ClaimOutcome.ACCEPTED, epoch=int(taken[0]))
 
         with self._turns:
             claim = self._run(f"claiming cluster {cluster}", work)

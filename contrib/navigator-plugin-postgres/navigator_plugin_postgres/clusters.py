@@ -1,4 +1,7 @@
-"""``ClusterRecord`` to and from a row of ``clusters``, and its kept copies in ``cluster_history``."""
+"""``ClusterRecord`` to and from a row of ``clusters``, and its kept copies in ``cluster_history``.
+
+Saving a record is fenced (``fence``): refused when a newer claim of the cluster exists.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,20 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from navigator.plugin import ClusterRecord, KindErrorRecord
+from navigator.plugin import ClusterRecord, KindErrorRecord, StorageError
 
 COLUMNS = (
     "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence, "
-    "fresh_as_of, lag"
+    "fresh_as_of, lag, epoch"
 )
 
 UPSERT = f"""
-INSERT INTO clusters ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO clusters ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (cluster) DO UPDATE SET
     edge_id = excluded.edge_id, metadata = excluded.metadata, last_sync = excluded.last_sync,
     last_seen = excluded.last_seen, sync_interval = excluded.sync_interval, errors = excluded.errors,
     manager_id = excluded.manager_id, last_sequence = excluded.last_sequence,
-    fresh_as_of = excluded.fresh_as_of, lag = excluded.lag
+    fresh_as_of = excluded.fresh_as_of, lag = excluded.lag, epoch = excluded.epoch
 """
 
 SELECT = f"SELECT {COLUMNS} FROM clusters"
@@ -29,8 +32,18 @@ SELECT = f"SELECT {COLUMNS} FROM clusters"
 #: A copy of the record as of ``applied_at`` (its last_sync), for ``get_cluster(at=...)``.
 RECORD = (
     f"INSERT INTO cluster_history (applied_at, {COLUMNS}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+
+#: The cluster's current epoch: its latest claim's (the row locked, so a claim taking the next
+#: epoch waits for this transaction to end) and the one its record was last written under.
+CURRENT_EPOCH = """
+SELECT greatest(
+    (SELECT epoch FROM cluster_claims WHERE cluster = %(cluster)s FOR SHARE),
+    (SELECT epoch FROM clusters WHERE cluster = %(cluster)s),
+    0
+)
+"""
 
 #: Per cluster the latest copy at or before a time.
 SELECT_AT = f"""
@@ -83,12 +96,13 @@ def row_params(record: ClusterRecord) -> tuple[Any, ...]:
         int(record.last_sequence),
         record.fresh_as_of,
         float(record.lag) if record.lag is not None else None,
+        int(record.epoch),
     )
 
 
 def from_row(row: tuple[Any, ...]) -> ClusterRecord:
     (cluster, edge_id, metadata, last_sync, last_seen, interval, errors, manager_id, last_sequence,
-     fresh_as_of, lag) = row  # fmt: skip
+     fresh_as_of, lag, epoch) = row  # fmt: skip
     return ClusterRecord(
         cluster=cluster,
         edge_id=edge_id,
@@ -101,10 +115,28 @@ def from_row(row: tuple[Any, ...]) -> ClusterRecord:
         last_sequence=int(last_sequence),
         fresh_as_of=fresh_as_of,
         lag=float(lag) if lag is not None else None,
+        epoch=int(epoch),
     )
 
 
+def fence(conn: psycopg.Connection[Any], record: ClusterRecord) -> None:
+    """Refuse (``StorageFenced``) a write under an older claim than the cluster's current one.
+
+    Run last before the commit: from here until it, a claim of the cluster waits (row lock),
+    so a write either commits before the next claim or is refused by it.
+    """
+    row = conn.execute(CURRENT_EPOCH, {"cluster": record.cluster}).fetchone()
+    current = int(row[0]) if row is not None else 0
+    if current > record.epoch:
+        raise StorageError.Fenced(
+            f"cluster {record.cluster}: a newer claim (epoch {current}) exists; this write's claim "
+            f"(epoch {record.epoch}) is no longer valid, nothing was written"
+        )
+
+
 def save(conn: psycopg.Connection[Any], record: ClusterRecord) -> None:
+    """Fenced; the caller's transaction rolls back on ``StorageFenced``."""
+    fence(conn, record)
     conn.execute(UPSERT, row_params(record))
 
 

@@ -162,6 +162,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN IF NOT EXISTS lag double precision""",
         ),
     ),
+    Migration(
+        5,
+        "fencing: claim epochs",
+        (
+            # Every claim takes the next epoch of its cluster; a write carries its claim's and is
+            # refused once the claim row holds a higher one (a newer claim, on any manager).
+            "ALTER TABLE {s}.cluster_claims ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0",
+            # The epoch the record was last written under: a write under an older one is refused too.
+            "ALTER TABLE {s}.clusters ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0",
+            "ALTER TABLE {s}.cluster_history ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

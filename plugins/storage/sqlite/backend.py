@@ -11,7 +11,10 @@ does not pay for it on the storage thread.
 
 Nothing is compared here: the core's reconciler decides what changed and
 hands ``apply`` the objects to write, the keys to delete and the changes to
-record.
+record. Only fencing checks, inside each write transaction (``BEGIN IMMEDIATE``,
+so no other writer comes in between): a record whose epoch is below the stored one
+is refused, and so is an upsert that would move an object (same uid) back to an
+older integer resourceVersion (``StorageFenced``, nothing written).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from navigator.plugin import (
     StoredResource,
 )
 
+StorageFenced = StorageError.Fenced
+
 #: Keys per ``read`` statement, and rows per fetch when a query streams its results.
 BATCH = 5000
 PAGE = 500
@@ -58,16 +63,37 @@ _Statement = tuple[str, Sequence[Any]]
 
 # A first ingest: SQLite numbers the rows. Else id last: a new id for every row, which a row that
 # exists ignores (it keeps its own: label_index reads which is which).
+#: Whether the row ``new`` would move the stored row (same uid) back to an older resourceVersion:
+#: compared as integers when both are (at most 18 digits, so they fit), else never.
+_OLDER = """{stored}.uid = {new}.uid
+    AND {stored}.resource_version != '' AND {stored}.resource_version NOT GLOB '*[^0-9]*'
+    AND {new}.resource_version != '' AND {new}.resource_version NOT GLOB '*[^0-9]*'
+    AND length({stored}.resource_version) <= 18 AND length({new}.resource_version) <= 18
+    AND CAST({stored}.resource_version AS INTEGER) > CAST({new}.resource_version AS INTEGER)"""
+#: The first upsert that ``_OLDER`` refused, to name it.
+_REGRESSED = f"""
+SELECT stored.kind, stored.namespace, stored.name, stored.resource_version, new.resource_version
+FROM (
+    SELECT json_extract(value, '$[0]') AS kind, json_extract(value, '$[1]') AS namespace,
+           json_extract(value, '$[2]') AS name, json_extract(value, '$[3]') AS uid,
+           json_extract(value, '$[4]') AS resource_version
+    FROM json_each(?)
+) AS new CROSS JOIN resources AS stored
+WHERE stored.cluster = ? AND stored.kind = new.kind AND stored.namespace = new.namespace
+  AND stored.name = new.name AND {_OLDER.format(stored="stored", new="new")}
+LIMIT 1
+"""
 _INSERT = """
 INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-_UPSERT = """
+_UPSERT = f"""
 INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data, id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET
     uid = excluded.uid, resource_version = excluded.resource_version, digest = excluded.digest,
     labels = excluded.labels, data = excluded.data
+WHERE NOT ({_OLDER.format(stored="resources", new="excluded")})
 """
 _DELETE = "DELETE FROM resources WHERE cluster = ? AND kind = ? AND namespace = ? AND name = ?"
 # A DELETED change carries no object: its labels are the stored ones (still there, since
@@ -84,19 +110,20 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, coalesce(
 """
 _CLUSTER_COLUMNS = (
     "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence, "
-    "fresh_as_of, lag"
+    "fresh_as_of, lag, epoch"
 )
 _SAVE_CLUSTER = f"""
-INSERT INTO clusters ({_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO clusters ({_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (cluster) DO UPDATE SET
     edge_id = excluded.edge_id, metadata = excluded.metadata, last_sync = excluded.last_sync,
     last_seen = excluded.last_seen, sync_interval = excluded.sync_interval, errors = excluded.errors,
     manager_id = excluded.manager_id, last_sequence = excluded.last_sequence,
-    fresh_as_of = excluded.fresh_as_of, lag = excluded.lag
+    fresh_as_of = excluded.fresh_as_of, lag = excluded.lag, epoch = excluded.epoch
 """
 _RECORD_CLUSTER = (
-    f"INSERT INTO cluster_history (applied_at, {_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO cluster_history (applied_at, {_CLUSTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_STORED_EPOCH = "SELECT epoch FROM clusters WHERE cluster = ?"
 _READ = """
 SELECT r.kind, r.namespace, r.name, r.uid, r.resource_version, r.labels, r.data
 FROM json_each(?) AS k CROSS JOIN resources AS r
@@ -218,6 +245,7 @@ def _record(row: Sequence[Any]) -> ClusterRecord:
         last_sequence=row[8],
         fresh_as_of=_datetime(row[9]),
         lag=row[10],
+        epoch=row[11],
     )
 
 
@@ -239,6 +267,7 @@ def _cluster_row(c: ClusterRecord) -> tuple[Any, ...]:
         c.last_sequence,
         _epoch(c.fresh_as_of),
         c.lag,
+        c.epoch,
     )
 
 
@@ -482,6 +511,7 @@ class SQLiteBackend:
                     raise StorageError(f"SQLite error on {self.path}: {exc}") from None
                 self._logging_labels = True
         with self._transaction() as conn:
+            _check_epoch(conn, cluster)
             # Encode each object once: the same bytes go to resources and to its history row.
             # The last slot holds the row's label group (a first ingest takes it off), then its id:
             # rows are grouped by kind and labels text here, where each is at hand, so that a first
@@ -512,7 +542,8 @@ class SQLiteBackend:
                 for row_id, row in enumerate(rows, first_id):  # kept by new rows, ignored by existing ones
                     row[9] = row_id
                 conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
-                conn.executemany(_UPSERT, rows)
+                if conn.executemany(_UPSERT, rows).rowcount < len(rows):
+                    _check_regressions(conn, name, rows)
                 label_index.update(conn, name, first_id)
             cluster_row = _cluster_row(cluster)
             conn.execute(_SAVE_CLUSTER, cluster_row)
@@ -521,6 +552,7 @@ class SQLiteBackend:
 
     def save_cluster(self, cluster: ClusterRecord) -> None:
         with self._transaction() as conn:
+            _check_epoch(conn, cluster)
             conn.execute(_SAVE_CLUSTER, _cluster_row(cluster))
 
     def get_cluster(self, cluster: str, at: datetime | None = None) -> ClusterRecord | None:
@@ -583,6 +615,28 @@ class SQLiteBackend:
 
     def create_claims(self, manager_id: str, grace_period: float) -> ClusterClaims | None:
         return None
+
+
+def _check_epoch(conn: sqlite3.Connection, record: ClusterRecord) -> None:
+    """Refuse a write under an older claim than the cluster's last write (fencing)."""
+    row = conn.execute(_STORED_EPOCH, (record.cluster,)).fetchone()
+    if row is not None and row[0] > record.epoch:
+        raise StorageFenced(
+            f"cluster {record.cluster}: a newer claim (epoch {row[0]}) has written it; "
+            f"this write's claim (epoch {record.epoch}) is no longer valid, nothing was written"
+        )
+
+
+def _check_regressions(conn: sqlite3.Connection, cluster: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Some upserts were refused (``_OLDER``): name one and roll everything back."""
+    keys = orjson.dumps([[r[1], r[2], r[3], r[4], r[5]] for r in rows]).decode()
+    found = conn.execute(_REGRESSED, (keys, cluster)).fetchone()
+    if found is not None:  # else: a key came twice (the last copy won), nothing was refused
+        kind, namespace, name, stored, new = found
+        raise StorageFenced(
+            f"cluster {cluster}: {kind} {namespace + '/' if namespace else ''}{name} is stored at "
+            f"resourceVersion {stored}, newer than {new} written now: a stale writer, nothing was written"
+        )
 
 
 def _first_ingest(

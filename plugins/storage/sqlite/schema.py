@@ -146,6 +146,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE cluster_history ADD COLUMN fresh_as_of REAL;
     ALTER TABLE cluster_history ADD COLUMN lag REAL;
     """,
+    # 5: fencing: the epoch of the claim under which the record was last written.
+    """
+    -- A write whose epoch is below the stored one comes from a manager that lost the cluster
+    -- and is refused. 0: written before fencing, or by a writer without a claim.
+    ALTER TABLE clusters ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE cluster_history ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 #: Work a migration needs Python for, run after its statements, in the same transaction.
