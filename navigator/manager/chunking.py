@@ -3,10 +3,16 @@
 Chunks of one set arrive in order on one stream. Anything else — a gap, a
 mismatch between chunks, a non-chunk state in the middle, a timeout — discards
 the whole set, so nothing of a partial snapshot is ever stored.
+
+What waits in memory is bounded: per stream by ``limits.max_chunk_bytes_per_edge``
+and for all streams of the process together by ``limits.max_chunk_bytes_total``
+(one ``ChunkBudget`` every assembler shares). A chunk that would go over either
+discards its set with ``INVALID`` naming the limit.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +24,34 @@ from navigator.manager.validation import InvalidState, StateSet
 from navigator.v1 import sync_pb2
 
 
+class ChunkBudget:
+    """Bytes of incomplete chunk sets held by all the assemblers sharing it (by default the process's)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._used = 0
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def reserve(self, size: int, limit: int) -> bool:
+        """Take ``size`` bytes if that keeps the total within ``limit``; ``False`` (nothing taken) otherwise."""
+        with self._lock:
+            if self._used + size > limit:
+                return False
+            self._used += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self._used = max(0, self._used - size)
+
+
+#: The budget every assembler uses unless given its own: one per process.
+SHARED_BUDGET = ChunkBudget()
+
+
 @dataclass(slots=True)
 class _Pending:
     snapshot_sequence: int
@@ -27,6 +61,8 @@ class _Pending:
     header: sync_pb2.ClusterState
     started: float
     state: StateSet
+    #: Bytes of this set's chunks taken from the budget.
+    held: int = 0
 
 
 def _header(state: sync_pb2.ClusterState) -> sync_pb2.ClusterState:
@@ -53,14 +89,42 @@ def is_chunk(state: sync_pb2.ClusterState) -> bool:
 class ChunkAssembler:
     """Collects one stream's chunk sets; ``add`` returns a complete state or ``None`` (buffered)."""
 
-    def __init__(self, limits: LimitsSection, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: LimitsSection,
+        clock: Callable[[], float] = time.monotonic,
+        budget: ChunkBudget | None = None,
+    ) -> None:
         self.limits = limits
         self._clock = clock
+        self._budget = budget if budget is not None else SHARED_BUDGET
         self._pending: _Pending | None = None
 
     @property
     def pending(self) -> bool:
         return self._pending is not None
+
+    def _drop(self) -> None:
+        if self._pending is not None:
+            self._budget.release(self._pending.held)
+            self._pending = None
+
+    def _hold(self, pending: _Pending, state: sync_pb2.ClusterState, where: str) -> None:
+        """Count ``state`` against both limits; over either, the set is refused (and discarded by the caller)."""
+        size = state.ByteSize()
+        per_edge = self.limits.max_chunk_bytes_per_edge
+        if pending.held + size > per_edge:
+            raise InvalidState(
+                f"{where}: the set would buffer {pending.held + size} bytes, more than "
+                f"limits.max_chunk_bytes_per_edge ({per_edge})"
+            )
+        total = self.limits.max_chunk_bytes_total
+        if not self._budget.reserve(size, total):
+            raise InvalidState(
+                f"{where}: buffering its {size} bytes would take the chunk sets of all edges over "
+                f"limits.max_chunk_bytes_total ({total}); send it again later"
+            )
+        pending.held += size
 
     def discard(self, reason: str) -> None:
         if self._pending is not None:
@@ -71,7 +135,7 @@ class ChunkAssembler:
                 self._pending.count,
                 reason,
             )
-            self._pending = None
+            self._drop()
 
     def expire(self) -> None:
         """Drop a set that has waited longer than ``limits.chunk_timeout`` for its next chunk."""
@@ -106,7 +170,7 @@ class ChunkAssembler:
                 )
             first = StateSet.single(state)
             first.chunks = chunk.count
-            self._pending = _Pending(
+            started = _Pending(
                 snapshot_sequence=chunk.snapshot_sequence,
                 count=chunk.count,
                 next_index=1,
@@ -115,6 +179,8 @@ class ChunkAssembler:
                 started=self._clock(),
                 state=first,
             )
+            self._hold(started, state, where)
+            self._pending = started
             return None
         pending = self._pending
         if pending is None or pending.snapshot_sequence != chunk.snapshot_sequence:
@@ -131,6 +197,7 @@ class ChunkAssembler:
             raise InvalidState(
                 f"{where}: timestamp, kinds, cached_kinds, errors, counts or deletions differ from the set's first chunk"
             )
+        self._hold(pending, state, where)
         collected = pending.state
         collected.resources.extend(state.resources)
         if len(collected.resources) > self.limits.max_resources_per_state:
@@ -142,6 +209,6 @@ class ChunkAssembler:
         pending.last_sequence = state.sequence
         if pending.next_index < pending.count:
             return None
-        self._pending = None
+        self._drop()
         collected.sequence = state.sequence
         return collected

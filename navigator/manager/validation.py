@@ -7,7 +7,9 @@ changes and the stream stays open.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -18,31 +20,97 @@ from navigator.manager import partial
 from navigator.protocol import SUPPORTED_PROTOCOL_VERSIONS, cluster_id_problem
 from navigator.v1 import sync_pb2
 
+#: The largest sequence the manager keeps: stores hold it as a signed 64-bit integer.
+MAX_SEQUENCE = 2**63 - 1
+#: The longest sync interval an edge may announce (one day); 0 means the default (30 s).
+MAX_SYNC_INTERVAL = 86_400.0
+#: Bounds on Identify fields that the manager echoes in its logs and answers.
+MAX_EDGE_ID_BYTES = 253
+MAX_SERIALIZERS = 16
+MAX_NAME_BYTES = 63
+MAX_KIND_BYTES = 253
+#: How much of a client's value a message quotes.
+ECHO_CHARS = 64
+
+
+_DEFAULTS = LimitsSection()
+
 
 class InvalidState(ValueError):
     """A ClusterState (or chunk set) that must not be applied; the message says why."""
 
 
-def check_identify(identify: sync_pb2.Identify) -> str | None:
-    """The problem with an ``Identify``, or ``None`` when it is well formed."""
+def echo(value: str) -> str:
+    """``value`` quoted for a message or log line, cut to its first ``ECHO_CHARS`` characters.
+
+    Whatever an edge sent can be megabytes: quoting it whole would let one client fill the
+    logs and every answer that repeats it.
+    """
+    if len(value) <= ECHO_CHARS:
+        return repr(value)
+    return f"{value[:ECHO_CHARS]!r}… ({len(value.encode(errors='replace'))} bytes)"
+
+
+def clip(value: str) -> str:
+    """Like ``echo``, unquoted: for names that read as words (kinds, object paths)."""
+    if len(value) <= ECHO_CHARS:
+        return value
+    return f"{value[:ECHO_CHARS]}… ({len(value.encode(errors='replace'))} bytes)"
+
+
+def cut_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    data = text.encode(errors="replace")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode(errors="ignore")
+
+
+def check_identify(identify: sync_pb2.Identify, limits: LimitsSection | None = None) -> str | None:
+    """The problem with an ``Identify``, or ``None`` when it is well formed.
+
+    The size comes first: an oversized Identify is refused before any of its values is
+    looked at, and no message here quotes more than ``ECHO_CHARS`` of a value.
+    """
+    limit = (limits or _DEFAULTS).max_identify_bytes
+    if (size := identify.ByteSize()) > limit:
+        return f"the Identify is {size} bytes, more than limits.max_identify_bytes ({limit})"
     if identify.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
         speaks = ", ".join(map(str, SUPPORTED_PROTOCOL_VERSIONS))
         return f"unsupported protocol_version {identify.protocol_version} (this manager speaks {speaks})"
+    if len(identify.cluster_id) > MAX_NAME_BYTES:
+        return f"invalid cluster id {echo(identify.cluster_id)}: longer than {MAX_NAME_BYTES} characters"
     if (problem := cluster_id_problem(identify.cluster_id)) is not None:
         return problem
     if not identify.edge_id.strip():
         return "edge_id is empty"
-    if identify.sync_interval_seconds < 0:
-        return f"sync_interval_seconds is negative ({identify.sync_interval_seconds})"
+    if len(identify.edge_id.encode()) > MAX_EDGE_ID_BYTES:
+        return f"edge_id {echo(identify.edge_id)} is longer than {MAX_EDGE_ID_BYTES} bytes"
+    if len(identify.serializers) > MAX_SERIALIZERS:
+        return f"serializers lists {len(identify.serializers)} names, more than {MAX_SERIALIZERS}"
+    for name in identify.serializers:
+        if len(name.encode()) > MAX_NAME_BYTES:
+            return f"serializer name {echo(name)} is longer than {MAX_NAME_BYTES} bytes"
+    interval = identify.sync_interval_seconds
+    if not math.isfinite(interval) or not 0 <= interval <= MAX_SYNC_INTERVAL:
+        return (
+            f"sync_interval_seconds must be a number from 0 (the default) to {MAX_SYNC_INTERVAL:g} "
+            f"(one day), got {interval}"
+        )
+    for kind in identify.kinds:
+        if not kind or len(kind.encode()) > MAX_KIND_BYTES:
+            return f"kind {echo(kind)} in kinds must be 1-{MAX_KIND_BYTES} bytes"
     return None
 
 
 def check_header(state: sync_pb2.ClusterState, cluster_id: str, edge_id: str) -> None:
     """Identity and ordering: the state belongs to this stream and comes after the previous one."""
     if state.cluster_id != cluster_id:
-        raise InvalidState(f"cluster_id {state.cluster_id!r} does not match the stream's cluster {cluster_id!r}")
+        raise InvalidState(
+            f"cluster_id {echo(state.cluster_id)} does not match the stream's cluster {echo(cluster_id)}"
+        )
     if state.edge_id != edge_id:
-        raise InvalidState(f"edge_id {state.edge_id!r} does not match the stream's edge {edge_id!r}")
+        raise InvalidState(f"edge_id {echo(state.edge_id)} does not match the stream's edge {echo(edge_id)}")
     if state.type not in (sync_pb2.STATE_TYPE_FULL, sync_pb2.STATE_TYPE_DELTA):
         raise InvalidState("type must be STATE_TYPE_FULL or STATE_TYPE_DELTA")
     if not state.HasField("timestamp"):
@@ -50,6 +118,9 @@ def check_header(state: sync_pb2.ClusterState, cluster_id: str, edge_id: str) ->
 
 
 def check_sequence(sequence: int, last_sequence: int) -> None:
+    """Raised before the stream takes ``sequence`` as its last: a refused one never blocks later states."""
+    if sequence > MAX_SEQUENCE:
+        raise InvalidState(f"sequence {sequence} is above 2^63-1, the largest sequence the manager keeps")
     if sequence <= last_sequence:
         raise InvalidState(
             f"sequence {sequence} is not greater than the previous state's sequence {last_sequence} on this stream"
@@ -103,20 +174,61 @@ def _time(stamp: Timestamp) -> datetime:
 
 
 def _describe(r: sync_pb2.Resource | sync_pb2.ResourceKey) -> str:
-    return f"{r.kind or '?'}/{r.namespace + '/' if r.namespace else ''}{r.name or '?'}"
+    """``kind/namespace/name`` for a message, each part cut like any echoed value."""
+    return f"{clip(r.kind or '?')}/{clip(r.namespace) + '/' if r.namespace else ''}{clip(r.name or '?')}"
 
 
-def check_state_set(state: StateSet, limits: LimitsSection) -> None:
-    """Required fields, kinds, sizes, counts and duplicates of a complete state."""
+def _check_errors(state: StateSet, limits: LimitsSection, declared: Collection[str] | None) -> None:
+    """At most ``limits.max_kind_errors`` errors, each of a declared kind; long messages are cut.
+
+    The cluster record keeps them and every ``query clusters`` answer carries them: without
+    bounds one edge could make that answer too large for any reader.
+    """
+    if len(state.errors) > limits.max_kind_errors:
+        raise InvalidState(
+            f"the state lists {len(state.errors)} kind errors, more than limits.max_kind_errors "
+            f"({limits.max_kind_errors})"
+        )
+    for error in state.errors:
+        if not error.kind:
+            raise InvalidState("an entry in errors has no kind")
+        if declared is not None and error.kind not in declared:
+            raise InvalidState(f"an error names kind {echo(error.kind)}, which the edge did not declare in Identify.kinds")
+        error.message = cut_utf8(error.message, limits.max_error_message_bytes)
+
+
+def _check_declared(state: StateSet, declared: Collection[str]) -> None:
+    """Only kinds the edge declared: anything else could never be replaced by a FULL."""
+    for name in ("kinds", "cached_kinds"):
+        for kind in getattr(state, name):
+            if kind not in declared:
+                raise InvalidState(f"{name} lists {echo(kind)}, which the edge did not declare in Identify.kinds")
+    items: list[tuple[str, sync_pb2.Resource | sync_pb2.ResourceKey]] = [
+        *(("resource", r) for r in state.resources),
+        *(("deletion", d) for d in state.deletions),
+    ]
+    for what, item in items:
+        if item.kind not in declared:
+            raise InvalidState(
+                f"{what} {_describe(item)} is of kind {echo(item.kind)}, which the edge did not declare "
+                "in Identify.kinds"
+            )
+
+
+def check_state_set(state: StateSet, limits: LimitsSection, declared: Collection[str] | None = None) -> None:
+    """Required fields, kinds, sizes, counts and duplicates of a complete state.
+
+    ``declared`` are the kinds of the stream's ``Identify``; when given, every kind the
+    state names must be one of them. Kind error messages longer than
+    ``limits.max_error_message_bytes`` are cut in place.
+    """
     total = len(state.resources) + len(state.deletions)
     if total > limits.max_resources_per_state:
         raise InvalidState(
             f"the state holds {total} objects, more than limits.max_resources_per_state "
             f"({limits.max_resources_per_state})"
         )
-    for error in state.errors:
-        if not error.kind:
-            raise InvalidState("an entry in errors has no kind")
+    _check_errors(state, limits, declared)
     if not state.full:
         if state.kinds or state.cached_kinds:
             raise InvalidState("a DELTA state must not list kinds or cached_kinds")
@@ -126,7 +238,9 @@ def check_state_set(state: StateSet, limits: LimitsSection) -> None:
         if not deletion.kind or not deletion.name:
             raise InvalidState(f"deletion {_describe(deletion)} needs kind and name")
         if state.full and deletion.kind not in state.kinds:
-            raise InvalidState(f"deletion {_describe(deletion)} is of kind {deletion.kind!r}, which is not in kinds")
+            raise InvalidState(f"deletion {_describe(deletion)} is of kind {echo(deletion.kind)}, which is not in kinds")
+    if declared is not None:
+        _check_declared(state, declared)
     covered = partial.covered_kinds(state)
     max_payload = limits.max_payload_bytes
     seen: set[tuple[str, str, str]] = set()
@@ -142,7 +256,7 @@ def check_state_set(state: StateSet, limits: LimitsSection) -> None:
         if state.full:
             if r.kind not in covered:
                 raise InvalidState(
-                    f"resource {_describe(r)} is of kind {r.kind!r}, which is in neither kinds nor cached_kinds"
+                    f"resource {_describe(r)} is of kind {echo(r.kind)}, which is in neither kinds nor cached_kinds"
                 )
             key = (r.kind, r.namespace, r.name)
             if key in seen:
@@ -153,10 +267,12 @@ def check_state_set(state: StateSet, limits: LimitsSection) -> None:
         # Only what differs travels: the whole state's counts bound what arrived.
         for kind, present in actual.items():
             if present > state.counts.get(kind, 0):
-                raise InvalidState(f"counts say {state.counts.get(kind, 0)} {kind} but the state holds {present}")
+                raise InvalidState(
+                    f"counts say {state.counts.get(kind, 0)} {clip(kind)} but the state holds {present}"
+                )
     elif state.full and state.counts:
         for kind in sorted(set(state.counts) | set(actual)):
             if state.counts.get(kind, 0) != actual.get(kind, 0):
                 raise InvalidState(
-                    f"counts say {state.counts.get(kind, 0)} {kind} but the state holds {actual.get(kind, 0)}"
+                    f"counts say {state.counts.get(kind, 0)} {clip(kind)} but the state holds {actual.get(kind, 0)}"
                 )

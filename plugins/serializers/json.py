@@ -27,12 +27,18 @@ class JsonSerializer:
         return value
 
     def to_json(self, payload: bytes) -> bytes:
-        """The payload itself once it is known to be a JSON object: the manager stores these bytes."""
+        """The payload itself once it is known to be a JSON object: the manager stores these bytes.
+
+        The manager bounds the nesting itself; here only a payload too deep for the
+        validator's own recursion must still be a ``ValueError``, not a crash.
+        """
         try:
             _VALIDATE.decode(payload)
             payload.decode()
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"payload is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("payload nests objects and arrays too deeply to be read") from None
         if payload.lstrip()[:1] != b"{":
             raise ValueError("payload must be a JSON object")
         return payload
