@@ -242,6 +242,11 @@ def check_state_set(state: StateSet, limits: LimitsSection, declared: Collection
     if declared is not None:
         _check_declared(state, declared)
     covered = partial.covered_kinds(state)
+    if state.full:
+        # Each kind counted becomes a label of the manager's metrics: only kinds the state covers.
+        for kind in state.counts:
+            if kind not in covered:
+                raise InvalidState(f"counts name {echo(kind)}, which is in neither kinds nor cached_kinds")
     max_payload = limits.max_payload_bytes
     seen: set[tuple[str, str, str]] = set()
     actual: Counter[str] = Counter()

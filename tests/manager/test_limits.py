@@ -182,6 +182,13 @@ async def test_a_sequence_beyond_64_bit_signed_is_invalid_and_blocks_nothing(
     assert await pod_names(manager) == ["a", "b", "c"]
 
 
+async def test_a_full_may_count_only_the_kinds_it_covers(edge: RawEdge, manager: TestManager) -> None:
+    bad = full_state("east", "edge-1", 2, {"pods": [pod("a")]})
+    for i in range(1000):  # each counted kind would become a label of the manager's metrics
+        bad.counts[f"junk-{i}"] = 0
+    await refused_then_good(edge, manager, bad, "in neither kinds nor cached_kinds")
+
+
 # -- kinds the edge did not declare ------------------------------------------------------
 
 undeclared = pytest.mark.xfail(
