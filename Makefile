@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRIB := $(wildcard contrib/*/pyproject.toml)
 
-.PHONY: test demo docs proto proto-check lint typecheck venv clean bench
+.PHONY: test demo docs proto proto-check lint typecheck venv clean bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The long chaos run (the short one is part of `make test`): every fault ROUNDS times, on SQLite and PostgreSQL.
+ROUNDS ?= 50
+chaos: $(STAMP)
+	$(BIN)/python benchmarks/chaos.py --rounds $(ROUNDS) --backend sqlite
+	$(BIN)/python benchmarks/chaos.py --rounds $(ROUNDS) --backend postgres
 
 clean:
 	rm -rf $(VENV) site build dist *.egg-info

@@ -61,6 +61,7 @@ _.stop_all  # testing/processes.py Fleet, used by tests/e2e
 _.cut  # testing/proxy.py TcpProxy: a network blip on cue, used by tests/e2e and benchmarks
 _.restore
 _.down  # testing/proxy.py Traffic counters, read by benchmarks/resume.py
+run_scenario  # testing/chaos.py: the chaos rounds, run by tests/e2e/test_chaos.py and benchmarks/chaos.py
 _.connections
 chunked  # testing/raw_edge.py helpers, used by tests/manager and benchmarks
 full_state

@@ -1,4 +1,4 @@
-"""A TCP proxy that can cut and refuse connections: a network blip between an edge and its manager, on cue.
+"""A TCP proxy that cuts, blackholes or slows connections on cue: network faults between an edge and its manager.
 
 It runs its own event loop on a thread, so synchronous tests and benchmarks drive
 it as easily as asynchronous ones, and it counts the bytes each way (what a
@@ -29,7 +29,10 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.traffic = Traffic()
         self.port = 0
+        #: Seconds each chunk of data waits before it is forwarded (a slow link); 0: none.
+        self.delay = 0.0
         self._refusing = False
+        self._blackholed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="navigator-test-proxy", daemon=True)
         self._server: asyncio.Server | None = None
@@ -70,6 +73,10 @@ class TcpProxy:
     def restore(self) -> None:
         self._refusing = False
 
+    def blackhole(self, on: bool) -> None:
+        """While on, connections stay open but nothing gets through either way: a peer that went silent."""
+        self._blackholed = on
+
     def close(self) -> None:
         if not self._thread.is_alive():
             return
@@ -109,6 +116,10 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool) -> None:
         try:
             while data := await reader.read(1 << 16):
+                if self._blackholed:
+                    continue
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 if up:
                     self.traffic.up += len(data)
                 else:
