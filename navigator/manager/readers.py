@@ -10,6 +10,7 @@ echoes the token it was given.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,8 +59,13 @@ ANYONE = Reader("anyone")
 @dataclass(frozen=True, slots=True)
 class _Entry:
     reader: Reader
+    #: SHA-256 of the token: every comparison is of 32 bytes, whatever the tokens' lengths.
     token: bytes | None
     identity: str | None
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _token_file(path: Path, key: str) -> str:
@@ -100,7 +106,7 @@ class Readers:
                 raise ConfigError(f"{key}: reader {section.name!r} has the token of an edge; give it its own")
             clusters = frozenset(section.clusters) if section.clusters is not None else None
             entries.append(
-                _Entry(Reader(section.name, clusters), token.encode() if token else None, section.identity)
+                _Entry(Reader(section.name, clusters), _digest(token) if token else None, section.identity)
             )
         return cls(entries)
 
@@ -118,7 +124,7 @@ class Readers:
         if self.open or peer is IN_PROCESS:
             return ANYONE
         if peer is not None and peer.token:
-            given = peer.token.encode()
+            given = _digest(peer.token)
             found: Reader | None = None
             for entry in self._entries:  # every entry compared: the time taken says nothing about which
                 if entry.token is not None and hmac.compare_digest(given, entry.token):

@@ -14,9 +14,10 @@ from loguru import logger
 
 from navigator.client.client import AsyncQueryClient, NotAuthorized
 from navigator.errors import ConfigError
+from navigator.interfaces import PeerInfo, QueryRefused
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdge, RawEdges, delta_state, full_state, pod
-from navigator.v1 import sync_pb2
+from navigator.v1 import query_pb2, sync_pb2
 
 TOKENS = {"east": "east-edge-token", "west": "west-edge-token"}
 READERS = [
@@ -270,3 +271,18 @@ async def test_a_watch_refused_ends_at_once(fed: Fed) -> None:
         with contextlib.suppress(NotAuthorized):
             await _rows(client.watch(cluster="west"), first=1)
     assert len(mgr.manager.feed) == 0
+
+
+async def test_in_process_callers_without_a_peer_are_anonymous(fed: Fed) -> None:
+    """Only the manager's own process reads without credentials (the harness passes ``IN_PROCESS``); a call
+    with no peer, or a peer without credentials, is refused like a network caller."""
+    mgr, _ = fed
+    for peer in (None, PeerInfo(address="somewhere")):
+        with pytest.raises(QueryRefused) as refused:
+            await mgr.manager.list_clusters(query_pb2.ListClustersRequest(), peer)
+        assert refused.value.code == "UNAUTHENTICATED"
+    assert [r["cluster"] for r in await mgr.clusters()] == ["east", "west"]
+    assert [r["edge_id"] for r in await mgr.clusters()] == ["edge-east", "edge-west"]
+    limited = PeerInfo(address="somewhere", names=("not-a-reader", "dns.example"), token="east-reader-token")
+    response = await mgr.manager.list_clusters(query_pb2.ListClustersRequest(), limited)
+    assert [c.cluster for c in response.clusters] == ["east"]
