@@ -40,6 +40,11 @@ class KubernetesSection(Section):
     request_timeout: Duration = Field(60.0, gt=0, description="per API request")
     retry_attempts: int = Field(5, ge=1, description="tries per collection before reporting an error")
     retry: BackoffConfig = Field(default_factory=lambda: BackoffConfig(initial=0.5, max=30.0))
+    #: API servers send a bookmark on an open watch about once a minute: a watch that stays silent
+    #: longer is presumed dead (a proxy or load balancer dropped it without closing) and reopened.
+    watch_idle_timeout: Duration = Field(
+        90.0, gt=0, description="a watch with no event or bookmark this long is reopened"
+    )
 
     @field_validator("kubeconfig")
     @classmethod

@@ -273,10 +273,12 @@ class KubeClient:
         label_selector: str | None = None,
         timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
         stop: WatchStop | None = None,
+        idle_timeout: float | None = None,
     ) -> Iterator[WatchEvent]:
         """Stream events after ``resource_version`` until the server ends the watch or ``stop`` is set.
 
-        An ``ERROR`` event becomes ``KubeApiError`` (410 when the version is too old).
+        An ``ERROR`` event becomes ``KubeApiError`` (410 when the version is too old); nothing at
+        all (no event, no bookmark) for ``idle_timeout`` seconds too: a silently dead connection.
         """
         query: list[tuple[str, Any]] = [
             ("watch", 1),
@@ -286,8 +288,10 @@ class KubeClient:
         ]
         if label_selector:
             query.append(("labelSelector", label_selector))
-        # Connect within the request timeout; reads may idle until the server-side timeout plus a margin.
-        raw = self._get(path, query, (self.request_timeout, timeout_seconds + 30.0))
+        # Connect within the request timeout; reads may idle until the server-side timeout plus a margin,
+        # or less when bookmarks are expected sooner.
+        read_timeout = timeout_seconds + 30.0 if idle_timeout is None else min(timeout_seconds + 30.0, idle_timeout)
+        raw = self._get(path, query, (self.request_timeout, read_timeout))
         if stop is not None and not stop.attach(raw):
             raw.release_conn()
             return
@@ -296,6 +300,12 @@ class KubeClient:
             while True:
                 try:
                     chunk = raw.read1(65536)
+                except urllib3.exceptions.ReadTimeoutError:
+                    if stop is not None and stop.stopped:
+                        return
+                    raise KubeApiError(
+                        0, f"watch on {self.host}{path} was silent for {read_timeout:g}s (no event, no bookmark)"
+                    ) from None
                 except (urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError) as exc:
                     if stop is not None and stop.stopped:
                         return

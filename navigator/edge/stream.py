@@ -20,6 +20,8 @@ deletions, and the counts, so a restarted edge costs the wire what changed.
 A single writer task sends states in order and waits for each one's ack
 (``ack_timeout``); any failure — stream error, ack timeout, protocol violation —
 ends the session, and the client reconnects with jittered exponential backoff.
+A state acked RETRY (the manager's storage failed) goes again, after a backoff,
+from this copy: listing the API again would not help the manager.
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ class StreamClient:
         self._heartbeat_every = max(1.0, config.sync.interval)
         #: The state being delivered and the sequences its messages got so far, until its ack.
         self._inflight: tuple[Outgoing, list[int]] | None = None
+        #: Spaces out sending a state again after the manager answered RETRY (its storage failed).
+        self._retry_backoff = Backoff(config.manager.reconnect, self._rng)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -550,8 +554,17 @@ class StreamClient:
             self._update(ack_timeouts=self.stats.ack_timeouts + 1)
             raise
         self._inflight = None
-        if final is not None:
-            self._acked(item, len(sequences), final, size, time.monotonic() - started)
+        if final is None:
+            return
+        self._acked(item, len(sequences), final, size, time.monotonic() - started)
+        if final.status == sync_pb2.ACK_STATUS_RETRY:
+            # The manager's storage failed, not the data: the same state goes again, from this copy,
+            # after a backoff; listing the whole API again would not help and costs the cluster.
+            wait = self._retry_backoff.next()
+            if await self._unless_stopped(asyncio.sleep(wait, True)):
+                await self.outbox.put_first(item)
+        elif final.status == sync_pb2.ACK_STATUS_APPLIED:
+            self._retry_backoff.reset()
 
     def _acked(self, item: Outgoing, messages: int, ack: sync_pb2.Ack, size: int, took: float) -> None:
         full = isinstance(item, FullSnapshot)
@@ -593,8 +606,10 @@ class StreamClient:
         if status == sync_pb2.ACK_STATUS_RETRY:
             self._update(retry=self.stats.retry + 1)
             logger.warning(
-                "the manager could not apply {} state {} ({}); a full resync follows", label, ack.sequence, ack.error
+                "the manager could not apply {} state {} ({}); sending it again after a backoff",
+                label,
+                ack.sequence,
+                ack.error,
             )
-            self.on_resync()
             return
         raise ProtocolError(f"state {ack.sequence} acked {ack_status_name(status)}, expected a final status")

@@ -84,6 +84,7 @@ class KindWatcher:
                     self.resource_version,
                     label_selector=self.collector.label_selector,
                     stop=self._stop,
+                    idle_timeout=self.config.watch_idle_timeout,
                 ):
                     failures = 0
                     backoff.reset()

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from navigator_plugins.collectors import endpointslices, pods, services
 
 from navigator.config.edge import EdgeConfig
@@ -18,6 +20,7 @@ from navigator.edge.loop import SyncLoop
 from navigator.edge.messages import Delta, FullSnapshot, Outgoing
 from navigator.edge.outbox import Outbox
 from navigator.kubesim import KubeSim
+from navigator.testing.proxy import TcpProxy
 
 from .conftest import PROTOBUF
 
@@ -227,3 +230,49 @@ async def test_changes_merge_while_the_stream_has_not_taken_the_last_state(
         delta = await run.until(lambda i: isinstance(i, Delta) and i.object_count > 0)
         assert isinstance(delta, Delta)
         assert [(r.name, r.labels["step"]) for r in delta.upserts] == [("merged", "5")]
+
+
+async def test_a_silently_dead_watch_is_reopened_and_misses_nothing(
+    kubesim: KubeSim, tmp_path: Path, make_config: Callable[..., EdgeConfig]
+) -> None:
+    """A connection to the API that goes silent without closing (a proxy dropped it) is noticed by its
+    silence: no event and no bookmark for kubernetes.watch_idle_timeout, far sooner than the server's
+    290 s watch timeout; the change made meanwhile still arrives."""
+    host, port = kubesim.url.removeprefix("http://").split(":")
+    with TcpProxy(host, int(port)) as proxy:
+        kubeconfig = yaml.safe_load(kubesim.kubeconfig_path.read_text())
+        for entry in kubeconfig["clusters"]:
+            entry["cluster"]["server"] = f"http://{proxy.address}"
+        path = tmp_path / "through-proxy.kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig))
+        config = make_config("127.0.0.1:1", kubernetes={"kubeconfig": str(path), "watch_idle_timeout": 1.5},
+                             sync={"interval": 60, "adaptive": {"enabled": False}})  # fmt: skip
+        client = KubeClient.from_config(config.kubernetes)
+        outbox = Outbox(100)
+        collectors = {c.name: KindCollector(c, client, config.kubernetes, PROTOBUF) for c in (pods.COLLECTOR,)}
+        loop = SyncLoop(config, collectors, client, outbox)
+        task = asyncio.create_task(loop.run())
+        try:
+            assert isinstance(await asyncio.wait_for(outbox.get(), 10), FullSnapshot)
+            proxy.blackhole(True)
+            kubesim.create(pod("made-while-silent"))
+            await asyncio.sleep(0.5)
+            proxy.blackhole(False)  # the open watch stays dead: its bytes were dropped, it never closes
+
+            async def arrived() -> None:
+                while True:
+                    item = await outbox.get()
+                    if isinstance(item, FullSnapshot):
+                        names = [r.name for r in item.results["pods"].resources]
+                    else:
+                        names = [r.name for r in item.upserts]
+                    if "made-while-silent" in names:
+                        return
+
+            await asyncio.wait_for(arrived(), 30)
+        finally:
+            task.cancel()
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            client.close()

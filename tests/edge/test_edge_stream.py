@@ -311,22 +311,36 @@ async def test_big_full_state_arrives_as_a_chunk_set(kubesim_factory: Any, fake_
     assert len(names) == len(set(names)) == sim.count("pods") == chunks[0].counts["pods"]
 
 
-async def test_retry_ack_asks_for_a_full_resync(
+async def test_a_retry_ack_sends_the_same_state_again_without_listing_the_api_again(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
-    retried: list[int] = []
+    """RETRY means the manager's storage failed: the edge's own copy goes again, after a backoff."""
+    retried: list[sync_pb2.ClusterState] = []
 
     def status(state: sync_pb2.ClusterState) -> int:
-        if state.type == sync_pb2.STATE_TYPE_DELTA and not retried:
-            retried.append(state.sequence)
+        """RETRY for the first FULL, then for the first delta carrying something."""
+        full = state.type == sync_pb2.STATE_TYPE_FULL
+        if (full and not retried) or (len(retried) == 1 and not full and state.resources):
+            retried.append(state)
             return sync_pb2.ACK_STATUS_RETRY
         return sync_pb2.ACK_STATUS_APPLIED
 
     fake_manager.ack_status = status
-    async with Edge(make_config(fake_manager.address, sync={"interval": 0.2})) as edge:
-        await edge.wait_until(lambda e: e.stats.retry == 1 and e.stats.applied_full >= 2)
-    later = [s for s in fake_manager.states if s.sequence > retried[0]]
-    assert any(s.type == sync_pb2.STATE_TYPE_FULL for s in later)
+    config = make_config(fake_manager.address, manager={"reconnect": {"initial": "0.05s", "max": "0.1s"}})
+    async with Edge(config) as edge:
+        await fake_manager.wait_for(lambda m: len(retried) == 1)
+        kubesim.faults.set("pods", 500, verbs=["list"])  # a new list would now report pods failed
+        await edge.wait_until(lambda e: e.stats.retry == 1 and e.stats.applied_full == 1)
+        kubesim.create(new_pod("after-retry"))
+        await edge.wait_until(lambda e: e.stats.retry == 2 and e.stats.applied_delta >= 1)
+        await fake_manager.wait_for(lambda m: any("after-retry" in delta_names([s]) for s in m.deltas()[-3:]))
+        assert edge.stats.applied_full == 1
+    full, delta = retried
+    fulls = [chunks[0] for chunks in fake_manager.fulls()]
+    assert len(fulls) == 2 and not fulls[1].errors  # the same copy again, not a new (failing) list
+    assert {r.name for r in fulls[1].resources} == {r.name for r in full.resources}
+    again = [s for s in fake_manager.deltas() if s.sequence > delta.sequence and s.resources]
+    assert [r.name for r in again[0].resources] == [r.name for r in delta.resources]
 
 
 async def test_heartbeats_while_a_slow_collection_runs(
