@@ -20,6 +20,8 @@ MAX_PAYLOAD_DEPTH = 32
 
 #: A JSON string (escapes included): its brackets are text, not nesting.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+#: The same once everything but quotes and brackets is gone (only without escapes).
+_BARE_STRING = re.compile(rb'"[^"]*"')
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"{}[]")
 _NOT_BRACKETS_OR_QUOTES = bytes(c for c in range(256) if c not in b'{}[]"')
 
@@ -28,20 +30,26 @@ def json_depth_problem(data: bytes, limit: int = MAX_PAYLOAD_DEPTH) -> str | Non
     """Why the JSON ``data`` nests too deeply, or ``None``.
 
     Cheap for the usual payload: when it holds no more brackets than ``limit`` it cannot
-    nest deeper. Otherwise strings are dropped (without escapes, every other piece between
-    quotes is one), then innermost bracket pairs are removed ``limit`` times: anything left
-    nests deeper.
+    nest deeper. Otherwise strings are dropped, then innermost bracket pairs are removed
+    ``limit`` times: anything left nests deeper.
     """
     if data.count(b"{") + data.count(b"[") <= limit:
         return None
     if b"\\" in data:
         brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     else:
-        brackets = b"".join(data.translate(None, _NOT_BRACKETS_OR_QUOTES).split(b'"')[::2])
+        marks = data.translate(None, _NOT_BRACKETS_OR_QUOTES)
+        # Strings without brackets are now "": once they are gone, no quote is left unless
+        # some string holds brackets (pairs are taken from the left, always opening first).
+        brackets = marks.replace(b'""', b"")
+        if b'"' in brackets:
+            brackets = _BARE_STRING.sub(b"", marks)
     for _ in range(limit):
         if not brackets:
             return None
-        brackets = brackets.replace(b"{}", b"").replace(b"[]", b"")
+        # One level: the innermost pairs become a mark first, so no pair they enclosed
+        # (``[{}]``) is taken in the same pass.
+        brackets = brackets.replace(b"{}", b"-").replace(b"[]", b"-").replace(b"-", b"")
     if not brackets:
         return None
     return f"payload nests objects and arrays more than {limit} levels deep"
