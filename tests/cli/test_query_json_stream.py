@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from navigator.interfaces import PeerInfo
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdge, chunked, full_state, resource
 from navigator.v1 import query_pb2, sync_pb2
@@ -199,9 +200,11 @@ async def test_rows_are_printed_while_the_stream_is_still_open(tmp_path: Path, m
         pages_sent = 0
         real = mgr.manager.list_resources
 
-        async def held(request: query_pb2.ListResourcesRequest) -> AsyncIterator[query_pb2.ResourcePage]:
+        async def held(
+            request: query_pb2.ListResourcesRequest, peer: PeerInfo | None = None
+        ) -> AsyncIterator[query_pb2.ResourcePage]:
             nonlocal pages_sent
-            async for page in real(request):
+            async for page in real(request, peer):
                 if pages_sent == 1:
                     await gate.wait()
                 pages_sent += 1
