@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -141,6 +142,11 @@ class Negotiated:
     resumed: bool = False
     #: The manager's versions, arriving after Accept (None: not asked for).
     versions: VersionsInbox | None = None
+    #: The manager's heartbeat period (``Accept.heartbeat_seconds``; 0: it does not answer heartbeats).
+    heartbeat: float = 0.0
+    #: When the last message from the manager arrived (monotonic), and whether the writer is idle.
+    last_heard: float = field(default_factory=time.monotonic)
+    idle: bool = False
 
 
 class VersionsInbox:
@@ -192,6 +198,8 @@ class StreamClient:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._heartbeat_every = max(1.0, config.sync.interval)
+        #: Chosen once per process: a stream of another process with this edge id cannot displace this one.
+        self._instance_key = os.urandom(16)
         #: The state being delivered and the sequences its messages got so far, until its ack.
         self._inflight: tuple[Outgoing, list[int]] | None = None
         #: Spaces out sending a state again after the manager answered RETRY (its storage failed).
@@ -318,6 +326,7 @@ class StreamClient:
             edge_version=__version__,
             kinds=self.kinds,
             want_versions=self.stats.last_applied_sequence == 0,
+            instance_key=self._instance_key,
         )
         return sync_pb2.EdgeMessage(identify=identify)
 
@@ -356,6 +365,7 @@ class StreamClient:
             manager_id=accept.manager_id,
             resumed=resumed,
             versions=VersionsInbox() if accept.versions_follow else None,
+            heartbeat=accept.heartbeat_seconds if accept.heartbeat_seconds > 0 else 0.0,
         )
         inflight, self._inflight = self._inflight, None
         if resumed:
@@ -410,24 +420,38 @@ class StreamClient:
         acks = PendingAcks()
         reader = asyncio.create_task(self._read(stream, acks, session), name="navigator-edge-reader")
         writer = asyncio.create_task(self._write(stream, acks, session), name="navigator-edge-writer")
+        tasks = {reader, writer}
+        if session.heartbeat:
+            tasks.add(asyncio.create_task(self._watch_manager(session), name="navigator-edge-liveness"))
         try:
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, writer):
+            for task in tasks:
                 task.cancel()
-            for task in (reader, writer):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         # Prefer the writer's error: an ack timeout explains more than the reader's cancellation.
-        for task in (writer, reader):
+        for task in (writer, *(tasks - {writer})):
             if task in done and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+
+    async def _watch_manager(self, session: Negotiated) -> None:
+        """A manager that answers heartbeats and stays silent 3 periods while the edge owes it nothing is gone
+        (frozen, or a link that dropped without closing): end the stream, do not wait for an ack timeout."""
+        limit = 3 * session.heartbeat
+        while True:
+            await asyncio.sleep(session.heartbeat / 2)
+            silent = time.monotonic() - session.last_heard
+            if session.idle and silent > limit:
+                raise StreamClosed(f"the manager sent nothing for {silent:.1f}s (heartbeat every {session.heartbeat:g}s)")
 
     async def _read(self, stream: EdgeStream, acks: PendingAcks, session: Negotiated) -> None:
         while True:
             message = await stream.recv()
             if message is None:
                 raise StreamClosed("the manager ended the stream")
+            session.last_heard = time.monotonic()
             metrics.count_edge_bytes(self.config.cluster.id, received=message.ByteSize())
             body = message.WhichOneof("body")
             if body == "ack":
@@ -441,22 +465,28 @@ class StreamClient:
             elif body != "heartbeat":
                 logger.debug("ignoring unexpected {} from the manager", body)
 
-    async def _next(self) -> Outgoing | None:
+    async def _next(self, session: Negotiated) -> Outgoing | None:
         """The next state to send; None when stopping; TimeoutError after an idle heartbeat interval."""
         if self._stopping.is_set():
             return None
-        return await self._unless_stopped(asyncio.wait_for(self.outbox.get(), self._heartbeat_every))
+        every = session.heartbeat or self._heartbeat_every
+        session.idle = True
+        try:
+            return await self._unless_stopped(asyncio.wait_for(self.outbox.get(), every))
+        finally:
+            session.idle = False
 
     async def _write(self, stream: EdgeStream, acks: PendingAcks, session: Negotiated) -> None:
         sent_full = session.resumed
         while not self._stopping.is_set():
             try:
-                item = await self._next()
+                item = await self._next(session)
             except TimeoutError:
                 heartbeat = sync_pb2.EdgeMessage(heartbeat=sync_pb2.Heartbeat())
                 heartbeat.heartbeat.time.GetCurrentTime()
                 await stream.send(heartbeat)
                 self._update(heartbeats_sent=self.stats.heartbeats_sent + 1)
+                session.idle = True  # still nothing owed: the manager's answer is what is awaited
                 continue
             if item is None:
                 return

@@ -226,6 +226,7 @@ class Identify(_message.Message):
     EDGE_VERSION_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
     WANT_VERSIONS_FIELD_NUMBER: _builtins.int
+    INSTANCE_KEY_FIELD_NUMBER: _builtins.int
     protocol_version: _builtins.int
     cluster_id: _builtins.str
     edge_id: _builtins.str
@@ -236,6 +237,11 @@ class Identify(_message.Message):
     edge_version: _builtins.str
     want_versions: _builtins.bool
     """Protocol 2: the edge can send its first FULL against the manager's versions."""
+    instance_key: _builtins.bytes
+    """Protocol 2: random bytes chosen once per edge process. A stream claiming a
+    cluster whose connected holder has the same edge_id but another key is
+    refused (ALREADY_HELD): knowing an edge id is not enough to displace it.
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """region, environment, version, ... as configured on the edge."""
@@ -261,10 +267,11 @@ class Identify(_message.Message):
         edge_version: _builtins.str = ...,
         kinds: _abc.Iterable[_builtins.str] | None = ...,
         want_versions: _builtins.bool = ...,
+        instance_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "edge_id", b"edge_id", "edge_version", b"edge_version", "kinds", b"kinds", "metadata", b"metadata", "protocol_version", b"protocol_version", "serializers", b"serializers", "sync_interval_seconds", b"sync_interval_seconds", "token", b"token", "want_versions", b"want_versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "edge_id", b"edge_id", "edge_version", b"edge_version", "instance_key", b"instance_key", "kinds", b"kinds", "metadata", b"metadata", "protocol_version", b"protocol_version", "serializers", b"serializers", "sync_interval_seconds", b"sync_interval_seconds", "token", b"token", "want_versions", b"want_versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -279,6 +286,7 @@ class Accept(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     VERSIONS_FOLLOW_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
     manager_id: _builtins.str
     serializer: _builtins.str
     """The serializer chosen from Identify.serializers."""
@@ -290,6 +298,12 @@ class Accept(_message.Message):
     """Protocol 2, answering Identify.want_versions: Versions messages follow at
     once, the last one with `last` set.
     """
+    heartbeat_seconds: _builtins.float
+    """Protocol 2: the manager answers every Heartbeat with one and ends a stream
+    that sends nothing for 3 x this many seconds while it waits for the edge;
+    the edge sends a Heartbeat when idle this often and presumes the manager
+    gone after 3 x this without any message while no ack is owed. 0: neither.
+    """
     def __init__(
         self,
         *,
@@ -298,10 +312,11 @@ class Accept(_message.Message):
         max_message_bytes: _builtins.int = ...,
         last_sequence: _builtins.int = ...,
         versions_follow: _builtins.bool = ...,
+        heartbeat_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequence", b"last_sequence", "manager_id", b"manager_id", "max_message_bytes", b"max_message_bytes", "serializer", b"serializer", "versions_follow", b"versions_follow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_seconds", b"heartbeat_seconds", "last_sequence", b"last_sequence", "manager_id", b"manager_id", "max_message_bytes", b"max_message_bytes", "serializer", b"serializer", "versions_follow", b"versions_follow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

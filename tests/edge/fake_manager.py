@@ -52,6 +52,10 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
         #: Not None: answer Identify.want_versions with these keys (Versions pages of ``versions_page``).
         self.versions: list[sync_pb2.ResourceKey] | None = None
         self.versions_page = 1000
+        #: Accept.heartbeat_seconds; with ``echo`` every Heartbeat is answered (False: a frozen manager).
+        self.heartbeat = 0.0
+        self.echo = True
+        self.heartbeats = 0
         self.changed = asyncio.Condition()
 
     @property
@@ -133,6 +137,7 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
                         max_message_bytes=self.max_message_bytes,
                         last_sequence=self.applied_sequence if self.remember else 0,
                         versions_follow=first.identify.want_versions and self.versions is not None,
+                        heartbeat_seconds=self.heartbeat,
                     )
                 )
             )
@@ -148,6 +153,12 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
                 message = await context.read()
                 if message is grpc.aio.EOF:
                     return
+                if message.WhichOneof("body") == "heartbeat":
+                    self.heartbeats += 1
+                    if self.heartbeat and self.echo:
+                        await context.write(sync_pb2.ManagerMessage(heartbeat=sync_pb2.Heartbeat()))
+                    await self._notify()
+                    continue
                 if message.WhichOneof("body") != "state":
                     continue
                 state = message.state

@@ -204,6 +204,30 @@ async def test_without_versions_from_the_manager_the_full_state_is_plain(
     assert len(full.resources) == sum(kubesim.count(k) for k in ("services", "endpointslices", "pods"))
 
 
+async def test_a_silent_manager_is_noticed_after_three_heartbeats_not_at_the_ack_timeout(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    fake_manager.heartbeat = 0.2
+    config = make_config(fake_manager.address, manager={"ack_timeout": 600}, sync={"interval": 60})
+    async with Edge(config) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        fake_manager.echo = False  # frozen: the stream stays open, nothing comes back
+        await edge.wait_until(lambda e: "sent nothing" in e.stats.last_error, timeout=10)
+        assert edge.stats.ack_timeouts == 0
+
+
+async def test_answered_heartbeats_keep_an_idle_stream(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    """No flapping: an idle edge whose manager answers stays on its one stream."""
+    fake_manager.heartbeat = 0.1
+    async with Edge(make_config(fake_manager.address, sync={"interval": 60})) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        await fake_manager.wait_for(lambda m: m.heartbeats >= 15)  # 1.5 s, five silence limits
+        assert len(fake_manager.connections) == 1 and edge.stats.connect_attempts == 1
+    assert len(fake_manager.connections[0].identify.instance_key) == 16
+
+
 async def test_full_resync_after_a_quick_reconnect_is_delivered_while_idle(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
