@@ -29,6 +29,10 @@ MAX_EDGE_ID_BYTES = 253
 MAX_SERIALIZERS = 16
 MAX_NAME_BYTES = 63
 MAX_KIND_BYTES = 253
+#: Bounds on an object's key (Kubernetes allows 63/253; room for other sources) and on
+#: everything of it but the payload (labels, uid, resourceVersion, times), in bytes.
+MAX_OBJECT_NAME = 1024
+MAX_OBJECT_OVERHEAD = 64 * 1024
 #: How much of a client's value a message quotes.
 ECHO_CHARS = 64
 
@@ -215,6 +219,15 @@ def _check_declared(state: StateSet, declared: Collection[str]) -> None:
             )
 
 
+def _check_key(item: sync_pb2.Resource | sync_pb2.ResourceKey, what: str) -> None:
+    """Names short enough to store, index and quote."""
+    if len(item.kind) > MAX_KIND_BYTES or len(item.namespace) > MAX_KIND_BYTES or len(item.name) > MAX_OBJECT_NAME:
+        raise InvalidState(
+            f"{what} {_describe(item)}: kind and namespace may have at most {MAX_KIND_BYTES} characters, "
+            f"name at most {MAX_OBJECT_NAME}"
+        )
+
+
 def check_state_set(state: StateSet, limits: LimitsSection, declared: Collection[str] | None = None) -> None:
     """Required fields, kinds, sizes, counts and duplicates of a complete state.
 
@@ -237,6 +250,7 @@ def check_state_set(state: StateSet, limits: LimitsSection, declared: Collection
     for deletion in state.deletions:
         if not deletion.kind or not deletion.name:
             raise InvalidState(f"deletion {_describe(deletion)} needs kind and name")
+        _check_key(deletion, "deletion")
         if state.full and deletion.kind not in state.kinds:
             raise InvalidState(f"deletion {_describe(deletion)} is of kind {echo(deletion.kind)}, which is not in kinds")
     if declared is not None:
@@ -253,6 +267,12 @@ def check_state_set(state: StateSet, limits: LimitsSection, declared: Collection
     for r in state.resources:
         if not r.kind or not r.name or not r.uid:
             raise InvalidState(f"resource {_describe(r)} needs kind, name and uid")
+        _check_key(r, "resource")
+        if (overhead := r.ByteSize() - len(r.payload)) > MAX_OBJECT_OVERHEAD:
+            raise InvalidState(
+                f"resource {_describe(r)} takes {overhead} bytes besides its payload (labels, uid, "
+                f"resourceVersion), more than {MAX_OBJECT_OVERHEAD}"
+            )
         if len(r.payload) > max_payload:
             raise InvalidState(
                 f"resource {_describe(r)} has a {len(r.payload)}-byte payload, more than "

@@ -133,6 +133,26 @@ async def test_values_a_state_echoes_are_cut(edge: RawEdge, manager: TestManager
     assert sum(len(line) for line in log_lines) < 64 * 1024
 
 
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (pod("n" * 100_000), "name at most 1024"),
+        (pod("a", namespace="s" * 100_000), "namespace may have at most 253"),
+        (pod("a", labels={f"k{i}": "v" * 1000 for i in range(100)}), "besides its payload"),
+        (sync_pb2.ResourceKey(kind="pods", namespace="default", name="n" * 100_000), "name at most 1024"),
+    ],
+)
+async def test_overlong_names_and_labels_are_invalid(
+    edge: RawEdge, manager: TestManager, log_lines: list[str], bad: Any, why: str
+) -> None:
+    if isinstance(bad, sync_pb2.ResourceKey):
+        state = delta_state("east", "edge-1", 2, deletions=[bad])
+    else:
+        state = delta_state("east", "edge-1", 2, [bad])
+    await refused_then_good(edge, manager, state, why)
+    assert sum(len(line) for line in log_lines) < 64 * 1024
+
+
 @pytest.mark.parametrize("depth", [33, 254, 1000, 1023, 5000])
 async def test_deeply_nested_json_payloads_are_invalid(edge: RawEdge, manager: TestManager, depth: int) -> None:
     bad = delta_state("east", "edge-1", 2, [resource("pods", "deep", payload=nested_json(depth))])
