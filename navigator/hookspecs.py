@@ -140,7 +140,9 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
         import threading
         from pathlib import Path
 
-        from navigator.plugin import ObjectVersion, StorageError, StoragePlugin, StoredResource, hookimpl
+        from navigator.plugin import (
+            ObjectVersion, StorageError, StorageFenced, StoragePlugin, StoredResource, hookimpl,
+        )
 
 
         def _matches(q, cluster, kind, namespace, name, labels):
@@ -182,8 +184,22 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
                 found = (objects.get((cluster, k.kind, k.namespace, k.name)) for k in keys)
                 return [entry[0] for entry in found if entry is not None]
 
+            def _fence(self, cluster, upserts=()):
+                # Refuse a write under an older claim than the cluster's, or one moving an object back.
+                stored = self.state[0].get(cluster.cluster)
+                if stored is not None and stored.epoch > cluster.epoch:
+                    raise StorageFenced(f"cluster {cluster.cluster}: a newer claim (epoch {stored.epoch}) exists")
+                for o in upserts:
+                    r, old = o.resource, self.state[1].get((cluster.cluster, o.resource.kind,
+                                                            o.resource.namespace, o.resource.name))
+                    old_rv = old[0].resource_version if old and old[0].uid == r.uid else ""
+                    if old_rv.isdigit() and r.resource_version.isdigit() and int(old_rv) > int(r.resource_version):
+                        raise StorageFenced(f"{r.kind} {r.namespace}/{r.name}: stored at {old_rv}, "
+                                            f"newer than {r.resource_version}")
+
             def apply(self, cluster, upserts, deletions, history, record_cluster=False):
                 with self.lock:
+                    self._fence(cluster, upserts)
                     clusters, objects, changes, records = self.state
                     name, objects, changes = cluster.cluster, dict(objects), list(changes)
                     for k in deletions:
@@ -203,6 +219,7 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
 
             def save_cluster(self, cluster):
                 with self.lock:
+                    self._fence(cluster)
                     self._commit(({**self.state[0], cluster.cluster: cluster}, *self.state[1:]))
 
             def get_cluster(self, cluster, at=None):

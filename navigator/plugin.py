@@ -41,6 +41,7 @@ from navigator.interfaces import (
     SinkPlugin,
     StorageBackend,
     StorageError,
+    StorageFenced,
     StoragePlugin,
     StreamClosed,
     Transport,
@@ -63,7 +64,7 @@ from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 #: The version of this module's surface (semantic versioning).
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "1.1"
 
 __all__ = [
     "PLUGIN_API_VERSION",
@@ -111,6 +112,7 @@ __all__ = [
     "Size",
     "StorageBackend",
     "StorageError",
+    "StorageFenced",
     "StoragePlugin",
     "StoredObject",
     "StoredResource",

@@ -14,6 +14,7 @@ from navigator.interfaces.storage import (
     ResourceQuery,
     StorageBackend,
     StorageError,
+    StorageFenced,
     StoragePlugin,
 )
 from navigator.interfaces.transport import (
@@ -58,6 +59,7 @@ __all__ = [
     "SinkPlugin",
     "StorageBackend",
     "StorageError",
+    "StorageFenced",
     "StoragePlugin",
     "StreamClosed",
     "Transport",
