@@ -159,6 +159,9 @@ class ManagerConfig(Section):
     grace_period: Duration = Field(
         30.0, ge=0, description="after a disconnect, only the same edge may reclaim"
     )
+    #: Protocol 2 edges: heartbeats are answered, and a stream silent for 3 x this (while the manager
+    #: waits for the edge) is ended, so a frozen or cut-off edge shows within 15 s by default.
+    heartbeat: Duration = Field(5.0, ge=0, description="heartbeat period for protocol 2 edges; 0: off")
     auth: AuthSection | None = None
     limits: LimitsSection = Field(default_factory=LimitsSection)
     status: StatusSection = Field(default_factory=StatusSection)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -233,6 +234,15 @@ class EdgeSession:
         self._task: asyncio.Task[None] | None = None
         self._ending: tuple[str, str] | None = None
         self._chunks = ChunkAssembler(ctx.config.limits)
+        #: The kinds the edge declared in its Identify: the only ones its states may name.
+        self._kinds: frozenset[str] = frozenset()
+        #: The edge process's Identify.instance_key: only that process may take this stream over.
+        self.instance_key = b""
+        #: Heartbeat period agreed with the edge (0: a protocol 1 edge, or heartbeats off).
+        self._heartbeat = 0.0
+        #: When the edge last sent anything (monotonic), and whether a state of it is being handled.
+        self._heard = time.monotonic()
+        self._busy = False
         #: Why the claim did not land on the storage thread (then no apply of this session runs).
         self._claim_failed: str | None = None
         #: Why storage refused this session's writes (a newer claim exists), once it did.
@@ -243,8 +253,11 @@ class EdgeSession:
 
     async def run(self) -> None:
         self._task = asyncio.current_task()
+        watchdog: asyncio.Task[None] | None = None
         try:
             if await self._handshake():
+                if self._heartbeat:
+                    watchdog = asyncio.create_task(self._watch_edge(), name=f"navigator-liveness-{self.cluster}")
                 await self._receive()
         except asyncio.CancelledError:
             if self._ending is None:
@@ -253,10 +266,26 @@ class EdgeSession:
                 self._task.uncancel()
             await self.stream.abort(*self._ending)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             try:
                 await self._cleanup()
             finally:
                 self.done.set()
+
+    async def _watch_edge(self) -> None:
+        """A protocol 2 edge sends something at least every heartbeat while idle: three periods of silence
+        while the manager is not busy with one of its states mean a frozen edge or a link cut without a close."""
+        limit = 3 * self._heartbeat
+        while True:
+            await asyncio.sleep(self._heartbeat / 2)
+            silent = time.monotonic() - self._heard
+            if not self._busy and silent > limit:
+                logger.warning(
+                    "edge {} of cluster {} sent nothing for {:.1f}s; ending its stream", self.edge_id, self.cluster, silent
+                )
+                self.terminate("UNAVAILABLE", f"the edge sent nothing for {silent:.1f}s (heartbeat every {self._heartbeat:g}s)")
+                return
 
     def terminate(self, code: str, details: str) -> None:
         """End this stream with a gRPC status (another stream took over, the claim was lost, shutdown)."""
@@ -332,7 +361,7 @@ class EdgeSession:
                 f"the first message must be Identify, got {body or 'an empty message'}",
             )
         ident = first.identify
-        if problem := check_identify(ident):
+        if problem := check_identify(ident, self.ctx.config.limits):
             return await self._reject(sync_pb2.REJECT_REASON_MALFORMED, problem)
         token = self.stream.peer.token or ident.token or None
         if problem := authenticate(self.ctx.config.auth, ident.cluster_id, token, self.stream.peer.identity):
@@ -346,6 +375,20 @@ class EdgeSession:
             )
         if self.ctx.stopping:
             return await self._reject(sync_pb2.REJECT_REASON_UNAVAILABLE, "the manager is shutting down")
+        holder = self.ctx.sessions.get(ident.cluster_id)
+        if (
+            holder is not None
+            and holder.edge_id == ident.edge_id
+            and holder.instance_key
+            and not holder.done.is_set()
+            and not hmac.compare_digest(holder.instance_key, ident.instance_key)
+        ):
+            # The same edge id from another process: knowing the id (and the cluster's token) is not enough.
+            return await self._reject(
+                sync_pb2.REJECT_REASON_ALREADY_HELD,
+                f"cluster {ident.cluster_id!r} is held by a connected edge with this edge id from another process; "
+                "two edges must not share an edge_id",
+            )
         # The keeper releases a claim whose handshake was cancelled while it was being made.
         claim = await self.ctx.keeper.claim(ident.cluster_id, ident.edge_id)
         if claim.accepted and self.ctx.stopping:
@@ -366,6 +409,9 @@ class EdgeSession:
                 holder=claim.holder_edge_id,
             )
         self.cluster, self.edge_id = ident.cluster_id, ident.edge_id
+        self._kinds = frozenset(ident.kinds)
+        self.instance_key = bytes(ident.instance_key)
+        self._heartbeat = self.ctx.config.heartbeat if ident.protocol_version >= 2 else 0.0
         self.serializer = self.ctx.serializers[chosen]
         self.last_seen = self.ctx.clock()
         self._claimed = True
@@ -382,6 +428,7 @@ class EdgeSession:
             max_message_bytes=self.ctx.config.limits.max_message_size,
             last_sequence=self.record.last_sequence,
             versions_follow=versions,
+            heartbeat_seconds=self._heartbeat,
         )
         await self.stream.send(sync_pb2.ManagerMessage(accept=accept))
         if versions:
@@ -499,13 +546,21 @@ class EdgeSession:
     async def _receive(self) -> None:
         while (message := await self.stream.recv()) is not None:
             self.last_seen = self.ctx.clock()
+            self._heard = time.monotonic()
             metrics.count_manager_bytes(self.cluster, received=message.ByteSize())
             self._chunks.expire()
             body = message.WhichOneof("body")
             if body == "state":
-                ack = await self._process(message.state)
-                metrics.count_manager_ack(self.cluster, ack.status, size=ack.ByteSize())
-                await self.stream.send(sync_pb2.ManagerMessage(ack=ack))
+                self._busy = True
+                try:
+                    ack = await self._process(message.state)
+                    metrics.count_manager_ack(self.cluster, ack.status, size=ack.ByteSize())
+                    await self.stream.send(sync_pb2.ManagerMessage(ack=ack))
+                finally:
+                    self._busy = False
+                    self._heard = time.monotonic()
+            elif body == "heartbeat" and self._heartbeat:
+                await self.stream.send(sync_pb2.ManagerMessage(heartbeat=sync_pb2.Heartbeat()))
             elif body == "identify":
                 logger.warning("edge {} sent a second Identify; ignored", self.edge_id)
 
@@ -528,9 +583,9 @@ class EdgeSession:
             if assembled is None:
                 return acks.buffered(sequence)
             if len(assembled.resources) > _BIG_STATE:
-                await asyncio.to_thread(check_state_set, assembled, self.ctx.config.limits)
+                await asyncio.to_thread(check_state_set, assembled, self.ctx.config.limits, self._kinds)
             else:
-                check_state_set(assembled, self.ctx.config.limits)
+                check_state_set(assembled, self.ctx.config.limits, self._kinds)
         except InvalidState as exc:
             return self._invalid(sequence, exc)
         assert self.record is not None and self.serializer is not None

@@ -128,6 +128,7 @@ def identify(
     kinds: Sequence[str] = ("services", "endpointslices", "pods"),
     protocol_version: int = 1,
     want_versions: bool = False,
+    instance_key: bytes = b"",
 ) -> sync_pb2.EdgeMessage:
     return sync_pb2.EdgeMessage(
         identify=sync_pb2.Identify(
@@ -140,6 +141,7 @@ def identify(
             sync_interval_seconds=sync_interval,
             kinds=list(kinds),
             want_versions=want_versions,
+            instance_key=instance_key,
         )
     )
 

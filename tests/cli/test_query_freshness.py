@@ -24,8 +24,6 @@ from navigator.testing.raw_edge import RawEdge, delta_state, full_state, pod
 
 COMMAND = [sys.executable, "-m", "navigator.cli.main", "query"]
 
-#: Whole seconds: exact on the wire and in RFC 3339.
-NOW = float(int(time.time()))
 
 
 @pytest.fixture
@@ -55,18 +53,19 @@ async def rows(mgr: TestManager, *args: str) -> list[dict[str, Any]]:
 
 
 async def test_clusters_json_and_table_show_fresh_as_of_age_and_lag(manager: TestManager) -> None:
+    now = float(int(time.time()))  # whole seconds: exact on the wire and in RFC 3339; taken when the test runs
     async with RawEdge(manager.address) as edge:
         await edge.identify("east", "edge-east", protocol_version=2, sync_interval=300)
-        await edge.send_state(full_state("east", "edge-east", 1, {"pods": [pod("a")]}, timestamp=NOW - 600))
+        await edge.send_state(full_state("east", "edge-east", 1, {"pods": [pod("a")]}, timestamp=now - 600))
         changed = pod("a", resource_version="2", data={"phase": "Failed"})
-        changed.observed_at.FromSeconds(int(NOW) - 400)
-        await edge.send_state(delta_state("east", "edge-east", 2, [changed], timestamp=NOW - 300))
+        changed.observed_at.FromSeconds(int(now) - 400)
+        await edge.send_state(delta_state("east", "edge-east", 2, [changed], timestamp=now - 300))
         changes = {c["type"]: c for c in await manager.changes(cluster="east")}
         applied = parse(changes["MODIFIED"]["applied_at"])
 
         [east] = await rows(manager)
-        assert east["fresh_as_of"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 300))
-        assert east["lag_seconds"] == pytest.approx(applied - (NOW - 400), abs=1e-6)
+        assert east["fresh_as_of"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 300))
+        assert east["lag_seconds"] == pytest.approx(applied - (now - 400), abs=1e-6)
         assert east["age_seconds"] >= 300  # by the query's clock, after the state was taken
         keys = list(east)
         assert keys[keys.index("last_seen") + 1 : keys.index("last_seen") + 4] == [
@@ -83,8 +82,8 @@ async def test_clusters_json_and_table_show_fresh_as_of_age_and_lag(manager: Tes
         # As it was at the first sync (the record kept then): the age at that time.
         first_sync = changes["ADDED"]["applied_at"]
         [then] = await rows(manager, "--at", first_sync)
-        assert then["fresh_as_of"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 600))
-        assert then["age_seconds"] == pytest.approx(parse(first_sync) - (NOW - 600), abs=1e-3)
+        assert then["fresh_as_of"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600))
+        assert then["age_seconds"] == pytest.approx(parse(first_sync) - (now - 600), abs=1e-3)
 
 
 async def test_a_cluster_with_no_state_yet_has_no_freshness(manager: TestManager) -> None:

@@ -211,13 +211,6 @@ async def test_a_full_may_count_only_the_kinds_it_covers(edge: RawEdge, manager:
 
 # -- kinds the edge did not declare ------------------------------------------------------
 
-undeclared = pytest.mark.xfail(
-    strict=True,
-    reason="needs the stream's declared kinds passed to check_state_set by the edge session (issue #14)",
-)
-
-
-@undeclared
 async def test_a_delta_of_an_undeclared_kind_is_invalid(edges: RawEdges, manager: TestManager) -> None:
     edge = await edges.claimed("east", "edge-1", kinds=["pods"])
     secret = resource("secrets", "token", data={"value": "x"})
@@ -228,7 +221,6 @@ async def test_a_delta_of_an_undeclared_kind_is_invalid(edges: RawEdges, manager
     assert {r["kind"] for r in await manager.resources(cluster="east")} == {"pods"}
 
 
-@undeclared
 async def test_a_full_of_an_undeclared_kind_is_invalid(edges: RawEdges, manager: TestManager) -> None:
     edge = await edges.claimed("east", "edge-1", kinds=["pods"])
     bad = full_state("east", "edge-1", 2, {"pods": [pod("a")], "secrets": [resource("secrets", "token")]})
