@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -87,10 +91,22 @@ class Lines:
 
 
 def _quiet_interrupt(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Ctrl-C is how a watch is meant to end: exit 0, no traceback."""
+    """Ctrl-C is how a watch is meant to end: exit 0 at once, no traceback.
+
+    The process leaves from the signal handler itself: a KeyboardInterrupt raised inside
+    the gRPC stream's iteration could leave its channel (and so the interpreter's exit)
+    waiting, and a watch has nothing to tidy up; what was printed is flushed first.
+    """
+
+    def leave(signum: int, frame: object) -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(0)
 
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, leave)
         try:
             return run(args)
         except KeyboardInterrupt:
