@@ -22,6 +22,7 @@ from navigator.client.client import DEFAULT_ADDRESS, InvalidQuery, NotAuthorized
 from navigator.client.joined import service_view
 from navigator.client.rows import RecordError, copy_age, json_rows, view_rows
 from navigator.client.times import TimeError, parse_time, rfc3339
+from navigator.config.common import read_token_file
 from navigator.errors import NavigatorError
 from navigator.exit_codes import EXIT_FAILURE, EXIT_USAGE
 from navigator.selectors import SelectorError, parse_selector
@@ -135,15 +136,7 @@ def _token(args: argparse.Namespace) -> str | None:
     if args.token is not None:
         return str(args.token)
     if args.token_file is not None:
-        path: Path = args.token_file
-        try:
-            text = path.expanduser().read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise NavigatorError(f"--token-file: cannot read {path}: {reason}") from None
-        if not text:
-            raise NavigatorError(f"--token-file: {path} is empty")
-        return text
+        return read_token_file(args.token_file, "--token-file")
     return os.environ.get("NAVIGATOR_TOKEN") or None
 
 

@@ -8,7 +8,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from navigator.config.types import Duration, Size
+from navigator.errors import ConfigError
 from navigator.interfaces.transport import DEFAULT_MAX_MESSAGE, ClientTLS, ServerTLS
+
+
+def read_token_file(path: Path, key: str) -> str:
+    """A bearer token kept in a file (stripped); ``ConfigError`` naming ``key`` when it is unreadable or empty."""
+    try:
+        token = path.expanduser().read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{key}: cannot read {path}: {reason}") from None
+    if not token:
+        raise ConfigError(f"{key}: {path} is empty")
+    return token
 
 
 class Section(BaseModel):

@@ -14,8 +14,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
+from navigator.config.common import read_token_file
 from navigator.config.manager import AuthSection
 from navigator.errors import ConfigError
 from navigator.interfaces import PeerInfo, QueryRefused
@@ -68,17 +68,6 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _token_file(path: Path, key: str) -> str:
-    try:
-        token = path.expanduser().read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{key}: cannot read {path}: {reason}") from None
-    if not token:
-        raise ConfigError(f"{key}: {path} is empty")
-    return token
-
-
 class Readers:
     """The configured readers; ``resolve`` turns a caller into one of them or refuses it."""
 
@@ -101,7 +90,7 @@ class Readers:
             key = f"auth.readers[{i}]"
             token = section.token
             if section.token_file is not None:
-                token = _token_file(section.token_file, f"{key}.token_file")
+                token = read_token_file(section.token_file, f"{key}.token_file")
             if token is not None and token in edge_tokens:
                 raise ConfigError(f"{key}: reader {section.name!r} has the token of an edge; give it its own")
             clusters = frozenset(section.clusters) if section.clusters is not None else None
