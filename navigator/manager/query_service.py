@@ -241,16 +241,20 @@ P = TypeVar("P", query_pb2.ResourcePage, query_pb2.ChangePage, query_pb2.DiffPag
 
 
 def _paged(
-    records: Iterable[Any], page_type: Callable[[], P], field: str, size: int = PAGE_SIZE
+    records: Iterable[Any], page_type: Callable[[], P], field: str, size: int = PAGE_SIZE, max_bytes: int = PAGE_BYTES
 ) -> Iterator[P]:
+    """Pages of at most ``size`` records, each cut once its records reach ``max_bytes`` (a big one still fits)."""
     page = page_type()
     entries = getattr(page, field)
+    used = 0
     for record in records:
         entries.append(record)
-        if len(entries) >= size:
+        used += record.ByteSize() + RECORD_BYTES
+        if len(entries) >= size or used >= max_bytes:
             yield page
             page = page_type()
             entries = getattr(page, field)
+            used = 0
     if len(entries):
         yield page
 
@@ -519,9 +523,11 @@ class QueryService:
         )
         backend = self.ctx.backend
 
+        max_bytes = min(PAGE_BYTES, self.ctx.config.limits.max_message_size // 4)
+
         def pages() -> Iterator[query_pb2.ChangePage]:
             changes = _scoped_history(backend, query, scope)
-            return _paged((change_record(c) for c in changes), query_pb2.ChangePage, "changes")
+            return _paged((change_record(c) for c in changes), query_pb2.ChangePage, "changes", max_bytes=max_bytes)
 
         async for page in iterate_in_thread(pages):
             yield page
@@ -553,11 +559,13 @@ class QueryService:
         def compare(cluster: str | None) -> Iterator[query_pb2.DiffRecord]:
             return diff_records(backend.query(at(start, cluster)), backend.query(at(end, cluster)))
 
+        max_bytes = min(PAGE_BYTES, self.ctx.config.limits.max_message_size // 4)
+
         def pages() -> Iterator[query_pb2.DiffPage]:
             # One cluster after the other, in order: the entries stay ordered by cluster first.
             clusters: list[str | None] = [None] if scope is None else list(scope)
             entries = itertools.chain.from_iterable(compare(c) for c in clusters)
-            return _paged(entries, query_pb2.DiffPage, "entries")
+            return _paged(entries, query_pb2.DiffPage, "entries", max_bytes=max_bytes)
 
         async for page in iterate_in_thread(pages):
             yield page

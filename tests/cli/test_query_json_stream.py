@@ -274,7 +274,8 @@ async def test_a_manager_that_dies_mid_stream_is_one_error_line_and_exit_1(tmp_p
 
 
 async def test_pages_of_big_objects_stay_under_the_message_limit(tmp_path: Path) -> None:
-    """500 objects of 20 KiB are 10 MB: a manager whose messages may be 4 MiB still sends them, in smaller pages."""
+    """500 objects of 20 KiB are 10 MB: a manager whose messages may be 4 MiB still sends them, in smaller pages,
+    as objects, as changes and as a diff."""
     async with run_test_manager(tmp_path, limits={"max_message_size": 4 * 1024 * 1024}) as mgr:
         padding = "y" * 20_000
         pods = [resource("pods", f"p-{i:04d}", data={"phase": "Running", "padding": padding}) for i in range(500)]
@@ -288,3 +289,10 @@ async def test_pages_of_big_objects_stay_under_the_message_limit(tmp_path: Path)
         assert code == 0, err
         rows = orjson.loads(out)
         assert len(rows) == 500 and all(r["padding"] == padding for r in rows)
+        # The history's pages too: every change carries its object.
+        code, out, err = await run("changes", "--manager", mgr.address, "-o", "json")
+        assert code == 0, err
+        assert len(orjson.loads(out)) == 500
+        code, out, err = await run("diff", "--from", "1h", "--manager", mgr.address, "-o", "json")
+        assert code == 0, err
+        assert len(orjson.loads(out)) == 500
