@@ -30,71 +30,36 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-import orjson
-import yaml
-
 from navigator.client.client import QueryClient
 from navigator.processes import free_port
+from navigator.testing.chaos import ClusterApi, manager_copy
 from navigator.testing.processes import Child, Fleet, wait_until
 from navigator.testing.proxy import TcpProxy
 
 LABEL = "navigator-break"
 
 
-class Api:
-    """The simulator's API over plain HTTP: fast enough to list 150,000 pods for the exactness check."""
+def change(api: ClusterApi, pods: list[tuple[str, str]], count: int, tag: str) -> tuple[int, list[tuple[str, str]]]:
+    """``count`` changes: 90 % label patches, 5 % deletions, 5 % new pods (all labelled ``tag``).
 
-    def __init__(self, kubeconfig: Path) -> None:
-        config = yaml.safe_load(kubeconfig.read_text())
-        self.server = config["clusters"][0]["cluster"]["server"]
-        token = config["users"][0]["user"].get("token")
-        self.http = httpx.Client(
-            base_url=self.server, headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=300
-        )
-
-    def pods(self) -> set[tuple[str, str, str, str]]:
-        out: set[tuple[str, str, str, str]] = set()
-        token = ""
-        while True:
-            page = orjson.loads(self.http.get("/api/v1/pods", params={"limit": 5000, "continue": token}).content)
-            for item in page["items"]:
-                meta = item["metadata"]
-                out.add((meta["namespace"], meta["name"], meta["uid"], meta["resourceVersion"]))
-            token = page["metadata"].get("continue") or ""
-            if not token:
-                return out
-
-    def change(self, pods: list[tuple[str, str]], count: int, tag: str) -> tuple[int, list[tuple[str, str]]]:
-        """``count`` changes: 90 % label patches, 5 % deletions, 5 % new pods (all labelled ``tag``).
-
-        Returns how many pods carry the label afterwards and which were deleted.
-        """
-        deletions = max(1, count // 20)
-        creations = deletions
-        patches = count - deletions - creations
-        header = {"Content-Type": "application/merge-patch+json"}
-        for namespace, name in pods[:patches]:
-            body = orjson.dumps({"metadata": {"labels": {LABEL: tag}}})
-            self.http.patch(f"/api/v1/namespaces/{namespace}/pods/{name}", content=body, headers=header).raise_for_status()
-        deleted = pods[patches : patches + deletions]
-        for namespace, name in deleted:
-            self.http.delete(f"/api/v1/namespaces/{namespace}/pods/{name}").raise_for_status()
-        namespace = pods[0][0]
-        for i in range(creations):
-            pod = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": f"break-{tag}-{i}", "namespace": namespace, "labels": {LABEL: tag}},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-            }
-            self.http.post(f"/api/v1/namespaces/{namespace}/pods", content=orjson.dumps(pod)).raise_for_status()
-        del pods[: patches + deletions]
-        return patches + creations, deleted
+    Returns how many pods carry the label afterwards and which were deleted.
+    """
+    deletions = max(1, count // 20)
+    creations = deletions
+    patches = count - deletions - creations
+    deleted = pods[patches : patches + deletions]
+    namespace = pods[0][0]
+    done = [api.relabel(ns, name, tag, label=LABEL) for ns, name in pods[:patches]]
+    done += [api.delete(ns, name) for ns, name in deleted]
+    done += [api.create(namespace, f"break-{tag}-{i}", {LABEL: tag}) for i in range(creations)]
+    if not all(done):
+        raise SystemExit(f"the simulator refused {done.count(False)} of the {count} changes")
+    del pods[: patches + deletions]
+    return patches + creations, deleted
 
 
-def manager_copy(query: QueryClient) -> set[tuple[str, str, str, str]]:
-    return {(r["namespace"], r["name"], r["uid"], r["resource_version"]) for r in query.resources(kind="pods")}
+def exact(api: ClusterApi, query: QueryClient) -> bool:
+    return manager_copy(query, "bench")["pods"] == api.copy()["pods"]
 
 
 def visible(query: QueryClient, tag: str, labelled: int, deleted: list[tuple[str, str]]) -> bool:
@@ -136,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             _, kubeconfig = fleet.kubesim(
                 "bench", "--pods", str(args.pods), "--services", str(args.services), "--namespaces", "10", "--seed", "1"
             )
-            api = Api(kubeconfig)
+            api = ClusterApi(kubeconfig)
             port = free_port()
             manager = start_manager(fleet, workdir, port, "manager")
             with TcpProxy("127.0.0.1", port) as proxy:
@@ -149,13 +114,13 @@ def main(argv: list[str] | None = None) -> None:
                 edge.wait_for("sync FULL applied", timeout=900)
                 full = proxy.traffic.up
                 print(f"full sync: {full / 1e6:.1f} MB from the edge", flush=True)
-                pods = sorted((ns, name) for ns, name, _, _ in api.pods())
+                pods = api.pods()
 
                 # 1. The network drops for a while.
                 proxy.cut()
                 edge.wait_for("lost the stream")
                 cut_at = time.monotonic()
-                labelled, deleted = api.change(pods, args.changes, "cut")
+                labelled, deleted = change(api, pods, args.changes, "cut")
                 time.sleep(max(0.0, args.cut - (time.monotonic() - cut_at)))
                 before, before_down = proxy.traffic.up, proxy.traffic.down
                 proxy.restore()
@@ -163,31 +128,31 @@ def main(argv: list[str] | None = None) -> None:
                 wait_until(lambda: visible(query, "cut", labelled, deleted), "the changes made during the cut", edge, 300)
                 took = time.monotonic() - restored
                 sent = proxy.traffic.up - before
-                report("network cut", sent, full, took, manager_copy(query) == api.pods(), proxy.traffic.down - before_down)
+                report("network cut", sent, full, took, exact(api, query), proxy.traffic.down - before_down)
 
                 # 2. The manager dies and comes back on the same database.
                 manager.stop(signal.SIGKILL)
-                labelled, deleted = api.change(pods, args.changes, "restart")
+                labelled, deleted = change(api, pods, args.changes, "restart")
                 before, before_down = proxy.traffic.up, proxy.traffic.down
                 restarted = time.monotonic()
                 start_manager(fleet, workdir, port, "manager-again")
                 wait_until(lambda: visible(query, "restart", labelled, deleted), "the changes made meanwhile", edge, 300)
                 took = time.monotonic() - restarted
                 sent = proxy.traffic.up - before
-                report("manager restart (start included)", sent, full, took, manager_copy(query) == api.pods(), proxy.traffic.down - before_down)
+                report("manager restart (start included)", sent, full, took, exact(api, query), proxy.traffic.down - before_down)
                 resumed = edge.output().count("resuming after state")
                 print(f"the edge resumed {resumed} time(s); full states sent: {edge.output().count('sync FULL applied')}")
 
                 # 3. The edge dies; a new edge process cannot resume but needs to send only what differs.
                 edge.stop(signal.SIGKILL)
-                labelled, deleted = api.change(pods, args.changes, "edge")
+                labelled, deleted = change(api, pods, args.changes, "edge")
                 before, before_down = proxy.traffic.up, proxy.traffic.down
                 restarted = time.monotonic()
                 edge = fleet.start("edge-again", "edge", "--config", str(workdir / "edge.yaml"))
                 wait_until(lambda: visible(query, "edge", labelled, deleted), "the changes made meanwhile", edge, 900)
                 took = time.monotonic() - restarted
                 sent = proxy.traffic.up - before
-                report("edge restart (listing included)", sent, full, took, manager_copy(query) == api.pods(), proxy.traffic.down - before_down)
+                report("edge restart (listing included)", sent, full, took, exact(api, query), proxy.traffic.down - before_down)
                 line = edge.wait_for(re.compile("full state against the manager's.*"))
                 print(f"  edge: {line.group(0)}")
                 query.close()

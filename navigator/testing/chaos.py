@@ -76,8 +76,8 @@ class ClusterApi:
     def pods(self) -> list[tuple[str, str]]:
         return sorted(self.copy()["pods"])
 
-    def relabel(self, namespace: str, name: str, value: str) -> bool:
-        body = orjson.dumps({"metadata": {"labels": {"navigator-chaos": value}}})
+    def relabel(self, namespace: str, name: str, value: str, label: str = "navigator-chaos") -> bool:
+        body = orjson.dumps({"metadata": {"labels": {label: value}}})
         response = self.http.patch(
             f"/api/v1/namespaces/{namespace}/pods/{name}",
             content=body,
@@ -88,11 +88,11 @@ class ClusterApi:
     def delete(self, namespace: str, name: str) -> bool:
         return self.http.delete(f"/api/v1/namespaces/{namespace}/pods/{name}").status_code < 400
 
-    def create(self, namespace: str, name: str) -> bool:
+    def create(self, namespace: str, name: str, labels: Mapping[str, str] | None = None) -> bool:
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "labels": {"navigator-chaos": "born"}},
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {"navigator-chaos": "born"})},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]},
         }
         return self.http.post(f"/api/v1/namespaces/{namespace}/pods", content=orjson.dumps(pod)).status_code < 400
