@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRIB := $(wildcard contrib/*/pyproject.toml)
 
-.PHONY: test demo docs proto proto-check lint typecheck venv clean bench chaos
+.PHONY: test demo docs proto proto-check lint typecheck venv clean bench chaos fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ ROUNDS ?= 50
 chaos: $(STAMP)
 	$(BIN)/python benchmarks/chaos.py --rounds $(ROUNDS) --backend sqlite
 	$(BIN)/python benchmarks/chaos.py --rounds $(ROUNDS) --backend postgres
+
+# The long fuzzing run (a few hundred cases are part of `make test`): CASES per message the manager accepts.
+CASES ?= 10000
+fuzz: $(STAMP)
+	$(BIN)/python benchmarks/fuzz.py --cases $(CASES)
 
 clean:
 	rm -rf $(VENV) site build dist *.egg-info

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18navigator/v1/query.proto\x12\x0cnavigator.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\x13ListClustersRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x14ListClustersResponse\x12+\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x19.navigator.v1.ClusterInfo\"}\n\x0c\x43lusterError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x04\n\x0b\x43lusterInfo\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12-\n\tlast_sync\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x08metadata\x18\x06 \x03(\x0b\x32\'.navigator.v1.ClusterInfo.MetadataEntry\x12\x35\n\x06\x63ounts\x18\x07 \x03(\x0b\x32%.navigator.v1.ClusterInfo.CountsEntry\x12*\n\x06\x65rrors\x18\x08 \x03(\x0b\x32\x1a.navigator.v1.ClusterError\x12\x12\n\nmanager_id\x18\t \x01(\t\x12\x1d\n\x15sync_interval_seconds\x18\n \x01(\x01\x12-\n\tlast_seen\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66resh_as_of\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blag_seconds\x18\r \x01(\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xbb\x01\n\x14ListResourcesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x04\x12\x14\n\x0c\x64\x61ta_as_json\x18\x07 \x01(\x08\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9a\x02\n\x0eResourceRecord\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03uid\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x38\n\x06labels\x18\x07 \x03(\x0b\x32(.navigator.v1.ResourceRecord.LabelsEntry\x12%\n\x04\x64\x61ta\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tdata_json\x18\t \x01(\x0c\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x0cResourcePage\x12/\n\tresources\x18\x01 \x03(\x0b\x32\x1c.navigator.v1.ResourceRecord\"\xd1\x01\n\x12ListChangesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x08 \x01(\x04\"\x94\x03\n\x0c\x43hangeRecord\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x12\x1c\n\x14old_resource_version\x18\x08 \x01(\t\x12.\n\napplied_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bobserved_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63hanged_fields\x18\x0b \x03(\t\x12\x36\n\x06labels\x18\x0c \x03(\x0b\x32&.navigator.v1.ChangeRecord.LabelsEntry\x12\x11\n\tdata_json\x18\r \x01(\x0c\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\nChangePage\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.navigator.v1.ChangeRecord\"w\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0f\n\x07initial\x18\x06 \x01(\x08\"\xb3\x01\n\x0b\x44iffRequest\x12-\n\tfrom_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\x12\x16\n\x0elabel_selector\x18\x06 \x01(\t\"\xaf\x02\n\nDiffRecord\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x12\x1c\n\x14old_resource_version\x18\x08 \x01(\t\x12\x16\n\x0e\x63hanged_fields\x18\t \x03(\t\x12\x34\n\x06labels\x18\n \x03(\x0b\x32$.navigator.v1.DiffRecord.LabelsEntry\x12\x11\n\tdata_json\x18\x0b \x01(\x0c\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x08\x44iffPage\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.navigator.v1.DiffRecord2\xfc\x02\n\x05Query\x12U\n\x0cListClusters\x12!.navigator.v1.ListClustersRequest\x1a\".navigator.v1.ListClustersResponse\x12Q\n\rListResources\x12\".navigator.v1.ListResourcesRequest\x1a\x1a.navigator.v1.ResourcePage0\x01\x12K\n\x0bListChanges\x12 .navigator.v1.ListChangesRequest\x1a\x18.navigator.v1.ChangePage0\x01\x12;\n\x04\x44iff\x12\x19.navigator.v1.DiffRequest\x1a\x16.navigator.v1.DiffPage0\x01\x12?\n\x05Watch\x12\x1a.navigator.v1.WatchRequest\x1a\x18.navigator.v1.ChangePage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18navigator/v1/query.proto\x12\x0cnavigator.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\x13ListClustersRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x14ListClustersResponse\x12+\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x19.navigator.v1.ClusterInfo\"}\n\x0c\x43lusterError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x04\n\x0b\x43lusterInfo\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\x12-\n\tlast_sync\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x08metadata\x18\x06 \x03(\x0b\x32\'.navigator.v1.ClusterInfo.MetadataEntry\x12\x35\n\x06\x63ounts\x18\x07 \x03(\x0b\x32%.navigator.v1.ClusterInfo.CountsEntry\x12*\n\x06\x65rrors\x18\x08 \x03(\x0b\x32\x1a.navigator.v1.ClusterError\x12\x12\n\nmanager_id\x18\t \x01(\t\x12\x1d\n\x15sync_interval_seconds\x18\n \x01(\x01\x12-\n\tlast_seen\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66resh_as_of\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blag_seconds\x18\r \x01(\x01\x12\x15\n\rstatus_reason\x18\x0e \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xbb\x01\n\x14ListResourcesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x04\x12\x14\n\x0c\x64\x61ta_as_json\x18\x07 \x01(\x08\x12&\n\x02\x61t\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9a\x02\n\x0eResourceRecord\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03uid\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x38\n\x06labels\x18\x07 \x03(\x0b\x32(.navigator.v1.ResourceRecord.LabelsEntry\x12%\n\x04\x64\x61ta\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tdata_json\x18\t \x01(\x0c\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x0cResourcePage\x12/\n\tresources\x18\x01 \x03(\x0b\x32\x1c.navigator.v1.ResourceRecord\"\xd1\x01\n\x12ListChangesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x08 \x01(\x04\"\x94\x03\n\x0c\x43hangeRecord\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x12\x1c\n\x14old_resource_version\x18\x08 \x01(\t\x12.\n\napplied_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bobserved_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63hanged_fields\x18\x0b \x03(\t\x12\x36\n\x06labels\x18\x0c \x03(\x0b\x32&.navigator.v1.ChangeRecord.LabelsEntry\x12\x11\n\tdata_json\x18\r \x01(\x0c\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"9\n\nChangePage\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.navigator.v1.ChangeRecord\"w\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0f\n\x07initial\x18\x06 \x01(\x08\"\xb3\x01\n\x0b\x44iffRequest\x12-\n\tfrom_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\x12\x16\n\x0elabel_selector\x18\x06 \x01(\t\"\xaf\x02\n\nDiffRecord\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\t\x12\x1c\n\x14old_resource_version\x18\x08 \x01(\t\x12\x16\n\x0e\x63hanged_fields\x18\t \x03(\t\x12\x34\n\x06labels\x18\n \x03(\x0b\x32$.navigator.v1.DiffRecord.LabelsEntry\x12\x11\n\tdata_json\x18\x0b \x01(\x0c\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x08\x44iffPage\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.navigator.v1.DiffRecord2\xfc\x02\n\x05Query\x12U\n\x0cListClusters\x12!.navigator.v1.ListClustersRequest\x1a\".navigator.v1.ListClustersResponse\x12Q\n\rListResources\x12\".navigator.v1.ListResourcesRequest\x1a\x1a.navigator.v1.ResourcePage0\x01\x12K\n\x0bListChanges\x12 .navigator.v1.ListChangesRequest\x1a\x18.navigator.v1.ChangePage0\x01\x12;\n\x04\x44iff\x12\x19.navigator.v1.DiffRequest\x1a\x16.navigator.v1.DiffPage0\x01\x12?\n\x05Watch\x12\x1a.navigator.v1.WatchRequest\x1a\x18.navigator.v1.ChangePage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,37 +50,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERERROR']._serialized_start=254
   _globals['_CLUSTERERROR']._serialized_end=379
   _globals['_CLUSTERINFO']._serialized_start=382
-  _globals['_CLUSTERINFO']._serialized_end=933
-  _globals['_CLUSTERINFO_METADATAENTRY']._serialized_start=839
-  _globals['_CLUSTERINFO_METADATAENTRY']._serialized_end=886
-  _globals['_CLUSTERINFO_COUNTSENTRY']._serialized_start=888
-  _globals['_CLUSTERINFO_COUNTSENTRY']._serialized_end=933
-  _globals['_LISTRESOURCESREQUEST']._serialized_start=936
-  _globals['_LISTRESOURCESREQUEST']._serialized_end=1123
-  _globals['_RESOURCERECORD']._serialized_start=1126
-  _globals['_RESOURCERECORD']._serialized_end=1408
-  _globals['_RESOURCERECORD_LABELSENTRY']._serialized_start=1363
-  _globals['_RESOURCERECORD_LABELSENTRY']._serialized_end=1408
-  _globals['_RESOURCEPAGE']._serialized_start=1410
-  _globals['_RESOURCEPAGE']._serialized_end=1473
-  _globals['_LISTCHANGESREQUEST']._serialized_start=1476
-  _globals['_LISTCHANGESREQUEST']._serialized_end=1685
-  _globals['_CHANGERECORD']._serialized_start=1688
-  _globals['_CHANGERECORD']._serialized_end=2092
-  _globals['_CHANGERECORD_LABELSENTRY']._serialized_start=1363
-  _globals['_CHANGERECORD_LABELSENTRY']._serialized_end=1408
-  _globals['_CHANGEPAGE']._serialized_start=2094
-  _globals['_CHANGEPAGE']._serialized_end=2151
-  _globals['_WATCHREQUEST']._serialized_start=2153
-  _globals['_WATCHREQUEST']._serialized_end=2272
-  _globals['_DIFFREQUEST']._serialized_start=2275
-  _globals['_DIFFREQUEST']._serialized_end=2454
-  _globals['_DIFFRECORD']._serialized_start=2457
-  _globals['_DIFFRECORD']._serialized_end=2760
-  _globals['_DIFFRECORD_LABELSENTRY']._serialized_start=1363
-  _globals['_DIFFRECORD_LABELSENTRY']._serialized_end=1408
-  _globals['_DIFFPAGE']._serialized_start=2762
-  _globals['_DIFFPAGE']._serialized_end=2815
-  _globals['_QUERY']._serialized_start=2818
-  _globals['_QUERY']._serialized_end=3198
+  _globals['_CLUSTERINFO']._serialized_end=956
+  _globals['_CLUSTERINFO_METADATAENTRY']._serialized_start=862
+  _globals['_CLUSTERINFO_METADATAENTRY']._serialized_end=909
+  _globals['_CLUSTERINFO_COUNTSENTRY']._serialized_start=911
+  _globals['_CLUSTERINFO_COUNTSENTRY']._serialized_end=956
+  _globals['_LISTRESOURCESREQUEST']._serialized_start=959
+  _globals['_LISTRESOURCESREQUEST']._serialized_end=1146
+  _globals['_RESOURCERECORD']._serialized_start=1149
+  _globals['_RESOURCERECORD']._serialized_end=1431
+  _globals['_RESOURCERECORD_LABELSENTRY']._serialized_start=1386
+  _globals['_RESOURCERECORD_LABELSENTRY']._serialized_end=1431
+  _globals['_RESOURCEPAGE']._serialized_start=1433
+  _globals['_RESOURCEPAGE']._serialized_end=1496
+  _globals['_LISTCHANGESREQUEST']._serialized_start=1499
+  _globals['_LISTCHANGESREQUEST']._serialized_end=1708
+  _globals['_CHANGERECORD']._serialized_start=1711
+  _globals['_CHANGERECORD']._serialized_end=2115
+  _globals['_CHANGERECORD_LABELSENTRY']._serialized_start=1386
+  _globals['_CHANGERECORD_LABELSENTRY']._serialized_end=1431
+  _globals['_CHANGEPAGE']._serialized_start=2117
+  _globals['_CHANGEPAGE']._serialized_end=2174
+  _globals['_WATCHREQUEST']._serialized_start=2176
+  _globals['_WATCHREQUEST']._serialized_end=2295
+  _globals['_DIFFREQUEST']._serialized_start=2298
+  _globals['_DIFFREQUEST']._serialized_end=2477
+  _globals['_DIFFRECORD']._serialized_start=2480
+  _globals['_DIFFRECORD']._serialized_end=2783
+  _globals['_DIFFRECORD_LABELSENTRY']._serialized_start=1386
+  _globals['_DIFFRECORD_LABELSENTRY']._serialized_end=1431
+  _globals['_DIFFPAGE']._serialized_start=2785
+  _globals['_DIFFPAGE']._serialized_end=2838
+  _globals['_QUERY']._serialized_start=2841
+  _globals['_QUERY']._serialized_end=3221
 # @@protoc_insertion_point(module_scope)

@@ -156,6 +156,7 @@ class ClusterInfo(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _builtins.int
     FRESH_AS_OF_FIELD_NUMBER: _builtins.int
     LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
     cluster: _builtins.str
     edge_id: _builtins.str
     status: _builtins.str
@@ -166,6 +167,10 @@ class ClusterInfo(_message.Message):
     lag_seconds: _builtins.float
     """Propagation lag (observed at the edge -> applied here) of the last applied
     change, in seconds; 0 when unknown.
+    """
+    status_reason: _builtins.str
+    """Why the status is not HEALTHY (empty when it is): e.g. the edge cannot reach
+    its Kubernetes API, or the manager cannot write to storage.
     """
     @_builtins.property
     def last_sync(self) -> _timestamp_pb2.Timestamp: ...
@@ -199,10 +204,11 @@ class ClusterInfo(_message.Message):
         last_seen: _timestamp_pb2.Timestamp | None = ...,
         fresh_as_of: _timestamp_pb2.Timestamp | None = ...,
         lag_seconds: _builtins.float = ...,
+        status_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fresh_as_of", b"fresh_as_of", "last_seen", b"last_seen", "last_sync", b"last_sync"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connected", b"connected", "counts", b"counts", "edge_id", b"edge_id", "errors", b"errors", "fresh_as_of", b"fresh_as_of", "lag_seconds", b"lag_seconds", "last_seen", b"last_seen", "last_sync", b"last_sync", "manager_id", b"manager_id", "metadata", b"metadata", "status", b"status", "sync_interval_seconds", b"sync_interval_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "connected", b"connected", "counts", b"counts", "edge_id", b"edge_id", "errors", b"errors", "fresh_as_of", b"fresh_as_of", "lag_seconds", b"lag_seconds", "last_seen", b"last_seen", "last_sync", b"last_sync", "manager_id", b"manager_id", "metadata", b"metadata", "status", b"status", "status_reason", b"status_reason", "sync_interval_seconds", b"sync_interval_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
