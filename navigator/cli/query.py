@@ -102,7 +102,7 @@ def _exit_1_when_unreachable(run: Callable[[argparse.Namespace], int]) -> Callab
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="view", metavar="VIEW", required=True)
-    clusters = sub.add_parser("clusters", help="every cluster: status, edge, last sync, counts, errors")
+    clusters = sub.add_parser("clusters", help="every cluster: status and why, freshness, edge, last sync, counts")
     _common(clusters)
     _at(clusters)
     clusters.set_defaults(run=run_clusters)
@@ -201,12 +201,11 @@ def run_clusters(args: argparse.Namespace) -> int:
     kinds = sorted({k for r in rows for k in r["counts"]})
     now = at or now
     print_table(
-        ["cluster", "status", "freshness", "lag", "edge", "last sync", *kinds, "errors"],
+        ["cluster", "status", "freshness", "lag", "edge", "last sync", *kinds, "reason"],
         [
             (
                 r["cluster"], r["status"], short_duration(r["age_seconds"]), short_duration(r["lag_seconds"]),
-                r["edge_id"], _age(r["last_sync"], now), *(r["counts"].get(k, 0) for k in kinds),
-                "; ".join(f"{e['kind']}: {e['message']}" + (" (cached)" if e["cached"] else "") for e in r["errors"]),
+                r["edge_id"], _age(r["last_sync"], now), *(r["counts"].get(k, 0) for k in kinds), _reason(r),
             )
             for r in rows
         ],
@@ -214,6 +213,13 @@ def run_clusters(args: argparse.Namespace) -> int:
         keep=("cluster", "status", "freshness", "lag"),
     )  # fmt: skip
     return 0
+
+
+def _reason(row: dict[str, Any]) -> str:
+    """Why the status is not HEALTHY, which names the errors; from an older manager (no reason), the errors."""
+    if row.get("status_reason"):
+        return str(row["status_reason"])
+    return "; ".join(f"{e['kind']}: {e['message']}" + (" (cached)" if e["cached"] else "") for e in row["errors"])
 
 
 def _ports(ports: Iterable[dict[str, Any]] | None) -> str:

@@ -49,6 +49,7 @@ def cluster_row(info: query_pb2.ClusterInfo, now: datetime | None = None) -> dic
         "cluster": info.cluster,
         "edge_id": info.edge_id,
         "status": info.status,
+        "status_reason": info.status_reason,
         "connected": info.connected,
         "last_sync": rfc3339(info.last_sync) if info.HasField("last_sync") else None,
         "last_seen": rfc3339(info.last_seen) if info.HasField("last_seen") else None,

@@ -13,6 +13,14 @@ the storage thread without waiting for them, ahead of the session's first
 apply (which does not run if they failed). Claims and their renewals go
 through the ``ClaimKeeper`` (one renewal pass for all sessions).
 
+What an edge reports about its own reading of the cluster (protocol 2): every DELTA's
+``errors`` are the kinds it cannot vouch for now (its Kubernetes API unreachable, a
+watch failing); the session keeps the latest list in memory (``EdgeSession.reported``)
+and does not store it, so the next DELTA without them clears them. A FULL's errors
+are stored with the record as before (and a protocol 1 edge's DELTA errors too).
+When storage fails, the cluster's ``SyncContext.storage_failures`` entry says so
+(in memory: storage cannot be written) until a state of it is applied again.
+
 Fencing: every write of a session carries its claim's epoch (``ClusterRecord.epoch``)
 and storage refuses it once a newer claim exists (``StorageFenced``), on this manager
 or another one sharing the database. A fenced session ends at once with
@@ -40,6 +48,7 @@ from navigator.interfaces import (
     ClaimOutcome,
     ClusterClaims,
     ClusterRecord,
+    KindErrorRecord,
     ManagerStream,
     Serializer,
     StorageBackend,
@@ -52,9 +61,10 @@ from navigator.manager.chunking import ChunkAssembler
 from navigator.manager.claims import ClaimKeeper, InMemoryClaims
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.sinks import SinkFanout
-from navigator.manager.status import RECORD_EVERY
+from navigator.manager.status import RECORD_EVERY, StorageFailure
 from navigator.manager.validation import (
     InvalidState,
+    StateSet,
     check_header,
     check_identify,
     check_sequence,
@@ -209,6 +219,14 @@ class SyncContext:
     #: How sessions claim, release and renew (built from ``claims``).
     keeper: ClaimKeeper = field(init=False)
     storage: StorageTracker = field(default_factory=StorageTracker)
+    #: cluster id -> why storage last refused a state of it, until one applies again (in memory only).
+    storage_failures: dict[str, StorageFailure] = field(default_factory=dict)
+
+    def storage_failed(self, cluster: str, exc: BaseException) -> None:
+        """Keep the first failure's time: the reason says since when the cluster's states are not stored."""
+        message = str(exc) or type(exc).__name__
+        previous = self.storage_failures.get(cluster)
+        self.storage_failures[cluster] = StorageFailure(message, previous.since if previous else self.clock())
 
     def __post_init__(self) -> None:
         if isinstance(self.claims, InMemoryClaims):
@@ -240,6 +258,10 @@ class EdgeSession:
         self.instance_key = b""
         #: Heartbeat period agreed with the edge (0: a protocol 1 edge, or heartbeats off).
         self._heartbeat = 0.0
+        #: The edge's protocol version (Identify.protocol_version).
+        self.protocol = 0
+        #: What a protocol 2 edge's latest DELTA listed in ``errors``: what it cannot vouch for now.
+        self.reported: list[KindErrorRecord] = []
         #: When the edge last sent anything (monotonic), and whether a state of it is being handled.
         self._heard = time.monotonic()
         self._busy = False
@@ -327,6 +349,11 @@ class EdgeSession:
     def _claim_refusal(self) -> str | None:
         return self._claim_failed
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds the edge declared in its Identify."""
+        return self._kinds
+
     # -- handshake -------------------------------------------------------------------
 
     async def _reject(self, reason: int, message: str, retry_after: float = 0.0, holder: str = "") -> bool:
@@ -410,6 +437,7 @@ class EdgeSession:
             )
         self.cluster, self.edge_id = ident.cluster_id, ident.edge_id
         self._kinds = frozenset(ident.kinds)
+        self.protocol = ident.protocol_version
         self.instance_key = bytes(ident.instance_key)
         self._heartbeat = self.ctx.config.heartbeat if ident.protocol_version >= 2 else 0.0
         self.serializer = self.ctx.serializers[chosen]
@@ -517,6 +545,7 @@ class EdgeSession:
             self._fence(exc)
             return
         metrics.count_manager_error("storage")
+        self.ctx.storage_failed(self.cluster, exc)
         logger.warning("could not save the claim of cluster {} by edge {}: {}", self.cluster, self.edge_id, exc)
         self.terminate("UNAVAILABLE", f"storage failed at the claim: {exc}")
 
@@ -589,6 +618,7 @@ class EdgeSession:
         except InvalidState as exc:
             return self._invalid(sequence, exc)
         assert self.record is not None and self.serializer is not None
+        self._take_report(assembled)
         started = time.perf_counter()
         try:
             now = self.ctx.clock()
@@ -616,8 +646,10 @@ class EdgeSession:
             return acks.retry(sequence, f"not applied: {exc}")
         except Exception as exc:
             metrics.count_manager_error("storage")
+            self.ctx.storage_failed(self.cluster, exc)
             logger.opt(exception=exc).error("storing state {} of cluster {} failed", sequence, self.cluster)
             return acks.retry(sequence, f"storage failed: {exc}")
+        self.ctx.storage_failures.pop(self.cluster, None)
         self.record = record
         metrics.record_applied(
             self.cluster, assembled.full, time.perf_counter() - started, changes, assembled.counts
@@ -637,6 +669,25 @@ class EdgeSession:
             time.perf_counter() - started,
         )
         return ack
+
+
+    def _take_report(self, state: StateSet) -> None:
+        """A protocol 2 DELTA's errors are the edge's condition now: kept in memory (a kind still
+        reported keeps its ``since``) and left out of the stored record, so that a later DELTA
+        without them clears them. A FULL's errors are stored as they always were."""
+        if self.protocol < 2:
+            return
+        if state.full:
+            self.reported = []
+            return
+        now = _utc(self.ctx.clock())
+        before = {e.kind: e for e in self.reported}
+        latest = {e.kind: e for e in state.errors}  # a kind listed twice: the last entry wins
+        self.reported = [
+            KindErrorRecord(e.kind, e.message, e.http_status, e.cached, before[e.kind].since if e.kind in before else now)
+            for _, e in sorted(latest.items())
+        ]
+        state.errors = []
 
 
 def _utc(seconds: float) -> datetime:

@@ -27,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from navigator.interfaces import (
     ClusterRecord,
     Holding,
+    KindErrorRecord,
     QueryRefused,
     ResourceQuery,
     StorageBackend,
@@ -36,7 +37,7 @@ from navigator.interfaces.storage import HistoryQuery
 from navigator.manager.edge_session import SyncContext
 from navigator.manager.readers import Reader
 from navigator.manager.reconciler import changed_fields
-from navigator.manager.status import cluster_status, status_at
+from navigator.manager.status import cluster_verdict, verdict_at
 from navigator.resource import Change, StoredResource
 from navigator.selectors import LabelSelector, SelectorError, parse_selector
 from navigator.v1 import query_pb2
@@ -77,12 +78,15 @@ def cluster_info(
     now: float,
     show_edge: bool = True,
 ) -> query_pb2.ClusterInfo:
+    """The cluster now: its stored record, plus what only the manager's memory holds (what the connected
+    edge reports in its deltas, a storage failure), which also decide the status and its reason."""
     connected = holding is not None and holding.connected
     session = ctx.sessions.get(record.cluster)
     last_seen = record.last_seen
     if session is not None and session.last_seen:
         last_seen = datetime.fromtimestamp(session.last_seen, UTC)
-    status = cluster_status(
+    errors = current_errors(record, session.reported if session is not None else ())
+    verdict = cluster_verdict(
         connected=connected,
         connected_since=holding.since if holding is not None else None,
         last_sync=record.last_sync.timestamp() if record.last_sync else None,
@@ -90,11 +94,15 @@ def cluster_info(
         now=now,
         config=ctx.config.status,
         fresh_as_of=record.fresh_as_of.timestamp() if record.fresh_as_of else None,
+        errors=errors,
+        kinds=session.kinds if session is not None else (),
+        storage=ctx.storage_failures.get(record.cluster),
     )
     info = query_pb2.ClusterInfo(
         cluster=record.cluster,
         edge_id=(holding.edge_id if holding is not None else record.edge_id) if show_edge else "",
-        status=str(status),
+        status=str(verdict.status),
+        status_reason=verdict.reason,
         connected=connected,
         last_sync=_timestamp(record.last_sync),
         metadata=record.metadata,
@@ -104,25 +112,34 @@ def cluster_info(
         last_seen=_timestamp(last_seen),
     )
     _add_freshness(info, record)
-    _add_errors(info, record)
+    _add_errors(info, errors)
     return info
+
+
+def current_errors(record: ClusterRecord, reported: Iterable[KindErrorRecord]) -> list[KindErrorRecord]:
+    """The stored errors, with what the edge reports now in its deltas in place of a stored one of the same kind."""
+    merged = {e.kind: e for e in record.errors}
+    merged.update((e.kind, e) for e in reported)
+    return [merged[kind] for kind in sorted(merged)]
 
 
 def cluster_info_at(
     record: ClusterRecord, counts: dict[str, int], at: datetime, ctx: SyncContext, show_edge: bool = True
 ) -> query_pb2.ClusterInfo:
     """A cluster as it was at ``at``: its record kept then, status computed for that time, never connected."""
-    status = status_at(
+    verdict = verdict_at(
         last_sync=record.last_sync.timestamp() if record.last_sync else None,
         sync_interval=record.sync_interval,
         at=at.timestamp(),
         config=ctx.config.status,
         fresh_as_of=record.fresh_as_of.timestamp() if record.fresh_as_of else None,
+        errors=record.errors,
     )
     info = query_pb2.ClusterInfo(
         cluster=record.cluster,
         edge_id=record.edge_id if show_edge else "",
-        status=str(status),
+        status=str(verdict.status),
+        status_reason=verdict.reason,
         connected=False,
         last_sync=_timestamp(record.last_sync),
         metadata=record.metadata,
@@ -132,7 +149,7 @@ def cluster_info_at(
         last_seen=_timestamp(record.last_seen),
     )
     _add_freshness(info, record)
-    _add_errors(info, record)
+    _add_errors(info, record.errors)
     return info
 
 
@@ -144,8 +161,8 @@ def _add_freshness(info: query_pb2.ClusterInfo, record: ClusterRecord) -> None:
         info.lag_seconds = record.lag
 
 
-def _add_errors(info: query_pb2.ClusterInfo, record: ClusterRecord) -> None:
-    for e in record.errors:
+def _add_errors(info: query_pb2.ClusterInfo, errors: Iterable[KindErrorRecord]) -> None:
+    for e in errors:
         info.errors.add(
             kind=e.kind,
             message=e.message,
@@ -467,6 +484,12 @@ class QueryService:
                 response.clusters.append(cluster_info_at(record, full, at, self.ctx, show_edge))
             return response
         records, counts, holdings = await asyncio.to_thread(self._load, scope)
+        # A cluster whose first state storage refused has no stored record: still shown, with the failure.
+        stored = {r.cluster for r in records}
+        for cluster in sorted(self.ctx.storage_failures):
+            if cluster not in stored and (scope is None or cluster in scope):
+                records.append(ClusterRecord(cluster))
+                counts[cluster] = {}
         # A kind some cluster has shows as 0 where it is missing, so every row has the same keys.
         known = {kind for per in counts.values() for kind in per}
         now = self.ctx.clock()
