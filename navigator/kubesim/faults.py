@@ -1,7 +1,8 @@
-"""Injected failures per resource: error statuses, latency and connections dropped mid-list.
+"""Injected failures per resource: error statuses, latency, connections dropped mid-list and silent watches.
 
 Rules are keyed by plural resource name (``"*"`` matches every resource) and may be limited to
-some verbs and to a number of occurrences, to test client retries.
+some verbs and to a number of occurrences, to test client retries. A silent watch stays open and
+delivers nothing (no event, no bookmark), as one a proxy or load balancer lost without closing it.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ class Rule:
     times: int | None = None  # remaining; None = forever
     latency: float = 0.0
     latency_times: int | None = None
+    latency_verbs: frozenset[str] | None = None  # None: every verb
     drop: int = 0  # lists to cut short
     verbs: frozenset[str] | None = None
+    silent: bool = False  # watches deliver nothing
 
     def to_json(self, kind: str) -> dict[str, Any]:
         return {"kind": kind, "status": self.status, "times": self.times, "latency": self.latency,
-                "latency_times": self.latency_times, "drop_mid_list": self.drop,
-                "verbs": sorted(self.verbs) if self.verbs else None}
+                "latency_times": self.latency_times,
+                "latency_verbs": sorted(self.latency_verbs) if self.latency_verbs else None,
+                "drop_mid_list": self.drop, "verbs": sorted(self.verbs) if self.verbs else None,
+                "silent_watches": self.silent}
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: dict[str, Rule] = {}
+        self._silencings: list[str] = []  # kinds, in the order their watches were silenced
 
     def _rule(self, kind: str) -> Rule:
         return self._rules.setdefault(kind, Rule())
@@ -68,10 +74,35 @@ class Faults:
             r.status, r.times = int(status), times
             r.verbs = frozenset(verbs) if verbs else None
 
-    def latency(self, kind: str, seconds: float, times: int | None = None) -> None:
+    def latency(self, kind: str, seconds: float, times: int | None = None, verbs: list[str] | None = None) -> None:
+        """Delay requests for ``kind`` (only ``verbs``, when given) by ``seconds``."""
         with self._lock:
             r = self._rule(kind)
             r.latency, r.latency_times = float(seconds), times
+            r.latency_verbs = frozenset(verbs) if verbs else None
+
+    def silence_watches(self, kind: str, on: bool = True) -> None:
+        """Watches for ``kind`` go silent: open ones and new ones stay open and send nothing more.
+
+        A watch silenced once stays silent after ``clear`` (a dead connection does not come back);
+        it ends only when the client closes it or the server stops. Watches opened later are normal.
+        """
+        with self._lock:
+            self._rule(kind).silent = on
+            if on:
+                self._silencings.append(kind)
+
+    def watch_epoch(self) -> int:
+        """Taken when a watch opens: ``silenced`` compares it with the silencings since."""
+        with self._lock:
+            return len(self._silencings)
+
+    def silenced(self, kind: str, epoch: int) -> bool:
+        """Whether a watch for ``kind`` opened at ``epoch`` is dead: silenced now or any time since it opened."""
+        with self._lock:
+            if any(k in (kind, "*") for k in self._silencings[epoch:]):
+                return True
+            return any(r.silent for r in (self._rules.get(kind), self._rules.get("*")) if r is not None)
 
     def drop_mid_list(self, kind: str, times: int = 1) -> None:
         """Send half of the next ``times`` list bodies for ``kind``, then close the socket."""
@@ -95,9 +126,11 @@ class Faults:
         if spec.get("status") is not None:
             self.set(kind, int(spec["status"]), spec.get("times"), spec.get("verbs"))
         if spec.get("latency") is not None:
-            self.latency(kind, float(spec["latency"]), spec.get("latency_times"))
+            self.latency(kind, float(spec["latency"]), spec.get("latency_times"), spec.get("latency_verbs"))
         if spec.get("drop_mid_list"):
             self.drop_mid_list(kind, int(spec["drop_mid_list"]))
+        if spec.get("silent_watches") is not None:
+            self.silence_watches(kind, bool(spec["silent_watches"]))
 
     def check(self, kind: str, verb: str) -> Decision:
         d = Decision()
@@ -108,7 +141,7 @@ class Faults:
                 r = self._rules.get(key)
                 if r is None:
                     continue
-                if r.latency and r.latency_times != 0:
+                if r.latency and r.latency_times != 0 and (r.latency_verbs is None or verb in r.latency_verbs):
                     d.latency = max(d.latency, r.latency)
                     if r.latency_times is not None:
                         r.latency_times -= 1

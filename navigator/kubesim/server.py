@@ -488,6 +488,7 @@ class Handler(BaseHTTPRequestHandler):
             bookmarks=q.get("allowWatchBookmarks") in _TRUE, bookmark_interval=st.bookmark_interval,
             send_initial=send_initial,
         )
+        epoch = st.faults.watch_epoch()
         self.close_connection = True
         self.wfile.write(self._head(200, "application/json", None))
 
@@ -495,7 +496,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
 
         try:
-            w.run(write, self._client_alive)
+            w.run(write, self._client_alive, lambda: st.faults.silenced(rt.plural, epoch))
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             pass

@@ -111,8 +111,14 @@ class Watch:
             return self.fmt.line("MODIFIED" if was else "ADDED", ev.entry, ev)
         return self.fmt.line("DELETED", ev.entry, ev) if was else None
 
-    def run(self, write: Write, alive: Callable[[], bool] = lambda: True) -> None:
-        """Stream until timeout, server stop, or ``alive()`` says the client went away."""
+    def run(self, write: Write, alive: Callable[[], bool] = lambda: True,
+            silent: Callable[[], bool] = lambda: False) -> None:
+        """Stream until timeout, server stop, or ``alive()`` says the client went away.
+
+        Once ``silent()`` is true the watch is dead: it sends nothing more and ignores its timeout.
+        """
+        if silent():
+            return self._dead(alive)
         if self.error is not None:
             write(error_line(self.error))
             return
@@ -153,5 +159,12 @@ class Watch:
             if self.bookmarks and time.monotonic() >= next_bookmark:
                 out.append(self.fmt.bookmark(cur_rv))
                 next_bookmark = time.monotonic() + self.bookmark_interval
+            if silent():  # went silent while waiting: what was read is never sent
+                return self._dead(alive)
             if out:
                 write(b"".join(out))
+
+    def _dead(self, alive: Callable[[], bool]) -> None:
+        """A connection that stays open and delivers nothing, until the client or the server ends it."""
+        while not self.store.closed and alive():
+            time.sleep(0.2)
