@@ -45,6 +45,13 @@ class KubernetesSection(Section):
     watch_idle_timeout: Duration = Field(
         90.0, gt=0, description="a watch with no event or bookmark this long is reopened"
     )
+    #: Before each liveness delta (watch mode) and every interval of a long collection, the edge asks
+    #: the API for /version: no answer within this is reported to the manager as the API unreachable.
+    probe_timeout: Duration | None = Field(
+        None,
+        gt=0,
+        description="the API must answer GET /version within this; unset: half the sync interval, at most 10s",
+    )
 
     @field_validator("kubeconfig")
     @classmethod

@@ -14,7 +14,7 @@ import contextlib
 import gc
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cache
@@ -219,6 +219,30 @@ class KubeClient:
             raise _error_from_body(response.status, str(response.reason or ""), body, raw.headers)
         return raw
 
+    def probe(self, timeout: float) -> None:
+        """``GET /version`` within ``timeout`` seconds (connect and read): cheap proof that the API answers.
+
+        Raises ``KubeApiError`` when it does not: no answer (status 0), or a status that means the
+        server cannot serve (429, 5xx). Any other answer (401, 403, 404 included) is an answer:
+        whether the edge may list is for the lists and watches to find out.
+        """
+        try:
+            raw = self._get("/version", [], (timeout, timeout))
+        except KubeApiError as exc:
+            if exc.status and exc.status != 429 and exc.status < 500:
+                return
+            if not exc.status:
+                raise KubeApiError(0, f"{exc.message} (GET /version, timeout {timeout:g}s)") from None
+            raise
+        try:
+            raw.data  # noqa: B018 - read the (small) body so the connection goes back to the pool
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeApiError(
+                0, f"cannot reach the Kubernetes API at {self.host}: {_root(exc)} (GET /version, timeout {timeout:g}s)"
+            ) from None
+        finally:
+            raw.release_conn()
+
     def list_page(
         self,
         path: str,
@@ -274,11 +298,13 @@ class KubeClient:
         timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
         stop: WatchStop | None = None,
         idle_timeout: float | None = None,
+        opened: Callable[[], None] | None = None,
     ) -> Iterator[WatchEvent]:
         """Stream events after ``resource_version`` until the server ends the watch or ``stop`` is set.
 
         An ``ERROR`` event becomes ``KubeApiError`` (410 when the version is too old); nothing at
         all (no event, no bookmark) for ``idle_timeout`` seconds too: a silently dead connection.
+        ``opened`` is called once the server accepted the watch (before any event).
         """
         query: list[tuple[str, Any]] = [
             ("watch", 1),
@@ -295,6 +321,8 @@ class KubeClient:
         if stop is not None and not stop.attach(raw):
             raw.release_conn()
             return
+        if opened is not None:
+            opened()
         buffer = b""
         try:
             while True:
@@ -437,14 +465,19 @@ class WatchStop:
         with self._lock:
             self._event.set()
             response, self._response = self._response, None
-        if response is not None:
-            try:
-                if hasattr(response, "shutdown"):
-                    response.shutdown()
-                else:  # urllib3 < 2.3
-                    response.close()
-            except Exception:  # best effort, the read raises either way
-                pass
+        _close(response)
+
+
+
+def _close(response: Any) -> None:
+    if response is not None:
+        try:
+            if hasattr(response, "shutdown"):
+                response.shutdown()
+            else:  # urllib3 < 2.3
+                response.close()
+        except Exception:  # best effort, the read raises either way
+            pass
 
 
 def _root(exc: BaseException) -> str:

@@ -11,6 +11,20 @@ the edge is alive. A FULL follows every ``sync.full_resync_interval``, a
 request of the stream, and a broken watch (at once, at most once a second);
 a kind that failed to list is retried after an interval. The interval adapts
 to churn (poll mode's period; watch mode's liveness period).
+
+No silent staleness: every state's timestamp is the time as of which the edge
+vouches for its copy. It is "now" only while nothing is known broken: the API
+answered (before each liveness delta the edge asks it for ``/version`` within
+``kubernetes.probe_timeout``), every watch is open and every kind collected.
+Otherwise the timestamp stays where it last could vouch, so the manager's
+``fresh_as_of`` stops advancing, and every DELTA lists in ``errors`` the kinds
+it cannot vouch for now and why (protocol 2: the manager shows the latest list,
+and a DELTA without them clears them). A collection that runs longer than an
+interval (a relist against an API that does not answer) does not silence the
+edge: every interval it probes the API and sends such a DELTA. When the API
+answers again after an outage, the watches are reopened from the last version
+they delivered, so nothing a connection lost meanwhile is missed, and the copy
+is vouched for again once they are open.
 """
 
 from __future__ import annotations
@@ -25,10 +39,11 @@ from loguru import logger
 from navigator import metrics
 from navigator.config.edge import EdgeConfig
 from navigator.edge.adaptive import AdaptiveInterval
-from navigator.edge.collect import CollectResult, KindCollector
-from navigator.edge.kube import KubeClient
+from navigator.edge.collect import CollectResult, KindCollector, KindFailure
+from navigator.edge.kube import KubeApiError, KubeClient
 from navigator.edge.messages import Delta, FullSnapshot
 from navigator.edge.outbox import Outbox
+from navigator.edge.partial import KindError
 from navigator.edge.watch import KindWatcher
 from navigator.resource import Resource
 
@@ -36,6 +51,8 @@ from navigator.resource import Resource
 PROGRESS_EVERY = 10.0
 #: A broken watch relists at once, but never sooner than this after the previous list started.
 RELIST_AT_MOST_EVERY = 1.0
+#: The API probe's timeout when ``kubernetes.probe_timeout`` is unset: half the interval, at most this.
+PROBE_TIMEOUT_MAX = 10.0
 
 PendingKey = tuple[str, str, str, str]
 
@@ -75,6 +92,19 @@ class SyncLoop:
         #: Latest event per object since the last delta: (upsert?, resource, observed at).
         self._pending: dict[PendingKey, tuple[bool, Resource, float]] = {}
         self._progress: dict[str, int] = {}
+        #: Why the API does not answer (the last probe failed), and since when (``time.time()``).
+        self._api_failure: KindFailure | None = None
+        self._api_failing_since: float | None = None
+        #: Kinds whose watch is down: failing and reopening, broken until a relist, or reopening after an outage.
+        self._watch_failures: dict[str, KindFailure] = {}
+        #: Kinds that failed in the last collection (retried at the next sync).
+        self._failed: dict[str, KindError] = {}
+        #: A collection is running: in watch mode the watches are stopped meanwhile.
+        self._collecting = False
+        #: The latest time as of which the edge vouched for its copy (a state's timestamp).
+        self._vouched_at: float | None = None
+        #: A FULL was queued: DELTAs may follow (a stream never starts with one).
+        self._sent_full = False
 
     # -- requests from the stream ----------------------------------------------------------
 
@@ -125,9 +155,15 @@ class SyncLoop:
 
     async def _full(self, watch: bool) -> None:
         self._last_full_started = time.monotonic()
-        snapshot = await self.collect_full(start_watches=watch)
+        reporter = asyncio.create_task(self._report_while_collecting())
+        try:
+            snapshot = await self.collect_full(start_watches=watch)
+        finally:
+            reporter.cancel()
         changes = _sum_changes(snapshot.results.values())
+        snapshot.timestamp = self.stamp(snapshot.timestamp)
         await self.outbox.put(snapshot)
+        self._sent_full = True
         # No await since the put: every request made so far is answered by this snapshot.
         self._wake.clear()
         interval = self.adaptive.observe(changes)
@@ -142,9 +178,14 @@ class SyncLoop:
             self._next_full = time.monotonic() + interval
 
     async def _watched(self) -> None:
-        """Queue the next delta: watched changes after the batching window, or an empty one when quiet."""
+        """Queue the next delta: watched changes after the batching window, or an empty one when quiet.
+
+        Before an empty one the API is probed: the delta vouches for the copy as of the probe,
+        or says what is wrong.
+        """
         sync = self.config.sync
         quiet_until = min(self._next_full, time.monotonic() + self.stats.interval)
+        answered: float | None = None
         if not self._pending:
             self._changed.clear()
             await self._until(self._changed.wait(), quiet_until)
@@ -154,23 +195,115 @@ class SyncLoop:
                 await self._until(asyncio.sleep(sync.batch_window), self._next_full)
             elif not self._pending and time.monotonic() < quiet_until:
                 return
+            if not self._pending:
+                answered = await self.probe()
         # Nothing more is queued until the stream has taken the last state: changes merge meanwhile.
         await self._until(self.outbox.drained(), self._next_full)
         if self._full_due() or self._wake.is_set() or len(self.outbox):
             return
-        await self.outbox.put(self.take_delta(sync.batch_max_objects))
+        delta = self.take_delta(sync.batch_max_objects)
+        delta.errors = self.condition()
+        delta.timestamp = self.stamp(answered)
+        await self.outbox.put(delta)
+
+    # -- what the edge can vouch for -------------------------------------------------------
+
+    def probe_timeout(self) -> float:
+        configured = self.config.kubernetes.probe_timeout
+        if configured is not None:
+            return configured
+        return min(PROBE_TIMEOUT_MAX, self.stats.interval / 2, self.config.kubernetes.request_timeout)
+
+    async def probe(self) -> float | None:
+        """Ask the API for ``/version``; returns when it was asked if it answered, None if not.
+
+        A failure is what the next DELTA reports for every kind; the first answer after one
+        reopens the watches (their connections may have lost bytes meanwhile).
+        """
+        asked = time.time()
+        try:
+            await asyncio.to_thread(self.client.probe, self.probe_timeout())
+        except KubeApiError as exc:
+            self._api_unreachable(KindFailure(str(exc), exc.status, 1), asked)
+            return None
+        self._api_answered()
+        return asked
+
+    def _api_unreachable(self, failure: KindFailure, asked: float) -> None:
+        if self._api_failure is None:
+            self._api_failing_since = asked
+            logger.warning("the Kubernetes API does not answer: {}; the manager is told", failure.message)
+        else:
+            failure.attempts = self._api_failure.attempts + 1
+        self._api_failure = failure
+
+    def _api_answered(self) -> None:
+        if self._api_failure is None:
+            return
+        down = time.time() - (self._api_failing_since or time.time())
+        logger.info("the Kubernetes API answers again (after {:.0f}s); reopening the watches", down)
+        self._api_failure = self._api_failing_since = None
+        self._reopen_watches("reopening after the Kubernetes API did not answer")
+
+    def _reopen_watches(self, why: str) -> None:
+        """Replace every watcher by one started from the last version it delivered (no relist)."""
+        for kind, old in list(self._watchers.items()):
+            old.stop()
+            self._watch_failures[kind] = KindFailure(why)
+            self._watchers[kind] = self._watcher(kind, old.delivered_version)
+
+    def condition(self) -> list[KindError]:
+        """Every kind the edge cannot vouch for now, and why: what each DELTA's ``errors`` list.
+
+        A watch that failed once and is reopening is routine (a dropped connection): it is listed
+        once a reopen failed too. The manager keeps serving its copy of each kind (``cached``).
+        """
+        if self._api_failure is not None:
+            return [KindError(kind, self._api_failure, cached=True) for kind in sorted(self.collectors)]
+        errors = dict(self._failed)
+        for kind, failure in self._watch_failures.items():
+            if kind not in errors and failure.attempts >= 2:
+                errors[kind] = KindError(kind, failure, cached=True)
+        return [errors[kind] for kind in sorted(errors)]
+
+    def can_vouch(self) -> bool:
+        """Whether the copy sent so far is exact now: the API answers, every watch is open, every kind collected."""
+        return self._api_failure is None and not self._watch_failures and not self._failed and not self._collecting
+
+    def stamp(self, evidence: float | None = None) -> float:
+        """A state's timestamp: ``evidence`` (when the API last answered; default now) while the edge can
+        vouch for its copy, else the last time it could, so that the manager's freshness stops there."""
+        if self.can_vouch() or self._vouched_at is None:  # the first state has nothing earlier to point to
+            when = evidence if evidence is not None else time.time()
+            self._vouched_at = max(self._vouched_at or when, when)
+        return self._vouched_at
+
+    async def _report_while_collecting(self) -> None:
+        """A collection longer than an interval (lists against an API that does not answer, retried)
+        must not silence the edge: every interval, probe the API and, once the stream has taken what
+        was queued, send an empty DELTA with what the edge cannot vouch for."""
+        while True:
+            await asyncio.sleep(self.stats.interval)
+            if not self._sent_full:
+                continue  # a stream starts with a FULL: nothing to add to yet
+            await self.probe()
+            if len(self.outbox) == 0:
+                await self.outbox.put(Delta(errors=self.condition(), timestamp=self.stamp()))
 
     async def collect_full(self, start_watches: bool = False) -> FullSnapshot:
         """List every kind concurrently; in watch mode, restart the watches from the new lists."""
         self.stop_watches()
         started = time.monotonic()
         self._progress = {}
+        self._collecting = True
         reporter = asyncio.create_task(self._report_progress(started))
         try:
             results = await asyncio.gather(*(c.collect() for c in self.collectors.values()))
         finally:
             reporter.cancel()
+            self._collecting = False
         snapshot = FullSnapshot({r.kind: r for r in results})
+        self._collected(results, start_watches)
         took = time.monotonic() - started
         self.stats.last_counts = {r.kind: r.count for r in results}
         _log_collection(results, took)
@@ -192,17 +325,43 @@ class SyncLoop:
             so_far = ", ".join(f"{k} {n}" for k, n in self._progress.items()) or "nothing yet"
             logger.info("still collecting after {:.0f}s: {} objects listed so far", time.monotonic() - started, so_far)
 
+    def _collected(self, results: list[CollectResult], watching: bool) -> None:
+        """What a collection proves: a kind listed is exact as of now (its watch starts from the list);
+        one that failed is not. A list that succeeded is an answer from the API."""
+        self._failed = {r.kind: KindError(r.kind, r.error, r.cached) for r in results if r.error is not None}
+        for result in results:
+            if result.ok and (not watching or result.resource_version):
+                self._watch_failures.pop(result.kind, None)
+        if any(r.ok for r in results):
+            self._api_failure = self._api_failing_since = None
+
     # -- watches ---------------------------------------------------------------------------
 
+    def _watcher(self, kind: str, resource_version: str) -> KindWatcher:
+        watcher = KindWatcher(
+            self.collectors[kind].collector,
+            self.client,
+            self.config.kubernetes,
+            asyncio.get_running_loop(),
+            self._on_event,
+            self._broken,
+            self._watch_health,
+        )
+        watcher.start(resource_version)
+        return watcher
+
     def _start_watches(self, results: list[CollectResult]) -> None:
-        loop = asyncio.get_running_loop()
         for result in results:
             if not result.ok or not result.resource_version:
                 continue
-            kc = self.collectors[result.kind]
-            watcher = KindWatcher(kc.collector, self.client, self.config.kubernetes, loop, self._on_event, self._broken)
-            watcher.start(result.resource_version)
-            self._watchers[result.kind] = watcher
+            self._watchers[result.kind] = self._watcher(result.kind, result.resource_version)
+
+    def _watch_health(self, kind: str, failure: KindFailure | None) -> None:
+        """A watch is open again (None), or an attempt failed and it is reopening."""
+        if failure is None:
+            self._watch_failures.pop(kind, None)
+        else:
+            self._watch_failures[kind] = failure
 
     def stop_watches(self) -> None:
         for watcher in self._watchers.values():
@@ -219,6 +378,7 @@ class SyncLoop:
 
     def _broken(self, kind: str, reason: str) -> None:
         logger.warning("{} {}; a full resync follows", kind, reason)
+        self._watch_failures[kind] = KindFailure(f"relisting: {reason}", attempts=2)
         watcher = self._watchers.pop(kind, None)
         if watcher is not None:
             watcher.stop()
