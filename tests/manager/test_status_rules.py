@@ -1,11 +1,26 @@
-"""The status rules as functions of the times they are given: the sync rule and the copy-age rule."""
+"""The status rules as functions of what they are given: the sync rule, the copy-age rule, what the edge
+reports and what storage says, each with the reason it gives."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 
 from navigator.config.manager import StatusSection
-from navigator.manager.status import RECORD_EVERY, Status, cluster_status, max_age, status_at
+from navigator.interfaces import KindErrorRecord
+from navigator.manager.status import (
+    RECORD_EVERY,
+    Status,
+    StorageFailure,
+    Verdict,
+    clock,
+    cluster_status,
+    cluster_verdict,
+    max_age,
+    status_at,
+    verdict_at,
+)
 
 #: interval 30s: the sync rule allows 30 * 2 + 10 = 70s.
 DEFAULTS = StatusSection()
@@ -58,3 +73,77 @@ def test_the_past_applies_the_copy_age_rule_with_the_record_slack() -> None:
 
     assert then(1000.0 - 5.0 - RECORD_EVERY) is Status.HEALTHY
     assert then(1000.0 - 6.0 - RECORD_EVERY) is Status.STALE
+
+
+# -- reasons: what the edge reports, what storage says ------------------------------------------------
+
+API_DOWN = "cannot reach the Kubernetes API at http://10.0.0.1:6443: Read timed out. (GET /version, timeout 5s)"
+KINDS = ("endpointslices", "pods", "services")
+
+
+def verdict(**overrides: object) -> Verdict:
+    values: dict[str, object] = {
+        "connected": True, "connected_since": 0.0, "last_sync": 999.0, "sync_interval": 30.0, "now": 1000.0,
+        "config": DEFAULTS, "fresh_as_of": 990.0,
+    }  # fmt: skip
+    values.update(overrides)
+    return cluster_verdict(**values)  # type: ignore[arg-type]
+
+
+def since(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def test_a_healthy_cluster_has_no_reason() -> None:
+    assert verdict() == Verdict(Status.HEALTHY, "")
+
+
+def test_an_edge_that_cannot_reach_its_api_makes_the_cluster_stale_and_says_since_when() -> None:
+    errors = [KindErrorRecord(kind, API_DOWN, 0, True, since(960.0)) for kind in KINDS]
+    result = verdict(errors=errors, kinds=KINDS)
+    assert result.status is Status.STALE
+    assert result.reason == f"the edge cannot read any kind since {clock(960.0)}: {API_DOWN}"
+
+
+def test_kinds_failing_alike_are_named_together_and_the_http_status_is_shown() -> None:
+    errors = [
+        KindErrorRecord("pods", "watch failed: Service Unavailable", 503, True, since(950.0)),
+        KindErrorRecord("services", "watch failed: Service Unavailable", 503, True, since(940.0)),
+    ]
+    result = verdict(errors=errors, kinds=KINDS)
+    assert result.status is Status.STALE
+    assert result.reason == f"the edge cannot read pods, services since {clock(940.0)}: watch failed: Service Unavailable (HTTP 503)"
+
+
+def test_a_storage_failure_is_stale_with_its_reason_even_before_any_state_applied() -> None:
+    failure = StorageFailure("database or disk is full", 980.0)
+    initializing = verdict(last_sync=None, storage=failure)
+    assert initializing == Verdict(Status.STALE, f"storage error since {clock(980.0)}: database or disk is full")
+    assert verdict(storage=failure).status is Status.STALE
+    assert verdict(last_sync=None) == Verdict(Status.INITIALIZING, "the edge connected; no state applied yet")
+
+
+def test_a_disconnected_cluster_keeps_its_status_and_says_why() -> None:
+    failure = StorageFailure("database is locked", 980.0)
+    result = verdict(connected=False, storage=failure)
+    assert result.status is Status.DISCONNECTED
+    assert result.reason.startswith("no edge connected; last state applied") and "database is locked" in result.reason
+
+
+def test_the_time_rules_say_how_long() -> None:
+    silent = verdict(last_sync=900.0, fresh_as_of=900.0)
+    assert silent.status is Status.STALE
+    assert "no state applied for 100s" in silent.reason and "the copy is 100s old" in silent.reason
+    old_copy = verdict(fresh_as_of=900.0)
+    assert old_copy.status is Status.STALE and old_copy.reason.startswith("the copy is 100s old")
+
+
+def test_the_status_without_the_reason_agrees() -> None:
+    errors = [KindErrorRecord("pods", "forbidden", 403)]
+    assert cluster_status(
+        connected=True, connected_since=0.0, last_sync=999.0, sync_interval=30.0, now=1000.0, config=DEFAULTS,
+        errors=errors,
+    ) is Status.STALE  # fmt: skip
+    assert verdict_at(last_sync=999.0, sync_interval=30.0, at=1000.0, config=DEFAULTS, errors=errors) == Verdict(
+        Status.STALE, "the edge cannot read pods: forbidden (HTTP 403)"
+    )

@@ -38,3 +38,53 @@ async def test_storage_failure_acks_retry_and_the_resend_applies(
     ack = await edge.send_state(full_state("east", "edge-1", 3, {"pods": [pod("b")]}))
     assert ack.status == sync_pb2.ACK_STATUS_APPLIED
     assert [p["name"] for p in await manager.resources(kind="pods")] == ["b"]
+
+
+async def test_a_storage_failure_shows_on_the_cluster_until_a_state_applies_again(
+    edges: RawEdges, manager: TestManager, tmp_path: Path
+) -> None:
+    """Not INITIALIZING, not HEALTHY: STALE, saying what storage said and since when (kept in memory)."""
+    edge = await edges.claimed("east", "edge-1", protocol_version=2)
+    await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod("a")]}))
+    blocker = sqlite3.connect(tmp_path / "navigator.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        ack = await edge.send_state(full_state("east", "edge-1", 2, {"pods": [pod("b")]}))
+        assert ack.status == sync_pb2.ACK_STATUS_RETRY
+        row = await manager.cluster("east")
+        assert row is not None and (row["status"], row["connected"]) == ("STALE", True)
+        assert row["status_reason"].startswith("storage error since ") and "locked" in row["status_reason"]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert (await edge.send_state(full_state("east", "edge-1", 3, {"pods": [pod("b")]}))).status == (
+        sync_pb2.ACK_STATUS_APPLIED
+    )
+    row = await manager.cluster("east")
+    assert row is not None and (row["status"], row["status_reason"]) == ("HEALTHY", "")
+
+
+async def test_a_full_disk_shows_as_the_storage_error(edges: RawEdges, manager: TestManager) -> None:
+    """SQLite may not grow the file (``max_page_count``): what a full disk does to it."""
+    backend: Any = manager.storage
+    edge = await edges.claimed("east", "edge-1", protocol_version=2)
+    await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod("a")]}))
+    with backend._write_lock:  # the SQLite backend's one writing connection: the limit is per connection
+        pages = backend._writer.execute("PRAGMA page_count").fetchone()[0]
+        backend._writer.execute(f"PRAGMA max_page_count={pages}")
+    try:
+        big = [pod(f"p{i}", labels={"payload": "x" * 60}) for i in range(2000)]
+        ack = await edge.send_state(full_state("east", "edge-1", 2, {"pods": big}))
+        assert ack.status == sync_pb2.ACK_STATUS_RETRY and "full" in ack.error
+        row = await manager.cluster("east")
+        assert row is not None and row["status"] == "STALE"
+        assert row["status_reason"].startswith("storage error since ")
+        assert row["status_reason"].endswith("database or disk is full")
+    finally:
+        with backend._write_lock:
+            backend._writer.execute("PRAGMA max_page_count=1073741823")
+    assert (await edge.send_state(full_state("east", "edge-1", 3, {"pods": [pod("b")]}))).status == (
+        sync_pb2.ACK_STATUS_APPLIED
+    )
+    row = await manager.cluster("east")
+    assert row is not None and (row["status"], row["status_reason"]) == ("HEALTHY", "")
