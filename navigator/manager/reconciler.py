@@ -13,8 +13,10 @@ and history. The rules, for every backend alike:
   e.g. after a serializer change, is stored with its new digest and reported as nothing);
 - a FULL state deletes the objects of the kinds it covers that it does not hold;
   kinds it does not cover (failed without a fallback) are left alone;
-- changes come in the state's order (a re-created object's DELETED just before
-  its ADDED), then the deletions in key order: the same order on every backend.
+- changes come in key order for a FULL state (a snapshot has no order of its own;
+  in key order a first ingest's history is the stored rows' order) and in the
+  state's order for a DELTA, a re-created object's DELETED just before its ADDED;
+  then the deletions in key order: the same order on every backend.
 
 Each change carries when the edge observed it: in a DELTA the object's own
 ``observed_at`` (protocol 2), else the state's timestamp, which is also what
@@ -79,7 +81,7 @@ def changed_fields(old: Resource, new: Resource) -> tuple[str, ...]:
 class _Plan:
     """What one state changes, before anything is written."""
 
-    #: In the state's order: (key, wire copy, digest, whether the key or uid is new).
+    #: In key order (FULL) or the state's order (DELTA): (key, wire copy, digest, whether the key or uid is new).
     written: list[tuple[Key, sync_pb2.Resource, str, bool]]
     #: In key order, with the deletion's own observation time when the wire carries one.
     deleted: list[tuple[Key, Known, datetime | None]]
@@ -182,22 +184,22 @@ class Reconciler:
             )  # fmt: skip
 
         added = ChangeType.ADDED
-        # Changes in the state's order (a re-creation's DELETED just before its ADDED), then deletions.
+        # The hot loop (every object of a first ingest): names bound locally, arguments positional.
+        from_json, stored_object, known_version, new_change = Resource.from_json, StoredObject, Known, Change
+        add_upsert, add_change, index_get = upserts.append, changes.append, index.get
+        # Changes in the plan's order (a re-creation's DELETED just before its ADDED), then deletions.
         for key, wire, dig, is_new in plan.written:
-            new = _resource(wire, decode)
-            upserts.append(StoredObject(new, dig))
-            updates[key] = Known(new.uid, new.resource_version, dig)
-            was = index.get(key)
+            uid, rv = wire.uid, wire.resource_version
+            labels = wire.labels
+            new = from_json(key[0], key[1], key[2], uid, rv, {k: labels[k] for k in labels}, decode(wire))
+            add_upsert(stored_object(new, dig))
+            updates[key] = known_version(uid, rv, dig)
+            was = index_get(key)
             when = _observed(wire, state_time) if own_times else state_time
             if is_new:
                 if was is not None:  # a new uid at a known key: re-created
                     change(key, ChangeType.DELETED, was.uid, was.resource_version, when)
-                changes.append(
-                    Change(
-                        cluster, key[0], key[1], key[2], new.uid, added, None, new.resource_version,
-                        applied_at=applied_at, observed_at=when, resource=new,
-                    )
-                )  # fmt: skip
+                add_change(new_change(cluster, key[0], key[1], key[2], uid, added, None, rv, applied_at, when, new))
             else:
                 assert was is not None
                 before = old_objects.get(key)
@@ -244,6 +246,8 @@ class Reconciler:
                 written.append((key, wire, dig, True))
             elif known.resource_version != wire.resource_version or known.digest != dig:
                 written.append((key, wire, dig, False))
+        if state.full:
+            written.sort(key=_first)  # keys are unique: the wire copies are never compared
         deleted: list[tuple[Key, Known, datetime | None]] = []
         if state.full and not state.against_versions:
             covered = partial.covered_kinds(state)
@@ -263,6 +267,10 @@ class Reconciler:
         if not keys:
             return {}
         return {(r.kind, r.namespace, r.name): r for r in self.backend.read(cluster, keys)}
+
+
+def _first(item: tuple[Key, sync_pb2.Resource, str, bool]) -> Key:
+    return item[0]
 
 
 def _observed(wire: sync_pb2.Resource | sync_pb2.ResourceKey, otherwise: datetime | None) -> datetime | None:

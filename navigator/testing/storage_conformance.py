@@ -423,12 +423,12 @@ def scenario() -> list[StateSet]:
 
 #: What each state of ``scenario()`` changes, as ``summary`` puts it.
 SCENARIO_CHANGES: list[list[tuple[str, str, str, str]]] = [
-    [
+    [  # a FULL's changes come in key order
+        ("ADDED", "endpointslices", "web-x", "uid-endpointslices-default-web-x"),
         ("ADDED", "pods", "a", "uid-pods-default-a"),
         ("ADDED", "pods", "b", "uid-pods-default-b"),
         ("ADDED", "pods", "c", "uid-pods-kube-system-c"),
         ("ADDED", "services", "web", "uid-services-default-web"),
-        ("ADDED", "endpointslices", "web-x", "uid-endpointslices-default-web-x"),
     ],
     [],
     [

@@ -116,9 +116,9 @@ def test_changes_applied_through_one_manager_reach_the_other_complete_and_in_ord
     applied += feed(state(make("web", rv="2", labels={"app": "web"}, data={"phase": "Running", "ip": "10.0.0.7"}), db))
     applied += feed(state(make("svc", kind="services", data={"type": "ClusterIP"}), delta=True,
                           deletions=[ResourceKey("pods", "data", "db")]))  # fmt: skip
-    assert summary(applied) == [
-        ("ADDED", "pods", "web", "uid-pods-default-web"),
+    assert summary(applied) == [  # a FULL's changes in key order: data/db before default/web
         ("ADDED", "pods", "db", "uid-pods-data-db"),
+        ("ADDED", "pods", "web", "uid-pods-default-web"),
         ("MODIFIED", "pods", "web", "uid-pods-default-web"),
         ("ADDED", "services", "svc", "uid-services-default-svc"),
         ("DELETED", "pods", "db", "uid-pods-data-db"),

@@ -91,14 +91,14 @@ async def test_a_watcher_on_a_second_manager_sees_the_changes_applied_by_the_fir
             assert (await edge.send_state(marker)).status == sync_pb2.ACK_STATUS_APPLIED
 
             seen = await there.until("marker")
-            assert brief(seen) == [
-                ("ADDED", "east", "web-1"),
+            assert brief(seen) == [  # a FULL's changes in key order
                 ("ADDED", "east", "db-1"),
+                ("ADDED", "east", "web-1"),
                 ("MODIFIED", "east", "web-1"),
                 ("DELETED", "east", "db-1"),
                 ("ADDED", "east", "marker"),
             ]
-            added, _, modified, deleted, _ = seen
+            _, added, modified, deleted, _ = seen
             assert added["labels"] == {"app": "web"} and added["data"]["ready"] is True
             assert modified["data"]["ready"] is False and modified["changed_fields"] == ["ready"]
             assert (modified["resource_version"], modified["old_resource_version"]) == ("2", "1")
