@@ -88,3 +88,21 @@ async def test_a_full_disk_shows_as_the_storage_error(edges: RawEdges, manager: 
     )
     row = await manager.cluster("east")
     assert row is not None and (row["status"], row["status_reason"]) == ("HEALTHY", "")
+
+
+async def test_a_claim_storage_refuses_shows_the_cluster_with_the_error(
+    edges: RawEdges, manager: TestManager, tmp_path: Path
+) -> None:
+    """A cluster whose very first write fails has no stored record: it is listed all the same, saying why."""
+    blocker = sqlite3.connect(tmp_path / "navigator.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        await edges.claimed("east", "edge-1", protocol_version=2)
+        rows = await manager.wait_for(
+            lambda rs: any(r["cluster"] == "east" and "storage error" in r["status_reason"] for r in rs), timeout=30
+        )
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    (row,) = [r for r in rows if r["cluster"] == "east"]
+    assert row["status"] in ("STALE", "DISCONNECTED") and "locked" in row["status_reason"]
