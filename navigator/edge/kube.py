@@ -231,14 +231,19 @@ class KubeClient:
         except KubeApiError as exc:
             if exc.status and exc.status != 429 and exc.status < 500:
                 return
+            if not exc.status and "timed out" in exc.message.lower():
+                raise KubeApiError(
+                    0, f"cannot reach the Kubernetes API at {self.host}: no answer to GET /version within {timeout:g}s"
+                ) from None
             if not exc.status:
-                raise KubeApiError(0, f"{exc.message} (GET /version, timeout {timeout:g}s)") from None
+                raise KubeApiError(0, f"{exc.message} (GET /version)") from None
             raise
         try:
             raw.data  # noqa: B018 - read the (small) body so the connection goes back to the pool
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeApiError(
-                0, f"cannot reach the Kubernetes API at {self.host}: {_root(exc)} (GET /version, timeout {timeout:g}s)"
+                0, f"cannot reach the Kubernetes API at {self.host}: no answer to GET /version within {timeout:g}s "
+                f"({_root(exc)})"
             ) from None
         finally:
             raw.release_conn()

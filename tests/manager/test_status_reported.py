@@ -16,7 +16,7 @@ from navigator.testing.raw_edge import RawEdges, delta_state, full_state, pod
 from navigator.v1 import sync_pb2
 
 KINDS = ("services", "endpointslices", "pods")
-UNREACHABLE = "cannot reach the Kubernetes API at http://10.0.0.1:6443: Read timed out. (GET /version, timeout 5s)"
+UNREACHABLE = "cannot reach the Kubernetes API at http://10.0.0.1:6443: no answer to GET /version within 5s"
 
 
 def unreachable() -> list[sync_pb2.KindError]:

@@ -77,7 +77,7 @@ def test_the_past_applies_the_copy_age_rule_with_the_record_slack() -> None:
 
 # -- reasons: what the edge reports, what storage says ------------------------------------------------
 
-API_DOWN = "cannot reach the Kubernetes API at http://10.0.0.1:6443: Read timed out. (GET /version, timeout 5s)"
+API_DOWN = "cannot reach the Kubernetes API at http://10.0.0.1:6443: no answer to GET /version within 5s"
 KINDS = ("endpointslices", "pods", "services")
 
 
