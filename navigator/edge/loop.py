@@ -97,6 +97,9 @@ class SyncLoop:
         self._api_failing_since: float | None = None
         #: Kinds whose watch is down: failing and reopening, broken until a relist, or reopening after an outage.
         self._watch_failures: dict[str, KindFailure] = {}
+        #: Set while no watch is down (``_watch_failures`` is empty).
+        self._watches_open = asyncio.Event()
+        self._watches_open.set()
         #: Kinds that failed in the last collection (retried at the next sync).
         self._failed: dict[str, KindError] = {}
         #: A collection is running: in watch mode the watches are stopped meanwhile.
@@ -197,6 +200,9 @@ class SyncLoop:
                 return
             if not self._pending:
                 answered = await self.probe()
+                if answered is not None and self._watch_failures:
+                    # Reopening (after an outage): a moment for them to open, so this delta can vouch again.
+                    await self._until(self._watches_open.wait(), time.monotonic() + self.probe_timeout())
         # Nothing more is queued until the stream has taken the last state: changes merge meanwhile.
         await self._until(self.outbox.drained(), self._next_full)
         if self._full_due() or self._wake.is_set() or len(self.outbox):
@@ -251,6 +257,13 @@ class SyncLoop:
             old.stop()
             self._watch_failures[kind] = KindFailure(why)
             self._watchers[kind] = self._watcher(kind, old.delivered_version)
+        self._watches_changed()
+
+    def _watches_changed(self) -> None:
+        if self._watch_failures:
+            self._watches_open.clear()
+        else:
+            self._watches_open.set()
 
     def condition(self) -> list[KindError]:
         """Every kind the edge cannot vouch for now, and why: what each DELTA's ``errors`` list.
@@ -332,6 +345,7 @@ class SyncLoop:
         for result in results:
             if result.ok and (not watching or result.resource_version):
                 self._watch_failures.pop(result.kind, None)
+        self._watches_changed()
         if any(r.ok for r in results):
             self._api_failure = self._api_failing_since = None
 
@@ -362,6 +376,7 @@ class SyncLoop:
             self._watch_failures.pop(kind, None)
         else:
             self._watch_failures[kind] = failure
+        self._watches_changed()
 
     def stop_watches(self) -> None:
         for watcher in self._watchers.values():
@@ -379,6 +394,7 @@ class SyncLoop:
     def _broken(self, kind: str, reason: str) -> None:
         logger.warning("{} {}; a full resync follows", kind, reason)
         self._watch_failures[kind] = KindFailure(f"relisting: {reason}", attempts=2)
+        self._watches_changed()
         watcher = self._watchers.pop(kind, None)
         if watcher is not None:
             watcher.stop()
