@@ -293,10 +293,14 @@ class SyncLoop:
 
     async def _report_while_collecting(self) -> None:
         """A collection longer than an interval (lists against an API that does not answer, retried)
-        must not silence the edge: every interval, probe the API and, once the stream has taken what
-        was queued, send an empty DELTA with what the edge cannot vouch for."""
+        must not silence the edge: half an interval in and then every interval, probe the API and,
+        once the stream has taken what was queued, send an empty DELTA with what the edge cannot
+        vouch for (in poll mode, where a collection starts up to an interval after the API went
+        away, that is still within two intervals of it)."""
+        wait = self.stats.interval / 2
         while True:
-            await asyncio.sleep(self.stats.interval)
+            await asyncio.sleep(wait)
+            wait = self.stats.interval
             if not self._sent_full:
                 continue  # a stream starts with a FULL: nothing to add to yet
             await self.probe()

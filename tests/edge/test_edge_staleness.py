@@ -163,3 +163,24 @@ def test_the_probe_answers_and_fails_as_the_api_does(kubesim: KubeSim, kube_clie
         assert refused.value.status == 0 and "cannot reach the Kubernetes API" in str(refused.value)
     finally:
         nowhere.close()
+
+
+async def test_poll_mode_reports_a_blackholed_api_while_its_lists_hang(
+    kubesim: KubeSim, tmp_path: Path, make_config: Callable[..., EdgeConfig]
+) -> None:
+    """The lists wait for an answer that does not come (and retry): the edge still says why, every interval."""
+    host, port = kubesim.url.removeprefix("http://").split(":")
+    with TcpProxy(host, int(port)) as proxy:
+        config = make_config(
+            "127.0.0.1:1",
+            kubernetes={"kubeconfig": str(through(proxy, kubesim, tmp_path)), "request_timeout": 30, "probe_timeout": 0.5},
+            sync={"interval": 0.4, "mode": "poll", "adaptive": {"enabled": False}},
+        )
+        async with running(config) as run:
+            full = await run.until(lambda i: isinstance(i, FullSnapshot))
+            proxy.blackhole(True)
+            down = await run.until(lambda i: quiet(i) and bool(i.errors))  # type: ignore[union-attr]
+            assert isinstance(full, FullSnapshot) and isinstance(down, Delta)
+            assert sorted(e.kind for e in down.errors) == KINDS and down.timestamp >= full.timestamp
+            assert "no answer to GET /version within 0.5s" in down.errors[0].failure.message
+            proxy.blackhole(False)
