@@ -47,7 +47,7 @@ from navigator.interfaces import (
     Transport,
     TransportPlugin,
 )
-from navigator.interfaces.storage import HistoryQuery
+from navigator.interfaces.storage import HistoryQuery, plain_additions
 from navigator.plugin_options import PluginOptions, validate_options
 from navigator.protocol import PROTOCOL_VERSION, check_cluster_id
 from navigator.resource import (
@@ -64,7 +64,7 @@ from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 #: The version of this module's surface (semantic versioning).
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 
 __all__ = [
     "PLUGIN_API_VERSION",
@@ -124,6 +124,7 @@ __all__ = [
     "parse_duration",
     "parse_selector",
     "parse_size",
+    "plain_additions",
     "query_pb2",
     "query_pb2_grpc",
     "struct_to_dict",

@@ -16,13 +16,22 @@ frozen or cut off can then never overwrite what the new holder wrote.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from navigator.resource import Change, ObjectVersion, Resource, ResourceKey, StoredObject, StoredResource
+from navigator.resource import (
+    Change,
+    ChangeType,
+    ObjectVersion,
+    Resource,
+    ResourceKey,
+    StoredObject,
+    StoredResource,
+)
 from navigator.selectors import LabelSelector
 
 
@@ -105,6 +114,36 @@ class HistoryQuery:
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = None
+
+
+def plain_additions(cluster: str, history: Sequence[Change], upserts: Sequence[StoredObject]) -> bool:
+    """Whether ``history`` is exactly one ADDED change per upsert, in the upserts' order, of ``cluster``,
+    all applied at one time and observed at one time: a cluster's first state, as the reconciler hands it.
+
+    Then a backend may write the history rows as a copy of the rows it has just inserted (in the same
+    order: the reconciler gives a FULL state's upserts in key order), inside the database, instead of
+    sending every object twice. Every pass runs in C: milliseconds for 150,000 changes.
+    """
+    if not history or len(history) != len(upserts):
+        return False
+    resources = list(map(_RESOURCE, upserts))
+    return (
+        all(map(operator.is_, map(_RESOURCE, history), resources))
+        and set(map(_TYPE, history)) == {ChangeType.ADDED}
+        and set(map(_CLUSTER, history)) == {cluster}
+        and len(set(map(_TIMES, history))) == 1
+        and not any(map(_FIELDS, history))
+        and list(map(_IDENTITY, history)) == list(map(_IDENTITY, resources))
+    )
+
+
+_RESOURCE = operator.attrgetter("resource")
+_TYPE = operator.attrgetter("type")
+_CLUSTER = operator.attrgetter("cluster")
+_TIMES = operator.attrgetter("applied_at", "observed_at")
+_FIELDS = operator.attrgetter("changed_fields")
+#: On a Change and on a Resource alike (an ADDED change's ``resource_version`` is its new one).
+_IDENTITY = operator.attrgetter("kind", "namespace", "name", "uid", "resource_version")
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ right before the commit (``clusters.fence``); either refusal rolls everything ba
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from navigator.plugin import (
     ResourceKey,
     StorageError,
     StoredObject,
+    plain_additions,
 )
 from navigator_plugin_postgres import clusters
 from navigator_plugin_postgres.connection import STAGING_TABLE
@@ -73,6 +75,15 @@ WHERE NOT EXISTS (
 """
 
 ANY_OBJECT = "SELECT 1 FROM resources WHERE cluster = %s LIMIT 1"
+
+#: A cluster's first state recorded as ADDED in key order (``plain_additions``): its history rows are
+#: the rows just COPYed, copied inside the server (in key order: the ids keep the changes' order).
+HISTORY_OF_FIRST_STATE = """
+INSERT INTO history ({columns})
+SELECT cluster, kind, namespace, name, uid, 'ADDED', NULL, resource_version, %(applied)s, %(observed)s, '{{}}',
+       labels, data
+FROM resources WHERE cluster = %(cluster)s ORDER BY kind, namespace, name
+"""
 
 _KEYS = "unnest(%(kinds)s::text[], %(namespaces)s::text[], %(names)s::text[])"
 _SAME_KEY = (
@@ -221,6 +232,12 @@ def write_history(
     return min(applied), max(applied)
 
 
+def _in_key_order(upserts: Sequence[StoredObject]) -> bool:
+    """Whether the upserts' keys strictly increase (code point order: the key columns are COLLATE "C")."""
+    keys = [(u.resource.kind, u.resource.namespace, u.resource.name) for u in upserts]
+    return all(map(operator.lt, keys, keys[1:]))
+
+
 def refuse_regressions(conn: psycopg.Connection[Any], cluster: str) -> None:
     """Some staged objects were not written: name one that would have gone back (``StorageFenced``)."""
     found = conn.execute(REGRESSED, {"cluster": cluster}).fetchone()
@@ -261,17 +278,25 @@ def apply(
     keep = bool(history)
     lock_cluster(conn, cluster)
     deleted_labels = last_labels(conn, history) if history else {}
-    staged = False
+    staged = copied = False
     encoded: Encoded = {}
     written: tuple[datetime, datetime] | None = None
     if upserts:
         if conn.execute(ANY_OBJECT, [cluster]).fetchone() is None:
             # The cluster's first state: every key is new, so no staging, no merge.
-            encoded = copy_objects(conn, upserts, keep, into=cluster)
+            copied = bool(history) and _in_key_order(upserts) and plain_additions(cluster, history or (), upserts)
+            encoded = copy_objects(conn, upserts, keep and not copied, into=cluster)
         else:
             encoded = copy_objects(conn, upserts, keep, into="")
             staged = True
-    if history:
+    if history and copied:
+        applied, observed = history[0].applied_at or now, history[0].observed_at
+        conn.execute(
+            HISTORY_OF_FIRST_STATE.format(columns=HISTORY_COLUMNS),
+            {"applied": applied, "observed": observed, "cluster": cluster},
+        )
+        written = (applied, applied)
+    elif history:
         written = write_history(conn, history, encoded, deleted_labels, now)
     if staged:
         updated = conn.execute(UPDATE_EXISTING, {"cluster": cluster}).rowcount
