@@ -147,8 +147,15 @@ def texts(max_size: int = 30) -> st.SearchStrategy[str]:
 
 @functools.cache
 def k8s_names() -> st.SearchStrategy[str]:
-    """Names that overlap from case to case, so that states replace, modify and delete each other's objects."""
-    return st.one_of(st.sampled_from(("web-1", "web-2", "db-0", "a", "x.y", "n-9")), texts(20))
+    """Names that overlap from case to case, so that states replace, modify and delete each other's objects,
+    and odd ones a manager must take (any text of 1-253 characters)."""
+    return st.one_of(st.sampled_from(("web-1", "web-2", "db-0", "a", "x.y", "n-9")), _present(20))
+
+
+@functools.cache
+def _present(max_size: int) -> st.SearchStrategy[str]:
+    """Odd text that is still a valid key or uid: not empty, at most 253 characters."""
+    return texts(max_size).filter(lambda text: 0 < len(text) <= 253)
 
 
 #: "Now" for the strategies: fixed for the process, so that hypothesis draws the same values again.
@@ -197,7 +204,7 @@ def struct_payloads() -> st.SearchStrategy[bytes]:
 @functools.cache
 def payloads(serializer: str) -> st.SearchStrategy[bytes]:
     wellformed = json_payloads() if serializer == "json" else struct_payloads()
-    return st.one_of(wellformed, wellformed, st.sampled_from(ODD_PAYLOADS), st.binary(max_size=40))
+    return st.one_of(*[wellformed] * 6, st.sampled_from(ODD_PAYLOADS), st.binary(max_size=40))
 
 
 @functools.cache
@@ -205,19 +212,21 @@ def labels() -> st.SearchStrategy[dict[str, str]]:
     plain = st.text(string.ascii_lowercase + "-./", min_size=1, max_size=10)
     return st.one_of(
         st.dictionaries(st.sampled_from(("app", "tier", "env")), st.sampled_from(("web", "db", "x", ""))),
+        st.dictionaries(st.sampled_from(("app", "tier", "env")), st.sampled_from(("web", "db", "x", ""))),
         st.dictionaries(st.one_of(plain, texts(20)), texts(20), max_size=4),
-        st.just({"big": "v" * 70000}),
+        st.dictionaries(st.one_of(plain, texts(20)), texts(20), max_size=4),
+        st.just({"big": "v" * 70000}),  # more than an object may carry besides its payload
     )
 
 
 @functools.cache
 def _namespaces() -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(("default", "kube-system", "")), texts(12))
+    return st.one_of(st.sampled_from(("default", "kube-system", "")), _present(12))
 
 
 @functools.cache
 def _uids() -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(("uid-1", "uid-2", "uid-3")), texts(40))
+    return st.one_of(st.sampled_from(("uid-1", "uid-2", "uid-3")), _present(40))
 
 
 @functools.cache
@@ -415,8 +424,9 @@ def _short(message: Message, limit: int = 1500) -> str:
 
 
 def _base_state(state_type: int) -> sync_pb2.ClusterState:
+    """Stamped with the strategies' fixed "now": a case drawn again must serialize to the same bytes."""
     state = sync_pb2.ClusterState(edge_id=FUZZ_EDGE, cluster_id=FUZZ, type=state_type)  # type: ignore[arg-type]
-    state.timestamp.GetCurrentTime()
+    state.timestamp.FromSeconds(_NOW)
     return state
 
 
@@ -464,19 +474,19 @@ _STATE_SKIP = frozenset({"sequence"})
 
 @st.composite
 def _maybe_mutated_step(draw: st.DrawFn, state: sync_pb2.ClusterState) -> Step:
+    """The state as built (hostile but valid), or mutated field by field; and, on its own, sometimes an
+    odd sequence: the previous one again, one before, a jump, or one of the edges of uint64."""
     step = Step(state)
     if draw(st.integers(0, 2)) == 0:
-        return step
-    step.state = draw(mutated(state, _STATE_SKIP))  # type: ignore[assignment]
-    step.mutated = True
-    if draw(st.integers(0, 4)) == 0:
+        step.state = draw(mutated(state, _STATE_SKIP))  # type: ignore[assignment]
+        step.mutated = True
+    if draw(st.integers(0, 5)) == 0:
+        step.mutated = True
         if draw(st.booleans()):
             step.offset = draw(st.sampled_from((-2, -1, 1, 1000)))
         else:
             step.offset = None
             step.state.sequence = draw(st.sampled_from(ODD_UINT64))
-    if step.state.HasField("chunk"):
-        step.snapshot_offset = None  # set absolute by the mutation
     return step
 
 
@@ -725,7 +735,8 @@ class _Stream:
     call: Any
     serializer: str
     last: int = 0
-    heartbeats: bool = True
+    #: A sequence was sent as drawn (not placed after ``last``): the stream's last is not known for sure.
+    odd: bool = False
 
     def done(self) -> bool:
         return bool(self.call.done())
@@ -916,7 +927,7 @@ class FuzzRunner:
         stream = self._stream
         if case.versions or stream is None or stream.done() or stream.serializer != case.serializer:
             stream = await self._reconnect(case.serializer, case.versions)
-        if stream.last > MAX_SEQUENCE - 10_000:
+        if stream.last > MAX_SEQUENCE - 10_000 or stream.odd:
             stream = await self._reconnect(case.serializer)
         pending: sync_pb2.ClusterState | None = None  # the chunk set as the manager buffers it
         modelled = True
@@ -994,6 +1005,8 @@ class FuzzRunner:
         base = stream.last + 1
         if step.offset is not None:
             state.sequence = min(max(0, base + step.offset), 2**64 - 1)
+        else:
+            stream.odd = True  # whatever the manager made of it, the next case starts on a new stream
         if step.snapshot_offset is not None:
             state.chunk.snapshot_sequence = min(max(0, base + step.snapshot_offset), 2**64 - 1)
         await self._write(sync_pb2.EdgeMessage(state=state))
@@ -1246,7 +1259,7 @@ async def _drain(call: Any, watch: bool, what: str) -> list[Message]:
     try:
         if watch:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(read_all(), 0.05)
+                await asyncio.wait_for(read_all(), 0.02)
         else:
             await asyncio.wait_for(read_all(), ANSWER_TIMEOUT)
     except grpc.aio.AioRpcError as exc:
