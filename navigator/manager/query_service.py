@@ -62,6 +62,15 @@ T = TypeVar("T")
 _DONE = object()
 
 
+#: A limit at least this large means no limit: storage counts in signed 64-bit integers.
+NO_LIMIT_FROM = 2**63 - 1
+
+
+def _limit(requested: int) -> int | None:
+    """``None`` (no limit) for 0 and for limits no store could reach; else the limit itself."""
+    return requested if 0 < requested < NO_LIMIT_FROM else None
+
+
 def _timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
@@ -511,7 +520,7 @@ class QueryService:
             namespace=request.namespace or None,
             name=request.name or None,
             selector=_selector(request.label_selector),
-            limit=request.limit or None,
+            limit=_limit(request.limit),
             at=self._at(request.at, "at", self._now()) if request.HasField("at") else None,
         )
         backend = self.ctx.backend
@@ -542,7 +551,7 @@ class QueryService:
             selector=_selector(request.label_selector),
             since=since,
             until=until,
-            limit=request.limit or None,
+            limit=_limit(request.limit),
         )
         backend = self.ctx.backend
 

@@ -319,3 +319,18 @@ async def test_chunk_sets_of_all_edges_share_one_limit(edges: RawEdges, manager:
 
 def test_nested_helpers_agree() -> None:
     assert orjson.loads(nested_json(5)) == nested(5)
+
+
+# -- query requests -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [2**63 - 1, 2**63, 2**64 - 1])
+async def test_a_query_limit_beyond_any_store_means_no_limit(edge: RawEdge, manager: TestManager, limit: int) -> None:
+    # Found by fuzzing: a uint64 limit of 2^63 or more reached SQLite, which raised OverflowError.
+    assert (await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod("a"), pod("b")]}))).status == APPLIED
+    async with grpc.aio.insecure_channel(manager.address) as channel:
+        stub = query_pb2_grpc.QueryStub(channel)
+        pages = [p async for p in stub.ListResources(query_pb2.ListResourcesRequest(kind="pods", limit=limit))]
+        assert [r.name for p in pages for r in p.resources] == ["a", "b"]
+        changes = [p async for p in stub.ListChanges(query_pb2.ListChangesRequest(limit=limit))]
+        assert sorted(c.name for p in changes for c in p.changes) == ["a", "b"]
