@@ -1,4 +1,6 @@
-"""A TCP proxy that cuts, blackholes or slows connections on cue: network faults between an edge and its manager.
+"""A TCP proxy that cuts, blackholes, slows or drips connections on cue: network faults for an edge.
+
+Between an edge and its manager, or between an edge and its Kubernetes API server.
 
 It runs its own event loop on a thread, so synchronous tests and benchmarks drive
 it as easily as asynchronous ones, and it counts the bytes each way (what a
@@ -11,6 +13,13 @@ import asyncio
 import contextlib
 import threading
 from dataclasses import dataclass
+
+
+@dataclass(slots=True, eq=False)
+class _Connection:
+    """One proxied connection; a severed one never forwards again (its state was lost on the way)."""
+
+    severed: bool = False
 
 
 @dataclass(slots=True)
@@ -31,8 +40,12 @@ class TcpProxy:
         self.port = 0
         #: Seconds each chunk of data waits before it is forwarded (a slow link); 0: none.
         self.delay = 0.0
+        #: (bytes, seconds): forward at most that many bytes, then wait that long (a dripping link); None: off.
+        self.drip: tuple[int, float] | None = None
         self._refusing = False
         self._blackholed = False
+        self._severing = False
+        self._connections: set[_Connection] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="navigator-test-proxy", daemon=True)
         self._server: asyncio.Server | None = None
@@ -73,8 +86,18 @@ class TcpProxy:
     def restore(self) -> None:
         self._refusing = False
 
-    def blackhole(self, on: bool) -> None:
-        """While on, connections stay open but nothing gets through either way: a peer that went silent."""
+    def blackhole(self, on: bool, *, sever: bool = False) -> None:
+        """While on, connections stay open but nothing gets through either way: a peer that went silent.
+
+        With ``sever``, the connections open meanwhile never carry data again, even after it is
+        off (a middlebox that lost their state drops their packets for good); new ones work.
+        """
+        if sever and on:
+            self._severing = True
+            for connection in list(self._connections):
+                connection.severed = True
+        if not on:
+            self._severing = False
         self._blackholed = on
 
     def close(self) -> None:
@@ -107,27 +130,43 @@ class TcpProxy:
             return
         self.traffic.connections += 1
         self._writers.update((writer, target_writer))
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(
-                self._pipe(reader, target_writer, up=True),
-                self._pipe(target_reader, writer, up=False),
-            )
+        connection = _Connection(severed=self._severing)
+        self._connections.add(connection)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(
+                    self._pipe(reader, target_writer, connection, up=True),
+                    self._pipe(target_reader, writer, connection, up=False),
+                )
+        finally:
+            self._connections.discard(connection)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection, *, up: bool
+    ) -> None:
         try:
             while data := await reader.read(1 << 16):
-                if self._blackholed:
+                if self._blackholed or connection.severed:
                     continue
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                if up:
-                    self.traffic.up += len(data)
-                else:
-                    self.traffic.down += len(data)
-                writer.write(data)
-                await writer.drain()
+                while self.drip is not None and data and not connection.severed:
+                    size, pause = self.drip
+                    piece, data = data[:size], data[size:]
+                    await self._forward(writer, piece, up=up)
+                    await asyncio.sleep(pause)
+                if data and not connection.severed:
+                    await self._forward(writer, data, up=up)
         except (ConnectionError, OSError):
             pass
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
+
+    async def _forward(self, writer: asyncio.StreamWriter, data: bytes, *, up: bool) -> None:
+        if up:
+            self.traffic.up += len(data)
+        else:
+            self.traffic.down += len(data)
+        writer.write(data)
+        await writer.drain()
