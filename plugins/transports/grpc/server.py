@@ -8,11 +8,13 @@ misconfigured edge costs a few pings, not its connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from loguru import logger
@@ -78,6 +80,48 @@ def _peer(context: grpc.aio.ServicerContext[Any, Any], known: Sequence[str]) -> 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """What a request whose bytes do not parse is handed over as, instead of protobuf's ``DecodeError``:
+    raised inside gRPC, that ends the call UNKNOWN with a logged traceback; the handler answers
+    INVALID_ARGUMENT saying what was wrong."""
+
+    method: str
+    error: str
+
+    @property
+    def details(self) -> str:
+        return f"the request to {self.method} is not a valid protobuf message: {self.error or 'cannot be parsed'}"
+
+
+class TolerantDecoding(grpc.aio.ServerInterceptor):
+    """Hands the navigator services an ``Undecodable`` for bytes that do not parse."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        parse = getattr(handler, "request_deserializer", None)
+        if parse is None or not method.startswith("/navigator."):
+            return handler
+
+        def tolerant(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError as exc:
+                return Undecodable(method, str(exc))
+
+        return handler._replace(request_deserializer=tolerant)
+
+
+async def _decodable(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if isinstance(request, Undecodable):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details)
+
+
 class GrpcManagerStream:
     """``ManagerStream`` over one ``Sync/Connect`` call (only the session task uses it)."""
 
@@ -92,6 +136,9 @@ class GrpcManagerStream:
             raise StreamClosed(f"reading from {self.peer.address} failed: {exc}") from None
         if message is grpc.aio.EOF:
             return None
+        if isinstance(message, Undecodable):
+            await self.abort("INVALID_ARGUMENT", message.details)
+            raise StreamClosed(f"{self.peer.address}: {message.details}")
         return message
 
     async def send(self, message: sync_pb2.ManagerMessage) -> None:
@@ -131,6 +178,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     async def ListClusters(
         self, request: query_pb2.ListClustersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> query_pb2.ListClustersResponse:
+        await _decodable(request, context)
         try:
             return await self._services.list_clusters(request, _peer(context, self._known))
         except (QueryRefused, ValueError, StorageError) as exc:
@@ -140,6 +188,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     async def ListResources(
         self, request: query_pb2.ListResourcesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.ResourcePage]:
+        await _decodable(request, context)
         try:
             async for page in self._services.list_resources(request, _peer(context, self._known)):
                 yield page
@@ -149,6 +198,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     async def ListChanges(
         self, request: query_pb2.ListChangesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.ChangePage]:
+        await _decodable(request, context)
         try:
             async for page in self._services.list_changes(request, _peer(context, self._known)):
                 yield page
@@ -158,6 +208,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     async def Diff(
         self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[query_pb2.DiffPage]:
+        await _decodable(request, context)
         try:
             async for page in self._services.diff(request, _peer(context, self._known)):
                 yield page
@@ -170,6 +221,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         """Writes the pages one at a time while already waiting for the next one, so a watch the manager
         ends (a watcher that stopped reading and fell behind) ends the call at once, not when a write
         blocked on the stalled reader completes."""
+        await _decodable(request, context)
         pages = self._services.watch(request, _peer(context, self._known))
         ahead: asyncio.Future[query_pb2.ChangePage] = asyncio.ensure_future(anext(pages))
         write: asyncio.Future[None] | None = None
@@ -251,7 +303,9 @@ class GrpcServer:
 
 async def serve(endpoint: ManagerEndpoint, settings: GrpcOptions, services: ManagerServices) -> GrpcServer:
     options = server_options(endpoint, settings)
-    server = grpc.aio.server(options=options, compression=settings.grpc_compression())
+    server = grpc.aio.server(
+        options=options, compression=settings.grpc_compression(), interceptors=(TolerantDecoding(),)
+    )
     sync_pb2_grpc.add_SyncServicer_to_server(SyncServicer(services, endpoint.identities), server)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(services, endpoint.identities), server)
     health_servicer = health.aio.HealthServicer()

@@ -110,3 +110,36 @@ async def test_listening_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> Non
         with pytest.raises(ConfigError, match="listen: cannot listen on"):
             async with run_test_manager(tmp_path / "b", listen=first.address):
                 pass
+
+
+def _raw(data: bytes) -> bytes:
+    return data
+
+
+@pytest.mark.parametrize("method", ["ListClusters", "ListResources", "ListChanges", "Diff", "Watch"])
+async def test_query_bytes_that_do_not_parse_are_invalid_argument(tmp_path: Path, method: str) -> None:
+    # Found by fuzzing: protobuf's DecodeError escaped into gRPC, which answered UNKNOWN and logged a traceback.
+    async with run_test_manager(tmp_path) as mgr, grpc.aio.insecure_channel(mgr.address) as channel:
+        path = f"/navigator.v1.Query/{method}"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            if method == "ListClusters":
+                await channel.unary_unary(path, request_serializer=_raw, response_deserializer=_raw)(b"\xff\xff\xff")
+            else:
+                async for _ in channel.unary_stream(path, request_serializer=_raw, response_deserializer=_raw)(b"\xff"):
+                    pass
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"request to {path} is not a valid protobuf message" in (caught.value.details() or "")
+        # The manager still answers well-formed queries.
+        assert await mgr.resources(kind="pods") == []
+
+
+async def test_sync_bytes_that_do_not_parse_end_only_that_stream_as_invalid_argument(tmp_path: Path) -> None:
+    async with run_test_manager(tmp_path) as mgr, grpc.aio.insecure_channel(mgr.address) as channel:
+        call = channel.stream_stream("/navigator.v1.Sync/Connect", request_serializer=_raw, response_deserializer=_raw)()
+        await call.write(b"\xff\xff\xff")
+        assert await call.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "request to /navigator.v1.Sync/Connect is not a valid protobuf message" in await call.details()
+        async with RawEdge(mgr.address) as edge:
+            assert (await edge.identify("east", "edge-1")) is not None
+            ack = await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod("a")]}))
+            assert ack.status == APPLIED
