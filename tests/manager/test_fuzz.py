@@ -18,12 +18,13 @@ from navigator.testing.fuzz import (
     MESSAGE_TYPES,
     FuzzRunner,
     PropertyFailed,
-    QueryCase,
-    RawCase,
+    Step,
+    StreamCase,
+    base_state,
     known_defect,
     run_message_type,
 )
-from navigator.v1 import query_pb2, sync_pb2
+from navigator.v1 import sync_pb2
 
 #: Cases per message type: 12 types, 300 cases in all.
 CASES = 25
@@ -47,11 +48,7 @@ def test_manager_survives_hostile_messages(runner: FuzzRunner, message_type: str
 
 #: Minimal reproductions of the known defects: each test fails (xfail) while its defect is there.
 REPRODUCTIONS = {
-    "undecodable-bytes": [
-        RawCase("/navigator.v1.Sync/Connect", b"\x00"),
-        RawCase("/navigator.v1.Query/ListClusters", b"\x00"),
-    ],
-    "limit-overflow": [QueryCase("ListChanges", query_pb2.ListChangesRequest(limit=2**63))],
+    "reconnect-dropped-save": [StreamCase("json", [Step(base_state(sync_pb2.STATE_TYPE_DELTA))], reconnect=True)] * 20,
 }
 
 
