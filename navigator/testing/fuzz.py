@@ -486,13 +486,13 @@ def _maybe_mutated_step(draw: st.DrawFn, state: sync_pb2.ClusterState) -> Step:
     if draw(st.integers(0, 2)) == 0:
         step.state = draw(mutated(state, _STATE_SKIP))  # type: ignore[assignment]
         step.mutated = True
-    if draw(st.integers(0, 5)) == 0:
+    if draw(st.integers(0, 3)) == 0:
         step.mutated = True
         if draw(st.booleans()):
             step.offset = draw(st.sampled_from((-2, -1, 1, 1000)))
         else:
             step.offset = None
-            step.state.sequence = draw(st.sampled_from(ODD_UINT64))
+            step.state.sequence = draw(st.sampled_from((MAX_SEQUENCE + 1, 2**64 - 1, MAX_SEQUENCE, 0, 1, 2**32)))
     return step
 
 
