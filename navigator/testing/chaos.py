@@ -39,6 +39,7 @@ import httpx
 import orjson
 import yaml
 
+from navigator import processes
 from navigator.client.client import QueryClient
 from navigator.processes import Child, free_port
 from navigator.testing.processes import Fleet
@@ -235,7 +236,8 @@ class World:
     Every edge holds a cluster of its own, all copies of the one simulated API server: many
     edges cost one simulator. With ``api_proxy`` the edges reach the API server through a
     proxy too (``api_proxy``), for faults between edge and API. ``storage_killer`` ends the
-    manager's storage connections (a backend that has them) and says how many it ended.
+    manager's storage connections (a backend that has them) and says how many it ended;
+    ``pace`` below 1 shortens the faults (a quick run, e.g. in the test suite).
     """
 
     def __init__(
@@ -250,6 +252,7 @@ class World:
         edges: int = 1,
         api_proxy: bool = True,
         storage_killer: Callable[[], int] | None = None,
+        pace: float = 1.0,
     ) -> None:
         self.tmp = tmp
         self.fleet = Fleet(tmp)
@@ -263,6 +266,8 @@ class World:
         self.api_proxy: TcpProxy | None = None
         self._want_api_proxy = api_proxy
         self.storage_killer = storage_killer
+        #: Scales how long faults last and wait (1: as the figures in the docs were taken).
+        self.pace = pace
         self.manager: Child | None = None
         self.edges: dict[str, Child] = {}
         self.api: ClusterApi | None = None
@@ -311,6 +316,7 @@ class World:
     def __exit__(self, *exc: object) -> None:
         if self.query is not None:
             self.query.close()
+        processes.stop(list(self.edges.values()))  # all at once: one by one, 50 edges take a while
         self.fleet.stop_all()
         for proxy in (self.proxy, self.api_proxy):
             if proxy is not None:
@@ -396,50 +402,55 @@ class World:
 # -- faults --------------------------------------------------------------------------------------
 
 
+def _pause(world: World, rng: random.Random, low: float, high: float) -> None:
+    """A random while, scaled by the world's pace (short runs take the same steps faster)."""
+    time.sleep(rng.uniform(low, high) * world.pace)
+
+
 def _manager_kill9(world: World, rng: random.Random) -> None:
     assert world.manager is not None
-    time.sleep(rng.uniform(0.0, 1.5))
+    _pause(world, rng, 0.0, 1.5)
     world.manager.stop(signal.SIGKILL)
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.start_manager()
 
 
 def _edge_kill9(world: World, rng: random.Random) -> None:
     assert world.edge is not None
-    time.sleep(rng.uniform(0.0, 1.5))
+    _pause(world, rng, 0.0, 1.5)
     world.edge.stop(signal.SIGKILL)
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.start_edge()
 
 
 def _manager_frozen(world: World, rng: random.Random) -> None:
     assert world.manager is not None
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.manager.process.send_signal(signal.SIGSTOP)
-    time.sleep(rng.uniform(0.5, 3.0))
+    _pause(world, rng, 0.5, 3.0)
     world.manager.process.send_signal(signal.SIGCONT)
 
 
 def _network_cut(world: World, rng: random.Random) -> None:
     assert world.proxy is not None
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.proxy.cut()
-    time.sleep(rng.uniform(0.5, 3.0))
+    _pause(world, rng, 0.5, 3.0)
     world.proxy.restore()
 
 
 def _network_blackhole(world: World, rng: random.Random) -> None:
     assert world.proxy is not None
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.proxy.blackhole(True)
-    time.sleep(rng.uniform(0.5, 3.0))
+    _pause(world, rng, 0.5, 3.0)
     world.proxy.blackhole(False)
 
 
 def _network_slow(world: World, rng: random.Random) -> None:
     assert world.proxy is not None
     world.proxy.delay = rng.uniform(0.05, 0.3)
-    time.sleep(rng.uniform(1.0, 3.0))
+    _pause(world, rng, 1.0, 3.0)
     world.proxy.delay = 0.0
 
 
@@ -449,24 +460,24 @@ def _network_slow(world: World, rng: random.Random) -> None:
 def _api_blackhole(world: World, rng: random.Random) -> None:
     """The API connections go dead for good (a middlebox lost them): only timeouts notice."""
     assert world.api_proxy is not None
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.api_proxy.blackhole(True, sever=True)
-    time.sleep(rng.uniform(0.5, 3.0))
+    _pause(world, rng, 0.5, 3.0)
     world.api_proxy.blackhole(False)
 
 
 def _api_delay(world: World, rng: random.Random) -> None:
     assert world.api_proxy is not None
     world.api_proxy.delay = rng.uniform(0.05, 0.3)
-    time.sleep(rng.uniform(1.0, 3.0))
+    _pause(world, rng, 1.0, 3.0)
     world.api_proxy.delay = 0.0
 
 
 def _api_reset(world: World, rng: random.Random) -> None:
     assert world.api_proxy is not None
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.api_proxy.cut()
-    time.sleep(rng.uniform(0.5, 3.0))
+    _pause(world, rng, 0.5, 3.0)
     world.api_proxy.restore()
 
 
@@ -475,7 +486,7 @@ def _api_drip(world: World, rng: random.Random) -> None:
     assert world.api_proxy is not None
     world.break_api_connections()
     world.api_proxy.drip = (rng.choice([64, 256, 1024]), rng.uniform(0.01, 0.05))
-    time.sleep(rng.uniform(1.0, 3.0))
+    _pause(world, rng, 1.0, 3.0)
     world.api_proxy.drip = None
 
 
@@ -485,11 +496,11 @@ def _api_drip(world: World, rng: random.Random) -> None:
 def _api_faults(world: World, rng: random.Random, rules: list[dict[str, Any]], during: Callable[[], None]) -> None:
     """``rules`` on for 0.5-3 s; the edges' API connections dropped first, so their next requests meet them."""
     assert world.api is not None
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.api.set_faults(rules)
     try:
         world.break_api_connections()
-        until = time.monotonic() + rng.uniform(0.5, 3.0)
+        until = time.monotonic() + rng.uniform(0.5, 3.0) * world.pace
         while time.monotonic() < until:
             during()
     finally:
@@ -529,7 +540,7 @@ def _api_gone(world: World, rng: random.Random) -> None:
 
     def compact() -> None:
         api.compact()
-        time.sleep(rng.uniform(0.1, 0.4))
+        _pause(world, rng, 0.1, 0.4)
 
     _api_faults(world, rng, [], compact)
 
@@ -545,9 +556,9 @@ def _api_silent_watch(world: World, rng: random.Random) -> None:
 def _reconnect_storm(world: World, rng: random.Random) -> None:
     """The manager killed (SIGKILL) or stopped (SIGTERM) and started again: every edge reconnects at once."""
     assert world.manager is not None
-    time.sleep(rng.uniform(0.0, 1.5))
+    _pause(world, rng, 0.0, 1.5)
     world.manager.stop(signal.SIGKILL if rng.random() < 0.5 else signal.SIGTERM)
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     world.start_manager()
 
 
@@ -572,12 +583,12 @@ def _disk_full(world: World, rng: random.Random) -> None:
     path = world.sqlite_path
     assert path is not None
     manager = world.manager
-    time.sleep(rng.uniform(0.0, 1.0))
+    _pause(world, rng, 0.0, 1.0)
     before = manager_copies(world.query, world.clusters)
     limit = 4096 if rng.random() < 0.5 else path.stat().st_size
     resource.prlimit(manager.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
     try:
-        time.sleep(rng.uniform(1.0, 3.0))
+        _pause(world, rng, 1.0, 3.0)
         world.problems.extend(integrity(path))
         try:
             during = manager_copies(world.query, world.clusters)
@@ -600,7 +611,7 @@ def _disk_full(world: World, rng: random.Random) -> None:
 def _storage_connections_killed(world: World, rng: random.Random) -> None:
     """The manager's storage connections ended under it (e.g. pg_terminate_backend) 1-3 times in 3 s."""
     assert world.storage_killer is not None
-    moments = sorted(rng.uniform(0.0, 3.0) for _ in range(rng.randint(1, 3)))
+    moments = sorted(rng.uniform(0.0, 3.0) * world.pace for _ in range(rng.randint(1, 3)))
     started = time.monotonic()
     for moment in moments:
         time.sleep(max(0.0, started + moment - time.monotonic()))
