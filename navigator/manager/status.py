@@ -146,25 +146,6 @@ def cluster_verdict(
     return Verdict(Status.HEALTHY)
 
 
-def cluster_status(
-    *,
-    connected: bool,
-    connected_since: float | None,
-    last_sync: float | None,
-    sync_interval: float,
-    now: float,
-    config: StatusSection,
-    fresh_as_of: float | None = None,
-    errors: Sequence[KindErrorRecord] = (),
-    storage: StorageFailure | None = None,
-) -> Status:
-    """``cluster_verdict`` without the reason."""
-    return cluster_verdict(
-        connected=connected, connected_since=connected_since, last_sync=last_sync, sync_interval=sync_interval,
-        now=now, config=config, fresh_as_of=fresh_as_of, errors=errors, storage=storage,
-    ).status  # fmt: skip
-
-
 #: How often a syncing session keeps a copy of its cluster record in the history
 #: (``EdgeSession``): a record at most this old still means "syncing" then.
 RECORD_EVERY = 60.0
@@ -199,18 +180,3 @@ def verdict_at(
     if reasons:
         return Verdict(Status.STALE, "; ".join(reasons))
     return Verdict(Status.HEALTHY)
-
-
-def status_at(
-    *,
-    last_sync: float | None,
-    sync_interval: float,
-    at: float,
-    config: StatusSection,
-    fresh_as_of: float | None = None,
-    errors: Sequence[KindErrorRecord] = (),
-) -> Status:
-    """``verdict_at`` without the reason."""
-    return verdict_at(
-        last_sync=last_sync, sync_interval=sync_interval, at=at, config=config, fresh_as_of=fresh_as_of, errors=errors
-    ).status

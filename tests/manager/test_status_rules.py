@@ -15,10 +15,8 @@ from navigator.manager.status import (
     StorageFailure,
     Verdict,
     clock,
-    cluster_status,
     cluster_verdict,
     max_age,
-    status_at,
     verdict_at,
 )
 
@@ -28,10 +26,10 @@ STRICT = StatusSection(max_age=5.0)
 
 
 def now_status(last_sync: float, fresh_as_of: float | None, config: StatusSection = DEFAULTS) -> Status:
-    return cluster_status(
+    return cluster_verdict(
         connected=True, connected_since=0.0, last_sync=last_sync, sync_interval=30.0, now=1000.0,
         config=config, fresh_as_of=fresh_as_of,
-    )  # fmt: skip
+    ).status  # fmt: skip
 
 
 def test_max_age_defaults_to_the_sync_rule() -> None:
@@ -60,8 +58,8 @@ def test_a_connected_cluster_is_stale_when_its_copy_is_too_old(
 
 def test_the_copy_age_rule_leaves_the_other_states_alone() -> None:
     def status(connected: bool, connected_since: float | None) -> Status:
-        return cluster_status(connected=connected, connected_since=connected_since, last_sync=999.0,
-                              sync_interval=30.0, now=1000.0, config=STRICT, fresh_as_of=0.0)  # fmt: skip
+        return cluster_verdict(connected=connected, connected_since=connected_since, last_sync=999.0,
+                               sync_interval=30.0, now=1000.0, config=STRICT, fresh_as_of=0.0).status  # fmt: skip
 
     assert status(False, None) is Status.DISCONNECTED
     assert status(True, 999.5) is Status.INITIALIZING
@@ -69,7 +67,7 @@ def test_the_copy_age_rule_leaves_the_other_states_alone() -> None:
 
 def test_the_past_applies_the_copy_age_rule_with_the_record_slack() -> None:
     def then(fresh_as_of: float) -> Status:
-        return status_at(last_sync=999.0, sync_interval=30.0, at=1000.0, config=STRICT, fresh_as_of=fresh_as_of)
+        return verdict_at(last_sync=999.0, sync_interval=30.0, at=1000.0, config=STRICT, fresh_as_of=fresh_as_of).status
 
     assert then(1000.0 - 5.0 - RECORD_EVERY) is Status.HEALTHY
     assert then(1000.0 - 6.0 - RECORD_EVERY) is Status.STALE
@@ -138,12 +136,8 @@ def test_the_time_rules_say_how_long() -> None:
     assert old_copy.status is Status.STALE and old_copy.reason.startswith("the copy is 100s old")
 
 
-def test_the_status_without_the_reason_agrees() -> None:
+def test_the_past_counts_the_errors_its_record_kept() -> None:
     errors = [KindErrorRecord("pods", "forbidden", 403)]
-    assert cluster_status(
-        connected=True, connected_since=0.0, last_sync=999.0, sync_interval=30.0, now=1000.0, config=DEFAULTS,
-        errors=errors,
-    ) is Status.STALE  # fmt: skip
     assert verdict_at(last_sync=999.0, sync_interval=30.0, at=1000.0, config=DEFAULTS, errors=errors) == Verdict(
         Status.STALE, "the edge cannot read pods: forbidden (HTTP 403)"
     )
