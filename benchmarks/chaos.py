@@ -4,14 +4,16 @@ For every scenario (see ``navigator.testing.chaos``: the manager or an edge
 killed, a frozen manager, the edge-manager and edge-API networks cut,
 blackholed, slowed or dripping, the API failing with 500, 429, 403, 503,
 latency, lists dropped halfway, 410 Gone or silent watches, the manager's disk
-full, its database connections killed, and a reconnect storm of many edges) and
+full, its database connections killed, one of two managers frozen or killed,
+and a reconnect storm of many edges) and
 every round: the cluster changes through its API while the fault hits, then the
 run waits until the manager's copy equals the API server's list (no lost, no
 phantom object, no resourceVersion going backwards). Prints rounds, rounds held
 and the time to reconverge (p50, max) per scenario, with the machine's load.
 Scenarios that do not apply to the backend are left out (``disk_full`` is
-SQLite's, ``storage_kill`` PostgreSQL's); ``reconnect_storm`` runs in a world of
-its own with ``--storm-edges`` edges.
+SQLite's, ``storage_kill`` and ``manager_failover`` PostgreSQL's);
+``reconnect_storm`` runs in a world of its own with ``--storm-edges`` edges,
+``manager_failover`` in one with two managers.
 
     .venv/bin/python benchmarks/chaos.py [--rounds 50] [--scenario NAME ...] [--backend sqlite|postgres]
         [--pods 200] [--rate 20] [--storm-edges 50] [--storm-pods 60]
@@ -41,6 +43,7 @@ from navigator.testing.chaos import (
 )
 
 STORM = "reconnect_storm"
+FAILOVER = "manager_failover"
 
 
 def storage(backend: str, tmp: Path, stack: contextlib.ExitStack) -> tuple[dict[str, Any], Callable[[], int] | None]:
@@ -93,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "one").mkdir()
         (tmp / "storm").mkdir()
         section, killer = storage(args.backend, tmp, stack)
-        single = [name for name in names if name != STORM]
+        single = [name for name in names if name not in (STORM, FAILOVER)]
         if single:
             with World(tmp / "one", storage=section, pods=args.pods, storage_killer=killer) as world:
                 run(world, single)
+        if FAILOVER in names and args.backend != "sqlite":
+            two_section, _ = storage(args.backend, tmp, stack)
+            (tmp / "two").mkdir()
+            with World(tmp / "two", storage=two_section, pods=args.pods, managers=2) as world:
+                run(world, [FAILOVER])
         if STORM in names:
             storm_section, _ = storage(args.backend, tmp, stack)
             if args.backend == "sqlite":

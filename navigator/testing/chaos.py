@@ -237,7 +237,8 @@ class World:
     edges cost one simulator. With ``api_proxy`` the edges reach the API server through a
     proxy too (``api_proxy``), for faults between edge and API. ``storage_killer`` ends the
     manager's storage connections (a backend that has them) and says how many it ended;
-    ``pace`` below 1 shortens the faults (a quick run, e.g. in the test suite).
+    ``pace`` below 1 shortens the faults (a quick run, e.g. in the test suite). ``managers=2``
+    runs a second manager on the same storage, for failover.
     """
 
     def __init__(
@@ -253,6 +254,7 @@ class World:
         api_proxy: bool = True,
         storage_killer: Callable[[], int] | None = None,
         pace: float = 1.0,
+        managers: int = 1,
     ) -> None:
         self.tmp = tmp
         self.fleet = Fleet(tmp)
@@ -269,6 +271,12 @@ class World:
         #: Scales how long faults last and wait (1: as the figures in the docs were taken).
         self.pace = pace
         self.manager: Child | None = None
+        #: With ``managers=2`` (a storage both share, e.g. PostgreSQL): the other manager. The proxy in
+        #: front of them sends the edges to one (``serving``: 0 the first, 1 this one), a load balancer.
+        self.managers = managers
+        self.second_manager: Child | None = None
+        self.second_port = 0
+        self.serving = 0
         self.edges: dict[str, Child] = {}
         self.api: ClusterApi | None = None
         self.query: QueryClient | None = None
@@ -306,6 +314,9 @@ class World:
             self.edge_kubeconfig.write_text(yaml.safe_dump(config))
         self.port = free_port()
         self.start_manager()
+        if self.managers == 2:
+            self.second_port = free_port()
+            self.start_manager(second=True)
         self.proxy = TcpProxy("127.0.0.1", self.port)
         self.proxy.start()
         for cluster in self.clusters:
@@ -324,15 +335,21 @@ class World:
         if self.api is not None:
             self.api.close()
 
-    def start_manager(self) -> Child:
+    def start_manager(self, second: bool = False) -> Child:
+        """The manager (or with ``second`` the other one, on the same storage), started again."""
         self._managers += 1
-        config = self.tmp / "manager.yaml"
+        port = self.second_port if second else self.port
+        config = self.tmp / ("manager-b.yaml" if second else "manager.yaml")
         config.write_bytes(
-            orjson.dumps({"listen": f"127.0.0.1:{self.port}", "storage": self.storage, "grace_period": self.grace})
+            orjson.dumps({"listen": f"127.0.0.1:{port}", "storage": self.storage, "grace_period": self.grace})
         )
-        self.manager = self.fleet.start(f"manager-{self._managers}", "manager", "--config", str(config))
-        self.manager.wait_for("listening on", timeout=120)
-        return self.manager
+        child = self.fleet.start(f"manager-{self._managers}", "manager", "--config", str(config))
+        child.wait_for("listening on", timeout=120)
+        if second:
+            self.second_manager = child
+        else:
+            self.manager = child
+        return child
 
     def start_edge(self, cluster: str | None = None) -> Child:
         """A new edge process for ``cluster`` (default: the first).
@@ -608,6 +625,28 @@ def _disk_full(world: World, rng: random.Random) -> None:
             world.start_manager()
 
 
+def _manager_failover(world: World, rng: random.Random) -> None:
+    """The serving one of two managers on one storage frozen (SIGSTOP) or killed (SIGKILL); the proxy sends
+    the edge to the other, which takes the cluster over. Then the first comes back: resumed, it must
+    write nothing (fencing); started again, it stands by."""
+    assert world.proxy is not None and world.manager is not None and world.second_manager is not None
+    serving = world.serving
+    victim = world.second_manager if serving else world.manager
+    _pause(world, rng, 0.0, 1.0)
+    freeze = rng.random() < 0.5
+    victim.process.send_signal(signal.SIGSTOP if freeze else signal.SIGKILL)
+    world.proxy.target = ("127.0.0.1", world.port if serving else world.second_port)
+    world.proxy.cut()
+    world.proxy.restore()
+    world.serving = 1 - serving
+    _pause(world, rng, 0.5, 3.0)
+    if freeze:
+        victim.process.send_signal(signal.SIGCONT)
+    else:
+        victim.process.wait()
+        world.start_manager(second=bool(serving))
+
+
 def _storage_connections_killed(world: World, rng: random.Random) -> None:
     """The manager's storage connections ended under it (e.g. pg_terminate_backend) 1-3 times in 3 s."""
     assert world.storage_killer is not None
@@ -640,6 +679,7 @@ SCENARIOS: dict[str, Callable[[World, random.Random], None]] = {
     "reconnect_storm": _reconnect_storm,
     "disk_full": _disk_full,
     "storage_kill": _storage_connections_killed,
+    "manager_failover": _manager_failover,
 }
 
 #: What a scenario needs of the world; the others run in any.
@@ -648,6 +688,7 @@ NEEDS: dict[str, Callable[[World], bool]] = {
     "reconnect_storm": lambda world: len(world.clusters) > 1,
     "disk_full": lambda world: world.sqlite_path is not None,
     "storage_kill": lambda world: world.storage_killer is not None,
+    "manager_failover": lambda world: world.managers == 2,
 }
 
 

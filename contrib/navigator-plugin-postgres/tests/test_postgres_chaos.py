@@ -1,5 +1,6 @@
 """The short chaos run on PostgreSQL: a manager killed and frozen, the network cut, the manager's database
-connections killed under it (pg_terminate_backend), judged by the invariant."""
+connections killed under it (pg_terminate_backend), and one of two managers frozen or killed while the
+other takes over, judged by the invariant."""
 
 from __future__ import annotations
 
@@ -45,3 +46,12 @@ def test_faults_on_postgresql_leave_the_managers_copy_equal_to_the_cluster(
         assert kill() > 0  # the name finds the manager's connections
     failed = {r.name: r.failures for r in results if r.failures}
     assert not failed, failed
+
+
+def test_one_of_two_managers_frozen_or_killed_the_other_takes_over(tmp_path: Path, pg_options: dict[str, Any]) -> None:
+    """Failover through a load balancer: the copy exact again; a frozen manager resumed writes nothing."""
+    storage = {"plugin": "postgres", "options": pg_options}
+    with World(tmp_path, storage=storage, pods=40, services=4, managers=2, pace=0.3) as world:
+        result = run_scenario(world, "manager_failover", 1)
+    assert result.failures == []
+    assert result.held == 1
