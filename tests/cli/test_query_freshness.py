@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ import pytest
 from navigator.cli.output import short_duration
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdge, delta_state, full_state, pod
+from navigator.v1 import sync_pb2
 
 COMMAND = [sys.executable, "-m", "navigator.cli.main", "query"]
 
@@ -94,6 +96,31 @@ async def test_a_cluster_with_no_state_yet_has_no_freshness(manager: TestManager
         assert (east["fresh_as_of"], east["age_seconds"], east["lag_seconds"]) == (None, None, None)
         code, out, err = await navigator("clusters", "--manager", manager.address)
         assert code == 0 and "FRESHNESS" in out and "INITIALIZING" in out, err
+
+
+async def test_a_cluster_that_cannot_be_vouched_for_says_why_in_json_and_table(manager: TestManager) -> None:
+    """The REASON column and ``status_reason``: what the edge reports (its API does not answer)."""
+    unreachable = "cannot reach the Kubernetes API at http://10.0.0.1:6443: no answer to GET /version within 5s"
+    now = time.time()
+    async with RawEdge(manager.address) as edge:
+        await edge.identify("east", "edge-east", protocol_version=2, kinds=["pods"])
+        await edge.send_state(full_state("east", "edge-east", 1, {"pods": [pod("a")]}, timestamp=now - 120))
+        errors = [sync_pb2.KindError(kind="pods", message=unreachable, cached=True)]
+        await edge.send_state(delta_state("east", "edge-east", 2, errors=errors, timestamp=now - 120))
+        [east] = await rows(manager)
+        assert east["status"] == "STALE" and east["age_seconds"] >= 120
+        assert east["status_reason"].startswith("the edge cannot read any kind since ")
+        assert unreachable in east["status_reason"] and re.search(r"the copy is 1\d\ds old", east["status_reason"])
+        keys = list(east)
+        assert keys[keys.index("status") + 1] == "status_reason"
+        code, out, err = await navigator("clusters", "--manager", manager.address)
+        assert code == 0, err
+        header, line = out.splitlines()[:2]
+        assert header.split()[-1] == "REASON" and "STALE" in line and unreachable in line
+
+        await edge.send_state(delta_state("east", "edge-east", 3))
+        [east] = await rows(manager)
+        assert (east["status"], east["status_reason"], east["errors"]) == ("HEALTHY", "", [])
 
 
 @pytest.mark.parametrize(
