@@ -47,8 +47,16 @@ def test_manager_survives_hostile_messages(runner: FuzzRunner, message_type: str
 
 
 #: Minimal reproductions of the known defects: each test fails (xfail) while its defect is there.
+def _delta(resource_version: str) -> Step:
+    state = base_state(sync_pb2.STATE_TYPE_DELTA)
+    state.resources.add(kind="pods", namespace="default", name="web-1", uid="u1", resource_version=resource_version,
+                        payload=b"{}")  # fmt: skip
+    return Step(state)
+
+
 REPRODUCTIONS = {
-    "reconnect-dropped-save": [StreamCase("json", [Step(base_state(sync_pb2.STATE_TYPE_DELTA))], reconnect=True)] * 20,
+    "resource-version-back": [StreamCase("json", [_delta("845"), _delta("1")])],
+    "reconnect-dropped-save": [StreamCase("json", [Step(base_state(sync_pb2.STATE_TYPE_DELTA))], reconnect=True)] * 100,
 }
 
 
@@ -59,12 +67,13 @@ REPRODUCTIONS = {
 )  # fmt: skip
 def test_known_defect(runner: FuzzRunner, defect: str) -> None:
     """Passes once the defect is fixed: then remove it from ``KNOWN_DEFECTS`` (strict xfail says so)."""
-    for case in REPRODUCTIONS[defect]:
-        try:
+    try:
+        for case in REPRODUCTIONS[defect]:
             runner.run(case)
-        except PropertyFailed as exc:
-            assert known_defect(str(exc)) == defect, str(exc)
-            raise
+        runner.check_at_end()
+    except PropertyFailed as exc:
+        assert known_defect(str(exc)) == defect, str(exc)
+        raise
 
 
 def test_fuzzing_finds_a_planted_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
