@@ -52,6 +52,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 from hypothesis.reporting import with_reporter
+from hypothesis.vendor import pretty
 from loguru import logger
 
 from navigator.testing.manager import TestManager, run_test_manager
@@ -351,11 +352,12 @@ def mutated(draw: st.DrawFn, message: Message, skip: frozenset[str] = frozenset(
 
 
 class _Compact:
-    """Failing examples shown as their ``repr`` (big messages cut), not hypothesis's field-by-field print:
-    a state mutated to thousands of objects would print as megabytes."""
+    """A case hypothesis shows as its ``repr`` (big messages cut), not field by field: a state
+    mutated to thousands of objects would print as megabytes (registered below, ``_print_compact``)."""
 
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))
+
+def _print_compact(case: object, printer: Any, _cycle: bool) -> None:
+    printer.text(repr(case))
 
 
 @dataclass
@@ -428,6 +430,10 @@ class QueryCase(_Compact):
 
     def __repr__(self) -> str:
         return f"QueryCase(method={self.method!r}, times={self.times}, request={_short(self.request)})"
+
+
+for _case in (Step, StreamCase, HandshakeCase, RawCase, QueryCase):
+    pretty.for_type_by_name(__name__, _case.__name__, _print_compact)
 
 
 def _short(message: Message, limit: int = 1500) -> str:
