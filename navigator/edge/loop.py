@@ -21,7 +21,8 @@ Otherwise the timestamp stays where it last could vouch, so the manager's
 it cannot vouch for now and why (protocol 2: the manager shows the latest list,
 and a DELTA without them clears them). A collection that runs longer than an
 interval (a relist against an API that does not answer) does not silence the
-edge: every interval it probes the API and sends such a DELTA. When the API
+edge: half an interval in, then every interval, it probes the API and sends
+such a DELTA. When the API
 answers again after an outage, the watches are reopened from the last version
 they delivered, so nothing a connection lost meanwhile is missed, and the copy
 is vouched for again once they are open.
