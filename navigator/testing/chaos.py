@@ -392,8 +392,9 @@ class World:
     def copies(self) -> tuple[Copy, dict[str, Copy]]:
         """The API server's list, and the manager's copy of it for each cluster."""
         assert self.api is not None and self.query is not None
-        cluster = self.cluster if len(self.clusters) == 1 else None
-        return self.api.copy(), manager_copies(self.query, self.clusters, cluster=cluster)
+        if len(self.clusters) == 1:
+            return self.api.copy(), {self.cluster: manager_copy(self.query, self.cluster)}
+        return self.api.copy(), manager_copies(self.query, self.clusters)
 
     def holders(self) -> list[str]:
         """What is wrong with who holds each cluster: each must have one row, held by its own edge."""
@@ -752,6 +753,8 @@ def run_scenario(
 ) -> ScenarioResult:
     """``rounds`` rounds of one fault while the cluster changes at ``rate`` per second."""
     assert world.api is not None
+    if not applicable(world, [name]):
+        raise ValueError(f"scenario {name} needs another world (see NEEDS)")
     invariant = invariant or Invariant()
     fault = SCENARIOS[name]
     result = ScenarioResult(name)
