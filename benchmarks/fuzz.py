@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             results[result.name] = result
             rate = result.cases / result.seconds if result.seconds else 0.0
             print(f"{result.name}: {result.cases} cases, {len(result.failures)} failures, {rate:.0f}/s", flush=True)
+            for failure in result.failures:  # at once: a long run may be cut short
+                print(f"FAILED {result.name} (seed {seed}):\n{failure}\n", flush=True)
     wall = time.monotonic() - started
     ordered = [results[name] for name in names]
     print()
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"KNOWN DEFECT {name}: {KNOWN_DEFECTS[name][1]}")
     for r in ordered:
         for failure in r.failures:
-            print(f"\nFAILED {r.name} (seed {seed}):\n{failure}")
+            print(f"\nFAILED {r.name} (seed {seed}):\n{failure[:3000]}")
     return 1 if any(r.failures for r in ordered) or (args.strict and seen) else 0
 
 
