@@ -113,6 +113,10 @@ class PropertyFailed(AssertionError):
     """A property of the manager did not hold for one case; the message says which and how."""
 
 
+class _Oversized(Exception):
+    """A state beyond the manager's message limit was refused by gRPC, as it should be: the case ends."""
+
+
 # -- strategies: values -------------------------------------------------------------------
 
 ODD_TEXT = (
@@ -284,6 +288,10 @@ def _scalar(fd: Any) -> st.SearchStrategy[Any]:
     raise TypeError(f"no strategy for field type {t} ({fd.full_name})")
 
 
+#: How big a repeated field's copies may grow ("many"): cases stay fast, messages within the limit.
+_MANY_BYTES = 4 * 1024 * 1024
+
+
 def _is_map(fd: Any) -> bool:
     return fd.message_type is not None and fd.message_type.GetOptions().map_entry
 
@@ -321,7 +329,10 @@ def _mutate_once(draw: st.DrawFn, message: Message, skip: frozenset[str], depth:
             message.ClearField(fd.name)
             getattr(message, fd.name).extend(reversed(items))
         elif op == "many":
-            getattr(message, fd.name).extend(items * draw(st.integers(2, 40)))
+            size = sum(i.ByteSize() if isinstance(i, Message) else len(str(i)) for i in items)
+            times = draw(st.integers(2, 40))
+            if size * times <= _MANY_BYTES:  # the manager's message limit is tried by the big labels
+                getattr(message, fd.name).extend(items * times)
         elif fd.message_type is not None and depth < 3:
             _mutate_once(draw, value[draw(st.integers(0, len(items) - 1))], frozenset(), depth + 1)
         else:
@@ -759,6 +770,8 @@ class _Stream:
     call: Any
     serializer: str
     last: int = 0
+    #: The largest message the manager takes (``Accept.max_message_bytes``).
+    max_message: int = 0
     #: A sequence was sent as drawn (not placed after ``last``): the stream's last is not known for sure.
     odd: bool = False
 
@@ -914,7 +927,7 @@ class FuzzRunner:
         answer = await asyncio.wait_for(call.read(), ANSWER_TIMEOUT)
         if answer is grpc.aio.EOF or answer.WhichOneof("body") != "accept":
             raise PropertyFailed(f"the fuzzer's own edge was not accepted: {answer} ({await call.code()}: {await call.details()})")
-        self._stream = _Stream(call, serializer)
+        self._stream = _Stream(call, serializer, max_message=answer.accept.max_message_bytes)
         if old is not None:
             old.call.cancel()
         if versions:
@@ -952,6 +965,12 @@ class FuzzRunner:
         await self._check_world()
 
     async def _stream_case(self, case: StreamCase) -> None:
+        try:
+            await self._stream_steps(case)
+        except _Oversized:
+            self._modelled = False  # what came before it in the case may have applied: read it back
+
+    async def _stream_steps(self, case: StreamCase) -> None:
         stream = self._stream
         if case.reconnect or case.versions or stream is None or stream.done() or stream.serializer != case.serializer:
             stream = await self._reconnect(case.serializer, case.versions, drop_first=case.reconnect)
@@ -1037,7 +1056,16 @@ class FuzzRunner:
             stream.odd = True  # whatever the manager made of it, the next case starts on a new stream
         if step.snapshot_offset is not None:
             state.chunk.snapshot_sequence = min(max(0, base + step.snapshot_offset), 2**64 - 1)
-        await self._write(sync_pb2.EdgeMessage(state=state))
+        message = sync_pb2.EdgeMessage(state=state)
+        await self._write(message)
+        if message.ByteSize() > stream.max_message:
+            # More than the manager takes: gRPC ends the call, RESOURCE_EXHAUSTED, before the manager sees it.
+            with contextlib.suppress(PropertyFailed):
+                await self._read()
+            code = await stream.call.code()
+            if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise PropertyFailed(f"a {message.ByteSize()}-byte state (the limit is {stream.max_message}) ended with {code}")
+            raise _Oversized()
         answer = await self._read()
         while answer.WhichOneof("body") == "heartbeat":
             answer = await self._read()
