@@ -16,6 +16,7 @@ from navigator.interfaces.storage import (
     StorageError,
     StorageFenced,
     StoragePlugin,
+    StorageRegressed,
 )
 from navigator.interfaces.transport import (
     ClientTLS,
@@ -61,6 +62,7 @@ __all__ = [
     "StorageError",
     "StorageFenced",
     "StoragePlugin",
+    "StorageRegressed",
     "StreamClosed",
     "Transport",
     "TransportPlugin",

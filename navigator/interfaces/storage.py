@@ -40,6 +40,8 @@ class StorageError(Exception):
 
     #: ``StorageFenced``, reachable from the public plugin API (which exports ``StorageError``).
     Fenced: ClassVar[type[StorageFenced]]
+    #: ``StorageRegressed``, likewise.
+    Regressed: ClassVar[type[StorageRegressed]]
 
 
 class StorageFenced(StorageError):
@@ -48,7 +50,14 @@ class StorageFenced(StorageError):
     was written; retrying cannot help, the writer's session must end."""
 
 
+class StorageRegressed(StorageFenced):
+    """The second kind of refusal: the write would move a stored object (same uid) back to an older
+    resourceVersion, under a claim that is still current. The state is wrong, not the writer: the
+    manager answers it INVALID and the stream goes on. Raise it only after checking the epoch."""
+
+
 StorageError.Fenced = StorageFenced
+StorageError.Regressed = StorageRegressed
 
 
 @dataclass(slots=True)
@@ -184,7 +193,8 @@ class StorageBackend(Protocol):
           (``create_claims``) the epoch of the cluster's latest claim;
         - an upsert has the uid of the stored object at its key and an older
           resourceVersion, both being integers (what Kubernetes and kubesim use;
-          resourceVersions that are not integers are not compared).
+          resourceVersions that are not integers are not compared): ``StorageRegressed``
+          if ``cluster.epoch`` is current, else ``StorageFenced`` as above.
 
         A write that is not refused saves ``cluster.epoch`` with the record.
         """

@@ -43,7 +43,8 @@ What it checks, all through the public ``StorageBackend`` interface and in proce
 - **fencing**: every accepted claim has a higher epoch than the ones before it (after a
   reopen too); ``apply`` and ``save_cluster`` under an older epoch than the cluster's
   raise ``StorageFenced`` and write nothing, and so does an upsert that would move a stored
-  object (same uid) back to an older integer resourceVersion.
+  object (same uid) back to an older integer resourceVersion (``StorageRegressed`` when the
+  writer's epoch is current, plain ``StorageFenced`` when it is not).
 
 The builders here (``make``, ``record``, ``added``/``modified``/``deleted``,
 ``commit``, ``state``, ``Feed``, ``scenario``) are public for backends' own tests.
@@ -71,7 +72,7 @@ from navigator.interfaces import (
     StorageBackend,
     StorageError,
 )
-from navigator.interfaces.storage import HistoryQuery, StorageFenced
+from navigator.interfaces.storage import HistoryQuery, StorageFenced, StorageRegressed
 from navigator.manager import partial
 from navigator.manager.claims import InMemoryClaims
 from navigator.manager.reconciler import Reconciler
@@ -1448,7 +1449,14 @@ class StorageConformance:
                               [StoredObject(p6, digest_of(p6))], [ResourceKey("pods", "default", "web", "web-reborn")],
                               [modified(p6, moment(20), "5")], True)  # fmt: skip
             assert isinstance(refused.value, StorageError)
+            assert not isinstance(refused.value, StorageRegressed)  # the writer is stale, not the state
             assert "east" in str(refused.value)
+            # Also when its write would move an object back: the writer is told it is stale.
+            p4 = make("p", rv="4")
+            with pytest.raises(StorageFenced) as refused:
+                settled.apply(record(edge_id="edge-a", epoch=old.epoch, last_sequence=99),
+                              [StoredObject(p4, digest_of(p4))], [], [modified(p4, moment(20), "5")], True)  # fmt: skip
+            assert not isinstance(refused.value, StorageRegressed)
             with pytest.raises(StorageFenced):
                 settled.save_cluster(record(edge_id="edge-a", epoch=old.epoch, last_sequence=99))
             assert everything(settled) == before
@@ -1486,7 +1494,7 @@ class StorageConformance:
         store_as(settled, 0, [make("p", rv="4426"), make("q", rv="abc"), make("r", rv="10")], cluster="west")
         before = everything(settled)
         stale, fresh = make("p", rv="4051"), make("n", rv="1")
-        with pytest.raises(StorageFenced) as refused:
+        with pytest.raises(StorageRegressed) as refused:  # under a current claim: the state is wrong
             settled.apply(record("west"), [StoredObject(fresh, "n"), StoredObject(stale, "stale")], [],
                           [added(fresh, moment(20), "west"), modified(stale, moment(20), "4426", cluster="west")])  # fmt: skip
         assert "4426" in str(refused.value) and "4051" in str(refused.value)

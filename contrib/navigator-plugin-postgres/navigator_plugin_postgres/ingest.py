@@ -238,12 +238,18 @@ def _in_key_order(upserts: Sequence[StoredObject]) -> bool:
     return all(map(operator.lt, keys, keys[1:]))
 
 
-def refuse_regressions(conn: psycopg.Connection[Any], cluster: str) -> None:
-    """Some staged objects were not written: name one that would have gone back (``StorageFenced``)."""
+def refuse_regressions(conn: psycopg.Connection[Any], record: ClusterRecord) -> None:
+    """Some staged objects were not written: name one that would have gone back.
+
+    A writer under an older claim is told so first (``StorageFenced``); under the current claim the
+    state itself is wrong (``StorageRegressed``).
+    """
+    cluster = record.cluster
     found = conn.execute(REGRESSED, {"cluster": cluster}).fetchone()
     if found is not None:  # else: a key came twice, and was written once
+        clusters.fence(conn, record)
         kind, namespace, name, stored, new = found
-        raise StorageError.Fenced(
+        raise StorageError.Regressed(
             f"cluster {cluster}: {kind} {namespace + '/' if namespace else ''}{name} is stored at "
             f"resourceVersion {stored}, newer than {new} written now: a stale writer, nothing was written"
         )
@@ -302,7 +308,7 @@ def apply(
         updated = conn.execute(UPDATE_EXISTING, {"cluster": cluster}).rowcount
         inserted = conn.execute(INSERT_NEW, {"cluster": cluster}).rowcount
         if updated + inserted < len(upserts):
-            refuse_regressions(conn, cluster)
+            refuse_regressions(conn, record)
     if deletions:
         delete(conn, cluster, deletions)
     clusters.save(conn, record)

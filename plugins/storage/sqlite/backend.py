@@ -53,6 +53,7 @@ from navigator.plugin import (
 )
 
 StorageFenced = StorageError.Fenced
+StorageRegressed = StorageError.Regressed
 
 #: Keys per ``read`` statement, and rows per fetch when a query streams its results.
 BATCH = 5000
@@ -652,12 +653,13 @@ def _check_epoch(conn: sqlite3.Connection, record: ClusterRecord) -> None:
 
 
 def _check_regressions(conn: sqlite3.Connection, cluster: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Some upserts were refused (``_OLDER``): name one and roll everything back."""
+    """Some upserts were refused (``_OLDER``): name one and roll everything back (``StorageRegressed``:
+    the epoch was checked first in the same transaction, so the claim is current)."""
     keys = orjson.dumps([[r[1], r[2], r[3], r[4], r[5]] for r in rows]).decode()
     found = conn.execute(_REGRESSED, (keys, cluster)).fetchone()
     if found is not None:  # else: a key came twice (the last copy won), nothing was refused
         kind, namespace, name, stored, new = found
-        raise StorageFenced(
+        raise StorageRegressed(
             f"cluster {cluster}: {kind} {namespace + '/' if namespace else ''}{name} is stored at "
             f"resourceVersion {stored}, newer than {new} written now: a stale writer, nothing was written"
         )
