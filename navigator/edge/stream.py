@@ -590,9 +590,13 @@ class StreamClient:
         if final.status == sync_pb2.ACK_STATUS_RETRY:
             # The manager's storage failed, not the data: the same state goes again, from this copy,
             # after a backoff; listing the whole API again would not help and costs the cluster.
+            # Until it is queued again it stays in flight: a stream that ends during the backoff
+            # (the manager restarted) sends it again when it resumes, instead of losing it.
+            self._inflight = (item, sequences)
             wait = self._retry_backoff.next()
             if await self._unless_stopped(asyncio.sleep(wait, True)):
                 await self.outbox.put_first(item)
+                self._inflight = None
         elif final.status == sync_pb2.ACK_STATUS_APPLIED:
             self._retry_backoff.reset()
 

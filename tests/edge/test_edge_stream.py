@@ -367,6 +367,39 @@ async def test_a_retry_ack_sends_the_same_state_again_without_listing_the_api_ag
     assert [r.name for r in again[0].resources] == [r.name for r in delta.resources]
 
 
+async def test_a_state_acked_retry_survives_the_stream_ending_during_the_backoff(
+    kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
+) -> None:
+    """The manager's disk was full, then it restarted before the edge sent the state again: the edge
+    resumes with that state, from its own copy, instead of losing it until the next full resync."""
+    retried: list[sync_pb2.ClusterState] = []
+
+    def status(state: sync_pb2.ClusterState) -> int:
+        if not retried and state.type == sync_pb2.STATE_TYPE_DELTA and state.resources:
+            retried.append(state)
+            return sync_pb2.ACK_STATUS_RETRY
+        return sync_pb2.ACK_STATUS_APPLIED
+
+    fake_manager.ack_status = status
+    fake_manager.remember = True  # a manager that kept its database: the edge may resume
+    config = make_config(
+        fake_manager.address,
+        manager={"reconnect": {"initial": "1s", "max": "1s"}},
+        sync={"full_resync_interval": 3600},
+    )
+    async with Edge(config) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full == 1)
+        kubesim.create(new_pod("stored-on-a-full-disk"))
+        await edge.wait_until(lambda e: e.stats.retry == 1)
+        await fake_manager.stop()  # during the retry backoff
+        await fake_manager.start()
+        await edge.wait_until(lambda e: e.stats.accepts >= 2 and e.stats.resumes >= 1, timeout=30)
+        await fake_manager.wait_for(
+            lambda m: any("stored-on-a-full-disk" in delta_names(c.states) for c in m.connections[1:]), timeout=30
+        )
+        assert edge.stats.applied_full == 1  # resumed, not resynchronised
+
+
 async def test_heartbeats_while_a_slow_collection_runs(
     kubesim: KubeSim, fake_manager: FakeManager, make_config: Callable[..., EdgeConfig]
 ) -> None:
