@@ -141,7 +141,7 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
         from pathlib import Path
 
         from navigator.plugin import (
-            ObjectVersion, StorageError, StorageFenced, StoragePlugin, StoredResource, hookimpl,
+            ObjectVersion, StorageError, StorageFenced, StoragePlugin, StorageRegressed, StoredResource, hookimpl,
         )
 
 
@@ -194,7 +194,7 @@ def navigator_storage_backends() -> Iterable[StoragePlugin]:
                                                             o.resource.namespace, o.resource.name))
                     old_rv = old[0].resource_version if old and old[0].uid == r.uid else ""
                     if old_rv.isdigit() and r.resource_version.isdigit() and int(old_rv) > int(r.resource_version):
-                        raise StorageFenced(f"{r.kind} {r.namespace}/{r.name}: stored at {old_rv}, "
+                        raise StorageRegressed(f"{r.kind} {r.namespace}/{r.name}: stored at {old_rv}, "
                                             f"newer than {r.resource_version}")
 
             def apply(self, cluster, upserts, deletions, history, record_cluster=False):
