@@ -295,9 +295,9 @@ class SyncLoop:
     async def _report_while_collecting(self) -> None:
         """A collection longer than an interval (lists against an API that does not answer, retried)
         must not silence the edge: half an interval in and then every interval, probe the API and,
-        once the stream has taken what was queued, send an empty DELTA with what the edge cannot
-        vouch for (in poll mode, where a collection starts up to an interval after the API went
-        away, that is still within two intervals of it)."""
+        if anything is wrong and the stream has taken what was queued, send an empty DELTA with what
+        the edge cannot vouch for (in poll mode, where a collection starts up to an interval after
+        the API went away, that is still within two intervals of it)."""
         wait = self.stats.interval / 2
         while True:
             await asyncio.sleep(wait)
@@ -305,8 +305,9 @@ class SyncLoop:
             if not self._sent_full:
                 continue  # a stream starts with a FULL: nothing to add to yet
             await self.probe()
-            if len(self.outbox) == 0:
-                await self.outbox.put(Delta(errors=self.condition(), timestamp=self.stamp()))
+            errors = self.condition()
+            if errors and len(self.outbox) == 0:  # nothing wrong: the collection's FULL will say it all
+                await self.outbox.put(Delta(errors=errors, timestamp=self.stamp()))
 
     async def collect_full(self, start_watches: bool = False) -> FullSnapshot:
         """List every kind concurrently; in watch mode, restart the watches from the new lists."""
