@@ -53,7 +53,7 @@ from navigator.interfaces import (
     Serializer,
     StorageBackend,
 )
-from navigator.interfaces.storage import StorageFenced
+from navigator.interfaces.storage import StorageFenced, StorageRegressed
 from navigator.manager import acks
 from navigator.manager.apply import StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
@@ -332,6 +332,9 @@ class EdgeSession:
             if self.record is not None and self._fenced is None:  # fenced: the record is another's now
                 record = dataclasses.replace(self.record, last_seen=_utc(self.last_seen))
                 saved = self._store(ctx.backend.save_cluster, record)
+                # Retrieved even when this session is cancelled while waiting (the edge reconnected
+                # at once): a save the new claim dropped is no error to log as unretrieved.
+                saved.add_done_callback(_retrieve)
                 try:
                     await asyncio.shield(saved)
                 except (Dropped, StorageFenced):
@@ -636,6 +639,10 @@ class EdgeSession:
                 self._cluster_recorded_at = now
         except InvalidState as exc:
             return self._invalid(sequence, exc)
+        except StorageRegressed as exc:
+            # This stream still holds the cluster: the state is wrong (an object going back), not the
+            # writer. Refused by name like any invalid state; the stream goes on.
+            return self._invalid(sequence, InvalidState(f"not applied: {exc}"))
         except StorageFenced as exc:
             # No ack: the state was not stored, and the edge must take it elsewhere. The stream
             # ends here (the cancellation lands at the yield).
@@ -688,6 +695,11 @@ class EdgeSession:
             for _, e in sorted(latest.items())
         ]
         state.errors = []
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 def _utc(seconds: float) -> datetime:

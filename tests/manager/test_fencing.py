@@ -155,6 +155,29 @@ async def test_a_session_whose_writes_are_fenced_ends_and_writes_nothing(manager
         await edges.close()
 
 
+async def test_an_object_going_back_under_the_current_claim_is_invalid_and_the_stream_goes_on(
+    manager: TestManager,
+) -> None:
+    """Found by fuzzing: the holder's own state moving a pod back to an older resourceVersion was taken
+    for a stale writer and the stream ended (to reconnect and send the same again). It is the state that
+    is wrong: INVALID naming the object, nothing of it stored, and the stream applies the next state."""
+    edges = RawEdges(manager.address, TOKENS)
+    try:
+        edge = await edges.claimed("east", "edge-1")
+        ack = await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod("web", resource_version="10")]}))
+        assert ack.status == sync_pb2.ACK_STATUS_APPLIED
+        back = delta_state("east", "edge-1", 2, [pod("web", resource_version="9"), pod("db", resource_version="3")])
+        ack = await edge.send_state(back)
+        assert ack.status == sync_pb2.ACK_STATUS_INVALID, ack
+        assert "web" in ack.error and "10" in ack.error and "9" in ack.error
+        assert stored_versions(manager) == {"web": "10"}
+        ack = await edge.send_state(delta_state("east", "edge-1", 3, [pod("web", resource_version="11")]))
+        assert ack.status == sync_pb2.ACK_STATUS_APPLIED
+        assert stored_versions(manager) == {"web": "11"}
+    finally:
+        await edges.close()
+
+
 async def test_every_claim_takes_a_newer_epoch_and_writes_with_it(manager: TestManager) -> None:
     edges = RawEdges(manager.address, TOKENS)
     backend = manager.manager.backend
