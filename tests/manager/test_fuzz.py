@@ -14,17 +14,16 @@ import pytest
 
 from navigator.manager import edge_session
 from navigator.testing.fuzz import (
-    KNOWN_DEFECTS,
     MESSAGE_TYPES,
     FuzzRunner,
-    PropertyFailed,
+    QueryCase,
+    RawCase,
     Step,
     StreamCase,
     base_state,
-    known_defect,
     run_message_type,
 )
-from navigator.v1 import sync_pb2
+from navigator.v1 import query_pb2, sync_pb2
 
 #: Cases per message type: 12 types, 300 cases in all.
 CASES = 25
@@ -40,13 +39,12 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzRunner]:
 
 @pytest.mark.parametrize("message_type", list(MESSAGE_TYPES))
 def test_manager_survives_hostile_messages(runner: FuzzRunner, message_type: str) -> None:
-    """Known defects (reported, each with a test below) are counted, so the rest of the type is still fuzzed."""
+    """Defects awaiting their fix (``KNOWN_DEFECTS``) are counted, so the rest of the type is still fuzzed."""
     result = run_message_type(runner, message_type, CASES, seed=SEED, tolerate_known=True)
     assert not result.failures, "\n\n".join(result.failures)
     assert result.cases >= CASES
 
 
-#: Minimal reproductions of the known defects: each test fails (xfail) while its defect is there.
 def _delta(resource_version: str) -> Step:
     state = base_state(sync_pb2.STATE_TYPE_DELTA)
     state.resources.add(kind="pods", namespace="default", name="web-1", uid="u1", resource_version=resource_version,
@@ -54,26 +52,36 @@ def _delta(resource_version: str) -> Step:
     return Step(state)
 
 
-REPRODUCTIONS = {
-    "resource-version-back": [StreamCase("json", [_delta("845"), _delta("1")])],
-    "reconnect-dropped-save": [StreamCase("json", [Step(base_state(sync_pb2.STATE_TYPE_DELTA))], reconnect=True)] * 100,
+def _full(payload: bytes) -> Step:
+    state = base_state(sync_pb2.STATE_TYPE_FULL)
+    state.kinds.append("pods")
+    state.counts["pods"] = 1
+    state.resources.add(kind="pods", namespace="default", name="big", uid="u2", resource_version="1", payload=payload)
+    return Step(state)
+
+
+#: The minimal cases of the defects fuzzing found, each fixed since: they stay fixed.
+FOUND = {
+    # Stored, it broke ListResources (data as Structs) for every cluster; its next version was RETRY forever.
+    "a payload number beyond a double": [StreamCase("json", [_full(b'{"a":1e999}')])],
+    # UNKNOWN and a logged traceback instead of INVALID_ARGUMENT.
+    "bytes that do not parse": [RawCase("/navigator.v1.Sync/Connect", b"\x00"), RawCase("/navigator.v1.Query/ListClusters", b"\x00")],
+    # OverflowError from SQLite: UNKNOWN and a logged traceback.
+    "a query limit of 2^63": [QueryCase("ListChanges", query_pb2.ListChangesRequest(limit=2**63))],
+    # Taken for a stale writer: the connected edge's stream ended, no ack, every resend the same.
+    "a resourceVersion going back": [StreamCase("json", [_delta("845"), _delta("1")])],
+    # The old session's dropped save logged 'Task exception was never retrieved'.
+    "a reconnect at once after a broken stream": [
+        StreamCase("json", [Step(base_state(sync_pb2.STATE_TYPE_DELTA))], reconnect=True)
+    ] * 100,
 }
 
 
-@pytest.mark.parametrize(
-    "defect",
-    [pytest.param(name, marks=pytest.mark.xfail(reason=why, raises=PropertyFailed, strict=True))
-     for name, (_, why) in KNOWN_DEFECTS.items()],
-)  # fmt: skip
-def test_known_defect(runner: FuzzRunner, defect: str) -> None:
-    """Passes once the defect is fixed: then remove it from ``KNOWN_DEFECTS`` (strict xfail says so)."""
-    try:
-        for case in REPRODUCTIONS[defect]:
-            runner.run(case)
-        runner.check_at_end()
-    except PropertyFailed as exc:
-        assert known_defect(str(exc)) == defect, str(exc)
-        raise
+@pytest.mark.parametrize("defect", list(FOUND))
+def test_defects_found_by_fuzzing_stay_fixed(runner: FuzzRunner, defect: str) -> None:
+    for case in FOUND[defect]:
+        runner.run(case)
+    runner.check_at_end()
 
 
 def test_fuzzing_finds_a_planted_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
