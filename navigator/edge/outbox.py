@@ -78,6 +78,13 @@ class Outbox:
             self._items.appendleft(item)
             self._changed.notify_all()
 
+    def unget(self, item: Outgoing) -> None:
+        """Put back at the front what ``get`` handed to a taker that could not keep it (cancelled at
+        that moment); unless a FULL queued since supersedes it. Synchronous, for a cancellation handler:
+        the only getter is the one giving it back, and the queue only grows, so nobody waits for this."""
+        if not any(isinstance(queued, FullSnapshot) for queued in self._items):
+            self._items.appendleft(item)
+
     async def starts_with_full(self) -> bool:
         """After a reconnect: keep the queue if it begins with a FULL (all after it builds on it), else clear it.
 

@@ -471,10 +471,20 @@ class StreamClient:
             return None
         every = session.heartbeat or self._heartbeat_every
         session.idle = True
+        # The getter runs on its own: a state it took while this task was being cancelled (the session
+        # ended at that moment) or timing out goes back to the queue instead of vanishing.
+        getter = asyncio.ensure_future(self.outbox.get())
+        taken = False
         try:
-            return await self._unless_stopped(asyncio.wait_for(self.outbox.get(), every))
+            item = await self._unless_stopped(asyncio.wait_for(asyncio.shield(getter), every))
+            taken = item is not None
+            return item
         finally:
             session.idle = False
+            if not taken:
+                getter.cancel()
+                if getter.done() and not getter.cancelled() and getter.exception() is None:
+                    self.outbox.unget(getter.result())
 
     async def _write(self, stream: EdgeStream, acks: PendingAcks, session: Negotiated) -> None:
         sent_full = session.resumed
