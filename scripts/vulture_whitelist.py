@@ -81,6 +81,9 @@ _.last_reject
 _.last_error
 _.last_applied_sequence
 
+# grpc.aio.ServerInterceptor: gRPC calls it for every call (transports/grpc/server.py TolerantDecoding)
+_.intercept_service
+
 # -- dead code whose removal touches files owned by others at the time of writing ---------------------
 
 _._reported  # TODO dead: Fleet._reported (demo/fleet.py) is assigned, never read
