@@ -129,6 +129,7 @@ def plain_additions(cluster: str, history: Sequence[Change], upserts: Sequence[S
     """Whether ``history`` is exactly one ADDED change per upsert, in the upserts' order, of ``cluster``,
     all applied at one time and observed at one time: a cluster's first state, as the reconciler hands it.
 
+    (A change's key and versions are taken to be its resource's, as the reconciler makes them.)
     Then a backend may write the history rows as a copy of the rows it has just inserted (in the same
     order: the reconciler gives a FULL state's upserts in key order), inside the database, instead of
     sending every object twice. Every pass runs in C: milliseconds for 150,000 changes.
@@ -142,7 +143,6 @@ def plain_additions(cluster: str, history: Sequence[Change], upserts: Sequence[S
         and set(map(_CLUSTER, history)) == {cluster}
         and len(set(map(_TIMES, history))) == 1
         and not any(map(_FIELDS, history))
-        and list(map(_IDENTITY, history)) == list(map(_IDENTITY, resources))
     )
 
 
@@ -151,8 +151,6 @@ _TYPE = operator.attrgetter("type")
 _CLUSTER = operator.attrgetter("cluster")
 _TIMES = operator.attrgetter("applied_at", "observed_at")
 _FIELDS = operator.attrgetter("changed_fields")
-#: On a Change and on a Resource alike (an ADDED change's ``resource_version`` is its new one).
-_IDENTITY = operator.attrgetter("kind", "namespace", "name", "uid", "resource_version")
 
 
 @runtime_checkable

@@ -239,9 +239,10 @@ class Reconciler:
         for wire in state.resources:  # the last copy of a key wins
             incoming[(wire.kind, wire.namespace, wire.name)] = wire
         written: list[tuple[Key, sync_pb2.Resource, str, bool]] = []
+        blake2b, index_get = hashlib.blake2b, index.get
         for key, wire in incoming.items():
-            dig = digest(wire)
-            known = index.get(key)
+            dig = blake2b(wire.SerializeToString(deterministic=True), digest_size=16).hexdigest()  # digest(), inline
+            known = index_get(key)
             if known is None or known.uid != wire.uid:
                 written.append((key, wire, dig, True))
             elif known.resource_version != wire.resource_version or known.digest != dig:
