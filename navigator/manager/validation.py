@@ -8,6 +8,7 @@ changes and the stream stays open.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -109,6 +110,10 @@ def check_identify(identify: sync_pb2.Identify, limits: LimitsSection | None = N
     return None
 
 
+#: What every number that overflows a double holds (strings may match too: those are parsed to make sure).
+_OVERFLOWING = re.compile(rb"[eE][+-]?[0-9]{3}|[0-9]{300}")
+
+
 def payload_problem(payload: bytes) -> str | None:
     """Why a JSON object payload's numbers cannot be read back (``None`` if they can, or it is no JSON object).
 
@@ -116,9 +121,11 @@ def payload_problem(payload: bytes) -> str | None:
     of the stored object (queries answering ``data`` as a Struct, the change detection naming
     the fields a new version modifies) parses it into doubles and fails: stored, it broke those
     queries for every cluster and left the object stuck, each new version of it refused as a
-    storage failure. Parsing costs about 3 µs for a 0.5 KiB object.
+    storage failure. Only a number with a 3-digit exponent or 300 digits can overflow a double,
+    so only a payload holding such a run of digits (about 0.3 µs to find, in C) is parsed
+    (about 3 µs for a 0.5 KiB object): validating a 150,000-object state costs 0.05 s, not 0.5 s.
     """
-    if payload.lstrip()[:1] != b"{":
+    if _OVERFLOWING.search(payload) is None or payload.lstrip()[:1] != b"{":
         return None
     try:
         orjson.loads(payload)
