@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from navigator_plugins.collectors import endpointslices, pods, services
+from navigator_plugins.collectors import pods
 
 from navigator.config.edge import EdgeConfig
 from navigator.edge.collect import KindCollector
@@ -22,47 +21,13 @@ from navigator.edge.outbox import Outbox
 from navigator.kubesim import KubeSim
 from navigator.testing.proxy import TcpProxy
 
-from .conftest import PROTOBUF
-
-
-class Running:
-    def __init__(self, loop: SyncLoop, outbox: Outbox) -> None:
-        self.loop = loop
-        self.outbox = outbox
-
-    async def next(self, timeout: float = 10.0) -> Outgoing:
-        return await asyncio.wait_for(self.outbox.get(), timeout)
-
-    async def until(self, predicate: Callable[[Outgoing], bool], timeout: float = 10.0) -> Outgoing:
-        async def scan() -> Outgoing:
-            while not predicate(item := await self.outbox.get()):
-                pass
-            return item
-
-        return await asyncio.wait_for(scan(), timeout)
+from .conftest import PROTOBUF, Running, running, through
 
 
 @pytest.fixture
 def start_loop(kubesim: KubeSim, make_config: Callable[..., EdgeConfig]) -> Callable[..., Any]:
-    @contextlib.asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Running]:
-        config = make_config("127.0.0.1:1", **overrides)
-        client = KubeClient.from_config(config.kubernetes)
-        outbox = Outbox(100)
-        collectors = {
-            c.name: KindCollector(c, client, config.kubernetes, PROTOBUF)
-            for c in (services.COLLECTOR, endpointslices.COLLECTOR, pods.COLLECTOR)
-        }
-        loop = SyncLoop(config, collectors, client, outbox)
-        task = asyncio.create_task(loop.run())
-        try:
-            yield Running(loop, outbox)
-        finally:
-            task.cancel()
-            loop.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            client.close()
+    def start(**overrides: Any) -> contextlib.AbstractAsyncContextManager[Running]:
+        return running(make_config("127.0.0.1:1", **overrides))
 
     return start
 
@@ -240,11 +205,7 @@ async def test_a_silently_dead_watch_is_reopened_and_misses_nothing(
     290 s watch timeout; the change made meanwhile still arrives."""
     host, port = kubesim.url.removeprefix("http://").split(":")
     with TcpProxy(host, int(port)) as proxy:
-        kubeconfig = yaml.safe_load(kubesim.kubeconfig_path.read_text())
-        for entry in kubeconfig["clusters"]:
-            entry["cluster"]["server"] = f"http://{proxy.address}"
-        path = tmp_path / "through-proxy.kubeconfig"
-        path.write_text(yaml.safe_dump(kubeconfig))
+        path = through(proxy, kubesim, tmp_path)
         config = make_config("127.0.0.1:1", kubernetes={"kubeconfig": str(path), "watch_idle_timeout": 1.5},
                              sync={"interval": 60, "adaptive": {"enabled": False}})  # fmt: skip
         client = KubeClient.from_config(config.kubernetes)

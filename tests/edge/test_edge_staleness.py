@@ -6,72 +6,22 @@ through), a watch that breaks while the relist is slow, and the probe itself.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from navigator_plugins.collectors import endpointslices, pods, services
 
 from navigator.config.edge import EdgeConfig
-from navigator.edge.collect import KindCollector
 from navigator.edge.kube import KubeApiError, KubeClient
-from navigator.edge.loop import SyncLoop
 from navigator.edge.messages import Delta, FullSnapshot, Outgoing
-from navigator.edge.outbox import Outbox
 from navigator.kubesim import KubeSim
 from navigator.processes import free_port
 from navigator.testing.proxy import TcpProxy
 
-from .conftest import PROTOBUF
+from .conftest import running, through
 
 KINDS = ["endpointslices", "pods", "services"]
-
-
-class Running:
-    def __init__(self, loop: SyncLoop, outbox: Outbox) -> None:
-        self.loop = loop
-        self.outbox = outbox
-
-    async def until(self, predicate: Callable[[Outgoing], bool], timeout: float = 30.0) -> Outgoing:
-        async def scan() -> Outgoing:
-            while not predicate(item := await self.outbox.get()):
-                pass
-            return item
-
-        return await asyncio.wait_for(scan(), timeout)
-
-
-@contextlib.asynccontextmanager
-async def running(config: EdgeConfig) -> AsyncIterator[Running]:
-    client = KubeClient.from_config(config.kubernetes)
-    outbox = Outbox(100)
-    collectors = {
-        c.name: KindCollector(c, client, config.kubernetes, PROTOBUF)
-        for c in (services.COLLECTOR, endpointslices.COLLECTOR, pods.COLLECTOR)
-    }
-    loop = SyncLoop(config, collectors, client, outbox)
-    task = asyncio.create_task(loop.run())
-    try:
-        yield Running(loop, outbox)
-    finally:
-        task.cancel()
-        loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        client.close()
-
-
-def through(proxy: TcpProxy, kubesim: KubeSim, tmp_path: Path) -> Path:
-    """A kubeconfig for the simulator that goes through ``proxy``."""
-    kubeconfig = yaml.safe_load(kubesim.kubeconfig_path.read_text())
-    for entry in kubeconfig["clusters"]:
-        entry["cluster"]["server"] = f"http://{proxy.address}"
-    path = tmp_path / "through-proxy.kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    return path
 
 
 def quiet(item: Outgoing) -> bool:
