@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from navigator.cli import argtypes
 from navigator.cli.output import (
     add_output_argument,
     print_json,
@@ -40,7 +41,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=f"the manager's address (default: $NAVIGATOR_MANAGER or {DEFAULT_ADDRESS})",
     )
     parser.add_argument("--cluster", default=None, help="only this cluster id")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the manager")
+    parser.add_argument(
+        "--timeout", type=argtypes.duration, default=30.0, metavar="DURATION",
+        help="how long to wait for the manager: seconds or 30s, 2m (default 30s)",
+    )  # fmt: skip
     auth = parser.add_argument_group("reader authentication (auth.readers in the manager's config)")
     token = auth.add_mutually_exclusive_group()
     token.add_argument("--token", default=None, help="a reader's bearer token (default: $NAVIGATOR_TOKEN)")
@@ -60,7 +64,9 @@ def _filters(parser: argparse.ArgumentParser, kind: bool, name: bool = True, lim
     if name:
         parser.add_argument("--name", default=None, help="only objects with this name")
     if limit:
-        parser.add_argument("--limit", type=int, default=None, help="at most this many rows")
+        parser.add_argument(
+            "--limit", type=argtypes.positive_int, default=None, metavar="N", help="at most this many rows (1 or more)"
+        )
     if kind:
         parser.add_argument("--kind", default=None, help="only this kind (collector name), e.g. pods")
 

@@ -174,6 +174,29 @@ async def test_unreachable_manager_is_one_line_and_exit_1() -> None:
     assert err.count("\n") == 1 and err.startswith("error: cannot reach the manager at 127.0.0.1:1")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit", "-1"], "argument --limit: expected at least 1, got -1"),  # was a traceback
+        (["--limit", "0"], "argument --limit: expected at least 1, got 0"),  # silently meant no limit
+        (["--timeout", "-1"], "argument --timeout: invalid duration '-1'"),  # was accepted
+        (["--timeout", "0"], "argument --timeout: expected a positive duration"),
+    ],
+)
+async def test_bad_limits_and_timeouts_are_usage_errors(args: list[str], message: str) -> None:
+    for command in (["pods"], ["changes"], ["clusters"]):
+        if "--limit" in args and command == ["clusters"]:
+            continue
+        code, out, err = await navigator(*command, *args, "--manager", "127.0.0.1:1")
+        assert (code, out) == (2, ""), err
+        assert message in err and "Traceback" not in err
+
+
+async def test_a_timeout_takes_a_duration(populated: TestManager) -> None:
+    code, out, _ = await navigator("clusters", "-o", "json", "--timeout", "1m", "--manager", populated.address)
+    assert code == 0 and len(orjson.loads(out)) == 2
+
+
 async def test_a_bad_selector_is_a_clear_error(populated: TestManager) -> None:
     code, _, err = await navigator("pods", "-l", "app in (web", "--manager", populated.address)
     assert code == 2 and "label selector" in err and "Traceback" not in err
