@@ -154,7 +154,13 @@ class SyncSection(Section):
 
     @model_validator(mode="after")
     def _bounds(self) -> SyncSection:
+        """An explicit interval is honoured: adaptive bounds left at their defaults widen to take it in
+        (``interval: 2s`` was refused because the default minimum is 5 s); bounds that were set must hold it."""
         a = self.adaptive
+        if "min_interval" not in a.model_fields_set and self.interval < a.min_interval:
+            a.min_interval = self.interval
+        if "max_interval" not in a.model_fields_set and self.interval > a.max_interval:
+            a.max_interval = self.interval
         if a.min_interval > a.max_interval:
             raise ValueError(
                 f"adaptive.min_interval ({a.min_interval}s) exceeds max_interval ({a.max_interval}s)"

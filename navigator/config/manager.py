@@ -26,7 +26,16 @@ from navigator.protocol import check_cluster_id
 
 class StorageSection(Section):
     plugin: str = "sqlite"
-    options: dict[str, Any] = Field(default_factory=lambda: {"path": "navigator.db"})
+    #: Left out: the SQLite default (``path: navigator.db``) for sqlite, none for any other plugin.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _plugin_defaults(self) -> StorageSection:
+        """The SQLite default path must not leak into another plugin's options (``storage: {plugin: postgres}``
+        failed with ``storage.options.path: unknown key``)."""
+        if "options" not in self.model_fields_set and self.plugin == "sqlite":
+            self.options = {"path": "navigator.db"}
+        return self
 
 
 class ReaderSection(Section):

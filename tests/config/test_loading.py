@@ -189,3 +189,27 @@ def test_moved_grpc_keys_point_at_transport_options(tmp_path: Path, load: Any, t
     with pytest.raises(ConfigError) as info:
         load(write(tmp_path, base + text), environ={})
     assert hint in str(info.value)
+
+
+@pytest.mark.parametrize(("interval", "low", "high"), [("2s", 2.0, 300.0), ("30s", 5.0, 300.0), ("10m", 5.0, 600.0)])
+def test_an_explicit_interval_is_honoured_by_default_adaptive_bounds(
+    tmp_path: Path, interval: str, low: float, high: float
+) -> None:
+    # interval: 2s was refused: the default adaptive minimum (5 s) did not follow it.
+    sync = load_edge_config(write(tmp_path, f"cluster: {{id: c1}}\nsync: {{interval: {interval}}}\n"), environ={}).sync
+    assert (sync.adaptive.min_interval, sync.adaptive.max_interval) == (low, high)
+
+
+def test_adaptive_bounds_that_were_set_must_hold_the_interval(tmp_path: Path) -> None:
+    text = "cluster: {id: c1}\nsync: {interval: 2s, adaptive: {min_interval: 5s}}\n"
+    with pytest.raises(ConfigError, match=r"interval \(2.0s\) must lie between adaptive.min_interval \(5.0s\)"):
+        load_edge_config(write(tmp_path, text), environ={})
+
+
+def test_storage_options_default_per_plugin(tmp_path: Path) -> None:
+    # storage: {plugin: postgres} failed with "storage.options.path: unknown key": SQLite's default leaked.
+    postgres = load_manager_config(write(tmp_path, "storage: {plugin: postgres}\n", "m.yaml"), environ={})
+    assert postgres.storage.options == {}
+    assert load_manager_config(None, environ={}).storage.options == {"path": "navigator.db"}
+    given = load_manager_config(write(tmp_path, "storage: {options: {path: x.db}}\n", "m.yaml"), environ={})
+    assert (given.storage.plugin, given.storage.options) == ("sqlite", {"path": "x.db"})
