@@ -117,6 +117,12 @@ class Manager:
         self._query = QueryService(self._ctx)
         self._watch = WatchService(self._ctx, self._feed)
         self._retention = Retention(config.history, backend, self._ctx.worker)
+        try:
+            self._server = await transport.serve(config.endpoint(), self)
+        except BaseException:
+            await self._close_parts()
+            raise
+        # Once listening: a manager that cannot start says only why.
         if config.auth is None:
             logger.warning(
                 "NO AUTHENTICATION: any edge may claim any cluster; set auth.tokens in the manager config"
@@ -126,13 +132,8 @@ class Manager:
         if self._readers.open:
             logger.warning(
                 "QUERIES ARE OPEN: anyone who reaches {} may read every cluster; set auth.readers in the manager config",
-                config.listen,
+                self._server.address,
             )
-        try:
-            self._server = await transport.serve(config.endpoint(), self)
-        except BaseException:
-            await self._close_parts()
-            raise
         self._retention.start()
         await self._follow(backend)
         logger.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -86,6 +87,19 @@ def test_bad_storage_options_are_a_clean_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: storage (sqlite): sqlite option path")
     assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_line_saying_so(tmp_path: Path) -> None:
+    # Was: a gRPC C-core log line, then "Failed to bind ...; set GRPC_VERBOSITY=debug", never "in use".
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        path = tmp_path / "manager.yaml"
+        path.write_text(f"listen: {address}\nstorage: {{options: {{path: {tmp_path / 'x.db'}}}}}\n")
+        result = navigator("manager", "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr == f"error: listen: address {address} is already in use\n"
 
 
 async def test_serves_until_sigterm_and_state_survives_a_restart(tmp_path: Path) -> None:

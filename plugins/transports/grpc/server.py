@@ -8,6 +8,8 @@ misconfigured edge costs a few pings, not its connection.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +290,24 @@ def server_credentials(endpoint: ManagerEndpoint) -> grpc.ServerCredentials | No
     )
 
 
+def _cannot_listen(listen: str, grpc_says: str) -> str:
+    """Why binding ``listen`` failed, asked of the operating system: gRPC's own words are vague."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            probe.bind((host, int(port)))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"listen: address {listen} is already in use"
+        return f"listen: cannot listen on {listen}: {exc.strerror or exc}"
+    except ValueError:
+        pass
+    return f"listen: cannot listen on {listen}: {grpc_says}"
+
+
 class GrpcServer:
     """``RunningServer``: the bound address and a way to stop."""
 
@@ -322,9 +342,9 @@ async def serve(endpoint: ManagerEndpoint, settings: GrpcOptions, services: Mana
         else:
             port = server.add_secure_port(listen, credentials)
     except RuntimeError as exc:
-        raise ConfigError(f"listen: cannot listen on {listen}: {exc}") from None
+        raise ConfigError(_cannot_listen(listen, str(exc))) from None
     if port == 0:
-        raise ConfigError(f"listen: cannot listen on {listen} (address in use or not available)")
+        raise ConfigError(_cannot_listen(listen, "address in use or not available"))
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -107,7 +107,7 @@ async def test_listening_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> Non
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     async with run_test_manager(tmp_path / "a") as first:
-        with pytest.raises(ConfigError, match="listen: cannot listen on"):
+        with pytest.raises(ConfigError, match=f"^listen: address {first.address} is already in use$"):
             async with run_test_manager(tmp_path / "b", listen=first.address):
                 pass
 
