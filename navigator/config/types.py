@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -46,10 +46,24 @@ def parse_size(value: Any) -> int:
     return size
 
 
+#: What ``navigator config schema`` says of them: everything the loader takes, strings included
+#: (a schema typing them as numbers refused the docs' own ``interval: 30s``).
+_DURATION_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION.pattern}],
+    "description": "seconds, or a string like 30s, 5m, 1h",
+}
+#: ``_SIZE`` without the ignore-case flag, which JSON Schema's (ECMA 262) patterns cannot carry.
+_SIZE_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([bB]|[kKmMgG][bB]|[kKmMgG][iI][bB]?)?\s*$"
+_SIZE_SCHEMA = {
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": _SIZE_PATTERN}],
+    "description": "bytes, or a string like 4Mi, 64MB",
+    "format": "bytes",
+}
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(lambda v: v, return_type=float),
-    Field(json_schema_extra={"description": "seconds, or a string like 30s, 5m, 1h"}),
+    WithJsonSchema(_DURATION_SCHEMA),
 ]
-Size = Annotated[int, BeforeValidator(parse_size), Field(json_schema_extra={"format": "bytes"})]
+Size = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 
 def navigator(*args: str) -> subprocess.CompletedProcess[str]:
@@ -76,3 +77,31 @@ def test_plugins_list_follows_the_older_transport_key(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     transports = {r["name"] for r in orjson.loads(result.stdout) if r["group"] == "navigator.transports" and r["enabled"]}
     assert transports == {"inprocess"}
+
+
+def test_the_schema_takes_every_value_the_loader_takes(tmp_path: Path) -> None:
+    # The schema typed durations and sizes as numbers, so the docs' own `interval: 30s` failed against it.
+    import jsonschema
+    import yaml
+
+    from navigator.config import load_edge_config, load_manager_config
+
+    edge_schema = orjson.loads(navigator("config", "schema", "edge").stdout)
+    manager_schema = orjson.loads(navigator("config", "schema", "manager").stdout)
+    edge = (
+        "cluster: {id: c1}\n"
+        "sync: {interval: 30s, full_resync_interval: 10m, batch_window: 250ms, adaptive: {min_interval: 2, max_interval: 1h}}\n"
+        "manager: {address: '127.0.0.1:1', max_message_size: 64Mi}\n"
+        "kubernetes: {request_timeout: 10, watch_idle_timeout: 1.5m}\n"
+    )
+    manager = "grace_period: 30s\nheartbeat: 5\nlimits: {max_message_size: 4MiB, max_payload_bytes: 512kb}\n"
+    for text, schema, load in ((edge, edge_schema, load_edge_config), (manager, manager_schema, load_manager_config)):
+        path = tmp_path / "config.yaml"
+        path.write_text(text)
+        load(path, environ={})  # the loader takes it...
+        jsonschema.validate(yaml.safe_load(text), schema)  # ...and so does the schema
+    for bad in ("sync: {interval: soon}", "sync: {interval: -5s}"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(yaml.safe_load("cluster: {id: c1}\n" + bad), edge_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"limits": {"max_message_size": "lots"}}, manager_schema)
