@@ -3,31 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from navigator import __version__
-from navigator.cli import config_cmd, demo, edge, kubesim, local, manager, plugins, query, watch
 from navigator.errors import NavigatorError
 from navigator.exit_codes import EXIT_USAGE
 from navigator.log import configure_logging
 from navigator.processes import PARENT_ENV, die_with_parent
 
+#: Each sub-command's module. Only the one that runs is imported (``navigator --help`` imports none):
+#: together they pull in the kubernetes client, gRPC and pydantic, about a second of start-up.
 COMMANDS = {
-    "manager": manager,
-    "edge": edge,
-    "demo": demo,
-    "local": local,
-    "kubesim": kubesim,
-    "query": query,
-    "watch": watch,
-    "plugins": plugins,
-    "config": config_cmd,
+    "manager": "navigator.cli.manager",
+    "edge": "navigator.cli.edge",
+    "demo": "navigator.cli.demo",
+    "local": "navigator.cli.local",
+    "kubesim": "navigator.cli.kubesim",
+    "query": "navigator.cli.query",
+    "watch": "navigator.cli.watch",
+    "plugins": "navigator.cli.plugins",
+    "config": "navigator.cli.config_cmd",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _summary(module: str) -> str:
+    """The first line of ``module``'s docstring, read from its source without importing it."""
+    spec = importlib.util.find_spec(module)
+    source = spec.loader.get_source(module) if spec is not None and spec.loader is not None else None  # type: ignore[attr-defined]
+    doc = ast.get_docstring(ast.parse(source or "")) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def build_parser(configured: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """Every sub-command is listed; only those in ``configured`` (None: all) get their options."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=None, help="TRACE, DEBUG, INFO (default), WARNING, ERROR")
     common.add_argument("--log-format", choices=["human", "json"], default=None, help="log line format")
@@ -37,15 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"navigator {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
-        doc = (module.__doc__ or "").strip().splitlines()[0]
-        module.configure(sub.add_parser(name, help=doc, description=doc, parents=[common]))
+        doc = _summary(module)
+        command = sub.add_parser(name, help=doc, description=doc, parents=[common])
+        if configured is None or name in configured:
+            importlib.import_module(module).configure(command)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names: the first word not an option (the top level's take no values)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     if PARENT_ENV in os.environ:  # started by navigator.processes (the demo, tests)
         die_with_parent()
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _command(words)
+    args = build_parser([command] if command in COMMANDS else ()).parse_args(words)
     configure_logging(args.log_level or "INFO", args.log_format or "human")
     try:
         code: int = args.run(args)
