@@ -58,8 +58,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_output_argument(parser)
 
 
+#: kubectl's short names for the built-in views (``navigator query po``).
+SHORT_NAMES = {"pods": ["po"], "services": ["svc"], "endpointslices": ["eps"]}
+
+
 def _filters(parser: argparse.ArgumentParser, kind: bool, name: bool = True, limit: bool = True) -> None:
-    parser.add_argument("--namespace", "-n", default=None, help="only this namespace")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--namespace", "-n", default=None, help="only this namespace")
+    where.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace (the default; as kubectl takes it)"
+    )
     parser.add_argument("-l", "--selector", default=None, help="label selector, e.g. app=web,tier!=db")
     if name:
         parser.add_argument("--name", default=None, help="only objects with this name")
@@ -113,11 +121,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _at(clusters)
     clusters.set_defaults(run=run_clusters)
     for view in VIEWS[1:]:
-        p = sub.add_parser(view, help=f"{view} across clusters" if view != "resources" else "any kind, raw data")
+        p = sub.add_parser(
+            view, aliases=SHORT_NAMES.get(view, ()),
+            help=f"{view} across clusters" if view != "resources" else "any kind, raw data",
+        )  # fmt: skip
+        p.add_argument("object_name", nargs="?", default=None, metavar="NAME", help="only objects with this name")
         _common(p)
         _filters(p, kind=view == "resources")
         _at(p)
-        p.set_defaults(run=run_resources, kind=None if view == "resources" else view)
+        # Invoked by a short name, the view is still the full one.
+        p.set_defaults(run=run_resources, kind=None if view == "resources" else view, view=view)
     changes = sub.add_parser("changes", help="recorded changes, newest first: what changed, where, when, which fields")
     _common(changes)
     _filters(changes, kind=True)
@@ -285,6 +298,10 @@ def run_resources(args: argparse.Namespace) -> int:
     _check_selector(args.selector)
     at = _time("--at", args.at, datetime.now(UTC))
     view = args.view
+    if args.object_name is not None:
+        if args.name is not None and args.name != args.object_name:
+            raise NavigatorError(f"NAME {args.object_name!r} and --name {args.name!r} differ: give one")
+        args.name = args.object_name
     with _client(args) as client:
         pages = client.resource_pages(
             kind=args.kind,
@@ -299,6 +316,9 @@ def run_resources(args: argparse.Namespace) -> int:
             print_json_blocks(json_rows(page, view) for page in pages)
             return 0
         rows = [row for page in pages for row in view_rows(page, view)]
+    if not rows:  # as kubectl: a note on stderr, nothing on stdout, success
+        print(f"No resources found{f' in {args.namespace} namespace' if args.namespace else ''}.", file=sys.stderr)
+        return 0
     columns, row = TABLES[view]
     print_table(columns, [row(r) for r in rows], title=_as_of(at))
     return 0

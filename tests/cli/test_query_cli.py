@@ -343,3 +343,26 @@ async def test_history_off_is_exit_1_saying_so(tmp_path: Path) -> None:
                 f"error: the manager at {mgr.address} cannot answer: history is off "
                 "(history.retention: off in the manager config)\n"
             )
+
+
+async def test_kubectl_habits_short_names_a_positional_name_and_all_namespaces(populated: TestManager) -> None:
+    address = ("--manager", populated.address)
+    code, out, _ = await navigator("po", "web-1", "-n", "shop", "-o", "json", *address)
+    assert code == 0 and sorted((r["cluster"], r["name"]) for r in orjson.loads(out)) == [
+        ("east", "web-1"), ("west", "web-1")
+    ]  # fmt: skip
+    for short, full in (("po", "pods"), ("svc", "services"), ("eps", "endpointslices")):
+        assert await navigator(short, "-A", "-o", "json", *address) == await navigator(full, "-o", "json", *address)
+    code, out, err = await navigator("pods", "-A", "-n", "shop", *address)
+    assert code == 2 and "not allowed with argument" in err and out == ""
+    code, out, err = await navigator("pods", "web-1", "--name", "db-1", *address)
+    assert code == 2 and "NAME 'web-1' and --name 'db-1' differ" in err
+
+
+async def test_an_empty_table_says_no_resources_found_on_stderr(populated: TestManager) -> None:
+    code, out, err = await navigator("pods", "-n", "nowhere", "--manager", populated.address)
+    assert (code, out, err) == (0, "", "No resources found in nowhere namespace.\n")
+    code, out, err = await navigator("svc", "nothing-by-this-name", "--manager", populated.address)
+    assert (code, out, err) == (0, "", "No resources found.\n")
+    code, out, _ = await navigator("pods", "-n", "nowhere", "-o", "json", "--manager", populated.address)
+    assert (code, out) == (0, "[]\n")
