@@ -239,9 +239,9 @@ class Reconciler:
         for wire in state.resources:  # the last copy of a key wins
             incoming[(wire.kind, wire.namespace, wire.name)] = wire
         written: list[tuple[Key, sync_pb2.Resource, str, bool]] = []
-        blake2b, index_get = hashlib.blake2b, index.get
+        index_get = index.get
         for key, wire in incoming.items():
-            dig = blake2b(wire.SerializeToString(deterministic=True), digest_size=16).hexdigest()  # digest(), inline
+            dig = digest(wire)
             known = index_get(key)
             if known is None or known.uid != wire.uid:
                 written.append((key, wire, dig, True))
@@ -298,10 +298,3 @@ def _decoder(serializer: Serializer) -> Callable[[sync_pb2.Resource], bytes]:
             ) from None
 
     return decode
-
-
-def _resource(wire: sync_pb2.Resource, decode: Callable[[sync_pb2.Resource], bytes]) -> Resource:
-    """The stored form: the payload's JSON bytes go to the row as they are, decoded only if someone looks."""
-    return Resource.from_json(
-        wire.kind, wire.namespace, wire.name, wire.uid, wire.resource_version, dict(wire.labels.items()), decode(wire)
-    )
