@@ -6,6 +6,10 @@ Secrets belong in the environment, not in files:
 (``__`` separates levels; names are lowercased). ``NAVIGATOR_AUTH_TOKENS``
 (``cluster=token,other=token2``) adds manager tokens, since cluster ids may hold
 characters an environment variable name cannot.
+
+A bad value that came from the environment is reported under the variable's
+name (``NAVIGATOR_EDGE__SYNC__INTERVAL: ...``): the file never held it, so
+naming the file would send the reader looking in the wrong place.
 """
 
 from __future__ import annotations
@@ -25,14 +29,35 @@ from navigator.plugin_options import problems
 
 M = TypeVar("M", bound=BaseModel)
 
-
-def format_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
-    lines += [f"  {line}" for line in problems(error, "")]
-    return "\n".join(lines)
+#: Where overridden keys came from: the key's path -> the environment variable that set it.
+Origins = Mapping[tuple[str, ...], str]
 
 
-def _apply_env(data: dict[str, Any], prefix: str, environ: Mapping[str, str]) -> None:
+def format_validation_error(error: ValidationError, source: str, origins: Origins | None = None) -> str:
+    """One line per problem: under ``source`` for the file's keys, under the variable's name for the
+    environment's (a section-level problem also names the variables that set keys inside it)."""
+    origins = origins or {}
+    in_file: list[str] = []
+    in_env: list[str] = []
+    for item, line in zip(error.errors(), problems(error, ""), strict=True):
+        loc = tuple(str(part) for part in item["loc"])
+        key = ".".join(loc) or "(top level)"
+        message = line.removeprefix(f"{key}: ")
+        variable = next((origins[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origins), None)
+        if variable is not None:
+            in_env.append(f"{variable}: {message} (it overrides {key})")
+            continue
+        inside = sorted({name for path, name in origins.items() if loc and path[: len(loc)] == loc})
+        if inside:
+            line += f" (with {', '.join(inside)} from the environment)"
+        in_file.append(line)
+    lines = [f"{source}: invalid configuration", *(f"  {line}" for line in in_file)] if in_file else []
+    return "\n".join(lines + in_env)
+
+
+def _apply_env(data: dict[str, Any], prefix: str, environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Set each ``<prefix>A__B=value`` as key ``a.b``; returns which variable set which key."""
+    origins: dict[tuple[str, ...], str] = {}
     for key, value in environ.items():
         if not key.startswith(prefix):
             continue
@@ -46,6 +71,8 @@ def _apply_env(data: dict[str, Any], prefix: str, environ: Mapping[str, str]) ->
                 child = node[part] = {}
             node = child
         node[path[-1]] = value
+        origins[tuple(path)] = key
+    return origins
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -67,24 +94,24 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def validate(model: type[M], data: dict[str, Any], source: str) -> M:
+def validate(model: type[M], data: dict[str, Any], source: str, origins: Origins | None = None) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, origins)) from None
 
 
 def load_edge_config(path: Path | None, environ: Mapping[str, str] | None = None) -> EdgeConfig:
     environ = os.environ if environ is None else environ
     data = read_yaml(path) if path is not None else {}
-    _apply_env(data, "NAVIGATOR_EDGE__", environ)
-    return validate(EdgeConfig, data, str(path or "edge configuration"))
+    origins = _apply_env(data, "NAVIGATOR_EDGE__", environ)
+    return validate(EdgeConfig, data, str(path or "edge configuration"), origins)
 
 
 def load_manager_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ManagerConfig:
     environ = os.environ if environ is None else environ
     data = read_yaml(path) if path is not None else {}
-    _apply_env(data, "NAVIGATOR_MANAGER__", environ)
+    origins = _apply_env(data, "NAVIGATOR_MANAGER__", environ)
     if tokens := environ.get("NAVIGATOR_AUTH_TOKENS"):
         auth = data.setdefault("auth", {}) or {}
         data["auth"] = auth
@@ -94,10 +121,11 @@ def load_manager_config(path: Path | None, environ: Mapping[str, str] | None = N
             if not sep:
                 raise ConfigError("NAVIGATOR_AUTH_TOKENS: expected cluster=token[,cluster=token...]")
             merged[cluster.strip()] = token.strip()
+            origins[("auth", "tokens", cluster.strip())] = "NAVIGATOR_AUTH_TOKENS"
         auth["tokens"] = merged
-    config = validate(ManagerConfig, data, str(path or "manager configuration"))
+    config = validate(ManagerConfig, data, str(path or "manager configuration"), origins)
     if config.auth is not None and config.auth.tokens_file is not None:
         extra = read_yaml(config.auth.tokens_file)
         data["auth"] = {**(data.get("auth") or {}), "tokens": {**extra, **config.auth.tokens}}
-        config = validate(ManagerConfig, data, str(path or "manager configuration"))
+        config = validate(ManagerConfig, data, str(path or "manager configuration"), origins)
     return config

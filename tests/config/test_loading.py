@@ -213,3 +213,52 @@ def test_storage_options_default_per_plugin(tmp_path: Path) -> None:
     assert load_manager_config(None, environ={}).storage.options == {"path": "navigator.db"}
     given = load_manager_config(write(tmp_path, "storage: {options: {path: x.db}}\n", "m.yaml"), environ={})
     assert (given.storage.plugin, given.storage.options) == ("sqlite", {"path": "x.db"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("NAVIGATOR_EDGE__SYNC__INTERVAL", "banana", "NAVIGATOR_EDGE__SYNC__INTERVAL: invalid duration 'banana'"),
+        ("NAVIGATOR_EDGE__MANAGER__TOKN", "x", "NAVIGATOR_EDGE__MANAGER__TOKN: unknown key"),
+        ("NAVIGATOR_EDGE__KUBERNETES__PAGE_SIZE", "0", "NAVIGATOR_EDGE__KUBERNETES__PAGE_SIZE: "),
+        ("NAVIGATOR_EDGE__MANAGER", "x", "NAVIGATOR_EDGE__MANAGER: "),
+    ],
+)
+def test_a_bad_environment_override_names_the_variable_not_the_file(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    # The file is fine: naming it would send the reader looking where the value never was.
+    path = write(tmp_path, "cluster: {id: c1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(path, environ={variable: value})
+    message = str(info.value)
+    assert message.startswith(expected), message
+    assert str(path) not in message and "c.yaml" not in message
+
+
+def test_manager_environment_overrides_are_named_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_manager_config(
+            write(tmp_path, MANAGER, "m.yaml"), environ={"NAVIGATOR_MANAGER__GRACE_PERIOD": "soon"}
+        )
+    assert str(info.value).startswith("NAVIGATOR_MANAGER__GRACE_PERIOD: invalid duration 'soon'")
+    assert "overrides grace_period" in str(info.value)
+
+
+def test_file_and_environment_problems_are_each_named_by_their_source(tmp_path: Path) -> None:
+    path = write(tmp_path, "cluster: {id: c1}\nsync: {intervall: 30s}\n")
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(path, environ={"NAVIGATOR_EDGE__MANAGER__CONNECT_TIMEOUT": "never"})
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{path}: invalid configuration"
+    assert "  sync.intervall: unknown key" in lines
+    assert any(line.startswith("NAVIGATOR_EDGE__MANAGER__CONNECT_TIMEOUT: invalid duration 'never'") for line in lines)
+
+
+def test_a_section_problem_mentions_the_variables_inside_it(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t\n")
+    path = write(tmp_path, f"cluster: {{id: c1}}\nmanager: {{token_file: {tmp_path / 'token'}}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(path, environ={"NAVIGATOR_EDGE__MANAGER__TOKEN": "x"})
+    assert "give token or token_file" in str(info.value)
+    assert "NAVIGATOR_EDGE__MANAGER__TOKEN" in str(info.value)
