@@ -7,3 +7,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 #: Some of the work succeeded and some failed (e.g. ``edge --once`` with a kind that could not be collected).
 EXIT_PARTIAL = 3
+#: The manager refused the edge for good (``manager.max_rejections`` permanent rejections in a row):
+#: restarting will not help until its configuration (token, cluster id) or the manager changes.
+EXIT_REJECTED = 4

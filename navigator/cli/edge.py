@@ -2,7 +2,9 @@
 
 Exit codes: 0 clean shutdown (or ``--once`` collected everything), 1 runtime
 failure (``--once``: nothing could be collected), 2 configuration or usage
-error, 3 ``--once`` collected only part of the kinds (see the summary).
+error, 3 ``--once`` collected only part of the kinds (see the summary), 4 the
+manager rejected the edge ``manager.max_rejections`` times in a row (wrong
+token, unknown cluster, unsupported protocol; the reason is logged).
 """
 
 from __future__ import annotations

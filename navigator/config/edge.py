@@ -78,6 +78,14 @@ class ManagerSection(Section):
     #: Chunks aim at this fraction of max_message_size.
     chunk_fraction: float = Field(0.5, gt=0.0, le=0.9)
     reconnect: BackoffConfig = Field(default_factory=lambda: BackoffConfig(initial=1.0, max=60.0))
+    #: A wrong token, an unknown cluster or no common protocol gets the same answer every time; a claim
+    #: held by another edge is a standby's wait and never counts.
+    max_rejections: int = Field(
+        5,
+        ge=0,
+        description="exit after this many permanent rejections in a row (wrong token, unknown cluster, "
+        "unsupported protocol); 0: retry forever",
+    )
     buffer: BufferConfig = Field(default_factory=BufferConfig)
 
     @model_validator(mode="before")

@@ -1,7 +1,8 @@
 """The edge process: plugins, Kubernetes client, sync loop and stream client wired together.
 
 ``Edge`` runs in any event loop (the CLI, the demo, tests); ``run_edge`` adds
-signal handling for the ``navigator edge`` command. Stopping finishes or
+signal handling for the ``navigator edge`` command, and exits 4 when the
+manager rejected the edge for good (``manager.max_rejections``). Stopping finishes or
 abandons the in-flight send and closes the stream, so the manager's grace
 period starts at once instead of after a keep-alive timeout.
 """
@@ -26,8 +27,8 @@ from navigator.edge.kube import KubeClient
 from navigator.edge.loop import SyncLoop
 from navigator.edge.messages import Sequencer
 from navigator.edge.outbox import Outbox
-from navigator.edge.stream import StreamClient, StreamState, StreamStats
-from navigator.exit_codes import EXIT_FAILURE, EXIT_OK
+from navigator.edge.stream import GaveUp, StreamClient, StreamState, StreamStats
+from navigator.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_REJECTED
 
 
 class Edge:
@@ -126,7 +127,10 @@ class Edge:
             if t.cancelled() or self._failed is None or self._failed.done():
                 return
             exc = t.exception()
-            if exc is not None:
+            if isinstance(exc, GaveUp):  # a verdict, not a crash: the reason without a traceback
+                logger.error("edge {} for cluster {} gives up: {}", self.edge_id, self.cluster_id, exc)
+                self._failed.set_result(exc)
+            elif exc is not None:
                 logger.opt(exception=exc).error("edge task {} crashed: {!r}", t.get_name(), exc)
                 self._failed.set_result(exc)
 
@@ -215,4 +219,6 @@ async def run_edge(config: EdgeConfig) -> int:
     await edge.stop(timeout=5.0)
     if metrics_server is not None:
         metrics_server.close()
-    return EXIT_FAILURE if failed in done else EXIT_OK
+    if failed in done:
+        return EXIT_REJECTED if isinstance(failed.result(), GaveUp) else EXIT_FAILURE
+    return EXIT_OK

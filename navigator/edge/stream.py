@@ -2,7 +2,11 @@
 
 One session is: connect (with timeout) → ``Identify`` → ``Accept`` or ``Reject``.
 A rejected edge is a standby: it retries with backoff (honouring
-``retry_after_seconds``) and takes over once the holder is gone.
+``retry_after_seconds``) and takes over once the holder is gone. A rejection
+that the same Identify would get again (wrong token, unknown cluster, no common
+protocol or serializer) is permanent: after ``manager.max_rejections`` of them
+in a row the client gives up (``GaveUp``), so a misconfigured edge exits with
+the reason instead of knocking on the manager's door forever.
 
 After an ``Accept`` the stream *resumes* when the manager holds exactly what
 this edge process last had applied (``Accept.last_sequence`` is at least the
@@ -75,6 +79,18 @@ class ProtocolError(Exception):
     """The manager sent something the protocol does not allow here."""
 
 
+#: Rejections the same Identify would get again: only a change of configuration (or of the manager) helps.
+#: ALREADY_HELD and GRACE_PERIOD are a standby's wait, UNAVAILABLE a manager shutting down: not permanent.
+PERMANENT_REJECTIONS = frozenset({"UNAUTHENTICATED", "MALFORMED", "UNSUPPORTED"})
+
+#: What to check, per permanent rejection.
+_HINTS = {
+    "UNAUTHENTICATED": "check manager.token (or token_file, or the client certificate) against the manager's auth",
+    "MALFORMED": "check cluster.id and edge_id",
+    "UNSUPPORTED": "the edge and the manager share no protocol version or serializer: upgrade the older one",
+}
+
+
 class Rejected(Exception):
     def __init__(self, reject: sync_pb2.Reject) -> None:
         self.reason = reason_name(reject.reason)
@@ -83,6 +99,11 @@ class Rejected(Exception):
         self.holder = reject.holder_edge_id
         super().__init__(self.describe())
 
+    @property
+    def permanent(self) -> bool:
+        """Trying again with the same Identify gets the same answer."""
+        return self.reason in PERMANENT_REJECTIONS
+
     def describe(self) -> str:
         text = self.reason
         if self.holder:
@@ -90,6 +111,18 @@ class Rejected(Exception):
         if self.message:
             text += f": {self.message}"
         return text
+
+
+class GaveUp(Exception):
+    """The manager rejected this edge permanently ``manager.max_rejections`` times in a row: the edge stops."""
+
+    def __init__(self, address: str, rejected: Rejected, times: int) -> None:
+        self.rejected = rejected
+        hint = _HINTS.get(rejected.reason, "")
+        super().__init__(
+            f"the manager at {address} rejected this edge {times} time(s) in a row: {rejected}"
+            + (f"; {hint}" if hint else "")
+        )
 
 
 def reason_name(reason: int) -> str:
@@ -256,6 +289,8 @@ class StreamClient:
     async def run(self) -> None:
         manager = self.config.manager
         backoff = Backoff(manager.reconnect, self._rng)
+        #: Permanent rejections since the last Accept or the last rejection that was a wait.
+        refused = 0
         while not self._stopping.is_set():
             stream: EdgeStream | None = None
             wait = 0.0
@@ -270,19 +305,26 @@ class StreamClient:
                 if accept is None:
                     break
                 session = await self._accepted(accept)
+                refused = 0
                 backoff.reset()
                 await self._session(stream, session)
             except Rejected as rejected:
                 metrics.count_edge_error(self.config.cluster.id, "rejected")
+                refused = refused + 1 if rejected.permanent else 0
+                self._update(state=StreamState.STANDBY, rejects=self.stats.rejects + 1, last_reject=str(rejected))
+                limit = manager.max_rejections
+                if limit and refused >= limit:
+                    self._update(state=StreamState.STOPPED)
+                    raise GaveUp(manager.address, rejected, refused) from None
                 wait = rejected.retry_after * (1.0 + 0.1 * self._rng.random()) if rejected.retry_after else 0.0
                 wait = wait or backoff.next()
-                self._update(state=StreamState.STANDBY, rejects=self.stats.rejects + 1, last_reject=str(rejected))
                 logger.warning(
-                    "manager at {} rejected edge {} for cluster {}: {}; standing by, retrying in {:.1f}s",
+                    "manager at {} rejected edge {} for cluster {}: {}; {}, retrying in {:.1f}s",
                     manager.address,
                     self.config.edge_id,
                     self.config.cluster.id,
                     rejected,
+                    f"permanent rejection {refused} of {limit}" if limit and refused else "standing by",
                     wait,
                 )
             except (StreamClosed, AckTimeout, AckOutOfOrder, ProtocolError, TimeoutError, OSError) as exc:
@@ -292,13 +334,16 @@ class StreamClient:
                 failure = "ack_timeout" if isinstance(exc, AckTimeout) else "stream" if was_connected else "connection"
                 metrics.count_edge_error(self.config.cluster.id, failure)
                 self._update(state=StreamState.DISCONNECTED, last_error=what)
-                logger.warning(
-                    "{} manager at {}: {}; reconnecting in {:.1f}s",
-                    "lost the stream to" if was_connected else "cannot connect to",
-                    manager.address,
-                    what or "stream closed",
-                    wait,
-                )
+                if what.startswith("cannot reach the manager"):  # the transport named address and reason
+                    logger.warning("{}; reconnecting in {:.1f}s", what, wait)
+                else:
+                    logger.warning(
+                        "{} manager at {}: {}; reconnecting in {:.1f}s",
+                        "lost the stream to" if was_connected else "cannot connect to",
+                        manager.address,
+                        what or "stream closed",
+                        wait,
+                    )
             finally:
                 if stream is not None:
                     await self._close(stream)

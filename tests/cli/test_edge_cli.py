@@ -161,3 +161,29 @@ async def test_sigterm_closes_the_stream_and_exits_0(tmp_path: Path, kubesim_pro
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_a_wrong_token_ends_the_edge_with_exit_4_and_the_reason(
+    tmp_path: Path, kubesim_process: Callable[..., Path]
+) -> None:
+    kubeconfig = kubesim_process("--pods", "3")
+    async with run_test_manager(tmp_path, tokens={"cli-test": "right"}) as mgr:
+        config = write_config(
+            tmp_path, kubeconfig,
+            manager={"address": mgr.address, "token": "wrong", "max_rejections": 2,
+                     "reconnect": {"initial": "50ms", "max": "100ms"}},
+        )  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *NAVIGATOR, "edge", "--config", str(config), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, stderr = await asyncio.wait_for(proc.communicate(), CEILING)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = stderr.decode()
+    assert proc.returncode == 4, text
+    assert "rejected this edge 2 time(s) in a row: UNAUTHENTICATED" in text
+    assert "the token is not valid for cluster 'cli-test'" in text and "Traceback" not in text
