@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRIB := $(wildcard contrib/*/pyproject.toml)
 
-.PHONY: test demo docs proto proto-check lint typecheck venv clean bench chaos fuzz
+.PHONY: test demo docs proto proto-check lint typecheck venv clean bench chaos fuzz dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,20 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Wheels and sdists of navigator and of every contrib plugin, into $(DIST): what to install from
+# (pip install --no-index --find-links dist navigator navigator-plugin-postgres), since the name
+# `navigator` on PyPI belongs to an unrelated project. BUILD_FLAGS=--no-isolation builds with the
+# setuptools of .venv instead of fetching it into a throwaway environment.
+DIST ?= dist
+BUILD_FLAGS ?=
+dist: $(STAMP)
+	rm -rf $(DIST)
+	$(BIN)/python -m build $(BUILD_FLAGS) --outdir $(DIST) .
+	@for p in $(patsubst %/,%,$(dir $(CONTRIB))); do \
+		echo "$(BIN)/python -m build $(BUILD_FLAGS) --outdir $(DIST) $$p"; \
+		$(BIN)/python -m build $(BUILD_FLAGS) --outdir $(DIST) $$p || exit 1; \
+	done
 
 # The long chaos run (the short one is part of `make test`): every fault ROUNDS times, on SQLite and PostgreSQL.
 ROUNDS ?= 50
