@@ -91,3 +91,23 @@ _.__doc__
 
 _._reported  # TODO dead: Fleet._reported (demo/fleet.py) is assigned, never read
 _.single_name  # TODO dead: FieldSelector.single_name (kubesim/selectors.py) has no caller
+
+# navigator/web: FastAPI calls the decorated routes and reads the response models' fields for the
+# OpenAPI document; uvicorn calls Server.capture_signals and reads should_exit; Manager.http_url is
+# read by the demo and the tests
+healthz
+readyz
+events
+capture_signals
+_.should_exit
+_.http_url
+address_type
+slice
+pod_phase
+pod_ready
+ready_endpoints
+serving_endpoints
+terminating_endpoints
+total_endpoints
+endpointslices
+pods_truncated

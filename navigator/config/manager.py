@@ -149,6 +149,25 @@ class HistorySection(Section):
         return self.retention > 0
 
 
+class HttpSection(Section):
+    """The HTTP API, its OpenAPI document and the dashboard, served by the manager process itself.
+
+    Omitted (or ``listen: null``): no HTTP port. The readers of ``auth.readers`` guard it as they guard
+    the gRPC query service.
+    """
+
+    listen: str | None = Field(None, description="host:port to serve the HTTP API and dashboard on; null: off")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return check_address(value) if value is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen is not None
+
+
 class SinkSection(Section):
     plugin: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -177,6 +196,7 @@ class ManagerConfig(Section):
     sinks: list[SinkSection] = Field(default_factory=list)
     history: HistorySection = Field(default_factory=HistorySection)
     watch: WatchSection = Field(default_factory=WatchSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     plugins: ManagerPlugins = Field(default_factory=ManagerPlugins)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

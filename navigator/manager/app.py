@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import pluggy
 from loguru import logger
@@ -36,6 +37,9 @@ from navigator.manager.watch_service import WatchService
 from navigator.resource import Change
 from navigator.v1 import query_pb2
 
+if TYPE_CHECKING:
+    from navigator.web.server import HttpServer
+
 #: How long ``stop`` lets streams end cleanly before the transport cuts them.
 STOP_GRACE = 5.0
 
@@ -65,12 +69,18 @@ class Manager:
         self._watch: WatchService | None = None
         self._unfollow: Callable[[], None] | None = None
         self._readers = Readers()
+        self._http: HttpServer | None = None
 
     @property
     def address(self) -> str:
         if self._server is None:
             raise RuntimeError("the manager is not started")
         return self._server.address
+
+    @property
+    def http_url(self) -> str | None:
+        """The dashboard's URL when ``http.listen`` is set and the manager is started."""
+        return self._http.url if self._http is not None else None
 
     @property
     def context(self) -> SyncContext:
@@ -119,7 +129,16 @@ class Manager:
         self._retention = Retention(config.history, backend, self._ctx.worker)
         try:
             self._server = await transport.serve(config.endpoint(), self)
+            if config.http.listen is not None:
+                from navigator.web.server import HttpServer  # FastAPI is imported only when HTTP is on
+
+                self._http = HttpServer(self, config.http.listen, self._readers)
+                await self._http.start()
         except BaseException:
+            self._http = None
+            if self._server is not None:
+                await self._server.stop(0)
+                self._server = None
             await self._close_parts()
             raise
         # Once listening: a manager that cannot start says only why.
@@ -136,6 +155,8 @@ class Manager:
             )
         self._retention.start()
         await self._follow(backend)
+        if self._http is not None:
+            logger.info("HTTP API and dashboard on {}", self._http.url)
         logger.info(
             "manager {} serving sync and query on {} (storage {}, transport {})",
             config.manager_id,
@@ -150,6 +171,9 @@ class Manager:
             return
         self._ctx.stopping = True
         await self._feed.close()  # watchers end now, not after the transport's grace
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.stop()
         for session in list(self._ctx.sessions.values()):
             session.terminate("UNAVAILABLE", "the manager is shutting down")
         pending = [asyncio.create_task(s.done.wait()) for s in self._streams]
