@@ -355,7 +355,8 @@ class StreamClient:
     async def _connect(self) -> EdgeStream:
         timeout = self.config.manager.connect_timeout
         try:
-            return await asyncio.wait_for(self.transport.connect(self.config.manager.endpoint()), timeout + 1.0)
+            # The transport keeps its own timeout and then names the reason (a probe takes a few seconds more).
+            return await asyncio.wait_for(self.transport.connect(self.config.manager.endpoint()), timeout + 10.0)
         except TimeoutError:
             raise StreamClosed(f"no connection within {timeout:.1f}s") from None
 

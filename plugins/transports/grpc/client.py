@@ -4,17 +4,20 @@ Everything the edge configures for its manager connection lands here: keep-alive
 pings and gzip (``transport.options``), message size limits, TLS / mTLS, the
 bearer token and the connect timeout (the core's ``EdgeEndpoint``). Failures
 surface as ``StreamClosed`` so the stream client's reconnect logic needs to
-know nothing about gRPC.
+know nothing about gRPC; a connection that fails says why (refused, unknown
+host, TLS handshake, timed out), found by ``diagnose``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import grpc
 import grpc.aio
+from navigator_plugins.transports.grpc.diagnose import diagnose
 from navigator_plugins.transports.grpc.options import GrpcOptions
 
 from navigator.plugin import EdgeEndpoint, EdgeStream, StreamClosed, sync_pb2
@@ -114,6 +117,52 @@ def _describe(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name}: {details}" if details else exc.code().name
 
 
+#: Seconds the probe that names a connection failure may take (it runs only after a failure).
+PROBE_BUDGET = 3.0
+
+
+async def _ready(channel: grpc.aio.Channel, endpoint: EdgeEndpoint) -> None:
+    """Wait until the channel is ready; ``StreamClosed`` with the reason when it cannot be.
+
+    A channel in TRANSIENT_FAILURE is probed at once: a refused connection, an unknown host or
+    a certificate the edge does not trust will not heal within the timeout, so the edge says so
+    now instead of after it. A failure the probe cannot explain (the manager was just starting)
+    keeps waiting until ``connect_timeout``.
+    """
+    timeout = endpoint.connect_timeout
+    deadline = time.monotonic() + timeout
+    ready = grpc.ChannelConnectivity.READY
+    state = channel.get_state(try_to_connect=True)
+    while state != ready:
+        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            reason = await diagnose(endpoint, min(PROBE_BUDGET, max(deadline - time.monotonic(), 0.5)))
+            if reason is not None:
+                raise StreamClosed(f"cannot reach the manager at {endpoint.address}: {reason}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        state = channel.get_state(try_to_connect=True)
+    if state == ready:
+        return
+    reason = await diagnose(endpoint, PROBE_BUDGET, timed_out=True) or await _grpc_reason(channel) or "timed out"
+    raise StreamClosed(f"cannot reach the manager at {endpoint.address} within {timeout:g}s: {reason}")
+
+
+async def _grpc_reason(channel: grpc.aio.Channel) -> str | None:
+    """gRPC's own words for a channel that will not connect: a call that fails at once carries them."""
+    call = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=_as_bytes)
+    try:
+        await call(b"", timeout=0.5, wait_for_ready=False)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and exc.details():
+            return str(exc.details())
+    except Exception:  # only a better message is at stake
+        return None
+    return None
+
+
 #: ``Sync.Connect``, called with bytes in: the stub's serializer would want a message object.
 CONNECT_METHOD = "/navigator.v1.Sync/Connect"
 
@@ -133,11 +182,7 @@ async def connect(endpoint: EdgeEndpoint, settings: GrpcOptions) -> EdgeStream:
     else:
         channel = grpc.aio.insecure_channel(address, options=options, compression=compression)
     try:
-        await asyncio.wait_for(channel.channel_ready(), endpoint.connect_timeout)
-    except TimeoutError:
-        await channel.close(grace=None)
-        timeout = endpoint.connect_timeout
-        raise StreamClosed(f"cannot reach the manager at {address} within {timeout:g}s") from None
+        await _ready(channel, endpoint)
     except BaseException:
         await channel.close(grace=None)
         raise
