@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pluggy
-from stevedore import ExtensionManager, NamedExtensionManager
+from stevedore import NamedExtensionManager
 
 from navigator import hookspecs
 from navigator.errors import ConfigError, PluginError
@@ -62,9 +62,13 @@ def create_plugin_manager() -> pluggy.PluginManager:
 
 
 def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
-    """Entry points of a group, without importing them; identical duplicates folded."""
+    """Entry points of a group, without importing them; identical duplicates folded.
+
+    A manager naming no plugin loads none (``ExtensionManager(group)`` would import every one):
+    listing stays fast (``navigator version``, ``plugins list``) and a broken plugin cannot stop it.
+    """
     seen: dict[tuple[str, str], importlib.metadata.EntryPoint] = {}
-    for ep in ExtensionManager(group).list_entry_points():
+    for ep in NamedExtensionManager(group, names=[]).list_entry_points():
         seen.setdefault((ep.name, ep.value), ep)
     return list(seen.values())
 

@@ -28,6 +28,8 @@ COMMANDS = {
     "watch": "navigator.cli.watch",
     "plugins": "navigator.cli.plugins",
     "config": "navigator.cli.config_cmd",
+    "version": "navigator.cli.version",
+    "completion": "navigator.cli.completion",
 }
 
 
