@@ -37,6 +37,7 @@ def manager_config(
     tokens: dict[str, str],
     metrics_port: int | None,
     grace_period: float = 10.0,
+    http_listen: str | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "listen": listen,
@@ -46,6 +47,8 @@ def manager_config(
         "auth": {"tokens": tokens},
         "metrics": {"host": "127.0.0.1", "port": metrics_port},
     }
+    if http_listen is not None:
+        data["http"] = {"listen": http_listen}  # the HTTP API and the web dashboard
     validate(ManagerConfig, data, "manager configuration")
     return data
 

@@ -26,6 +26,8 @@ from navigator.processes import Child
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
+#: The web dashboard's port when free (else any free one).
+DEFAULT_HTTP_PORT = 8080
 
 
 def choose_port(requested: int | None, default: int | None = None) -> int:
@@ -48,12 +50,14 @@ class Fleet:
         metrics_port: int | None,
         interval: float,
         console: Console,
+        http_port: int | None = None,
     ) -> None:
         self.temporary = directory is None
         self.directory = Path(tempfile.mkdtemp(prefix="navigator-")) if directory is None else directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = choose_port(port, DEFAULT_PORT)
         self.metrics_port = choose_port(metrics_port)
+        self.http_port = choose_port(http_port, DEFAULT_HTTP_PORT)
         self.interval = interval
         self.console = console
         self.started = time.monotonic()
@@ -70,6 +74,11 @@ class Fleet:
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The manager's HTTP API and web dashboard."""
+        return f"http://{HOST}:{self.http_port}/"
 
     @property
     def metrics_url(self) -> str:
@@ -91,6 +100,7 @@ class Fleet:
             database=self.database,
             tokens={p.cluster: p.token for p in plans},
             metrics_port=self.metrics_port,
+            http_listen=f"{HOST}:{self.http_port}",
         )
         path = write_yaml(self.directory / "manager.yaml", config)
         self.manager = processes.start("manager", ["manager", "--config", str(path)], self.logs / "manager.log")

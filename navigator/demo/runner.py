@@ -2,7 +2,8 @@
 
 Everything talks for real: the edges read the simulators with the official
 Kubernetes client over HTTP and stream to the manager over gRPC on
-localhost; the dashboard asks the manager's query service.
+localhost; the dashboard asks the manager's query service. The manager also
+serves its HTTP API and web dashboard, whose URL the demo prints.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def demo_commands(fleet: Fleet, first: str) -> list[str]:
         f"navigator query pods --manager {manager} --cluster {first}",
         f"navigator query services --manager {manager} -o json",
         f"kubectl --kubeconfig {kubeconfig} get pods -A",
+        f"curl -s {fleet.dashboard_url}api/v1/clusters",
         f"curl -s {fleet.metrics_url} | grep ^navigator_",
     ]
 
@@ -111,10 +113,12 @@ def run_demo(options: DemoOptions, console: Console) -> int:
             wait_until_serving(child, max(1.0, deadline - time.monotonic()))
         fleet.wait_for_manager()
         fleet.start_edges(plans)
+        console.print(f"dashboard: {fleet.dashboard_url}", highlight=False)
         info = DashboardInfo(
             title="Navigator demo",
             manager_address=fleet.address,
             details=[
+                f"web dashboard and HTTP API: {fleet.dashboard_url}",
                 f"storage: sqlite {fleet.database}   logs: {fleet.logs}",
                 f"edge pids (kill one to watch its cluster go DISCONNECTED): {fleet.edge_pids()}",
                 "Ctrl-C stops everything" + (f"; ends by itself after {options.duration:g}s" if options.duration else ""),

@@ -17,7 +17,7 @@ from navigator.v1 import sync_pb2
 from .conftest import Served, shop_pod
 
 
-async def get(http: httpx.AsyncClient, path: str, status: int = 200, **params: Any) -> Any:
+async def get(http: httpx.AsyncClient, path: str, status: int = 200, /, **params: Any) -> Any:
     response = await http.get(path, params=params)
     assert response.status_code == status, response.text
     return response.json()
@@ -163,12 +163,12 @@ async def test_change_feed_events(http: httpx.AsyncClient, served: Served) -> No
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """``(event, data)`` of each event of a Server-Sent Events stream; comments skipped."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     async for line in response.aiter_lines():
         if line == "":
             if data:
                 yield name, "\n".join(data)
-            name, data = "message", []
+            name, data = "message", list[str]()
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):

@@ -47,7 +47,7 @@ async def test_a_reader_of_everything(http: httpx.AsyncClient) -> None:
 
 
 async def test_a_cluster_limited_reader(http: httpx.AsyncClient) -> None:
-    async def get(path: str, status: int = 200, **params: Any) -> Any:
+    async def get(path: str, status: int = 200, /, **params: Any) -> Any:
         response = await http.get(path, params=params, headers=EAST)
         assert response.status_code == status, (path, params, response.text)
         return response.json()
