@@ -118,7 +118,9 @@ class GaveUp(Exception):
 
     def __init__(self, address: str, rejected: Rejected, times: int) -> None:
         self.rejected = rejected
-        hint = _HINTS.get(rejected.reason, "")
+        # The manager rejects an unsupported protocol version as MALFORMED; its message says which it is.
+        unsupported = "protocol" in rejected.message
+        hint = _HINTS["UNSUPPORTED"] if unsupported else _HINTS.get(rejected.reason, "")
         super().__init__(
             f"the manager at {address} rejected this edge {times} time(s) in a row: {rejected}"
             + (f"; {hint}" if hint else "")

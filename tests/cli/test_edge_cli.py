@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -187,3 +188,15 @@ async def test_a_wrong_token_ends_the_edge_with_exit_4_and_the_reason(
     assert proc.returncode == 4, text
     assert "rejected this edge 2 time(s) in a row: UNAUTHENTICATED" in text
     assert "the token is not valid for cluster 'cli-test'" in text and "Traceback" not in text
+
+
+def test_a_bad_environment_override_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    config = write_config(tmp_path, None)
+    result = subprocess.run(
+        [*NAVIGATOR, "edge", "--config", str(config)],
+        capture_output=True, text=True, timeout=CEILING,
+        env={**os.environ, "NAVIGATOR_EDGE__MANAGER__CONNECT_TIMEOUT": "soon"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: NAVIGATOR_EDGE__MANAGER__CONNECT_TIMEOUT: invalid duration 'soon'")
+    assert result.stderr.count("\n") == 1 and str(config) not in result.stderr

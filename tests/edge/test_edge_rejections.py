@@ -84,3 +84,18 @@ async def test_zero_retries_forever(
     async with Edge(make_config(fake_manager.address, manager={"max_rejections": 0})) as edge:
         await edge.wait_until(lambda e: e.stats.rejects >= 6)
         assert edge.stats.state == StreamState.STANDBY
+
+
+async def test_an_unsupported_protocol_version_is_permanent_too(
+    kubesim: KubeSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An edge from the future: the manager speaks none of its protocol (and says MALFORMED, naming the version).
+    monkeypatch.setattr("navigator.edge.stream.PROTOCOL_VERSION", 99)
+    async with (
+        run_test_manager(tmp_path) as mgr,
+        run_test_edge(kubesim.kubeconfig_path, kubesim.context, mgr.address, "east", manager={"max_rejections": 2}) as edge,
+    ):
+        verdict = await asyncio.wait_for(edge.wait_failed(), CEILING)
+    text = str(verdict)
+    assert "2 time(s) in a row: MALFORMED: unsupported protocol_version 99" in text, text
+    assert "upgrade the older one" in text
