@@ -48,6 +48,7 @@ from navigator.interfaces import (
     Transport,
     TransportPlugin,
 )
+from navigator.interfaces.collector import COLUMN_TYPES, Column
 from navigator.interfaces.storage import HistoryQuery, plain_additions
 from navigator.plugin_options import PluginOptions, validate_options
 from navigator.protocol import PROTOCOL_VERSION, check_cluster_id
@@ -65,9 +66,10 @@ from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 #: The version of this module's surface (semantic versioning).
-PLUGIN_API_VERSION = "1.2"
+PLUGIN_API_VERSION = "1.3"
 
 __all__ = [
+    "COLUMN_TYPES",
     "PLUGIN_API_VERSION",
     "PROTOCOL_VERSION",
     "Backoff",
@@ -82,6 +84,7 @@ __all__ = [
     "ClusterClaims",
     "ClusterRecord",
     "Collector",
+    "Column",
     "ConfigError",
     "Duration",
     "EdgeEndpoint",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from navigator.config.types import parse_duration
+from navigator.client.times import duration_seconds
 
 
 def _whole(text: str, least: int) -> int:
@@ -47,7 +47,7 @@ def rate(text: str) -> float:
 def duration(text: str) -> float:
     """A positive duration: ``30s``, ``5m``, ``1h`` or seconds."""
     try:
-        value = parse_duration(text)
+        value = duration_seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:

@@ -10,15 +10,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from navigator.cli.query import TABLES, _check_selector, _client, _common, _exit_1_when_unreachable
+from navigator.cli.query import _check_selector, _client, _common, _exit_1_when_unreachable, resolve_kind
+from navigator.client.columns import Column, Kind, Kinds, cells
 from navigator.client.rows import COMMON_FIELDS, change_row, resource_row
 from navigator.errors import NavigatorError
-
-VIEWS = ("pods", "services", "endpointslices", "resources")
 
 #: The change's own fields, ahead of the object's in a ``-o json`` line.
 HEADER = ("type", "cluster", "kind", "namespace", "name", "uid", "resource_version", "old_resource_version",
@@ -30,8 +30,11 @@ _RENAMED = frozenset(HEADER) - frozenset(COMMON_FIELDS)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("view", choices=VIEWS, metavar="VIEW", help="pods, services, endpointslices or resources")
-    _common(parser)
+    parser.add_argument(
+        "view", metavar="KIND",
+        help="pods|po, services|svc, endpointslices|eps, a plugin's kind or short name, or resources (any kind)",
+    )  # fmt: skip
+    _common(parser, ("table", "wide", "json"))
     parser.add_argument("--namespace", "-n", default=None, help="only this namespace")
     parser.add_argument("-l", "--selector", default=None, help="label selector, e.g. app=web,tier!=db")
     parser.add_argument("--name", default=None, help="only objects with this name")
@@ -40,19 +43,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run_watch)
 
 
-def object_row(change: dict[str, Any], view: str) -> dict[str, Any]:
+def object_row(change: dict[str, Any], view: str, fields: Sequence[str] = ()) -> dict[str, Any]:
     """The changed object as ``query VIEW -o json`` shows it, from a ``change_row``.
 
     A DELETED change has no object: empty labels, ``data`` null (``resources``) or the
-    kind's fields null.
+    kind's ``fields`` null.
     """
     if view == "resources":
         return change
     data = change["data"]
-    return resource_row({**change, "data": data if isinstance(data, dict) else {}}, view)
+    return resource_row({**change, "data": data if isinstance(data, dict) else {}}, view, fields)
 
 
-def watch_row(change: dict[str, Any], view: str) -> dict[str, Any]:
+def watch_row(change: dict[str, Any], view: str, fields: Sequence[str] = ()) -> dict[str, Any]:
     """A ``-o json`` line: the change's fields, then the object's.
 
     An object field named like one of the change's (a service's ``type``) is prefixed
@@ -61,7 +64,7 @@ def watch_row(change: dict[str, Any], view: str) -> dict[str, Any]:
     if view == "resources":
         return change
     row = {key: change[key] for key in HEADER}
-    for key, value in object_row(change, view).items():
+    for key, value in object_row(change, view, fields).items():
         if key in _RENAMED:
             key = f"{view.removesuffix('s')}_{key}"
         row[key] = value
@@ -121,28 +124,47 @@ def _print_json(rows: Iterable[dict[str, Any]]) -> None:
     out.flush()
 
 
+def watch_columns(view: str, kind: Kind | None, wide: bool) -> list[Column]:
+    """TYPE, then the object's columns as ``query`` shows them; a column named like the change's own
+    (a service's TYPE) says whose it is (SERVICE-TYPE)."""
+    columns = [Column("type", ".type"), Column("cluster", ".cluster")]
+    if view == "resources":
+        columns.append(Column("kind", ".kind"))
+    columns += [Column("namespace", ".namespace"), Column("name", ".name")]
+    if kind is None:
+        return [*columns, Column("version", ".resource_version")]
+    for c in kind.columns:
+        if wide or not c.wide:
+            name = f"{view.removesuffix('s')}-{c.name}" if c.name.lower() == "type" else c.name
+            columns.append(Column(name, c.path, c.wide, c.type))
+    return columns
+
+
 @_quiet_interrupt
 @_exit_1_when_unreachable
 def run_watch(args: argparse.Namespace) -> int:
     _check_selector(args.selector)
-    view = args.view
-    if args.kind is not None and view != "resources":
-        raise NavigatorError(f"--kind is for `navigator watch resources`; `watch {view}` watches {view}")
-    kind = args.kind if view == "resources" else view
-    columns, cells = TABLES[view]
-    # A column named like the change's own (a service's TYPE) says whose it is.
-    named = [f"{view.removesuffix('s')}-{c}" if c == "type" else c for c in columns]
-    lines = Lines(["type", *named], widths=[len("MODIFIED")])
     with _client(args) as client:
+        if args.view == "resources":
+            view, kind, wanted = "resources", None, args.kind
+        else:
+            if args.kind is not None:
+                raise NavigatorError(f"--kind is for `navigator watch resources`; `watch {args.view}` names its kind")
+            kind = resolve_kind(args.view, Kinds.of(client.kinds()))
+            view = wanted = kind.kind
+        fields = kind.fields if kind is not None else ()
+        columns = watch_columns(view, kind, wide=args.output == "wide")
+        table = cells(columns[1:], datetime.now(UTC))
+        lines = Lines([c.name for c in columns], widths=[len("MODIFIED")])
         pages = client.watch_pages(
-            kind=kind, cluster=args.cluster, namespace=args.namespace, selector=args.selector, name=args.name,
+            kind=wanted, cluster=args.cluster, namespace=args.namespace, selector=args.selector, name=args.name,
             initial=args.initial,
         )  # fmt: skip
         for page in pages:
             changes = [change_row(record) for record in page]
             if args.output == "json":
-                _print_json(watch_row(change, view) for change in changes)
+                _print_json(watch_row(change, view, fields) for change in changes)
             else:
-                lines.print([(change["type"], *cells(object_row(change, view))) for change in changes])
+                objects = [(change["type"], object_row(change, view, fields)) for change in changes]
+                lines.print([(kind_of_change, *(c.cell(row) for c in table)) for kind_of_change, row in objects])
     return 0
-

@@ -24,7 +24,32 @@ from navigator.v1 import query_pb2, query_pb2_grpc
 if TYPE_CHECKING:  # the config models (pydantic) are not needed to ask a manager
     from navigator.config.common import ClientTLSConfig
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_PORT = 50051
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+#: gRPC's own target names, passed through as they are.
+GRPC_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:")
+
+
+def manager_address(text: str) -> str:
+    """``host:port``; a host alone gets the manager's default port, 50051 (gRPC itself would take 443).
+
+    ``[::1]`` and ``[::1]:50051`` are IPv6 hosts; gRPC target names (``unix:PATH``,
+    ``dns:///host:port``) are taken as they are. Raises ``ValueError`` for an empty
+    host or a port that is not a number from 1 to 65535.
+    """
+    value = text.strip()
+    if value.startswith(GRPC_SCHEMES):  # a gRPC target name (unix:/run/navigator.sock, dns:///host:port)
+        return value
+    host, sep, port = value.rpartition(":")
+    if (value.startswith("[") and value.endswith("]")) or not sep or (":" in host and not host.startswith("[")):
+        host, port = value, str(DEFAULT_PORT)  # no port given (a bare IPv6 address is all colons)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+    if not host.strip("[]"):
+        raise ValueError(f"invalid manager address {text!r}: expected HOST or HOST:PORT")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"invalid manager address {text!r}: the port must be a number from 1 to 65535")
+    return f"{host}:{int(port)}"
 
 #: A gRPC channel, blocking or asyncio.
 C = TypeVar("C")
@@ -230,7 +255,10 @@ class QueryCore:
     """What the blocking and the asyncio client share: all but the calls themselves."""
 
     def __init__(self, address: str, tls: ClientTLSConfig | None, timeout: float, token: str | None = None) -> None:
-        self.address = address
+        try:
+            self.address = manager_address(address)
+        except ValueError as exc:
+            raise InvalidQuery(str(exc)) from None
         self.timeout = timeout
         #: Sent with every call: a reader's token when the manager has ``auth.readers``.
         self.metadata = _metadata(token)
@@ -250,6 +278,25 @@ class QueryCore:
     @staticmethod
     def cluster_rows(response: query_pb2.ListClustersResponse) -> list[dict[str, Any]]:
         return [cluster_row(c) for c in response.clusters]
+
+    #: Asks for the kinds only (a manager older than the question answers the clusters, without kinds).
+    KINDS_REQUEST = query_pb2.ListClustersRequest(kinds_only=True)
+
+    @staticmethod
+    def kind_rows(response: query_pb2.ListClustersResponse) -> list[dict[str, Any]]:
+        return [
+            {
+                "kind": k.kind,
+                "short_names": list(k.short_names),
+                "namespaced": k.namespaced,
+                "columns": [
+                    {"name": c.name, "path": c.path, "wide": c.wide, "type": c.type or "string",
+                     "description": c.description}
+                    for c in k.columns
+                ],
+            }
+            for k in response.kinds
+        ]  # fmt: skip
 
     @staticmethod
     def change_rows(page: query_pb2.ChangePage) -> Iterator[dict[str, Any]]:
@@ -312,6 +359,16 @@ class QueryClient:
             )
         return self._core.cluster_rows(response)
 
+    def kinds(self) -> list[dict[str, Any]]:
+        """How the manager says to show each kind it has a collector for: ``kind``, ``short_names``,
+        ``namespaced`` and ``columns`` (``name``, ``path``, ``wide``, ``type``, ``description``), as the
+        collectors declare them; ``[]`` from a manager that does not describe kinds."""
+        with self._core.errors():
+            response = self._stub.ListClusters(
+                self._core.KINDS_REQUEST, timeout=self.timeout, metadata=self._core.metadata
+            )
+        return self._core.kind_rows(response)
+
     def resources(
         self,
         kind: str | None = None,
@@ -338,7 +395,7 @@ class QueryClient:
     ) -> Iterator[Sequence[query_pb2.ResourceRecord]]:
         """The same objects as the records of each page, as the manager streams them.
 
-        ``navigator.client.rows`` turns a page into rows (``view_rows``, ``json_view_rows``):
+        ``navigator.client.rows`` turns a page into rows (``view_rows``, ``json_rows``):
         the fast way to a whole cluster, one page in memory at a time.
         """
         request = list_request(kind, cluster, namespace, selector, name, limit, at)
@@ -462,6 +519,13 @@ class AsyncQueryClient:
                 self._core.clusters_request(cluster, at), timeout=self.timeout, metadata=self._core.metadata
             )
         return self._core.cluster_rows(response)
+
+    async def kinds(self) -> list[dict[str, Any]]:
+        with self._core.errors():
+            response = await self._stub.ListClusters(
+                self._core.KINDS_REQUEST, timeout=self.timeout, metadata=self._core.metadata
+            )
+        return self._core.kind_rows(response)
 
     async def resources(
         self,

@@ -25,35 +25,41 @@ class _Resources(Protocol):
     ) -> Any: ...
 
 
-def service_view(client: _Resources, name: str, namespace: str, cluster: str | None = None) -> list[dict[str, Any]]:
-    """One entry per cluster that has the service, with ``endpoints`` joined to pods."""
+def service_view(
+    client: _Resources, name: str, namespace: str | None, cluster: str | None = None
+) -> list[dict[str, Any]]:
+    """One entry per cluster (and namespace: ``None`` looks in every one) that has the service, with
+    ``endpoints`` joined to pods."""
     services = [resource_row(r, "services") for r in client.resources("services", cluster, namespace, name=name)]
     if not services:
         return []
+    # The namespaces the service is in (one, unless none was given): only theirs are read.
+    namespaces = sorted({svc["namespace"] for svc in services})
     slices = [
         resource_row(r, "endpointslices")
-        for r in client.resources("endpointslices", cluster, namespace)
+        for ns in namespaces
+        for r in client.resources("endpointslices", cluster, ns)
         if r["data"].get("service") == name
     ]
     wanted = {
-        (s["cluster"], (e.get("target_ref") or {}).get("name"))
+        (s["cluster"], s["namespace"], (e.get("target_ref") or {}).get("name"))
         for s in slices
-        for e in s["endpoints"] or []
+        for e in s.get("endpoints") or []
         if (e.get("target_ref") or {}).get("kind") == "Pod"
     }
-    pods: dict[tuple[str, Any], dict[str, Any]] = {}
-    if wanted:
-        for r in client.resources("pods", cluster, namespace):
-            key = (r["cluster"], r["name"])
+    pods: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    for ns in sorted({key[1] for key in wanted}):
+        for r in client.resources("pods", cluster, ns):
+            key = (r["cluster"], r["namespace"], r["name"])
             if key in wanted:
                 pods[key] = resource_row(r, "pods")
     views = []
     for svc in services:
         endpoints = []
-        for s in (s for s in slices if s["cluster"] == svc["cluster"]):
-            for e in s["endpoints"] or []:
+        for s in (s for s in slices if (s["cluster"], s["namespace"]) == (svc["cluster"], svc["namespace"])):
+            for e in s.get("endpoints") or []:
                 ref = e.get("target_ref") or {}
-                pod = pods.get((svc["cluster"], ref.get("name"))) if ref.get("kind") == "Pod" else None
+                pod = pods.get((svc["cluster"], svc["namespace"], ref.get("name"))) if ref.get("kind") == "Pod" else None
                 endpoints.append(
                     {
                         "addresses": e.get("addresses") or [],
@@ -64,8 +70,8 @@ def service_view(client: _Resources, name: str, namespace: str, cluster: str | N
                         "zone": e.get("zone"),
                         "slice": s["name"],
                         "pod": ref.get("name") if ref.get("kind") == "Pod" else None,
-                        "pod_phase": pod["phase"] if pod else None,
-                        "pod_ready": pod["ready"] if pod else None,
+                        "pod_phase": pod.get("phase") if pod else None,
+                        "pod_ready": pod.get("ready") if pod else None,
                     }
                 )
         endpoints.sort(key=lambda e: (e["pod"] or "", e["addresses"]))
@@ -76,10 +82,10 @@ def service_view(client: _Resources, name: str, namespace: str, cluster: str | N
                 "name": svc["name"],
                 "uid": svc["uid"],
                 "resource_version": svc["resource_version"],
-                "type": svc["type"],
-                "cluster_ip": svc["cluster_ip"],
-                "selector": svc["selector"],
-                "ports": svc["ports"],
+                "type": svc.get("type"),
+                "cluster_ip": svc.get("cluster_ip"),
+                "selector": svc.get("selector"),
+                "ports": svc.get("ports"),
                 "ready_endpoints": sum(1 for e in endpoints if e["ready"]),
                 "endpoints": endpoints,
             }

@@ -2,13 +2,16 @@
 
 Every resource row carries ``cluster``, ``namespace``, ``name``, ``uid`` and
 ``resource_version``; the kind-specific fields come from the collector's
-``data`` (so rows are common fields + labels + data), with the documented keys
-always present.
+``data`` in its order (so rows are common fields + labels + data). ``fields`` are
+keys a row always has, added last as ``None`` when the data lacks them: the
+fields the kind's declared columns show (``navigator.client.columns.Kind.fields``),
+so they are there for every row of a kind, whatever its collector's version put
+in the data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +22,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from navigator.gc_pause import gc_paused
 from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2
-
-#: Keys a row of each built-in kind always has (``None`` when the collector did not set them).
-KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "services": ("type", "cluster_ip", "selector", "ports"),
-    "endpointslices": ("service", "address_type", "endpoints", "ports"),
-    "pods": ("phase", "pod_ip", "node_name", "ready"),
-}
 
 
 def rfc3339(stamp: Timestamp | None) -> str | None:
@@ -118,34 +114,37 @@ def record_dict(record: query_pb2.ResourceRecord) -> dict[str, Any]:
     }
 
 
-def resource_row(record: dict[str, Any], view: str = "resources") -> dict[str, Any]:
+def resource_row(record: dict[str, Any], view: str = "resources", fields: Sequence[str] = ()) -> dict[str, Any]:
     """The row for ``view`` (``resources`` or a kind view such as ``pods``) from a ``record_dict``.
 
-    A kind row is the common fields, then the kind's documented fields (``None`` when
-    the data lacks them), then the rest of ``data`` in its order; data never
-    replaces a common field that has a value.
+    A kind row is the common fields, then ``data`` in its order, then those of
+    ``fields`` the data lacks (``None``); data never replaces a common field that
+    has a value.
     """
     if view == "resources":
         return record
     row = {key: record[key] for key in COMMON_FIELDS}
-    row.update(dict.fromkeys(KIND_FIELDS.get(view, ())))
     data = record["data"]
     row.update(data)
     if not _COMMON.isdisjoint(data):
         row.update((key, record[key]) for key in COMMON_FIELDS if record[key] is not None)
+    for key in fields:
+        row.setdefault(key, None)
     return row
 
 
-def view_rows(records: Iterable[query_pb2.ResourceRecord], view: str = "resources") -> list[dict[str, Any]]:
-    """The rows of ``view`` for a page of records: ``resource_row(record_dict(r), view)`` for each, faster."""
+def view_rows(
+    records: Iterable[query_pb2.ResourceRecord], view: str = "resources", fields: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The rows of ``view`` for a page of records: ``resource_row(record_dict(r), view, fields)`` for each, faster."""
     with gc_paused():
         if view == "resources":
             return [record_dict(record) for record in records]
-        return _kind_rows(records, view)
+        return _kind_rows(records, view, fields)
 
 
-def _kind_rows(records: Iterable[query_pb2.ResourceRecord], view: str) -> list[dict[str, Any]]:
-    defaults = dict.fromkeys(KIND_FIELDS.get(view, ()))
+def _kind_rows(records: Iterable[query_pb2.ResourceRecord], view: str, fields: Sequence[str]) -> list[dict[str, Any]]:
+    wanted = frozenset(fields)
     rows = []
     for record in records:
         data = _record_data(record)
@@ -159,10 +158,11 @@ def _kind_rows(records: Iterable[query_pb2.ResourceRecord], view: str) -> list[d
             "resource_version": record.resource_version,
             "labels": labels_dict(record.labels),
         }
-        row.update(defaults)
         row.update(data)
         if not _COMMON.isdisjoint(data):  # rare: the common fields win
-            row = resource_row(record_dict(record), view)
+            row = resource_row(record_dict(record), view, fields)
+        elif not wanted <= row.keys():  # rare: the data lacks a declared field
+            row.update((key, None) for key in fields if key not in row)
         rows.append(row)
     return rows
 
@@ -173,7 +173,9 @@ _encode_into = msgspec.json.Encoder().encode_into
 _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
-def json_rows(records: Iterable[query_pb2.ResourceRecord], view: str = "resources") -> bytearray:
+def json_rows(
+    records: Iterable[query_pb2.ResourceRecord], view: str = "resources", fields: Sequence[str] = ()
+) -> bytearray:
     """The rows of ``view`` for a page of records as JSON text: one compact object per row, joined by ``,\\n``.
 
     It parses as ``view_rows`` gives them (same keys, same order), but the stored
@@ -186,7 +188,7 @@ def json_rows(records: Iterable[query_pb2.ResourceRecord], view: str = "resource
         if view == "resources":
             _resources_json(records, out)
         else:
-            _kind_json(records, view, out)
+            _kind_json(records, view, fields, out)
     del out[-2:]
     return out
 
@@ -211,14 +213,16 @@ def _resources_json(records: Iterable[query_pb2.ResourceRecord], out: bytearray)
         out += b",\n"
 
 
-def _kind_json(records: Iterable[query_pb2.ResourceRecord], view: str, out: bytearray) -> None:
+def _kind_json(
+    records: Iterable[query_pb2.ResourceRecord], view: str, fields: Sequence[str], out: bytearray
+) -> None:
     encode_into = _encode_into
-    defaults = dict.fromkeys(KIND_FIELDS.get(view, ()))
+    wanted = frozenset(fields)
     for record in records:
         labels = record.labels
         data_json = record.data_json
         try:
-            fields = _raw_fields(data_json) if data_json else struct_to_dict(record.data)
+            data = _raw_fields(data_json) if data_json else struct_to_dict(record.data)
         except msgspec.DecodeError as exc:
             raise RecordError(f"the data of {_where(record)} is not a JSON object: {exc}") from None
         row: dict[str, Any] = {
@@ -229,10 +233,11 @@ def _kind_json(records: Iterable[query_pb2.ResourceRecord], view: str, out: byte
             "resource_version": record.resource_version,
             "labels": {key: labels[key] for key in sorted(labels)},
         }
-        row.update(defaults)
-        row.update(fields)
-        if not _COMMON.isdisjoint(fields):  # rare: the common fields win
-            row = resource_row(record_dict(record), view)
+        row.update(data)
+        if not _COMMON.isdisjoint(data):  # rare: the common fields win
+            row = resource_row(record_dict(record), view, fields)
+        elif not wanted <= row.keys():  # rare: the data lacks a declared field
+            row.update((key, None) for key in fields if key not in row)
         encode_into(row, out, -1)
         out += b",\n"
 

@@ -6,11 +6,28 @@ and the manager only ever sees absolute times.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 class TimeError(ValueError):
     """A time that is not RFC 3339, an age or ``now``; the message says what is accepted."""
+
+
+def duration_seconds(text: str) -> float:
+    """``30s``, ``5m``, ``1h``, ``250ms``, ``2d`` or a number of seconds, as config files write durations.
+
+    The same grammar as ``navigator.config.types.parse_duration``, without the config
+    models: the query commands start in a fraction of the time without pydantic.
+    Raises ``ValueError`` saying what is accepted.
+    """
+    m = _DURATION.match(text)
+    if m is None:
+        raise ValueError(f"invalid duration {text!r}: use 30s, 5m, 1h or a number of seconds")
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
@@ -20,10 +37,7 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     if value.lower() == "now":
         return now
     try:
-        # The config package loads every config model (pydantic): only ages need its duration parser.
-        from navigator.config.types import parse_duration
-
-        return now - timedelta(seconds=parse_duration(value))
+        return now - timedelta(seconds=duration_seconds(value))
     except ValueError:
         pass
     try:

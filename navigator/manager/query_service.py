@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import itertools
 import threading
@@ -23,9 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from loguru import logger
 
 from navigator.interfaces import (
     ClusterRecord,
+    Collector,
     Holding,
     KindErrorRecord,
     QueryRefused,
@@ -411,9 +414,64 @@ def _scoped_history(backend: StorageBackend, query: HistoryQuery, scope: list[st
     return itertools.islice(changes, query.limit) if query.limit else changes
 
 
+def installed_kinds() -> list[query_pb2.KindInfo]:
+    """The kinds of the collectors installed with the manager, with their declared columns and short names.
+
+    Loaded through the one discovery path (``plugin_manager``), every installed
+    collector by name; one that fails to load is left out (logged): its kind then
+    gets a client's generic table, as a kind whose collector is not installed here.
+    """
+    from navigator import plugin_manager
+
+    names = sorted({p.name for p in plugin_manager.discover() if p.group == plugin_manager.GROUPS["collectors"]})
+    pm = plugin_manager.create_plugin_manager()
+    for name in names:
+        try:
+            plugin_manager.load_plugins({"collectors": [name]}, pm)
+        except Exception as exc:  # a broken third-party plugin must not break the queries
+            logger.warning("collector {!r} is left out of the kinds the manager describes: {}", name, exc)
+    return kind_infos(plugin_manager.collectors(pm).values())
+
+
+def kind_infos(collectors: Iterable[Collector]) -> list[query_pb2.KindInfo]:
+    """``KindInfo`` messages for ``collectors``, by kind."""
+    return [
+        query_pb2.KindInfo(
+            kind=c.name,
+            short_names=list(c.short_names),
+            namespaced=c.namespaced,
+            columns=[
+                query_pb2.KindColumn(name=k.name, path=k.path, wide=k.wide, type=k.type, description=k.description)
+                for k in c.columns
+            ],
+        )
+        for c in sorted(collectors, key=lambda c: c.name)
+    ]
+
+
 class QueryService:
-    def __init__(self, ctx: SyncContext) -> None:
+    def __init__(self, ctx: SyncContext, collectors: Iterable[Collector] | None = None) -> None:
+        """``collectors``: the kinds to describe to clients (``ListClusters`` ``kinds_only``); by default
+        those installed with the manager, looked up at the first such question."""
         self.ctx = ctx
+        self._given = kind_infos(collectors) if collectors is not None else None
+        self._lookup: asyncio.Future[list[query_pb2.KindInfo]] | None = None
+        if self._given is None:
+            with contextlib.suppress(RuntimeError):  # started now when there is a loop: ready by the first question
+                self._lookup = asyncio.get_running_loop().run_in_executor(None, installed_kinds)
+
+    async def kinds(self) -> list[query_pb2.KindInfo]:
+        """The kinds to describe, looked up once (the first question may wait for the lookup)."""
+        if self._given is not None:
+            return self._given
+        if self._lookup is None:
+            self._lookup = asyncio.get_running_loop().run_in_executor(None, installed_kinds)
+        try:
+            return await asyncio.shield(self._lookup)
+        except Exception as exc:  # the queries go on: clients show generic tables
+            logger.warning("cannot describe the installed kinds: {}", exc)
+            self._given = []
+            return []
 
     # -- times -----------------------------------------------------------------------
 
@@ -480,7 +538,12 @@ class QueryService:
     async def list_clusters(
         self, request: query_pb2.ListClustersRequest, reader: Reader
     ) -> query_pb2.ListClustersResponse:
-        """Every cluster the reader may see (or the one asked for); a limited reader is shown no edge ids."""
+        """Every cluster the reader may see (or the one asked for); a limited reader is shown no edge ids.
+
+        With ``kinds_only``, the kinds instead: how their collectors say to show them.
+        """
+        if request.kinds_only:
+            return query_pb2.ListClustersResponse(kinds=await self.kinds())
         scope = reader.scope(request.cluster)
         show_edge = not reader.limited
         response = query_pb2.ListClustersResponse()

@@ -26,7 +26,13 @@ class ListClustersRequest(_message.Message):
 
     CLUSTER_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    KINDS_ONLY_FIELD_NUMBER: _builtins.int
     cluster: _builtins.str
+    kinds_only: _builtins.bool
+    """Answer `kinds` only, without the clusters (cheap): how a client learns to
+    show a kind before it lists it. A manager older than the field answers the
+    clusters, without `kinds`.
+    """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """The clusters as they were at this time (within history retention): their
@@ -38,10 +44,11 @@ class ListClustersRequest(_message.Message):
         *,
         cluster: _builtins.str = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        kinds_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cluster", b"cluster"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cluster", b"cluster", "kinds_only", b"kinds_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -52,20 +59,106 @@ class ListClustersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLUSTERS_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterInfo]: ...
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedCompositeFieldContainer[Global___KindInfo]:
+        """The kinds whose collectors are installed with the manager, with the table
+        columns and short names they declare. Filled when `kinds_only` is set.
+        """
+
     def __init__(
         self,
         *,
         clusters: _abc.Iterable[Global___ClusterInfo] | None = ...,
+        kinds: _abc.Iterable[Global___KindInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "kinds", b"kinds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListClustersResponse: _TypeAlias = ListClustersResponse  # noqa: Y015
+
+@_typing.final
+class KindInfo(_message.Message):
+    """How a kind reads in a table, as its collector declares it (like a CRD's
+    additionalPrinterColumns).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SHORT_NAMES_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    NAMESPACED_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """The collector name, e.g. "pods"."""
+    namespaced: _builtins.bool
+    @_builtins.property
+    def short_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Other names a client accepts for the kind, e.g. "po"."""
+
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___KindColumn]:
+        """The columns after CLUSTER, NAMESPACE and NAME, in order."""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        short_names: _abc.Iterable[_builtins.str] | None = ...,
+        columns: _abc.Iterable[Global___KindColumn] | None = ...,
+        namespaced: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "kind", b"kind", "namespaced", b"namespaced", "short_names", b"short_names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KindInfo: _TypeAlias = KindInfo  # noqa: Y015
+
+@_typing.final
+class KindColumn(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    WIDE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The header, e.g. "ip" (shown upper-case)."""
+    path: _builtins.str
+    """The field of the kind's row (the object's data, labels and identity) it
+    shows: ".pod_ip", ".owner.name", ".containers[0]".
+    """
+    wide: _builtins.bool
+    """Shown only in the wide table."""
+    type: _builtins.str
+    """string, integer, number, boolean, date, ports or ready-count; a client
+    shows a type it does not know as a string.
+    """
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        path: _builtins.str = ...,
+        wide: _builtins.bool = ...,
+        type: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "path", b"path", "type", b"type", "wide", b"wide"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KindColumn: _TypeAlias = KindColumn  # noqa: Y015
 
 @_typing.final
 class ClusterError(_message.Message):

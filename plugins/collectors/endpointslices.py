@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from navigator_plugins.collectors.fields import ObjectMeta, items, mapping, resource
 
-from navigator.plugin import Collector, Resource, hookimpl
+from navigator.plugin import Collector, Column, Resource, hookimpl
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -96,6 +96,14 @@ COLLECTOR = Collector(
     plural="endpointslices",
     to_resource=to_resource,
     item_type=EndpointSlice,
+    # As kubectl's (ADDRESSTYPE, PORTS, ENDPOINTS), with how many endpoints are ready; SERVICE with -o wide.
+    columns=(
+        Column("addresstype", ".address_type"),
+        Column("ready", ".endpoints", type="ready-count", description="ready endpoints / endpoints"),
+        Column("ports", ".ports", type="ports"),
+        Column("service", ".service", wide=True),
+    ),
+    short_names=("eps",),
 )
 
 

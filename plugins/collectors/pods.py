@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from navigator_plugins.collectors.fields import ObjectMeta, resource
 
-from navigator.plugin import Collector, Resource, hookimpl
+from navigator.plugin import Collector, Column, Resource, hookimpl
 
 
 class OwnerReference(msgspec.Struct, gc=False):
@@ -106,7 +106,20 @@ def to_resource(pod: Pod) -> Resource:
     return resource("pods", pod.metadata, data)
 
 
-COLLECTOR = Collector(name="pods", api_version="v1", plural="pods", to_resource=to_resource, item_type=Pod)
+#: As kubectl's (READY, STATUS, RESTARTS, AGE; IP and NODE with -o wide), from the fields above.
+COLUMNS = (
+    Column("phase", ".phase", description="the pod's phase: Pending, Running, Succeeded, Failed, Unknown"),
+    Column("ready", ".ready", type="boolean", description="the pod's Ready condition"),
+    Column("restarts", ".restarts", type="integer", description="container restarts, all containers"),
+    Column("age", ".start_time", type="date", description="since the pod started"),
+    Column("ip", ".pod_ip", wide=True),
+    Column("node", ".node_name", wide=True),
+)
+
+COLLECTOR = Collector(
+    name="pods", api_version="v1", plural="pods", to_resource=to_resource, item_type=Pod, columns=COLUMNS,
+    short_names=("po",),
+)  # fmt: skip
 
 
 @hookimpl

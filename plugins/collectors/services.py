@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from navigator_plugins.collectors.fields import ObjectMeta, dicts, items, resource, string_map
 
-from navigator.plugin import Collector, Resource, hookimpl
+from navigator.plugin import Collector, Column, Resource, hookimpl
 
 
 class ServicePort(msgspec.Struct, gc=False):
@@ -73,9 +73,19 @@ def to_resource(service: Service) -> Resource:
     return resource("services", service.metadata, data)
 
 
-COLLECTOR = Collector(
-    name="services", api_version="v1", plural="services", to_resource=to_resource, item_type=Service
+#: As kubectl's (TYPE, CLUSTER-IP, PORT(S); EXTERNAL-IP and SELECTOR with -o wide).
+COLUMNS = (
+    Column("type", ".type"),
+    Column("cluster-ip", ".cluster_ip"),
+    Column("ports", ".ports", type="ports", description="port/protocol, and →target port where it differs"),
+    Column("external-ip", ".external_ips", wide=True),
+    Column("selector", ".selector", wide=True),
 )
+
+COLLECTOR = Collector(
+    name="services", api_version="v1", plural="services", to_resource=to_resource, item_type=Service,
+    columns=COLUMNS, short_names=("svc",),
+)  # fmt: skip
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""Rows keep the documented keys and turn protobuf's doubles back into the integers Kubernetes uses."""
+"""Rows keep the kind's declared fields and turn protobuf's doubles back into the integers Kubernetes uses."""
 
 from __future__ import annotations
 
@@ -33,17 +33,22 @@ def test_struct_numbers_come_back_as_ints_where_integral() -> None:
     assert isinstance(struct_to_dict(message)["port"], int)
 
 
-def test_kind_rows_always_carry_their_keys() -> None:
+#: What the pods collector's declared columns show (``Kind.fields``).
+POD_FIELDS = ("phase", "pod_ip", "node_name", "ready")
+
+
+def test_kind_rows_always_carry_their_fields() -> None:
     record = query_pb2.ResourceRecord(
         kind="pods", cluster="c", namespace="n", name="p", uid="u", resource_version="9"
     )
     record.data.update({"phase": "Running", "restarts": 2})
-    row = resource_row(record_dict(record), "pods")
+    row = resource_row(record_dict(record), "pods", POD_FIELDS)
     assert row == {
         "cluster": "c", "namespace": "n", "name": "p", "uid": "u", "resource_version": "9", "labels": {},
-        "phase": "Running", "pod_ip": None, "node_name": None, "ready": None, "restarts": 2,
+        "phase": "Running", "restarts": 2, "pod_ip": None, "node_name": None, "ready": None,
     }  # fmt: skip
-    assert set(resource_row(record_dict(record), "services")) >= {"type", "cluster_ip", "selector", "ports"}
+    # A kind nobody described: its data as it is.
+    assert set(list(resource_row(record_dict(record), "crontabs"))[6:]) == {"phase", "restarts"}
     assert resource_row(record_dict(record))["kind"] == "pods"
 
 
@@ -94,22 +99,22 @@ def _records() -> list[query_pb2.ResourceRecord]:
 def test_json_rows_parse_as_the_view_rows_keys_and_order_included() -> None:
     records = _records()
     records[2].data.update({"phase": "Pending", "restarts": 2})
-    for view in ("pods", "services", "resources"):
-        text = bytes(json_rows(records, view))
+    for view, fields in (("pods", POD_FIELDS), ("services", ("type", "cluster_ip")), ("resources", ())):
+        text = bytes(json_rows(records, view, fields))
         assert text.count(b"\n") == len(records) - 1 and b",\n" in text
         parsed = orjson.loads(b"[" + text + b"]")
-        expected = view_rows(records, view)
-        assert parsed == expected == [resource_row(record_dict(r), view) for r in records]
+        expected = view_rows(records, view, fields)
+        assert parsed == expected == [resource_row(record_dict(r), view, fields) for r in records]
         assert [list(row) for row in parsed] == [list(row) for row in expected]
-    pods = view_rows(records, "pods")
+    pods = view_rows(records, "pods", POD_FIELDS)
     assert list(pods[0]) == [
         "cluster", "namespace", "name", "uid", "resource_version", "labels",
-        "phase", "pod_ip", "node_name", "ready", "pod_ips", "cpu", "s", "n",
+        "pod_ips", "ready", "phase", "cpu", "s", "n", "pod_ip", "node_name",
     ]  # fmt: skip
     assert list(pods[0]["labels"]) == ["a", "app", "tier"]  # sorted: a protobuf map's order is not stable
     assert (pods[1]["name"], pods[1]["extra"], pods[2]["restarts"]) == ("p2", {"deep": [1, 2, {"x": []}]}, 2)
     # The stored JSON is spliced as it was stored, not re-encoded.
-    assert b'"cpu":1.0,"s":"\\u00e9\\n"' in bytes(json_rows(records[:1], "pods"))
+    assert b'"cpu":1.0,"s":"\\u00e9\\n"' in bytes(json_rows(records[:1], "pods", POD_FIELDS))
     assert bytes(json_rows([], "pods")) == b""
 
 
