@@ -5,6 +5,7 @@ Real sockets and a real gRPC manager throughout; the transport is called as the 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,14 +48,28 @@ def silent_port() -> Iterator[int]:
 
 
 async def test_a_closed_port_is_connection_refused(closed_port: int) -> None:
-    message = await failure(EdgeEndpoint(f"127.0.0.1:{closed_port}", connect_timeout=30))
-    assert message == f"cannot reach the manager at 127.0.0.1:{closed_port}: connection refused (nothing listens on 127.0.0.1:{closed_port})"
+    message = await failure(EdgeEndpoint(f"127.0.0.1:{closed_port}", connect_timeout=1))
+    assert message == (
+        f"cannot reach the manager at 127.0.0.1:{closed_port} within 1s: "
+        f"connection refused (nothing listens on 127.0.0.1:{closed_port})"
+    )
+
+
+async def test_a_manager_that_starts_listening_within_the_timeout_is_reached(closed_port: int, tmp_path: Path) -> None:
+    # Refusals while the manager (re)starts are no verdict: gRPC keeps trying, so the edge connects as
+    # soon as it listens instead of waiting out its own (growing) reconnect backoff.
+    connecting = asyncio.create_task(GrpcTransport().connect(EdgeEndpoint(f"127.0.0.1:{closed_port}", connect_timeout=60)))
+    await asyncio.sleep(0.5)  # refused a few times meanwhile
+    assert not connecting.done()
+    async with run_test_manager(tmp_path, listen=f"127.0.0.1:{closed_port}"):
+        stream = await asyncio.wait_for(connecting, 60)
+        await stream.close()
 
 
 async def test_an_unknown_host_cannot_be_resolved() -> None:
-    message = await failure(EdgeEndpoint("nonexistent.invalid:50051", connect_timeout=30))
+    message = await failure(EdgeEndpoint("nonexistent.invalid:50051", connect_timeout=1))
     assert message.startswith(
-        "cannot reach the manager at nonexistent.invalid:50051: cannot resolve host nonexistent.invalid ("
+        "cannot reach the manager at nonexistent.invalid:50051 within 1s: cannot resolve host nonexistent.invalid ("
     ), message
 
 
@@ -67,15 +82,17 @@ async def test_a_tls_manager_with_a_certificate_from_another_ca(tmp_path: Path) 
     pki, stranger = Pki.create(tmp_path / "pki"), Pki.create(tmp_path / "other", name="another-ca")
     async with run_test_manager(tmp_path, tls={"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)}) as mgr:
         wrong_ca = ClientTLS(enabled=True, ca_file=stranger.ca)
-        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=30, tls=wrong_ca))
-        assert message.startswith(f"cannot reach the manager at {mgr.address}: TLS handshake failed: certificate verify failed:")
+        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=1, tls=wrong_ca))
+        assert message.startswith(
+            f"cannot reach the manager at {mgr.address} within 1s: TLS handshake failed: certificate verify failed:"
+        ), message
         assert str(stranger.ca) in message  # what was checked against
 
         wrong_name = ClientTLS(enabled=True, ca_file=pki.ca, server_name="elsewhere.example")
-        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=30, tls=wrong_name))
+        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=1, tls=wrong_name))
         assert "TLS handshake failed: certificate verify failed:" in message and "elsewhere.example" in message
 
-        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=30))
+        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=1))
         assert "set manager.tls.enabled" in message, message
 
         # The right CA connects: the probe explains failures, it does not invent them.
@@ -86,7 +103,7 @@ async def test_a_tls_manager_with_a_certificate_from_another_ca(tmp_path: Path) 
 async def test_tls_against_a_plaintext_manager(tmp_path: Path) -> None:
     pki = Pki.create(tmp_path / "pki")
     async with run_test_manager(tmp_path) as mgr:
-        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=30, tls=ClientTLS(enabled=True, ca_file=pki.ca)))
+        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=1, tls=ClientTLS(enabled=True, ca_file=pki.ca)))
     assert "TLS handshake failed" in message and "does not speak TLS" in message, message
 
 
@@ -96,10 +113,10 @@ async def test_an_mtls_manager_refuses_an_edge_without_a_client_certificate(tmp_
     stranger = Pki.create(tmp_path / "other", name="another-ca")
     cert, key = stranger.client("edge-east")
     async with run_test_manager(tmp_path, tls=server_tls) as mgr:
-        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=30, tls=ClientTLS(enabled=True, ca_file=pki.ca)))
+        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=1, tls=ClientTLS(enabled=True, ca_file=pki.ca)))
         assert "TLS handshake failed" in message and "set manager.tls.cert_file and key_file" in message, message
         foreign = ClientTLS(enabled=True, ca_file=pki.ca, cert_file=cert, key_file=key)
-        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=30, tls=foreign))
+        message = await failure(EdgeEndpoint(mgr.address, connect_timeout=1, tls=foreign))
         assert "TLS handshake failed" in message and f"is {cert} signed by the CA the manager trusts" in message, message
 
 

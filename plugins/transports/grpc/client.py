@@ -122,32 +122,26 @@ PROBE_BUDGET = 3.0
 
 
 async def _ready(channel: grpc.aio.Channel, endpoint: EdgeEndpoint) -> None:
-    """Wait until the channel is ready; ``StreamClosed`` with the reason when it cannot be.
+    """Wait until the channel is ready; ``StreamClosed`` naming the reason when it is not within the timeout.
 
-    A channel in TRANSIENT_FAILURE is probed at once: a refused connection, an unknown host or
-    a certificate the edge does not trust will not heal within the timeout, so the edge says so
-    now instead of after it. A failure the probe cannot explain (the manager was just starting)
-    keeps waiting until ``connect_timeout``.
+    Until then gRPC retries on its own every 0.2-2 s, so an edge waiting for a manager that is
+    (re)starting connects as soon as it listens; failing at the first refusal would instead hand the
+    wait to the edge's reconnect backoff, which grows to a minute. Only a channel that never became
+    ready is probed, to say why.
     """
     timeout = endpoint.connect_timeout
     deadline = time.monotonic() + timeout
     ready = grpc.ChannelConnectivity.READY
     state = channel.get_state(try_to_connect=True)
     while state != ready:
-        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-            reason = await diagnose(endpoint, min(PROBE_BUDGET, max(deadline - time.monotonic(), 0.5)))
-            if reason is not None:
-                raise StreamClosed(f"cannot reach the manager at {endpoint.address}: {reason}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            break
+            reason = await diagnose(endpoint, PROBE_BUDGET, timed_out=True) or await _grpc_reason(channel)
+            where = f"cannot reach the manager at {endpoint.address} within {timeout:g}s"
+            raise StreamClosed(f"{where}: {reason or 'timed out'}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
         state = channel.get_state(try_to_connect=True)
-    if state == ready:
-        return
-    reason = await diagnose(endpoint, PROBE_BUDGET, timed_out=True) or await _grpc_reason(channel) or "timed out"
-    raise StreamClosed(f"cannot reach the manager at {endpoint.address} within {timeout:g}s: {reason}")
 
 
 async def _grpc_reason(channel: grpc.aio.Channel) -> str | None:

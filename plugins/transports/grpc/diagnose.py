@@ -3,9 +3,9 @@ connection, shake hands over TLS.
 
 A gRPC channel that does not become ready says only that it is not ready; the
 reason (refused, unknown host, a certificate the edge does not trust) sits in a
-debug string whose wording changes between gRPC versions. The edge probes once,
-after the channel failed, and names the reason in its own words, each with
-what to check.
+debug string whose wording changes between gRPC versions. When the channel did
+not become ready within the connect timeout, the edge probes once and names the
+reason in its own words, each with what to check.
 """
 
 from __future__ import annotations
