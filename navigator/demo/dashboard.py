@@ -6,9 +6,11 @@ once at the end, or written as status lines when stdout is not a terminal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -27,10 +29,8 @@ STATUS_STYLES = {
     "DISCONNECTED": "bold red",
     WAITING: "dim",
 }
-#: Built-in kinds first, in the order a reader expects; plugin kinds follow alphabetically.
-KIND_ORDER = ("services", "endpointslices", "pods")
-#: Short column titles keep the table within 120 columns.
-KIND_TITLES = {"endpointslices": "SLICES"}
+#: A kind's name longer than this is shown by its first short name, so the table stays within 120 columns.
+LONG_TITLE = 10
 
 
 @dataclass(slots=True)
@@ -41,6 +41,18 @@ class DashboardInfo:
     manager_address: str
     details: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    #: Column titles by kind (``kind_titles``); a kind not named here shows as its name, upper-cased.
+    kind_titles: dict[str, str] = field(default_factory=dict)
+
+
+def kind_titles(kinds: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Titles of the count columns from the kinds a manager describes (``QueryClient.kinds()``): a long
+    kind name is shown by the first short name its collector declares (``endpointslices``: EPS)."""
+    return {
+        k["kind"]: k["short_names"][0].upper()
+        for k in kinds
+        if len(k["kind"]) > LONG_TITLE and k.get("short_names")
+    }
 
 
 def age(moment: datetime | None, now: datetime) -> str:
@@ -62,8 +74,8 @@ def freshness(cluster: ClusterStatus, now: datetime) -> str:
 
 
 def kinds_of(fleet: FleetStatus) -> list[str]:
-    seen = {kind for c in fleet.clusters for kind in c.counts}
-    return [k for k in KIND_ORDER if k in seen or not seen] + sorted(seen - set(KIND_ORDER))
+    """Every kind some cluster has, in the order ``navigator query clusters`` shows them."""
+    return sorted({kind for c in fleet.clusters for kind in c.counts})
 
 
 def status_text(cluster: ClusterStatus) -> Text:
@@ -77,8 +89,9 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def fleet_table(fleet: FleetStatus) -> Table:
+def fleet_table(fleet: FleetStatus, titles: Mapping[str, str] | None = None) -> Table:
     kinds = kinds_of(fleet)
+    titles = titles or {}
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("CLUSTER", style="bold", no_wrap=True)
     table.add_column("STATUS", no_wrap=True)
@@ -86,7 +99,7 @@ def fleet_table(fleet: FleetStatus) -> Table:
     table.add_column("LAST SYNC", justify="right", no_wrap=True)
     table.add_column("FRESH", justify="right", no_wrap=True)
     for kind in kinds:
-        table.add_column(KIND_TITLES.get(kind, kind.upper()), justify="right", no_wrap=True)
+        table.add_column(titles.get(kind, kind.upper()), justify="right", no_wrap=True)
     table.add_column("CHANGES/MIN", justify="right", no_wrap=True)
     table.add_column("ERRORS", justify="right", no_wrap=True)
     for c in fleet.clusters:
@@ -135,7 +148,7 @@ def error_lines(fleet: FleetStatus) -> Text:
 
 
 def render(info: DashboardInfo, fleet: FleetStatus, elapsed: float) -> RenderableType:
-    parts: list[RenderableType] = [header(info, fleet, elapsed), fleet_table(fleet)]
+    parts: list[RenderableType] = [header(info, fleet, elapsed), fleet_table(fleet, info.kind_titles)]
     if any(c.errors for c in fleet.clusters):
         parts.append(error_lines(fleet))
     return Group(*parts)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 
 from navigator.demo.clusters import fleet
-from navigator.demo.dashboard import DashboardInfo, age, render, status_lines
+from navigator.demo.dashboard import DashboardInfo, age, kind_titles, render, status_lines
 from navigator.demo.status import ClusterStatus, FleetStatus, RateWindow, cluster_from_row
 from navigator.protocol import check_cluster_id
 
@@ -61,7 +61,7 @@ def test_status_lines_for_pipes_say_the_same_in_one_line_per_cluster() -> None:
     assert len(lines) == 4
     assert lines[0] == (
         "12:00:00 production-east HEALTHY edge=edge-a last_sync=3s_ago freshness=0.2s lag=45ms "
-        "services=100 endpointslices=101 pods=2000 changes/min=42 errors=0"
+        "endpointslices=101 pods=2000 services=100 changes/min=42 errors=0"
     )
     assert "INITIALIZING progress=1500" in lines[1]
     assert "last_sync=5m00s_ago" in lines[2] and "errors=1" in lines[2]
@@ -112,3 +112,19 @@ def test_a_query_row_gives_the_copys_freshness() -> None:
     status = cluster_from_row(row)
     assert (status.fresh_as_of, status.lag) == (NOW - timedelta(seconds=2.5), 0.25)
     assert (cluster_from_row({"cluster": "west"}).fresh_as_of, cluster_from_row({"cluster": "west"}).lag) == (None, None)
+
+
+def test_count_columns_follow_the_kinds_the_manager_describes() -> None:
+    """No kind is special: counts in the order `query clusters` shows them, long names by a short name."""
+    described = [
+        {"kind": "endpointslices", "short_names": ["eps"]},
+        {"kind": "pods", "short_names": ["po"]},
+        {"kind": "widgetgroups", "short_names": []},
+    ]
+    titles = kind_titles(described)
+    assert titles == {"endpointslices": "EPS"}
+    text = text_of(render(DashboardInfo("t", "127.0.0.1:1", kind_titles=titles), reading(), 1))
+    header = next(line for line in text.splitlines() if "CLUSTER" in line)
+    assert header.split()[-5:] == ["EPS", "PODS", "SERVICES", "CHANGES/MIN", "ERRORS"]
+    plain = text_of(render(DashboardInfo("t", "127.0.0.1:1"), reading(), 1))
+    assert "ENDPOINTSLICES" in plain
