@@ -86,6 +86,19 @@ def mounted(files: dict[PurePosixPath, bytes | None], path: PurePosixPath) -> bo
     return path in files or any(files[p] is None and p in path.parents for p in files)
 
 
+def container_env(resources: list[dict[str, Any]], box: dict[str, Any]) -> dict[str, str]:
+    """The container's environment, values from the rendered Secrets resolved."""
+    secrets = by_kind(resources, "Secret")
+    environ = {}
+    for item in box.get("env", []):
+        if "value" in item:
+            environ[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            environ[item["name"]] = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
+    return environ
+
+
 def absolute_paths(node: Any) -> list[str]:
     if isinstance(node, dict):
         return [p for value in node.values() for p in absolute_paths(value)]
@@ -116,7 +129,7 @@ def load_config(resources: list[dict[str, Any]], deployment: str, tmp: Path) -> 
     text = re.sub(rf"(?<![\w:])/({tops})/", lambda m: f"{tmp}/{m[1]}/", text)
     local_config = tmp / "config.yaml"
     local_config.write_text(text)
-    environ = {e["name"]: e.get("value", "from-a-secret") for e in box.get("env", [])}
+    environ = container_env(resources, box)
     if "manager" in box["args"]:
         return load_manager_config(local_config, environ=environ)
     return load_edge_config(local_config, environ=environ)
@@ -236,8 +249,10 @@ def test_postgres_overlay_runs_several_managers_without_a_volume(kubectl_bin: st
     assert not by_kind(resources, "PersistentVolumeClaim")
     box = container(resources, "navigator-manager")
     assert box["image"] == f"registry.example.com/navigator:{VERSION}-postgres"
-    (dsn,) = [e for e in box["env"] if e["name"] == "NAVIGATOR_POSTGRES_DSN"]
-    assert dsn["valueFrom"]["secretKeyRef"]["name"] in by_kind(resources, "Secret")
+    # The plugin takes the options, with the DSN from the Secret through the environment.
+    options = pytest.importorskip("navigator_plugin_postgres.options")
+    parsed = options.parse_options(manager.storage.options, environ=container_env(resources, box))
+    assert parsed.dsn.startswith("postgresql://")
 
 
 def test_tls_overlay_configs_mount_their_certificates(kubectl_bin: str, tmp_path: Path) -> None:
@@ -310,3 +325,43 @@ def test_the_image_build_resolves_navigator_to_the_local_project(tmp_path: Path)
     chosen = {i["metadata"]["name"]: i for i in orjson.loads(report.read_bytes())["install"]}
     assert chosen["navigator"]["download_info"]["url"] == ROOT.as_uri()
     assert chosen["navigator"]["metadata"]["version"] == VERSION
+
+
+def dockerfile_runs() -> list[tuple[int, str]]:
+    """(stage number, command) of every RUN, continuation lines joined."""
+    runs, stage = [], -1
+    for instruction in re.sub(r"\\\n", " ", DOCKERFILE).splitlines():
+        if instruction.startswith("FROM "):
+            stage += 1
+        elif instruction.startswith("RUN "):
+            runs.append((stage, instruction[4:]))
+    return runs
+
+
+@pytest.mark.parametrize("plugins", ["", "postgres"])
+def test_dockerfile_pip_steps_build_and_install_the_chosen_plugins(plugins: str, tmp_path: Path) -> None:
+    """The shell of each RUN that calls pip, with a pip that records its arguments instead."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "pip.log"
+    (bin_dir / "pip").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (bin_dir / "pip").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PLUGINS": plugins}
+    steps = [(stage, cmd.replace("/wheels", str(tmp_path / "wheels"))) for stage, cmd in dockerfile_runs() if "pip " in cmd]
+    assert [stage for stage, _ in steps] == [0, 1]
+    for _stage, command in steps:
+        result = subprocess.run(["sh", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+    built, installed = log.read_text().splitlines()
+    extra = [f"navigator-plugin-{p}" for p in plugins.split()]
+    assert built.split()[:1] == ["wheel"] and built.split()[-1 - len(extra):] == [".", *[f"./contrib/{e}" for e in extra]]
+    assert installed.split()[0] == "install" and "--no-index" in installed.split()
+    assert installed.split()[-1 - len(extra):] == ["navigator", *extra]
+
+
+def test_dockerfile_refuses_an_unknown_plugin(tmp_path: Path) -> None:
+    (_stage, command), *_ = [(s, c) for s, c in dockerfile_runs() if "pip " in c]
+    env = {"PATH": "/usr/bin:/bin", "PLUGINS": "nosuch"}
+    result = subprocess.run(["sh", "-c", command.replace("pip ", "true ")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode != 0 and "contrib/navigator-plugin-nosuch" in result.stderr
