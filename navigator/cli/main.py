@@ -64,6 +64,14 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+def _name_overrides(message: str, command: str | None) -> str:
+    """A plugin's error about a key an environment variable set names the variable (imported only on error)."""
+    from navigator.config.loading import PREFIXES, name_overrides
+
+    prefix = PREFIXES.get(command or "")
+    return name_overrides(message, prefix) if prefix is not None else message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if PARENT_ENV in os.environ:  # started by navigator.processes (the demo, tests)
         die_with_parent()
@@ -74,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except NavigatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_name_overrides(str(exc), command)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -15,7 +15,8 @@ naming the file would send the reader looking in the wrong place.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,15 +56,45 @@ def format_validation_error(error: ValidationError, source: str, origins: Origin
     return "\n".join(lines + in_env)
 
 
+#: The environment prefix of each command that reads a config file.
+PREFIXES = {"edge": "NAVIGATOR_EDGE__", "manager": "NAVIGATOR_MANAGER__"}
+
+#: A dotted key followed by its problem, as ``problems`` and plugins' option errors write them.
+_PROBLEM_KEY = re.compile(r"(?<![\w.])([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)+): ")
+
+
+def _overrides(prefix: str, environ: Mapping[str, str]) -> Iterator[tuple[tuple[str, ...], str, str]]:
+    """(key path, variable, value) of each ``<prefix>A__B=value`` in ``environ``."""
+    for key, value in environ.items():
+        if key.startswith(prefix):
+            path = tuple(p.lower() for p in key[len(prefix) :].split("__") if p)
+            if path:
+                yield path, key, value
+
+
+def name_overrides(message: str, prefix: str, environ: Mapping[str, str] | None = None) -> str:
+    """``message`` with each ``a.b.c: ...`` that a variable set written ``VARIABLE (a.b.c): ...``.
+
+    Plugins validate their own ``options`` after the file is loaded, so their errors name the
+    key; since a variable overrides the file, a key a variable set got the variable's value.
+    """
+    origins = {path: name for path, name, _ in _overrides(prefix, os.environ if environ is None else environ)}
+    if not origins:
+        return message
+
+    def named(match: re.Match[str]) -> str:
+        key = match.group(1)
+        parts = tuple(key.split("."))
+        variable = next((origins[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in origins), None)
+        return f"{variable} ({key}): " if variable is not None else match.group(0)
+
+    return _PROBLEM_KEY.sub(named, message)
+
+
 def _apply_env(data: dict[str, Any], prefix: str, environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     """Set each ``<prefix>A__B=value`` as key ``a.b``; returns which variable set which key."""
     origins: dict[tuple[str, ...], str] = {}
-    for key, value in environ.items():
-        if not key.startswith(prefix):
-            continue
-        path = [p.lower() for p in key[len(prefix) :].split("__") if p]
-        if not path:
-            continue
+    for path, key, value in _overrides(prefix, environ):
         node = data
         for part in path[:-1]:
             child = node.get(part)
@@ -71,7 +102,7 @@ def _apply_env(data: dict[str, Any], prefix: str, environ: Mapping[str, str]) ->
                 child = node[part] = {}
             node = child
         node[path[-1]] = value
-        origins[tuple(path)] = key
+        origins[path] = key
     return origins
 
 
@@ -104,14 +135,14 @@ def validate(model: type[M], data: dict[str, Any], source: str, origins: Origins
 def load_edge_config(path: Path | None, environ: Mapping[str, str] | None = None) -> EdgeConfig:
     environ = os.environ if environ is None else environ
     data = read_yaml(path) if path is not None else {}
-    origins = _apply_env(data, "NAVIGATOR_EDGE__", environ)
+    origins = _apply_env(data, PREFIXES["edge"], environ)
     return validate(EdgeConfig, data, str(path or "edge configuration"), origins)
 
 
 def load_manager_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ManagerConfig:
     environ = os.environ if environ is None else environ
     data = read_yaml(path) if path is not None else {}
-    origins = _apply_env(data, "NAVIGATOR_MANAGER__", environ)
+    origins = _apply_env(data, PREFIXES["manager"], environ)
     if tokens := environ.get("NAVIGATOR_AUTH_TOKENS"):
         auth = data.setdefault("auth", {}) or {}
         data["auth"] = auth

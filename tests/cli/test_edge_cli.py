@@ -200,3 +200,16 @@ def test_a_bad_environment_override_is_one_line_naming_the_variable(tmp_path: Pa
     assert result.returncode == 2
     assert result.stderr.startswith("error: NAVIGATOR_EDGE__MANAGER__CONNECT_TIMEOUT: invalid duration 'soon'")
     assert result.stderr.count("\n") == 1 and str(config) not in result.stderr
+
+
+def test_a_bad_transport_option_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    # The grpc plugin checks its options itself, after the file is loaded.
+    config = write_config(tmp_path, None)
+    result = subprocess.run(
+        [*NAVIGATOR, "edge", "--config", str(config)],
+        capture_output=True, text=True, timeout=CEILING,
+        env={**os.environ, "NAVIGATOR_EDGE__TRANSPORT__OPTIONS__COMPRESSION": "zip"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "NAVIGATOR_EDGE__TRANSPORT__OPTIONS__COMPRESSION (transport.options.compression): " in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from navigator.config import load_edge_config, load_manager_config
+from navigator.config.loading import name_overrides
 from navigator.errors import ConfigError
 
 EDGE = """
@@ -262,3 +263,18 @@ def test_a_section_problem_mentions_the_variables_inside_it(tmp_path: Path) -> N
         load_edge_config(path, environ={"NAVIGATOR_EDGE__MANAGER__TOKEN": "x"})
     assert "give token or token_file" in str(info.value)
     assert "NAVIGATOR_EDGE__MANAGER__TOKEN" in str(info.value)
+
+
+def test_a_plugin_error_about_a_key_a_variable_set_names_the_variable() -> None:
+    # Plugins validate their options after loading; the error names the key, and the variable set it.
+    environ = {"NAVIGATOR_EDGE__TRANSPORT__OPTIONS__COMPRESSION": "zip"}
+    message = "transport (grpc): transport.options.compression: Input should be 'none' or 'gzip'"
+    assert name_overrides(message, "NAVIGATOR_EDGE__", environ) == (
+        "transport (grpc): NAVIGATOR_EDGE__TRANSPORT__OPTIONS__COMPRESSION (transport.options.compression): "
+        "Input should be 'none' or 'gzip'"
+    )
+    # A key from the file, or another command's variable, stays as it is.
+    assert name_overrides("transport.options.keepalive.time: bad", "NAVIGATOR_EDGE__", environ).startswith(
+        "transport.options.keepalive.time: "
+    )
+    assert name_overrides(message, "NAVIGATOR_MANAGER__", environ) == message
