@@ -8,8 +8,9 @@ changes and the stream stays open.
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -229,6 +230,64 @@ def _check_key(item: sync_pb2.Resource | sync_pb2.ResourceKey, what: str) -> Non
         )
 
 
+def _check_resources(state: StateSet, covered: set[str], max_payload: int) -> Counter[str]:
+    """Each resource's fields, sizes and kind, and no key twice in a FULL; returns the count per kind.
+
+    Column by column, in the interpreter's C loops (``all``, ``max``, ``set``, ``Counter``),
+    and one object at a time only to name the first that fails: a resync checks
+    150,000 objects, and one Python loop over them took most of a second. The first
+    failing object of the first failing check is named.
+    """
+    resources = state.resources
+    if not resources:
+        return Counter()
+    kinds = [r.kind for r in resources]
+    namespaces = [r.namespace for r in resources]
+    names = [r.name for r in resources]
+
+    def first(bad: Callable[[sync_pb2.Resource], bool]) -> sync_pb2.Resource:
+        return next(r for r in resources if bad(r))
+
+    if not (all(kinds) and all(names) and all([r.uid for r in resources])):
+        r = first(lambda r: not r.kind or not r.name or not r.uid)
+        raise InvalidState(f"resource {_describe(r)} needs kind, name and uid")
+    if (
+        max(map(len, kinds)) > MAX_KIND_BYTES
+        or max(map(len, namespaces)) > MAX_KIND_BYTES
+        or max(map(len, names)) > MAX_OBJECT_NAME
+    ):
+        for r in resources:
+            _check_key(r, "resource")
+    sizes = [len(r.payload) for r in resources]
+    if max(map(operator.sub, [r.ByteSize() for r in resources], sizes)) > MAX_OBJECT_OVERHEAD:
+        r = first(lambda r: r.ByteSize() - len(r.payload) > MAX_OBJECT_OVERHEAD)
+        raise InvalidState(
+            f"resource {_describe(r)} takes {r.ByteSize() - len(r.payload)} bytes besides its payload (labels, uid, "
+            f"resourceVersion), more than {MAX_OBJECT_OVERHEAD}"
+        )
+    if max(sizes) > max_payload:
+        r = first(lambda r: len(r.payload) > max_payload)
+        raise InvalidState(
+            f"resource {_describe(r)} has a {len(r.payload)}-byte payload, more than "
+            f"limits.max_payload_bytes ({max_payload})"
+        )
+    actual = Counter(kinds)
+    if state.full:
+        if not covered.issuperset(actual):
+            r = first(lambda r: r.kind not in covered)
+            raise InvalidState(
+                f"resource {_describe(r)} is of kind {echo(r.kind)}, which is in neither kinds nor cached_kinds"
+            )
+        keys = list(zip(kinds, namespaces, names, strict=True))
+        if len(set(keys)) != len(keys):
+            seen: set[tuple[str, str, str]] = set()
+            for r, key in zip(resources, keys, strict=True):
+                if key in seen:
+                    raise InvalidState(f"resource {_describe(r)} appears more than once")
+                seen.add(key)
+    return actual
+
+
 def check_state_set(state: StateSet, limits: LimitsSection, declared: Collection[str] | None = None) -> None:
     """Required fields, kinds, sizes, counts and duplicates of a complete state.
 
@@ -262,33 +321,7 @@ def check_state_set(state: StateSet, limits: LimitsSection, declared: Collection
         for kind in state.counts:
             if kind not in covered:
                 raise InvalidState(f"counts name {echo(kind)}, which is in neither kinds nor cached_kinds")
-    max_payload = limits.max_payload_bytes
-    seen: set[tuple[str, str, str]] = set()
-    actual: Counter[str] = Counter()
-    for r in state.resources:
-        if not r.kind or not r.name or not r.uid:
-            raise InvalidState(f"resource {_describe(r)} needs kind, name and uid")
-        _check_key(r, "resource")
-        if (overhead := r.ByteSize() - len(r.payload)) > MAX_OBJECT_OVERHEAD:
-            raise InvalidState(
-                f"resource {_describe(r)} takes {overhead} bytes besides its payload (labels, uid, "
-                f"resourceVersion), more than {MAX_OBJECT_OVERHEAD}"
-            )
-        if len(r.payload) > max_payload:
-            raise InvalidState(
-                f"resource {_describe(r)} has a {len(r.payload)}-byte payload, more than "
-                f"limits.max_payload_bytes ({max_payload})"
-            )
-        if state.full:
-            if r.kind not in covered:
-                raise InvalidState(
-                    f"resource {_describe(r)} is of kind {echo(r.kind)}, which is in neither kinds nor cached_kinds"
-                )
-            key = (r.kind, r.namespace, r.name)
-            if key in seen:
-                raise InvalidState(f"resource {_describe(r)} appears more than once")
-            seen.add(key)
-        actual[r.kind] += 1
+    actual = _check_resources(state, covered, limits.max_payload_bytes)
     if state.full and state.counts and state.against_versions:
         # Only what differs travels: the whole state's counts bound what arrived.
         for kind, present in actual.items():
