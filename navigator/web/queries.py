@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ import orjson
 from navigator.client.client import changes_request, diff_request, list_request, timestamp
 from navigator.client.rows import change_row, cluster_row, diff_row, json_rows, resource_row, view_rows
 from navigator.interfaces import QueryRefused
+from navigator.manager.readers import Reader
 from navigator.selectors import SelectorError, parse_selector
 from navigator.v1 import query_pb2
 from navigator.web import paging
@@ -37,8 +39,15 @@ KIND_VIEWS = ("services", "endpointslices", "pods")
 #: The most objects a listing in another order than the key's may match.
 SORT_MAX = 10_000
 
+#: Seconds an overview answer is handed out as it is, and at most while a newer one is asked for.
+OVERVIEW_FRESH = 1.0
+OVERVIEW_STALE = 10.0
+
 #: Pods shown per cluster on a service's page.
 SERVICE_PODS = 100
+
+#: Pods one query for a service page reads at most, over all clusters, before asking cluster by cluster.
+SERVICE_POD_READ = 20_000
 
 Key = tuple[str, str, str, str]
 
@@ -100,14 +109,50 @@ class Queries:
 
     def __init__(self, manager: Manager) -> None:
         self.manager = manager
+        #: The overview kept per reader (a handful: one per configured reader).
+        self._overviews: dict[Reader, _Kept] = {}
 
     # -- clusters ----------------------------------------------------------------------
 
     async def clusters(self, caller: Caller, cluster: str | None, at: datetime | None) -> list[dict[str, Any]]:
+        """The cluster rows; ``age_seconds`` as of now (or ``at``).
+
+        The overview (every cluster, now) is what every open dashboard asks every few
+        seconds, and counting a million stored objects per kind takes the core about
+        100 ms: so one answer per reader is kept and handed out while younger than
+        ``OVERVIEW_FRESH`` seconds, then refreshed in the background while the kept one is
+        still handed out, up to ``OVERVIEW_STALE`` seconds. Any other question is asked afresh.
+        """
         request = query_pb2.ListClustersRequest(cluster=cluster or "", at=timestamp(at))
-        response = await self.manager.list_clusters(request, caller.peer)
+        if cluster or at is not None:
+            response = await self.manager.list_clusters(request, caller.peer)
+        else:
+            response = await self._overview(caller, request)
         now = at or datetime.now(UTC)
         return [cluster_row(info, now) for info in response.clusters]
+
+    async def _overview(self, caller: Caller, request: query_pb2.ListClustersRequest) -> query_pb2.ListClustersResponse:
+        kept = self._overviews.setdefault(caller.reader, _Kept())
+        age = time.monotonic() - kept.taken
+        if kept.response is not None and age < OVERVIEW_STALE:
+            if age >= OVERVIEW_FRESH and kept.refresh is None:
+                kept.refresh = asyncio.create_task(self._refresh(kept, caller, request))
+                kept.refresh.add_done_callback(_retrieved)
+            return kept.response
+        if kept.refresh is None:
+            kept.refresh = asyncio.create_task(self._refresh(kept, caller, request))
+            kept.refresh.add_done_callback(_retrieved)
+        return await asyncio.shield(kept.refresh)
+
+    async def _refresh(
+        self, kept: _Kept, caller: Caller, request: query_pb2.ListClustersRequest
+    ) -> query_pb2.ListClustersResponse:
+        try:
+            response = await self.manager.list_clusters(request, caller.peer)
+            kept.response, kept.taken = response, time.monotonic()
+            return response
+        finally:
+            kept.refresh = None
 
     # -- resources ---------------------------------------------------------------------
 
@@ -245,7 +290,7 @@ class Queries:
     # -- the joined service view -------------------------------------------------------
 
     async def service(
-        self, caller: Caller, namespace: str, name: str, cluster: str | None, pods: int = SERVICE_PODS
+        self, caller: Caller, namespace: str, name: str, cluster: str | None, pods: int | None = None
     ) -> list[dict[str, Any]]:
         """The service in every cluster the caller may see: its slices' readiness, its endpoints and pods.
 
@@ -267,18 +312,64 @@ class Queries:
             row = resource_row(_record(r), "endpointslices")
             if row.get("service") in (name, None):
                 slices.setdefault(row["cluster"], []).append(row)
-        found = await asyncio.gather(*(self._pods(caller, svc, pods) for svc in services))
-        return [_service_entry(svc, slices.get(svc["cluster"], []), pod_rows, more)
-                for svc, (pod_rows, more) in zip(services, found, strict=True)]  # fmt: skip
+        found = await self._pods(caller, namespace, cluster, services, SERVICE_PODS if pods is None else pods)
+        return [_service_entry(svc, slices.get(svc["cluster"], []), *found.get(svc["cluster"], ([], False)))
+                for svc in services]  # fmt: skip
 
-    async def _pods(self, caller: Caller, service: dict[str, Any], limit: int) -> tuple[list[dict[str, Any]], bool]:
-        selector = service.get("selector")
-        if not isinstance(selector, dict) or not selector:
-            return [], False  # a service without a selector selects no pods
-        text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        request = list_request("pods", service["cluster"], service["namespace"], text, None, limit + 1)
-        records = [r async for r in self._records(caller, request)]
-        return view_rows(records[:limit], "pods"), len(records) > limit
+    async def _pods(
+        self, caller: Caller, namespace: str, cluster: str | None, services: list[dict[str, Any]], limit: int
+    ) -> dict[str, tuple[list[dict[str, Any]], bool]]:
+        """Per cluster, the first ``limit`` pods its service selects and whether there are more.
+
+        Services of one name usually select alike in every cluster: one query per distinct
+        selector over all clusters, reading at most ``limit + 1`` pods per cluster that has
+        the service. Should it stop short (some cluster has far more), the clusters it did
+        not see to the end are asked one by one.
+        """
+        groups: dict[str, list[str]] = {}
+        for svc in services:
+            selector = svc.get("selector")
+            if isinstance(selector, dict) and selector:  # a service without a selector selects no pods
+                text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+                groups.setdefault(text, []).append(svc["cluster"])
+        found: dict[str, tuple[list[dict[str, Any]], bool]] = {}
+        for text, clusters in groups.items():
+            wanted = set(clusters)
+            budget = min(SERVICE_POD_READ, (limit + 1) * len(clusters))
+            scope = clusters[0] if len(clusters) == 1 else cluster
+            per: dict[str, list[query_pb2.ResourceRecord]] = {}
+            read = 0
+            async for record in self._records(caller, list_request("pods", scope, namespace, text, None, budget)):
+                read += 1
+                mine = per.setdefault(record.cluster, [])
+                if record.cluster in wanted and len(mine) <= limit:
+                    mine.append(record)
+            complete = set(wanted)
+            if read >= budget:  # cut short: only the clusters before the last one read are known whole
+                last = max(per) if per else ""
+                complete = {c for c in wanted if c < last}
+                for c in sorted(wanted - complete):
+                    request = list_request("pods", c, namespace, text, None, limit + 1)
+                    per[c] = [r async for r in self._records(caller, request)]
+            for c in clusters:
+                records = per.get(c, [])
+                found[c] = (view_rows(records[:limit], "pods"), len(records) > limit)
+        return found
+
+
+@dataclass(slots=True)
+class _Kept:
+    """An overview answer and when it was taken; ``refresh`` while a newer one is being asked for."""
+
+    response: query_pb2.ListClustersResponse | None = None
+    taken: float = 0.0
+    refresh: asyncio.Task[query_pb2.ListClustersResponse] | None = None
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A background refresh that failed: the next request asks again (and sees the error if it persists)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _text(when: datetime | None) -> str | None:

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from navigator.client.times import rfc3339
 from navigator.testing.raw_edge import delta_state
 from navigator.v1 import sync_pb2
+from navigator.web import queries
 
 from .conftest import Served, shop_pod
 
@@ -173,3 +175,15 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]
             name = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].strip())
+
+
+async def test_service_view_reads_cluster_by_cluster_past_its_budget(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pods query serves every cluster; cut short by its read budget, the rest is asked per cluster."""
+    whole = await get(http, "/api/v1/services/shop/web")
+    monkeypatch.setattr(queries, "SERVICE_POD_READ", 3)
+    assert await get(http, "/api/v1/services/shop/web") == whole
+    monkeypatch.setattr(queries, "SERVICE_PODS", 1)
+    cut = {c["cluster"]: c for c in (await get(http, "/api/v1/services/shop/web"))["clusters"]}
+    assert [(len(c["pods"]), c["pods_truncated"]) for c in cut.values()] == [(1, True), (1, True)]
