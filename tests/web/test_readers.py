@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
-from .conftest import READERS
+from navigator.testing.raw_edge import delta_state
+from navigator.v1 import sync_pb2
+
+from .conftest import READERS, Served, shop_pod
+from .test_api import sse_events
 
 OPS = {"Authorization": "Bearer ops-reader-token"}
 EAST = {"Authorization": "Bearer east-reader-token"}
@@ -72,3 +77,17 @@ async def test_a_cluster_limited_reader(http: httpx.AsyncClient) -> None:
         refused = await get(path, 403, cluster="west")
         assert refused["detail"]["code"] == "PERMISSION_DENIED" and "west" in refused["detail"]["message"]
     assert (await get("/api/v1/diff", 403, cluster="west", **{"from": "1h"}))["detail"]["code"] == "PERMISSION_DENIED"
+
+
+async def test_a_cluster_limited_readers_feed(http: httpx.AsyncClient, served: Served) -> None:
+    """The event stream of a reader limited to east carries east's changes only."""
+    async with http.stream("GET", "/api/v1/events", params={"kind": "pods"}, headers=EAST) as response:
+        assert response.status_code == 200
+        events = sse_events(response)
+        assert (await anext(events))[0] == "ready"
+        for cluster, sequence in (("west", 3), ("east", 3)):
+            upsert = shop_pod(f"{cluster}-new", "10.0.0.99", True)
+            state = delta_state(cluster, f"edge-{cluster}", sequence, upserts=[upsert])
+            assert (await served.edges[cluster].send_state(state)).status == sync_pb2.ACK_STATUS_APPLIED
+        name, data = await anext(events)
+        assert name == "change" and (orjson.loads(data)["cluster"], orjson.loads(data)["name"]) == ("east", "east-new")
