@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
 import time
+from pathlib import Path
+
+import grpc
 
 from navigator.plugin import EdgeEndpoint
 
@@ -114,10 +118,20 @@ def _where(sockaddr: tuple[object, ...]) -> str:
     return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
 
 
+def grpc_roots() -> Path | None:
+    """The CA certificates gRPC trusts when ``manager.tls.ca_file`` is not set: its own bundle (or the
+    file ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` names), not the system's, so the probe checks the same."""
+    override = os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
+    if override:
+        return Path(override)
+    bundled = Path(grpc.__file__).parent / "_cython" / "_credentials" / "roots.pem"
+    return bundled if bundled.is_file() else None
+
+
 def _context(endpoint: EdgeEndpoint) -> ssl.SSLContext:
     tls = endpoint.tls
     try:
-        context = ssl.create_default_context(cafile=tls.ca_file.expanduser() if tls.ca_file else None)
+        context = ssl.create_default_context(cafile=tls.ca_file.expanduser() if tls.ca_file else grpc_roots())
         if tls.cert_file is not None and tls.key_file is not None:
             context.load_cert_chain(tls.cert_file.expanduser(), tls.key_file.expanduser())
     except (ssl.SSLError, OSError) as exc:
@@ -140,7 +154,7 @@ async def _tls(sock: socket.socket, host: str, endpoint: EdgeEndpoint, deadline:
 
 def _handshake(sock: socket.socket, context: ssl.SSLContext, host: str, endpoint: EdgeEndpoint) -> str | None:
     tls = endpoint.tls
-    trusted = f"manager.tls.ca_file {tls.ca_file}" if tls.ca_file else "the system's CA certificates"
+    trusted = f"manager.tls.ca_file {tls.ca_file}" if tls.ca_file else "gRPC's default CA certificates"
     try:
         wrapped = context.wrap_socket(sock, server_hostname=tls.server_name or host)
     except ssl.SSLCertVerificationError as exc:
