@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from navigator_plugins.transports.grpc import GrpcTransport
-from navigator_plugins.transports.grpc.diagnose import split_address
+from navigator_plugins.transports.grpc.diagnose import split_address, through_proxy
 
 from navigator.config.edge import EdgeConfig
 from navigator.edge.app import Edge
@@ -21,6 +21,16 @@ from navigator.interfaces.transport import ClientTLS, EdgeEndpoint
 from navigator.kubesim import KubeSim
 from navigator.testing.manager import run_test_manager
 from navigator.testing.pki import Pki
+
+PROXY_VARIABLES = ("grpc_proxy", "https_proxy", "http_proxy", "no_grpc_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Straight connections, as gRPC makes them without a proxy in the environment."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
 
 
 async def failure(endpoint: EdgeEndpoint) -> str:
@@ -139,3 +149,12 @@ async def test_the_edge_reports_the_reason(
 )
 def test_addresses_the_probe_understands(address: str, parts: tuple[str, int] | None) -> None:
     assert split_address(address) == parts
+
+
+def test_no_probe_past_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # gRPC goes through the proxy: a direct connection would test another path than the one that failed.
+    assert not through_proxy("manager.example")
+    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    assert through_proxy("manager.example")
+    monkeypatch.setenv("no_proxy", "localhost,.example")
+    assert not through_proxy("manager.example") and through_proxy("manager.elsewhere")

@@ -48,6 +48,8 @@ async def diagnose(endpoint: EdgeEndpoint, budget: float, *, timed_out: bool = F
     if parts is None:
         return None
     host, port = parts
+    if through_proxy(host):
+        return None  # gRPC went through the proxy; a direct connection would test another path
     deadline = time.monotonic() + max(budget, 0.1)
     try:
         sock, problem = await _tcp(host, port, deadline)
@@ -69,6 +71,23 @@ async def diagnose(endpoint: EdgeEndpoint, budget: float, *, timed_out: bool = F
 
 #: The server took the connection and said nothing within the probe's time.
 _SILENT = "silent"
+
+
+def through_proxy(host: str) -> bool:
+    """Whether gRPC reaches ``host`` through an HTTP proxy (``grpc_proxy``, ``https_proxy`` or ``http_proxy``,
+    unless ``no_grpc_proxy`` / ``no_proxy`` exempts it)."""
+    if not any(_env(name) for name in ("grpc_proxy", "https_proxy", "http_proxy")):
+        return False
+    exempt = _env("no_grpc_proxy") or _env("no_proxy")
+    suffixes = [entry.strip().lstrip("*").lstrip(".") for entry in exempt.split(",") if entry.strip()]
+    if "" in suffixes:  # "*": no proxy for any host
+        return False
+    return not any(host == suffix or host.endswith("." + suffix) for suffix in suffixes)
+
+
+def _env(name: str) -> str:
+    """A proxy variable, written in lower or upper case as tools do."""
+    return os.environ.get(name) or os.environ.get(name.upper()) or ""
 
 
 class _Found(Exception):
