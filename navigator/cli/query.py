@@ -528,7 +528,8 @@ def run_resources(args: argparse.Namespace) -> int:
             view = wanted = kind.kind
         fields = kind.fields if kind is not None else ()
         columns = table_columns(args, view, kind, wide=args.output == "wide")
-        sort = _sort_key(args, columns)  # a bad one fails before the rows are asked for
+        # A column may be named even when only -o wide shows it; a bad one fails before the rows are asked for.
+        sort = _sort_key(args, table_columns(args, view, kind, wide=True))
         pages = client.resource_pages(
             kind=wanted, cluster=args.cluster, namespace=args.namespace, selector=args.selector, name=args.name,
             limit=args.limit, at=at,

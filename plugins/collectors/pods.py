@@ -106,12 +106,13 @@ def to_resource(pod: Pod) -> Resource:
     return resource("pods", pod.metadata, data)
 
 
-#: As kubectl's (READY, STATUS, RESTARTS, AGE; IP and NODE with -o wide), from the fields above.
+#: As kubectl's (STATUS, READY, AGE; RESTARTS, IP and NODE with -o wide), from the fields above: with
+#: CLUSTER and NAMESPACE in front, the default table of a typical pod stays within 80 columns.
 COLUMNS = (
     Column("phase", ".phase", description="the pod's phase: Pending, Running, Succeeded, Failed, Unknown"),
     Column("ready", ".ready", type="boolean", description="the pod's Ready condition"),
-    Column("restarts", ".restarts", type="integer", description="container restarts, all containers"),
     Column("age", ".start_time", type="date", description="since the pod started"),
+    Column("restarts", ".restarts", wide=True, type="integer", description="container restarts, all containers"),
     Column("ip", ".pod_ip", wide=True),
     Column("node", ".node_name", wide=True),
 )

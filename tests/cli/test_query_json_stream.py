@@ -30,7 +30,7 @@ COMMON = ("cluster", "namespace", "name", "uid", "resource_version", "labels")
 #: The fields DESIGN.md §3 promises per kind view (null when the collector did not set them).
 #: The fields the built-in collectors' declared columns show: every row of the kind has them.
 DECLARED = {
-    "pods": ("phase", "ready", "restarts", "start_time", "pod_ip", "node_name"),
+    "pods": ("phase", "ready", "start_time", "restarts", "pod_ip", "node_name"),
     "services": ("type", "cluster_ip", "ports", "external_ips", "selector"),
     "endpointslices": ("address_type", "endpoints", "ports", "service"),
 }

@@ -102,7 +102,7 @@ def test_kubectl_create_label_delete_show_up_as_lines(fleet: Fleet, tmp_path: Pa
         "DELETED in the table", timeout=CEILING,
     )  # fmt: skip
     lines = table_lines(as_table)
-    assert lines[0] == ["TYPE", "CLUSTER", "NAMESPACE", "NAME", "PHASE", "READY", "IP", "NODE"]
+    assert lines[0] == ["TYPE", "CLUSTER", "NAMESPACE", "NAME", "PHASE", "READY", "AGE"]  # the collector's columns
     assert lines[1][:4] == ["ADDED", "east", gold["namespace"], gold["name"]]
     assert lines[2][:4] == ["MODIFIED", "east", "default", "watched"]  # from its label on
     assert all(line[3] == "watched" for line in lines[2:]) and lines[-1][0] == "DELETED"
