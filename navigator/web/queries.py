@@ -306,15 +306,25 @@ class Queries:
         ]
         if not services:
             return []
+        # The slices and the pods are read at the same time: one's storage read overlaps the other's rows.
+        slices, found = await asyncio.gather(
+            self._slices(caller, namespace, name, cluster),
+            self._pods(caller, namespace, cluster, services, SERVICE_PODS if pods is None else pods),
+        )
+        return [_service_entry(svc, slices.get(svc["cluster"], []), *found.get(svc["cluster"], ([], False)))
+                for svc in services]  # fmt: skip
+
+    async def _slices(
+        self, caller: Caller, namespace: str, name: str, cluster: str | None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The service's endpoint slices per cluster, found by their ``kubernetes.io/service-name`` label."""
         slices: dict[str, list[dict[str, Any]]] = {}
         selector = f"kubernetes.io/service-name={name}"
         async for r in self._records(caller, list_request("endpointslices", cluster, namespace, selector, None, 0)):
             row = resource_row(_record(r), "endpointslices")
             if row.get("service") in (name, None):
                 slices.setdefault(row["cluster"], []).append(row)
-        found = await self._pods(caller, namespace, cluster, services, SERVICE_PODS if pods is None else pods)
-        return [_service_entry(svc, slices.get(svc["cluster"], []), *found.get(svc["cluster"], ([], False)))
-                for svc in services]  # fmt: skip
+        return slices
 
     async def _pods(
         self, caller: Caller, namespace: str, cluster: str | None, services: list[dict[str, Any]], limit: int
