@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -161,6 +162,12 @@ async def test_change_feed_events(http: httpx.AsyncClient, served: Served) -> No
         assert rows == {("change", "ADDED", "web-9"), ("change", "DELETED", "web-1")}
         row = orjson.loads(got[0][1])
         assert set(row) >= {"type", "cluster", "kind", "namespace", "name", "uid", "resource_version", "labels", "data"}
+        assert len(served.mgr.manager.feed) == 1
+    # The client left: its subscription ends with it.
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(served.mgr.manager.feed) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert len(served.mgr.manager.feed) == 0
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
