@@ -149,7 +149,7 @@ def report(name: str, figures: tuple[float, float], reference: tuple[float, floa
     p50, p99 = figures
     line = f"{name:<44} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms"
     if reference is not None:
-        line += f"   ({ref_name} p50 {reference[0]:.1f} ms: x{p50 / max(reference[0], 1e-6):.1f})"
+        line += f"   ({ref_name} p50 {reference[0]:.1f} ms; ratio {p50 / max(reference[0], 1e-6):.2f})"
     print(line, flush=True)
 
 
