@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,7 +40,7 @@ class JsonSerializer:
         which checks the syntax while skipping every field instead of building it. Anything
         else takes the full parse; the fast path never accepts what the full parse refuses.
         """
-        if payload.isascii() and _SUSPECT.search(payload) is None:
+        if payload.isascii() and not _suspect(payload):
             try:
                 _OBJECT.decode(payload)
                 return payload
@@ -75,8 +74,20 @@ def _why_not(payload: bytes, parse_error: str) -> str:
 #: Scans a JSON object, skipping its fields: syntax checked, nothing built.
 _OBJECT = msgspec.json.Decoder(msgspec.defstruct("Object", []))
 #: What only the full parse judges: numbers a double or a 64-bit integer may not hold (16 digits
-#: and more, exponents of 3 digits), and escaped surrogates (which must come in valid pairs).
-_SUSPECT = re.compile(rb"\d{16,}|[eE][+-]?\d{3,}|\\u[dD][89a-fA-F]")
+#: and more, exponents of 3 digits: a number's exponent always follows a digit, so ``node-123``
+#: is no suspect), and ``\\u`` escapes (surrogates must come in valid pairs). Looked for as
+#: substrings once digits are one byte and ``E`` is ``e``: a regular expression took 6 µs a pod.
+_DIGITS = bytes.maketrans(b"0123456789E", b"0000000000e")
+
+
+def _suspect(payload: bytes) -> bool:
+    marked = payload.translate(_DIGITS)
+    return (
+        b"\\u" in payload
+        or b"0000000000000000" in marked
+        or (b"0e" in marked and (b"0e000" in marked or b"0e-000" in marked or b"0e+000" in marked))
+    )
+
 
 #: Names syntax errors as msgspec words them ("malformed", "truncated", "trailing characters").
 _SYNTAX = msgspec.json.Decoder(msgspec.Raw)
