@@ -141,7 +141,9 @@ def chromium() -> Iterator[str]:
         apt = shutil.which("apt-get")
         if apt is None or os.geteuid() != 0:
             pytest.fail("CI=true: the browser tests need Chromium, and it cannot be installed (needs root and apt-get)")
-        subprocess.run([apt, "install", "-y", "chromium"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run([apt, "update"], check=True, env=env)  # a fresh image has no package lists
+        subprocess.run([apt, "install", "-y", "chromium"], check=True, env=env)
     if not Path(CHROMIUM).exists():
         pytest.skip(f"the dashboard tests drive Debian's Chromium, and there is none at {CHROMIUM} "
                     "(apt-get install chromium; under CI=true the tests install it)")
