@@ -28,8 +28,8 @@ from .conftest import READERS, serve
 #: The reader every generated request is sent as (the checks also try without it, expecting 401).
 TOKEN = {"Authorization": "Bearer ops-reader-token"}
 
-#: Examples per operation: about 10 operations, the run stays within seconds.
-EXAMPLES = 25
+#: Examples per operation: about 10 operations, the run stays within about 15 seconds.
+EXAMPLES = 50
 
 
 @pytest.fixture(scope="module")
