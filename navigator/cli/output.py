@@ -132,10 +132,6 @@ def print_table(
 
 # -- -o: the formats ------------------------------------------------------------------
 
-#: What ``-o`` takes in listings; ``jsonpath=TEMPLATE`` besides.
-FORMATS = ("table", "wide", "json", "yaml", "name")
-
-
 class OutputError(ValueError):
     """A bad ``-o`` value, JSONPath template or ``--sort-by`` field; the message says what is wrong."""
 

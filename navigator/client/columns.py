@@ -203,8 +203,6 @@ class Kind:
     columns: tuple[Column, ...] = ()
     short_names: tuple[str, ...] = ()
     namespaced: bool = True
-    #: False for a kind nobody described: the generic columns.
-    described: bool = True
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -225,7 +223,7 @@ GENERIC_COLUMNS = (Column("version", ".resource_version"),)
 
 
 def generic(kind: str) -> Kind:
-    return Kind(kind, GENERIC_COLUMNS, described=False)
+    return Kind(kind, GENERIC_COLUMNS)
 
 
 def kind_from_dict(info: Mapping[str, Any]) -> Kind:
@@ -243,7 +241,6 @@ def kind_from_dict(info: Mapping[str, Any]) -> Kind:
         tuple(columns) or GENERIC_COLUMNS,
         tuple(info.get("short_names", ())),
         bool(info.get("namespaced", True)),
-        described=bool(columns),
     )
 
 
