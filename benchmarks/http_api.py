@@ -21,7 +21,7 @@ p50 and p99 of each (goal: p99 <= 100 ms), beside references measured in the sam
 delta; the time until an SSE client of ``/api/v1/events`` receives it (goal <= 100 ms),
 beside the time until the edge's ack (the apply itself) as reference.
 
-    .venv/bin/python benchmarks/http.py [--clusters 100] [--pods 10000] [--requests 100] [--changes 100]
+    .venv/bin/python benchmarks/http_api.py [--clusters 100] [--pods 10000] [--requests 100] [--changes 100]
 """
 
 from __future__ import annotations
