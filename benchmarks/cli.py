@@ -58,13 +58,16 @@ def run(command: Sequence[str]) -> Timing:
     return Timing(first_at, total, lines)
 
 
-def median(command: Sequence[str], runs: int) -> Timing:
-    timings = [run(command) for _ in range(runs)]
-    return Timing(
-        statistics.median(t.first_line for t in timings),
-        statistics.median(t.total for t in timings),
-        timings[-1].lines,
-    )
+def medians(commands: Sequence[Sequence[str]], runs: int) -> list[Timing]:
+    """Each command ``runs`` times, taking turns (so a burst of load elsewhere hits them alike); the medians."""
+    timings: list[list[Timing]] = [[] for _ in commands]
+    for _ in range(runs):
+        for command, times in zip(commands, timings, strict=True):
+            times.append(run(command))
+    return [
+        Timing(statistics.median(t.first_line for t in times), statistics.median(t.total for t in times), times[-1].lines)
+        for times in timings
+    ]
 
 
 def load() -> str:
@@ -91,29 +94,31 @@ def report(pods: int, runs: int, workdir: Path, settle: float) -> None:
         run([*NAVIGATOR, "query", "pods", *manager])  # the manager's first answer warms it up
 
         print(f"navigator CLI, {pods:,} pods, medians of {runs} runs; {load()}")
-        bare = median([sys.executable, "-c", "print()"], runs)
+        starts = {
+            "python -c print()": [sys.executable, "-c", "print()"],
+            "navigator --help": [*NAVIGATOR, "--help"],
+            "navigator query clusters": [*NAVIGATOR, "query", "clusters", *manager],
+            "navigator query pods --limit 10": [*NAVIGATOR, "query", "pods", "--limit", "10", *manager],
+        }
+        timed = medians(list(starts.values()), runs)
+        bare = timed[0]
         print("\nstart-up to the first line (reference: bare python)")
-        print(f"  {'python -c print()':32} {bare.first_line:6.3f} s   1.0x")
-        for name, command in (
-            ("navigator --help", [*NAVIGATOR, "--help"]),
-            ("navigator query clusters", [*NAVIGATOR, "query", "clusters", *manager]),
-            ("navigator query pods --limit 10", [*NAVIGATOR, "query", "pods", "--limit", "10", *manager]),
-        ):
-            t = median(command, runs)
+        for name, t in zip(starts, timed, strict=True):
             print(f"  {name:32} {t.first_line:6.3f} s {t.first_line / bare.first_line:5.1f}x")
 
         print(f"\nevery pod, {pods:,} rows (reference: -o json)")
         print(f"  {'command':32} {'total':>8} {'ratio':>6} {'first row':>10} {'lines':>7}")
-        json = median([*NAVIGATOR, "query", "pods", "-o", "json", *manager], runs)
         kubectl = shutil.which("kubectl")
-        rows = [
-            ("navigator query pods -o json", json),
-            ("navigator query pods", median([*NAVIGATOR, "query", "pods", *manager], runs)),
-            ("navigator query pods -o wide", median([*NAVIGATOR, "query", "pods", "-o", "wide", *manager], runs)),
-        ]
+        tables = {
+            "navigator query pods -o json": [*NAVIGATOR, "query", "pods", "-o", "json", *manager],
+            "navigator query pods": [*NAVIGATOR, "query", "pods", *manager],
+            "navigator query pods -o wide": [*NAVIGATOR, "query", "pods", "-o", "wide", *manager],
+        }
         if kubectl is not None:
-            rows.append(("kubectl get pods -A", median([kubectl, "--kubeconfig", str(kubeconfig), "get", "pods", "-A"], runs)))
-        for name, t in rows:
+            tables["kubectl get pods -A"] = [kubectl, "--kubeconfig", str(kubeconfig), "get", "pods", "-A"]
+        timed = medians(list(tables.values()), runs)
+        json = timed[0]
+        for name, t in zip(tables, timed, strict=True):
             print(f"  {name:32} {t.total:6.2f} s {t.total / json.total:5.2f}x {t.first_line:8.3f} s {t.lines:7,}")
         if kubectl is None:
             print("  (kubectl is not on PATH: its line is left out)")
