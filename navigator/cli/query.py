@@ -554,17 +554,22 @@ def run_resources(args: argparse.Namespace) -> int:
                 _no_resources(args)
             else:
                 print_lines(map(object_name(view), chain([first], rows)))
-        elif not _print_pages(row_pages, columns, args.no_headers, _as_of(at)):
+        elif not _print_pages(row_pages, columns, args.no_headers, _as_of(at), at or datetime.now(UTC)):
             _no_resources(args)
     return 0
 
 
 def _print_pages(
-    pages: Iterable[Sequence[dict[str, Any]]], columns: Sequence[Column], no_headers: bool, title: str | None
+    pages: Iterable[Sequence[dict[str, Any]]],
+    columns: Sequence[Column],
+    no_headers: bool,
+    title: str | None,
+    now: datetime,
 ) -> bool:
-    """The table, page by page as the pages come; whether it had a row."""
+    """The table, page by page as the pages come; whether it had a row. Ages are as of ``now``: with
+    ``--at``, the time asked about."""
     writer = TableWriter([c.name for c in columns], headers_shown=not no_headers, title=title)
-    page_cells = _page_cells(columns, datetime.now(UTC))
+    page_cells = _page_cells(columns, now)
     for page in pages:
         writer.write(page_cells(page))
     return writer.rows > 0

@@ -154,7 +154,6 @@ def run_watch(args: argparse.Namespace) -> int:
             view = wanted = kind.kind
         fields = kind.fields if kind is not None else ()
         columns = watch_columns(view, kind, wide=args.output == "wide")
-        table = cells(columns[1:], datetime.now(UTC))
         lines = Lines([c.name for c in columns], widths=[len("MODIFIED")])
         pages = client.watch_pages(
             kind=wanted, cluster=args.cluster, namespace=args.namespace, selector=args.selector, name=args.name,
@@ -165,6 +164,7 @@ def run_watch(args: argparse.Namespace) -> int:
             if args.output == "json":
                 _print_json(watch_row(change, view, fields) for change in changes)
             else:
+                table = cells(columns[1:], datetime.now(UTC))  # ages as of this page
                 objects = [(change["type"], object_row(change, view, fields)) for change in changes]
                 lines.print([(kind_of_change, *(c.cell(row) for c in table)) for kind_of_change, row in objects])
     return 0
