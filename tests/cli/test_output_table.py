@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from navigator.cli.output import JsonPathTemplate, OutputError, TableWriter, print_table
-from navigator.cli.query import _page_cells, table_columns
-from navigator.client.columns import Column, Kind, generic
+from navigator.cli.query import _page_cells, resolve_kind, table_columns
+from navigator.client.columns import Column, Kind, Kinds, generic
+from navigator.errors import NavigatorError
 
 
 def test_layout_upper_case_headers_two_spaces_no_trailing_spaces() -> None:
@@ -134,3 +135,13 @@ def test_bad_jsonpath_templates_say_what_is_wrong() -> None:
                               ("{range .a}", "without {end}"), ("{.a[?(@.x==]}", "cannot parse")):  # fmt: skip
         with pytest.raises(OutputError, match=message.replace("{", r"\{").replace("}", r"\}")):
             JsonPathTemplate(template)
+
+
+def test_a_word_is_resolved_by_the_kinds_the_manager_describes() -> None:
+    kinds = Kinds.of([{"kind": "pods", "short_names": ["po"], "columns": [{"name": "ip", "path": ".pod_ip"}]}])
+    assert resolve_kind("po", kinds).kind == "pods" and resolve_kind("pod", kinds).columns[0].name == "ip"
+    with pytest.raises(NavigatorError, match=r"unknown kind 'pdos': the manager's collectors are pods \(po\)"):
+        resolve_kind("pdos", kinds)
+    # A manager that describes no kinds (older than the descriptions): the word is the kind, shown generically.
+    older = resolve_kind("crontabs", Kinds())
+    assert (older.kind, [c.name for c in older.columns]) == ("crontabs", ["version"])
