@@ -433,6 +433,15 @@ def installed_kinds() -> list[query_pb2.KindInfo]:
     return kind_infos(plugin_manager.collectors(pm).values())
 
 
+def _kinds_or_none() -> list[query_pb2.KindInfo]:
+    """``installed_kinds``, or none when the lookup fails: the queries go on, clients show generic tables."""
+    try:
+        return installed_kinds()
+    except Exception as exc:
+        logger.warning("cannot describe the installed kinds: {}", exc)
+        return []
+
+
 def kind_infos(collectors: Iterable[Collector]) -> list[query_pb2.KindInfo]:
     """``KindInfo`` messages for ``collectors``, by kind."""
     return [
@@ -458,20 +467,15 @@ class QueryService:
         self._lookup: asyncio.Future[list[query_pb2.KindInfo]] | None = None
         if self._given is None:
             with contextlib.suppress(RuntimeError):  # started now when there is a loop: ready by the first question
-                self._lookup = asyncio.get_running_loop().run_in_executor(None, installed_kinds)
+                self._lookup = asyncio.get_running_loop().run_in_executor(None, _kinds_or_none)
 
     async def kinds(self) -> list[query_pb2.KindInfo]:
         """The kinds to describe, looked up once (the first question may wait for the lookup)."""
         if self._given is not None:
             return self._given
         if self._lookup is None:
-            self._lookup = asyncio.get_running_loop().run_in_executor(None, installed_kinds)
-        try:
-            return await asyncio.shield(self._lookup)
-        except Exception as exc:  # the queries go on: clients show generic tables
-            logger.warning("cannot describe the installed kinds: {}", exc)
-            self._given = []
-            return []
+            self._lookup = asyncio.get_running_loop().run_in_executor(None, _kinds_or_none)
+        return await asyncio.shield(self._lookup)
 
     # -- times -----------------------------------------------------------------------
 
