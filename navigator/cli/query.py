@@ -49,12 +49,10 @@ from navigator.client.columns import (
     ports,
     text,
 )
-from navigator.client.joined import service_view
 from navigator.client.rows import RecordError, copy_age, json_rows, view_rows
 from navigator.client.times import TimeError, parse_time, rfc3339
 from navigator.errors import NavigatorError
 from navigator.exit_codes import EXIT_FAILURE, EXIT_USAGE
-from navigator.selectors import SelectorError, parse_selector
 
 TIME_HELP = "RFC 3339 (2026-12-03T08:00:00Z) or an age such as 10m, 1h, 2d meaning that long ago"
 
@@ -287,6 +285,10 @@ def _time(flag: str, text: str | None, now: datetime) -> datetime | None:
 
 
 def _check_selector(text: str | None) -> None:
+    if text is None:
+        return
+    from navigator.selectors import SelectorError, parse_selector  # only a -l needs the parser
+
     try:
         parse_selector(text)
     except SelectorError as exc:
@@ -669,6 +671,8 @@ def _yes(value: object) -> str:
 def run_service(args: argparse.Namespace) -> int:
     """One service in every cluster; without ``-n``, in every namespace that has one by that name."""
     _template(args)
+    from navigator.client.joined import service_view  # only this command joins
+
     namespace = args.namespace
     with _client(args) as client:
         views = service_view(client, args.service_name, namespace, cluster=args.cluster)
