@@ -18,7 +18,7 @@ from rich.console import Console
 from navigator.client.client import QueryClient, QueryError
 from navigator.demo.clusters import fleet as simulated_fleet
 from navigator.demo.configs import EdgePlan
-from navigator.demo.dashboard import DashboardInfo
+from navigator.demo.dashboard import DashboardInfo, kind_titles
 from navigator.demo.fleet import Fleet
 from navigator.demo.report import final_report
 from navigator.demo.simulators import default_services, start_simulator, startup_timeout, wait_until_serving
@@ -41,6 +41,16 @@ class DemoOptions:
     directory: Path | None = None
     #: Live view when stdout is a terminal; False: status lines only.
     dashboard: bool = True
+
+
+def _kind_titles(address: str) -> dict[str, str]:
+    """The count columns' titles from the kinds the manager describes (EPS, not ENDPOINTSLICES);
+    none when it cannot say, and the columns show the kinds' names."""
+    try:
+        with QueryClient(address, timeout=2.0) as client:
+            return kind_titles(client.kinds())
+    except QueryError:
+        return {}
 
 
 def demo_commands(fleet: Fleet, first: str) -> list[str]:
@@ -124,6 +134,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
                 "Ctrl-C stops everything" + (f"; ends by itself after {options.duration:g}s" if options.duration else ""),
             ],
             commands=demo_commands(fleet, clusters[0].id),
+            kind_titles=_kind_titles(fleet.address),
         )
         last, reached = fleet.watch(
             info, duration=options.duration, live=live, on_reading=service_example(info, fleet, clusters[0].id)
