@@ -52,6 +52,36 @@ def pod(name: str, namespace: str = "default", **kwargs: Any) -> sync_pb2.Resour
     return resource("pods", name, namespace, data=data, **kwargs)
 
 
+def service(name: str, namespace: str = "shop", **kwargs: Any) -> sync_pb2.Resource:
+    """A ClusterIP Service selecting ``app=NAME``, port 80 to 8080, as the services collector records one."""
+    data = {
+        "type": "ClusterIP",
+        "cluster_ip": "10.96.0.10",
+        "selector": {"app": name},
+        "ports": [{"name": "http", "port": 80, "target_port": 8080, "protocol": "TCP"}],
+    }
+    return resource("services", name, namespace, labels={"app": name}, data=data, **kwargs)
+
+
+def endpointslice(service_name: str, pods: Sequence[tuple[str, str, bool]], namespace: str = "shop") -> sync_pb2.Resource:
+    """The EndpointSlice of ``service_name`` with one endpoint per (pod name, IP, ready), as the collector records it."""
+    endpoints = [
+        {
+            "addresses": [ip], "ready": ready, "serving": ready, "terminating": False, "node_name": "node-1",
+            "zone": "a", "target_ref": {"kind": "Pod", "namespace": namespace, "name": name, "uid": f"uid-{name}"},
+        }
+        for name, ip, ready in pods
+    ]  # fmt: skip
+    data = {
+        "service": service_name,
+        "address_type": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+    labels = {"kubernetes.io/service-name": service_name}
+    return resource("endpointslices", f"{service_name}-abcde", namespace, labels=labels, data=data)
+
+
 def _state(cluster: str, edge_id: str, sequence: int, state_type: int, timestamp: float | None) -> sync_pb2.ClusterState:
     state = sync_pb2.ClusterState(cluster_id=cluster, edge_id=edge_id, sequence=sequence, type=state_type)  # type: ignore[arg-type]
     state.timestamp.FromNanoseconds(int((timestamp if timestamp is not None else time.time()) * 1e9))

@@ -16,38 +16,10 @@ import pytest
 
 from navigator.client.times import rfc3339
 from navigator.testing.manager import TestManager, run_test_manager
-from navigator.testing.raw_edge import RawEdge, delta_state, full_state, pod, resource
+from navigator.testing.raw_edge import RawEdge, delta_state, endpointslice, full_state, pod, service
 from navigator.v1 import sync_pb2
 
 COMMAND = [sys.executable, "-m", "navigator.cli.main", "query"]
-
-
-def service(name: str, namespace: str = "shop") -> sync_pb2.Resource:
-    data = {
-        "type": "ClusterIP",
-        "cluster_ip": "10.96.0.10",
-        "selector": {"app": name},
-        "ports": [{"name": "http", "port": 80, "target_port": 8080, "protocol": "TCP"}],
-    }
-    return resource("services", name, namespace, labels={"app": name}, data=data)
-
-
-def endpointslice(service_name: str, pods: list[tuple[str, str, bool]], namespace: str = "shop") -> sync_pb2.Resource:
-    endpoints = [
-        {
-            "addresses": [ip], "ready": ready, "serving": ready, "terminating": False, "node_name": "node-1",
-            "zone": "a", "target_ref": {"kind": "Pod", "namespace": namespace, "name": name, "uid": f"uid-{name}"},
-        }
-        for name, ip, ready in pods
-    ]  # fmt: skip
-    data = {
-        "service": service_name,
-        "address_type": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-    }
-    labels = {"kubernetes.io/service-name": service_name}
-    return resource("endpointslices", f"{service_name}-abcde", namespace, labels=labels, data=data)
 
 
 def shop_pod(name: str, ip: str, ready: bool, app: str = "web") -> sync_pb2.Resource:

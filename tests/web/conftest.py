@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from navigator.testing.manager import TestManager, run_test_manager
-from navigator.testing.raw_edge import RawEdge, full_state, pod, resource
+from navigator.testing.raw_edge import RawEdge, endpointslice, full_state, pod, service
 from navigator.v1 import sync_pb2
 
 CHROMIUM = "/usr/bin/chromium"
@@ -39,34 +39,6 @@ READERS = [
 ]
 
 
-def service(name: str, namespace: str = "shop") -> sync_pb2.Resource:
-    data = {
-        "type": "ClusterIP",
-        "cluster_ip": "10.96.0.10",
-        "selector": {"app": name},
-        "ports": [{"name": "http", "port": 80, "target_port": 8080, "protocol": "TCP"}],
-    }
-    return resource("services", name, namespace, uid=f"svc-{name}", labels={"app": name}, data=data)
-
-
-def endpointslice(service_name: str, pods: list[tuple[str, str, bool]], namespace: str = "shop") -> sync_pb2.Resource:
-    endpoints = [
-        {
-            "addresses": [ip], "ready": ready, "serving": ready, "terminating": False, "node_name": "node-1",
-            "zone": "a", "target_ref": {"kind": "Pod", "namespace": namespace, "name": name, "uid": f"uid-{name}"},
-        }
-        for name, ip, ready in pods
-    ]  # fmt: skip
-    data = {
-        "service": service_name,
-        "address_type": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-    }
-    labels = {"kubernetes.io/service-name": service_name}
-    return resource("endpointslices", f"{service_name}-abcde", namespace, labels=labels, data=data)
-
-
 def shop_pod(name: str, ip: str, ready: bool, app: str = "web") -> sync_pb2.Resource:
     data = {"phase": "Running", "pod_ip": ip, "node_name": "node-1", "ready": ready, "restarts": 0}
     return pod(name, "shop", uid=f"uid-{name}", labels={"app": app, "tier": "frontend" if app == "web" else "backend"},
@@ -79,7 +51,7 @@ def cluster_state(cluster: str, sequence: int, web_ready: bool) -> sync_pb2.Clus
         f"edge-{cluster}",
         sequence,
         {
-            "services": [service("web"), service("db")],
+            "services": [service("web", uid="svc-web"), service("db", uid="svc-db")],
             "endpointslices": [endpointslice("web", [("web-1", "10.0.0.1", True), ("web-2", "10.0.0.2", web_ready)])],
             "pods": [
                 shop_pod("web-1", "10.0.0.1", True),
