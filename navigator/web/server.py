@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -43,6 +44,8 @@ def _bind(listen: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # worded as the gRPC port's: the one thing to know
+            raise NavigatorError(f"http.listen: address {listen} is already in use") from None
         raise NavigatorError(f"http.listen {listen}: cannot listen: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock

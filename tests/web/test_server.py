@@ -17,7 +17,7 @@ async def test_a_port_in_use_stops_the_start(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(NavigatorError, match=f"http.listen 127.0.0.1:{port}: cannot listen"):
+        with pytest.raises(NavigatorError, match=f"^http.listen: address 127.0.0.1:{port} is already in use$"):
             async with run_test_manager(tmp_path, http={"listen": f"127.0.0.1:{port}"}):
                 pass
 
