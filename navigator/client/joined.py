@@ -8,6 +8,8 @@ service named in its ``service`` field, an endpoint to the pod in its
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from navigator.client.rows import resource_row
@@ -55,39 +57,57 @@ def service_view(
                 pods[key] = resource_row(r, "pods")
     views = []
     for svc in services:
-        endpoints = []
-        for s in (s for s in slices if (s["cluster"], s["namespace"]) == (svc["cluster"], svc["namespace"])):
-            for e in s.get("endpoints") or []:
-                ref = e.get("target_ref") or {}
-                pod = pods.get((svc["cluster"], svc["namespace"], ref.get("name"))) if ref.get("kind") == "Pod" else None
-                endpoints.append(
-                    {
-                        "addresses": e.get("addresses") or [],
-                        "ready": bool(e.get("ready")),
-                        "serving": bool(e.get("serving")),
-                        "terminating": bool(e.get("terminating")),
-                        "node_name": e.get("node_name"),
-                        "zone": e.get("zone"),
-                        "slice": s["name"],
-                        "pod": ref.get("name") if ref.get("kind") == "Pod" else None,
-                        "pod_phase": pod.get("phase") if pod else None,
-                        "pod_ready": pod.get("ready") if pod else None,
-                    }
-                )
-        endpoints.sort(key=lambda e: (e["pod"] or "", e["addresses"]))
-        views.append(
-            {
-                "cluster": svc["cluster"],
-                "namespace": svc["namespace"],
-                "name": svc["name"],
-                "uid": svc["uid"],
-                "resource_version": svc["resource_version"],
-                "type": svc.get("type"),
-                "cluster_ip": svc.get("cluster_ip"),
-                "selector": svc.get("selector"),
-                "ports": svc.get("ports"),
-                "ready_endpoints": sum(1 for e in endpoints if e["ready"]),
-                "endpoints": endpoints,
-            }
-        )
+        cluster_, namespace_ = svc["cluster"], svc["namespace"]
+        mine = [s for s in slices if (s["cluster"], s["namespace"]) == (cluster_, namespace_)]
+        views.append(service_entry(svc, endpoint_rows(mine, functools.partial(_pod, pods, cluster_, namespace_))))
     return views
+
+
+def _pod(pods: dict[tuple[str, str, Any], dict[str, Any]], cluster: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return pods.get((cluster, namespace, name))
+
+
+def endpoint_rows(
+    slices: Iterable[dict[str, Any]], pod_of: Callable[[str], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """Every endpoint of ``slices`` (one service's, in one cluster) with its pod's phase and readiness
+    (``pod_of(name)``: the pod's row, or ``None``), in (pod, addresses) order."""
+    endpoints = []
+    for s in slices:
+        for e in s.get("endpoints") or []:
+            ref = e.get("target_ref") or {}
+            name = ref.get("name") if ref.get("kind") == "Pod" else None
+            pod = pod_of(name) if name else None
+            endpoints.append(
+                {
+                    "addresses": e.get("addresses") or [],
+                    "ready": bool(e.get("ready")),
+                    "serving": bool(e.get("serving")),
+                    "terminating": bool(e.get("terminating")),
+                    "node_name": e.get("node_name"),
+                    "zone": e.get("zone"),
+                    "slice": s["name"],
+                    "pod": name,
+                    "pod_phase": pod.get("phase") if pod else None,
+                    "pod_ready": pod.get("ready") if pod else None,
+                }
+            )
+    endpoints.sort(key=lambda e: (e["pod"] or "", e["addresses"]))
+    return endpoints
+
+
+def service_entry(svc: dict[str, Any], endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cluster's entry of the joined view: the service's row and its joined ``endpoints``."""
+    return {
+        "cluster": svc["cluster"],
+        "namespace": svc["namespace"],
+        "name": svc["name"],
+        "uid": svc["uid"],
+        "resource_version": svc["resource_version"],
+        "type": svc.get("type"),
+        "cluster_ip": svc.get("cluster_ip"),
+        "selector": svc.get("selector"),
+        "ports": svc.get("ports"),
+        "ready_endpoints": sum(1 for e in endpoints if e["ready"]),
+        "endpoints": endpoints,
+    }

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from navigator.client.client import changes_request, diff_request, list_request, timestamp
+from navigator.client.joined import endpoint_rows, service_entry
 from navigator.client.rows import change_row, cluster_row, diff_row, json_rows, resource_row, view_rows
 from navigator.interfaces import QueryRefused
 from navigator.manager.readers import Reader
@@ -415,10 +416,14 @@ def _order(value: Any) -> tuple[int, float, str]:
 def _service_entry(
     svc: dict[str, Any], slices: Sequence[dict[str, Any]], pods: list[dict[str, Any]], more_pods: bool
 ) -> dict[str, Any]:
+    """``navigator query service``'s entry (one home: ``navigator.client.joined``), with per-slice and
+    total counts and the pods the service selects."""
     by_name = {p["name"]: p for p in pods}
-    endpoints: list[dict[str, Any]] = []
+    ordered = sorted(slices, key=lambda s: s["name"])
+    entry = service_entry(svc, endpoint_rows(ordered, by_name.get))
+    endpoints = entry.pop("endpoints")
     summaries = []
-    for s in sorted(slices, key=lambda s: s["name"]):
+    for s in ordered:
         mine = s.get("endpoints") or []
         summaries.append(
             {
@@ -430,36 +435,8 @@ def _service_entry(
                 "terminating": sum(1 for e in mine if e.get("terminating")),
             }
         )
-        for e in mine:
-            ref = e.get("target_ref") or {}
-            pod_name = ref.get("name") if ref.get("kind") == "Pod" else None
-            pod = by_name.get(pod_name) if pod_name else None
-            endpoints.append(
-                {
-                    "addresses": e.get("addresses") or [],
-                    "ready": bool(e.get("ready")),
-                    "serving": bool(e.get("serving")),
-                    "terminating": bool(e.get("terminating")),
-                    "node_name": e.get("node_name"),
-                    "zone": e.get("zone"),
-                    "slice": s["name"],
-                    "pod": pod_name,
-                    "pod_phase": pod.get("phase") if pod else None,
-                    "pod_ready": pod.get("ready") if pod else None,
-                }
-            )
-    endpoints.sort(key=lambda e: (e["pod"] or "", e["addresses"]))
     return {
-        "cluster": svc["cluster"],
-        "namespace": svc["namespace"],
-        "name": svc["name"],
-        "uid": svc["uid"],
-        "resource_version": svc["resource_version"],
-        "type": svc.get("type"),
-        "cluster_ip": svc.get("cluster_ip"),
-        "selector": svc.get("selector"),
-        "ports": svc.get("ports"),
-        "ready_endpoints": sum(1 for e in endpoints if e["ready"]),
+        **entry,
         "serving_endpoints": sum(1 for e in endpoints if e["serving"]),
         "terminating_endpoints": sum(1 for e in endpoints if e["terminating"]),
         "total_endpoints": len(endpoints),
