@@ -16,8 +16,10 @@ frozen or cut off can then never overwrite what the new holder wrote.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -239,6 +241,42 @@ class StorageBackend(Protocol):
         claims start above the epochs of the stored cluster records (``list_clusters``).
         """
         ...
+
+
+@runtime_checkable
+class BatchingStorageBackend(Protocol):
+    """The optional group-commit capability of a ``StorageBackend`` (checked with ``isinstance``)."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """One transaction for every write made on this thread inside the ``with`` block.
+
+        Each write call (``apply``, ``save_cluster``) in the block is a savepoint of it: when
+        the call raises (``StorageFenced``, ``StorageRegressed``, any error), only that call's
+        writes are undone and the block goes on; the others stay in the transaction. The
+        transaction commits when the block ends without an exception; a commit that fails
+        raises (``StorageError``) and nothing of the block is stored. An exception out of the
+        block rolls everything back. Fencing is checked per call, as outside a batch.
+
+        The manager never puts two writes of one cluster into one batch, and reads nothing
+        it wrote in the batch before the commit: a backend's reads need not see the batch.
+        Other threads' writes wait until the block ends.
+
+            with backend.batch():
+                backend.apply(record_a, upserts_a, (), history_a)
+                try:
+                    backend.apply(record_b, upserts_b, (), history_b)
+                except StorageError:
+                    ...  # b is not stored; a still commits at the end of the block
+        """
+        ...
+
+
+def batch_writes(backend: StorageBackend) -> AbstractContextManager[None]:
+    """``backend.batch()`` when the backend offers group commit, else a block in which every
+    write stays its own transaction (the fallback every backend supports)."""
+    if isinstance(backend, BatchingStorageBackend):
+        return backend.batch()
+    return contextlib.nullcontext()
 
 
 class ClaimOutcome(StrEnum):

@@ -55,7 +55,7 @@ from navigator.interfaces import (
 )
 from navigator.interfaces.storage import StorageFenced, StorageRegressed
 from navigator.manager import acks
-from navigator.manager.apply import StorageWorker, apply_state, record_status_changed
+from navigator.manager.apply import Grouping, StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
 from navigator.manager.chunking import ChunkAssembler
 from navigator.manager.claims import ClaimKeeper, InMemoryClaims
@@ -97,11 +97,12 @@ class Dropped(Exception):
 class _Call:
     """One storage call of a cluster, from submission until it has run or was dropped unstarted."""
 
-    __slots__ = ("_lock", "_loop", "_state", "ended")
+    __slots__ = ("_lock", "_loop", "_state", "_worker", "ended")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, worker: StorageWorker) -> None:
         self._lock = threading.Lock()
         self._loop = loop
+        self._worker = worker
         self._state = 0  # 0 queued, 1 running, 2 over
         self.ended: asyncio.Future[None] = loop.create_future()
 
@@ -116,10 +117,15 @@ class _Call:
                 raise Dropped(refused)
             return fn(*args)
         finally:
-            with self._lock:
-                self._state = 2
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-                self._loop.call_soon_threadsafe(self._end)
+            # Over once its group committed (or failed): a new claim's read must see what it wrote.
+            self._worker.after_group(self._over)
+
+    def _over(self) -> None:
+        """On the storage thread."""
+        with self._lock:
+            self._state = 2
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            self._loop.call_soon_threadsafe(self._end)
 
     def drop(self) -> None:
         """On the loop: a call still queued never runs."""
@@ -152,13 +158,17 @@ class StorageTracker:
         fn: Callable[..., T],
         *args: object,
         guard: Callable[[], str | None] | None = None,
+        grouping: Grouping | None = None,
     ) -> T:
-        """``worker.call(fn, *args)``, tracked; ``guard`` (on the storage thread) may refuse it (``Dropped``)."""
-        entry = _Call(asyncio.get_running_loop())
+        """``worker.call(fn, *args)``, tracked; ``guard`` (on the storage thread) may refuse it (``Dropped``).
+        With ``grouping``: ``worker.call_grouped``, which may share a transaction with other clusters' calls."""
+        entry = _Call(asyncio.get_running_loop(), worker)
         calls = self._calls.setdefault(cluster, set())
         calls.add(entry)
         entry.ended.add_done_callback(lambda _: self._forget(cluster, entry))
         try:
+            if grouping is not None:
+                return await worker.call_grouped(grouping, entry.run, guard, fn, *args)
             return await worker.call(entry.run, guard, fn, *args)
         except BaseException:
             # Cancelled, or never submitted (shut down): a call that had not started never will;
@@ -195,6 +205,12 @@ class _ClusterWorker(StorageWorker):
         session = self._session
         return await session.ctx.storage.call(
             session.ctx.worker, session.cluster, fn, *args, guard=session._claim_refusal
+        )
+
+    async def call_grouped(self, grouping: Grouping, fn: Callable[..., T], *args: Any) -> T:
+        session = self._session
+        return await session.ctx.storage.call(
+            session.ctx.worker, session.cluster, fn, *args, guard=session._claim_refusal, grouping=grouping
         )
 
     def shutdown(self) -> None:

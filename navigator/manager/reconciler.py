@@ -120,6 +120,11 @@ class Reconciler:
         }
         return len(self._index[cluster])
 
+    def forget(self, cluster: str) -> None:
+        """Drop the cluster's index, read again at its next use: what it says may not have been stored
+        (a group commit that failed after this reconciler's apply had returned)."""
+        self._index.pop(cluster, None)
+
     def held(self, cluster: str) -> list[sync_pb2.ResourceKey]:
         """Every object held for ``cluster``, for an edge that sends its FULL against them (protocol 2)."""
         Wire = sync_pb2.ResourceKey

@@ -45,6 +45,10 @@ What it checks, all through the public ``StorageBackend`` interface and in proce
   raise ``StorageFenced`` and write nothing, and so does an upsert that would move a stored
   object (same uid) back to an older integer resourceVersion (``StorageRegressed`` when the
   writer's epoch is current, plain ``StorageFenced`` when it is not).
+- **group commit** (``batch_writes``, whether or not the backend offers ``batch``): writes of
+  several clusters in one batch are all stored at its end; one that raises (fenced, moved
+  back, failing midway) leaves nothing of itself and takes nothing of the others with it;
+  a backend with ``batch`` stores nothing of a batch whose block raised.
 
 The builders here (``make``, ``record``, ``added``/``modified``/``deleted``,
 ``commit``, ``state``, ``Feed``, ``scenario``) are public for backends' own tests.
@@ -72,7 +76,13 @@ from navigator.interfaces import (
     StorageBackend,
     StorageError,
 )
-from navigator.interfaces.storage import HistoryQuery, StorageFenced, StorageRegressed
+from navigator.interfaces.storage import (
+    BatchingStorageBackend,
+    HistoryQuery,
+    StorageFenced,
+    StorageRegressed,
+    batch_writes,
+)
 from navigator.manager import partial
 from navigator.manager.claims import InMemoryClaims
 from navigator.manager.reconciler import Reconciler
@@ -582,6 +592,16 @@ def _exploding(items: Sequence[Any], after: int) -> Iterator[Any]:
         if i == after:
             raise _Boom("the edge vanished mid-apply")
         yield item
+
+
+def _of_cluster(backend: StorageBackend, cluster: str) -> dict[str, Any]:
+    """What a backend answers about one cluster: equal before and after means its writes left nothing."""
+    return {
+        "objects": list(backend.query(ResourceQuery(cluster=cluster))),
+        "versions": sorted(backend.versions(cluster), key=repr),
+        "history": list(backend.history(HistoryQuery(cluster=cluster))),
+        "record": backend.get_cluster(cluster),
+    }
 
 
 def manager_claims(backend: StorageBackend, manager_id: str = "mgr-1", grace: float = 0.0) -> ClusterClaims:
@@ -1506,3 +1526,51 @@ class StorageConformance:
         store_as(settled, 0, [make("p", uid="p-reborn", rv="13")], cluster="west")
         assert {o.resource.name: o.resource.resource_version for o in settled.query(ResourceQuery(cluster="west"))
                 if o.resource.kind == "pods" and o.resource.name in "pqr"} == {"p": "13", "q": "abb", "r": "10"}  # fmt: skip
+
+    # -- group commit ----------------------------------------------------------------
+
+    def test_writes_of_a_batch_are_all_stored(self, backend: StorageBackend) -> None:
+        with batch_writes(backend):
+            commit(backend, [added(make("a"), moment(1))])
+            commit(backend, [added(make("a", uid="west-a"), moment(1), "west")])
+            backend.save_cluster(record("north", edge_id="edge-n"))
+        assert names(backend, cluster="east") == ["a"] and names(backend, cluster="west") == ["a"]
+        north = backend.get_cluster("north")
+        assert north is not None and north.edge_id == "edge-n"
+        assert [c.name for c in backend.history(HistoryQuery())] == ["a", "a"]
+
+    def test_a_write_that_fails_in_a_batch_is_undone_alone(self, settled: StorageBackend) -> None:
+        store_as(settled, 5, [make("f", rv="3")], cluster="fenced")
+        store_as(settled, 0, [make("g", rv="7")], cluster="regressed")
+        before = {c: _of_cluster(settled, c) for c in ("fenced", "regressed", "west")}
+        ok_east, ok_north = make("batched-east"), make("batched-north")
+        new = [make(f"q{i}", uid=f"west-q{i}") for i in range(10)]
+        with batch_writes(settled):
+            commit(settled, [added(ok_east, moment(30))], record(last_sync=moment(30), last_sequence=30))
+            with pytest.raises(StorageFenced):  # an older claim
+                store_as(settled, 4, [make("f", rv="4")], cluster="fenced")
+            with pytest.raises(StorageRegressed):  # an object moved back under a current claim
+                store_as(settled, 0, [make("g", rv="6")], cluster="regressed")
+            with pytest.raises(Exception):  # noqa: B017 - failing midway, whatever the backend raises
+                settled.apply(record("west", last_sequence=9), _exploding([StoredObject(r, digest_of(r)) for r in new], 5),  # type: ignore[arg-type]
+                              [], [added(r, moment(30), "west") for r in new], True)  # fmt: skip
+            commit(settled, [added(ok_north, moment(30), "north")])
+        for cluster, seen in before.items():
+            assert _of_cluster(settled, cluster) == seen, cluster
+        assert "batched-east" in names(settled, cluster="east") and names(settled, cluster="north") == ["batched-north"]
+        east = settled.get_cluster("east")
+        assert east is not None and east.last_sequence == 30
+        assert {c.name for c in settled.history(HistoryQuery(since=moment(30)))} == {"batched-east", "batched-north"}
+
+    def test_a_batch_whose_block_raises_stores_nothing(self, settled: StorageBackend) -> None:
+        if not isinstance(settled, BatchingStorageBackend):
+            pytest.skip("no group commit: every write is its own transaction")
+        before = everything(settled, ("east", "west", "north"))
+        with pytest.raises(_Boom), settled.batch():
+            commit(settled, [added(make("lost"), moment(40))])
+            commit(settled, [added(make("lost"), moment(40), "north")])
+            raise _Boom("the manager gave up on the batch")
+        assert everything(settled, ("east", "west", "north")) == before
+        assert settled.get_cluster("north") is None
+        commit(settled, [added(make("after"), moment(41))])  # the backend writes on
+        assert "after" in names(settled, cluster="east")

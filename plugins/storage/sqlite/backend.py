@@ -1,4 +1,4 @@
-"""The SQLite backend: one file, WAL, one transaction per apply.
+"""The SQLite backend: one file, WAL, one transaction per apply (or per batch of them: ``batch``).
 
 Threads: writes go through one connection guarded by a lock (the manager calls
 them from its single storage thread); every query gets a connection of its
@@ -398,6 +398,8 @@ class SQLiteBackend:
         self._writer.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES // 4}")
         self._wal = Path(f"{self.path}-wal")
         self._logging_labels = False
+        #: The thread inside ``batch``, whose writes are savepoints of its transaction.
+        self._batch_thread: int | None = None
         self._checkpointer = _Checkpointer(self._connect, f"sqlite checkpoint {self.path}")
 
     # -- connections ---------------------------------------------------------------
@@ -424,6 +426,10 @@ class SQLiteBackend:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._batch_thread == threading.get_ident():
+            with self._savepoint() as conn:
+                yield conn
+            return
         with self._write_lock:
             conn = self._writer
             try:
@@ -439,9 +445,69 @@ class SQLiteBackend:
                 if isinstance(exc, sqlite3.Error):
                     raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
                 raise
-            with contextlib.suppress(OSError):
-                if os.stat(self._wal).st_size >= CHECKPOINT_BYTES:
-                    self._checkpointer.request()
+            self._after_commit()
+
+    @contextlib.contextmanager
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        """One write inside a batch: undone alone when it raises, the batch's transaction goes on."""
+        conn = self._writer
+        try:
+            conn.execute("SAVEPOINT navigator_write")
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("RELEASE navigator_write")
+        except BaseException as exc:
+            # A failed statement may have ended the transaction already (SQLITE_FULL, ...): then the
+            # whole batch is lost, and the COMMIT at its end says so.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO navigator_write")
+                conn.execute("RELEASE navigator_write")
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
+            raise
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit (``BatchingStorageBackend``): the writes of this thread in the block share one
+        transaction, each in a savepoint; one COMMIT (one WAL append) for all of them."""
+        with self._write_lock:
+            conn = self._writer
+            self._log_labels()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot start a transaction on {self.path}: {exc}") from None
+            self._batch_thread = threading.get_ident()
+            try:
+                yield
+                if not conn.in_transaction:
+                    raise StorageError(f"SQLite ended the transaction on {self.path}: nothing of it was stored")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
+                raise
+            finally:
+                self._batch_thread = None
+            self._after_commit()
+
+    def _after_commit(self) -> None:
+        with contextlib.suppress(OSError):
+            if os.stat(self._wal).st_size >= CHECKPOINT_BYTES:
+                self._checkpointer.request()
+
+    def _log_labels(self) -> None:
+        """Once per writer connection, with the write lock held: the triggers the label index reads."""
+        if not self._logging_labels:
+            try:
+                label_index.log_changes(self._writer)
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite error on {self.path}: {exc}") from None
+            self._logging_labels = True
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -513,13 +579,9 @@ class SQLiteBackend:
     ) -> None:
         name = cluster.cluster
         now = datetime.now(UTC)
-        if not self._logging_labels:
+        if not self._logging_labels and self._batch_thread != threading.get_ident():
             with self._write_lock:
-                try:
-                    label_index.log_changes(self._writer)
-                except sqlite3.Error as exc:
-                    raise StorageError(f"SQLite error on {self.path}: {exc}") from None
-                self._logging_labels = True
+                self._log_labels()
         with self._transaction() as conn:
             _check_epoch(conn, cluster)
             # Encode each object once: the same bytes go to resources and to its history row.
