@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from navigator.client.rows import COMMON_FIELDS
+from navigator.client.times import human_duration
 
 #: What a missing value shows as, as kubectl shows it: a table stays one word per cell.
 NONE = "<none>"
@@ -109,30 +110,6 @@ def text(value: Any) -> str:
     if isinstance(value, dict):
         return ",".join(f"{k}={text(v)}" for k, v in sorted(value.items()))
     return str(value)
-
-
-def human_duration(seconds: float) -> str:
-    """An age as kubectl shows one: 45s, 5m30s, 45m, 5h30m, 30h, 5d3h, 45d, 2y100d."""
-    s = int(max(seconds, 0))
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
-    if m < 180:
-        return f"{m}m"
-    h = s // 3600
-    if h < 8:
-        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
-    if h < 48:
-        return f"{h}h"
-    d = s // 86400
-    if d < 8:
-        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
-    if d < 730:
-        return f"{d}d"
-    y = d // 365
-    return f"{y}y{d % 365}d" if y < 8 and d % 365 else f"{y}y"
 
 
 def age(value: Any, now: datetime) -> str:

@@ -53,3 +53,34 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
 
 def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def human_duration(seconds: float) -> str:
+    """An age as kubectl shows one (k8s.io/apimachinery/pkg/util/duration.HumanDuration): 45s, 5m30s,
+    45m, 5h30m, 30h, 5d3h, 45d, 2y100d; ``<invalid>`` more than a second in the future (clock skew)."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = m // 60
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if h < 24 * 8:
+        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
+    if h < 24 * 365 * 2:
+        return f"{h // 24}d"
+    if h < 24 * 365 * 8:
+        y = h // (24 * 365)
+        d = (h % (24 * 365)) // 24
+        return f"{y}y{d}d" if d else f"{y}y"
+    return f"{h // (24 * 365)}y"

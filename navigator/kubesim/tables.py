@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from navigator.client.times import human_duration
+
 from .resources import ResourceType
 
 Row = Callable[[dict[str, Any], float], list[Any]]
@@ -19,36 +21,6 @@ NAME_COL = {"name": "Name", "type": "string", "format": "name", "priority": 0,
 
 def _col(name: str, type_: str = "string", priority: int = 0, fmt: str = "") -> dict[str, Any]:
     return {"name": name, "type": type_, "format": fmt, "description": name, "priority": priority}
-
-
-def human_duration(seconds: float) -> str:
-    """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
-    s = int(seconds)
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
-    if m < 180:
-        return f"{m}m"
-    h = m // 60
-    if h < 8:
-        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
-    if h < 48:
-        return f"{h}h"
-    if h < 24 * 8:
-        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
-    if h < 24 * 365 * 2:
-        return f"{h // 24}d"
-    if h < 24 * 365 * 8:
-        y = h // (24 * 365)
-        d = (h % (24 * 365)) // 24
-        return f"{y}y{d}d" if d else f"{y}y"
-    return f"{h // (24 * 365)}y"
 
 
 def age(ts: Any, now: float) -> str:
