@@ -170,6 +170,7 @@ def list_request(
         name=name or "",
         limit=limit or 0,
         data_as_json=True,
+        labels_as_json=True,
         at=timestamp(at),
     )
 

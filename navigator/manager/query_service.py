@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 from loguru import logger
 
@@ -289,14 +290,18 @@ def _paged(
 
 
 def _pages(
-    items: Iterable[StoredResource], size: int, as_json: bool, max_bytes: int = PAGE_BYTES
+    items: Iterable[StoredResource], size: int, as_json: bool, max_bytes: int = PAGE_BYTES, labels_as_json: bool = False
 ) -> Iterator[query_pb2.ResourcePage]:
     """Pages of at most ``size`` records, each cut once its objects reach ``max_bytes`` (a big object still fits).
 
-    Records are built in place in the page (``add``: no copy), labels set key by key
-    (a map's ``update`` runs Python per entry) and, with ``as_json``, the stored JSON
-    passed through untouched.
+    Records are built in place in the page (``add``: no copy) and, with ``as_json``,
+    the stored JSON is passed through untouched. With ``labels_as_json`` the labels
+    are one orjson call each (``labels_json``) instead of a map, whose every entry is
+    a message of its own to build and to serialize.
     """
+    if labels_as_json and as_json:
+        yield from _json_pages(items, size, max_bytes)
+        return
     page = query_pb2.ResourcePage()
     add = page.resources.add
     count = used = 0
@@ -314,12 +319,53 @@ def _pages(
                 resource_version=r.resource_version,
             )  # fmt: skip
             record.data.update(r.data)
-        labels = record.labels
-        for key, value in r.labels.items():
-            labels[key] = value
-            used += len(key) + len(value)
+        if labels_as_json:
+            record.labels_json = labels_text(r.labels)
+            used += len(record.labels_json)
+        else:
+            labels = record.labels
+            for key, value in r.labels.items():
+                labels[key] = value
+                used += len(key) + len(value)
         count += 1
         used += len(data) + RECORD_BYTES
+        if count >= size or used >= max_bytes:
+            yield page
+            page = query_pb2.ResourcePage()
+            add = page.resources.add
+            count = used = 0
+    if count:
+        yield page
+
+
+def labels_text(labels: dict[str, str]) -> bytes:
+    """``labels_json``: compact JSON, keys sorted (by code point, as clients sort a map's keys)."""
+    return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS)
+
+
+def _json_pages(items: Iterable[StoredResource], size: int, max_bytes: int) -> Iterator[query_pb2.ResourcePage]:
+    """``_pages`` with ``data_json`` and ``labels_json`` (as ``labels_text``), the common case made fast:
+    the fields are set one by one, much cheaper than ``add``'s keyword arguments."""
+    dumps = orjson.dumps
+    sort_keys = orjson.OPT_SORT_KEYS
+    page = query_pb2.ResourcePage()
+    add = page.resources.add
+    count = used = 0
+    for item in items:
+        r = item.resource
+        data = r.json
+        labels = dumps(r.labels, option=sort_keys)
+        record = add()
+        record.kind = r.kind
+        record.cluster = item.cluster
+        record.namespace = r.namespace
+        record.name = r.name
+        record.uid = r.uid
+        record.resource_version = r.resource_version
+        record.data_json = data
+        record.labels_json = labels
+        count += 1
+        used += len(data) + len(labels) + RECORD_BYTES
         if count >= size or used >= max_bytes:
             yield page
             page = query_pb2.ResourcePage()
@@ -592,10 +638,11 @@ class QueryService:
         )
         backend = self.ctx.backend
         as_json = request.data_as_json
+        labels_as_json = request.labels_as_json
         max_bytes = min(PAGE_BYTES, self.ctx.config.limits.max_message_size // 4)
 
         def pages() -> Iterator[query_pb2.ResourcePage]:
-            return _pages(scoped_resources(backend, query, scope), PAGE_SIZE, as_json, max_bytes)
+            return _pages(scoped_resources(backend, query, scope), PAGE_SIZE, as_json, max_bytes, labels_as_json)
 
         async for page in iterate_in_thread(pages):
             yield page

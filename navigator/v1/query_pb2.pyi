@@ -319,6 +319,7 @@ class ListResourcesRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     DATA_AS_JSON_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    LABELS_AS_JSON_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """Empty = any."""
     cluster: _builtins.str
@@ -331,6 +332,11 @@ class ListResourcesRequest(_message.Message):
     data_as_json: _builtins.bool
     """Send each record's data as JSON in `data_json` instead of the `data` Struct:
     much cheaper to produce and parse for large results (the CLI asks for it).
+    """
+    labels_as_json: _builtins.bool
+    """Send each record's labels as JSON in `labels_json` instead of the `labels`
+    map: one encoding on the manager, spliced as it is by the client. A manager
+    older than the field fills the map, as for a request without it.
     """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
@@ -349,10 +355,11 @@ class ListResourcesRequest(_message.Message):
         limit: _builtins.int = ...,
         data_as_json: _builtins.bool = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        labels_as_json: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cluster", b"cluster", "data_as_json", b"data_as_json", "kind", b"kind", "label_selector", b"label_selector", "limit", b"limit", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "cluster", b"cluster", "data_as_json", b"data_as_json", "kind", b"kind", "label_selector", b"label_selector", "labels_as_json", b"labels_as_json", "limit", b"limit", "name", b"name", "namespace", b"namespace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -391,6 +398,7 @@ class ResourceRecord(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     DATA_JSON_FIELD_NUMBER: _builtins.int
+    LABELS_JSON_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     cluster: _builtins.str
     namespace: _builtins.str
@@ -400,6 +408,11 @@ class ResourceRecord(_message.Message):
     data_json: _builtins.bytes
     """The same data as a UTF-8 JSON object, filled instead of `data` when the
     request set `data_as_json`.
+    """
+    labels_json: _builtins.bytes
+    """The labels as a compact UTF-8 JSON object, keys sorted, filled instead of
+    `labels` when the request set `labels_as_json` (`{}` for none). Empty: the
+    labels are in the map (a manager older than the field).
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
@@ -417,10 +430,11 @@ class ResourceRecord(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         data: _struct_pb2.Struct | None = ...,
         data_json: _builtins.bytes = ...,
+        labels_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "data", b"data", "data_json", b"data_json", "kind", b"kind", "labels", b"labels", "name", b"name", "namespace", b"namespace", "resource_version", b"resource_version", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "data", b"data", "data_json", b"data_json", "kind", b"kind", "labels", b"labels", "labels_json", b"labels_json", "name", b"name", "namespace", b"namespace", "resource_version", b"resource_version", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
