@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import orjson
 import pytest
 
+from navigator.client.rows import json_rows
 from navigator.interfaces import PeerInfo
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdge, chunked, full_state, resource
-from navigator.v1 import query_pb2, sync_pb2
+from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2
 
 COMMAND = [sys.executable, "-m", "navigator.cli.main"]
 CEILING = 120.0
@@ -182,6 +184,48 @@ async def test_json_rows_are_the_documented_rows_in_their_order(stocked: TestMan
                                "-o", "json")  # fmt: skip
     assert code == 0, err
     assert shape(orjson.loads(out)) == shape([resources_row("west", item) for item in SENT["widgets"]])
+
+
+async def _pages(address: str, labels_as_json: bool, kind: str = "") -> list[query_pb2.ResourceRecord]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = query_pb2_grpc.QueryStub(channel)
+        request = query_pb2.ListResourcesRequest(kind=kind, data_as_json=True, labels_as_json=labels_as_json)
+        return [record async for page in stub.ListResources(request) for record in page.resources]
+
+
+async def test_labels_as_json_and_the_label_map_give_the_same_output(
+    stocked: TestManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older client (no ``labels_as_json``) still gets the labels in the map; a manager older than the field
+    (it ignores the flag, the client falls back to the map) gives the command the same output byte for byte."""
+    old, new = await _pages(stocked.address, False), await _pages(stocked.address, True)
+    assert len(old) == len(new) == 2 * sum(len(items) for items in SENT.values())
+    assert all(r.labels and not r.labels_json for r in old)
+    assert all(not r.labels and r.labels_json for r in new)
+    assert [dict(sorted(r.labels.items())) for r in old] == [orjson.loads(r.labels_json) for r in new]
+    assert [list(orjson.loads(r.labels_json)) for r in new] == [sorted(r.labels) for r in old]
+    for view in ("pods", "services", "endpointslices"):
+        assert bytes(json_rows(old, view, DECLARED[view])) == bytes(json_rows(new, view, DECLARED[view]))
+
+    outputs = {}
+    for view in ("pods", "resources"):
+        code, outputs[view], err = await run(view, "--manager", stocked.address, "-o", "json")
+        assert code == 0, err
+    real = stocked.manager.list_resources
+
+    async def older(
+        request: query_pb2.ListResourcesRequest, peer: PeerInfo | None = None
+    ) -> AsyncIterator[query_pb2.ResourcePage]:
+        assert request.labels_as_json  # the command asks for it
+        request.labels_as_json = False  # ... and an older manager does not know the field
+        async for page in real(request, peer):
+            assert all(r.labels_json == b"" for r in page.resources)
+            yield page
+
+    monkeypatch.setattr(stocked.manager, "list_resources", older)
+    for view in ("pods", "resources"):
+        code, out, err = await run(view, "--manager", stocked.address, "-o", "json")
+        assert (code, out) == (0, outputs[view]), err
 
 
 async def test_an_empty_result_is_an_empty_array(stocked: TestManager) -> None:

@@ -125,3 +125,51 @@ def test_a_record_whose_data_is_not_a_json_object_is_a_record_error() -> None:
             make([bad], "pods")
     with pytest.raises(RecordError, match="is not JSON"):
         view_rows([query_pb2.ResourceRecord(kind="x", data_json=b"{oops")], "resources")
+
+
+def _labels_as_json(records: list[query_pb2.ResourceRecord]) -> list[query_pb2.ResourceRecord]:
+    """The same records as a manager answers ``labels_as_json``: the labels as sorted JSON, the map empty."""
+    out = []
+    for record in records:
+        copy = query_pb2.ResourceRecord()
+        copy.CopyFrom(record)
+        copy.ClearField("labels")
+        copy.labels_json = orjson.dumps(dict(record.labels), option=orjson.OPT_SORT_KEYS)
+        out.append(copy)
+    return out
+
+
+def test_labels_json_and_the_label_map_give_the_same_rows_byte_for_byte() -> None:
+    """A manager that sends ``labels_json`` and one older than it (the map) give the same output, every view."""
+    records = _records()
+    records[2].data.update({"phase": "Pending"})
+    odd = {"z": "last", "é": "accent", "Z": "upper", 'q"uote': "back\\slash", "ctl": "\u0001\n", "": "empty",
+           "emoji": "\U0001f600", "a/b.c-d_e": "v"}  # fmt: skip
+    records.append(query_pb2.ResourceRecord(
+        kind="pods", cluster="c", namespace="n", name="p4", uid="u4", resource_version="4", labels=odd,
+        data_json=b'{"phase":"Running"}',
+    ))  # fmt: skip
+    new = _labels_as_json(records)
+    assert all(not r.labels and r.labels_json for r in new)
+    for view, fields in (("pods", POD_FIELDS), ("services", ("type",)), ("resources", ())):
+        assert bytes(json_rows(new, view, fields)) == bytes(json_rows(records, view, fields)), view
+        assert view_rows(new, view, fields) == view_rows(records, view, fields), view
+        parsed = orjson.loads(b"[" + bytes(json_rows(new, view, fields)) + b"]")
+        assert [list(row["labels"]) for row in parsed] == [sorted(r.labels) for r in records]
+    assert [record_dict(r) for r in new] == [record_dict(r) for r in records]
+    assert list(record_dict(new[3])["labels"]) == sorted(odd)
+    # A record without labels: "{}" from the manager, an empty map from an older one.
+    bare = query_pb2.ResourceRecord(kind="pods", name="p", data_json=b"{}", labels_json=b"{}")
+    assert json_rows([bare], "pods") == json_rows([query_pb2.ResourceRecord(kind="pods", name="p", data_json=b"{}")],
+                                                  "pods")  # fmt: skip
+
+
+def test_labels_json_that_is_not_a_json_object_is_a_record_error() -> None:
+    for bad in (b"[1]", b'{"a":', b'"x"'):
+        record = query_pb2.ResourceRecord(
+            kind="pods", cluster="c", namespace="n", name="p", data_json=b"{}", labels_json=bad
+        )
+        for view in ("pods", "resources"):
+            for make in (json_rows, view_rows):
+                with pytest.raises(RecordError, match="the labels of c/pods/n/p are not a JSON object"):
+                    make([record], view)
