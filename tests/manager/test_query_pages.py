@@ -47,3 +47,12 @@ def test_pages_are_cut_by_bytes_with_labels_json_too() -> None:
     for labels_as_json in (True, False):
         sizes = [len(p.resources) for p in _pages(big, 500, True, max_bytes=5000, labels_as_json=labels_as_json)]
         assert sizes == [3, 3, 3, 1], labels_as_json
+
+
+def test_the_first_page_is_small_and_the_later_ones_bigger() -> None:
+    """A quick first row, then fewer pages (each costs both ends a hand-over between threads)."""
+    items = [StoredResource("c", Resource("pods", "n", f"p{i:02d}", f"u{i}", "1", {}, {})) for i in range(23)]
+    for as_json, labels_as_json in ((True, True), (True, False), (False, False)):
+        pages = list(_pages(items, 3, as_json, labels_as_json=labels_as_json, later=8))
+        assert [len(p.resources) for p in pages] == [3, 8, 8, 4]
+        assert [r.name for p in pages for r in p.resources] == [f"p{i:02d}" for i in range(23)]
