@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -41,8 +42,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from navigator_plugins.serializers.json import JsonSerializer
 from navigator_plugins.serializers.protobuf import ProtobufSerializer
@@ -218,6 +221,11 @@ async def run_edge(fleet: Fleet, n: int, pods: list[sync_pb2.Resource]) -> None:
                 await asyncio.sleep(wait if wait is not None else backoff.next())
 
 
+def _reason(row: dict[str, Any]) -> str:
+    """A status reason without its times and numbers, so that alike ones count together."""
+    return f"{row['status']}: " + re.sub(r"[0-9][0-9.:]*", "N", str(row.get("status_reason", "")))[:80]
+
+
 def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -243,6 +251,7 @@ async def storm(fleet: Fleet, label: str, client: AsyncQueryClient, pid: int, ta
     cpu0 = cpu_seconds(pid)
     own0 = time.process_time()
     first_look: int | None = None
+    why: Counter[str] = Counter()
     while True:
         await asyncio.sleep(0.5)
         for t in tasks:
@@ -257,6 +266,7 @@ async def storm(fleet: Fleet, label: str, client: AsyncQueryClient, pid: int, ta
         healthy = sum(1 for r in rows if r["status"] == "HEALTHY")
         if first_look is None:
             first_look = healthy
+            why = Counter(_reason(r) for r in rows if r["status"] != "HEALTHY")
         if healthy == args.edges:
             break
         if late:
@@ -272,6 +282,8 @@ async def storm(fleet: Fleet, label: str, client: AsyncQueryClient, pid: int, ta
         f"({total:,} pods stored; the last FULL was acked at {max(tally.synced_at.values(), default=0.0):.1f} s, "
         f"when {first_look} were HEALTHY; a ListClusters took {answered - asked:.2f} s)"
     )
+    if why:
+        print("not yet     " + "; ".join(f"{n} {reason}" for reason, n in why.most_common(3)))
     print(
         f"accept      {len(tally.timed_out)} of {args.edges} edges waited over connect_timeout "
         f"{args.connect_timeout:g} s for their Accept ({tally.identify_timeouts} timeouts, {tally.rejected} "

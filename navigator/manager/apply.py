@@ -35,6 +35,10 @@ T = TypeVar("T")
 #: waits for tens of milliseconds, not seconds.
 GROUP_STATES = 32
 GROUP_OBJECTS = 20_000
+#: Calls of at most this many objects join a group before bigger ones queued ahead of them.
+SMALL = 100
+#: How far down the queue a group's calls are looked for.
+GROUP_SCAN = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,25 +133,38 @@ class StorageWorker:
             del group
 
     def _take(self) -> list[_Job]:
-        """The next call, and the grouped calls queued right behind it that may share its transaction."""
+        """The next call, and the grouped calls queued behind it that may share its transaction.
+
+        Small calls first (a DELTA, a claim: ``SMALL``), then in queue order, from the calls
+        queued before the first one that may not join (another backend, or not grouped: nothing
+        passes that). A call never passes an earlier call of its cluster, so each cluster's
+        calls run in the order they were made; other clusters' small states may pass a big one,
+        which keeps the copies of clusters already synced fresh while a storm's first states queue.
+        """
         first = self._jobs.popleft()
         grouping = first.grouping
         if grouping is None or not self._jobs or not isinstance(grouping.backend, BatchingStorageBackend):
             return [first]
-        group, clusters, weight = [first], {grouping.cluster}, grouping.weight
-        while self._jobs and len(group) < GROUP_STATES:
+        window: list[_Job] = []
+        while self._jobs and len(window) < GROUP_SCAN:
             following = self._jobs[0].grouping
-            if (
-                following is None
-                or following.backend is not grouping.backend
-                or following.cluster in clusters  # the next state of a cluster reads what this one wrote
-                or weight + following.weight > GROUP_OBJECTS
-            ):
+            if following is None or following.backend is not grouping.backend:
                 break
-            group.append(self._jobs.popleft())
-            clusters.add(following.cluster)
-            weight += following.weight
-        return group
+            window.append(self._jobs.popleft())
+        group, weight = {0: first}, grouping.weight
+        for small in (True, False):
+            clusters = {grouping.cluster}  # those of every call before the one looked at, taken or not
+            for i, job in enumerate(window, 1):
+                g = cast(Grouping, job.grouping)
+                if i not in group and g.cluster not in clusters and (g.weight <= SMALL or not small):
+                    if len(group) >= GROUP_STATES:
+                        break
+                    if weight + g.weight <= GROUP_OBJECTS:
+                        group[i] = job
+                        weight += g.weight
+                clusters.add(g.cluster)
+        self._jobs.extendleft(reversed([job for i, job in enumerate(window, 1) if i not in group]))
+        return [group[i] for i in sorted(group)]
 
     def _run_group(self, group: list[_Job]) -> None:
         started = [job for job in group if job.future.set_running_or_notify_cancel()]

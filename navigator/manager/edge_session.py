@@ -358,12 +358,14 @@ class EdgeSession:
                 except Exception as exc:
                     logger.warning("could not save last_seen of cluster {}: {}", self.cluster, exc)
 
-    def _store(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+    def _store(self, fn: Callable[..., T], *args: object, grouping: Grouping | None = None) -> asyncio.Future[T]:
         """Hand ``fn`` to the storage thread (tracked); a task no cancellation of the session reaches.
 
         Submitted when the task first runs: yield once before anything that must come after it.
         """
-        return asyncio.ensure_future(self.ctx.storage.call(self.ctx.worker, self.cluster, fn, *args))
+        return asyncio.ensure_future(
+            self.ctx.storage.call(self.ctx.worker, self.cluster, fn, *args, grouping=grouping)
+        )
 
     def _claim_refusal(self) -> str | None:
         return self._claim_failed
@@ -528,9 +530,15 @@ class EdgeSession:
                 self._claim_failed = f"the claim did not land: {exc}"
                 raise
 
+        def undo() -> None:
+            # The group it was saved in did not commit: this session's applies must not run.
+            self._claim_failed = "the claim did not land: storage failed to commit it"
+            reconciler.forget(cluster)
+
         # Not waited for: it is submitted before the Accept goes out (the yield lets its task
-        # run), so the storage thread takes it before this session's first apply.
-        self._store(land).add_done_callback(self._landed)
+        # run), so the storage thread takes it before this session's first apply. In a storm it
+        # shares a transaction with other clusters' claims and applies (group commit).
+        self._store(land, grouping=Grouping(backend, cluster, 1, undo)).add_done_callback(self._landed)
         await asyncio.sleep(0)
         return record
 

@@ -173,7 +173,7 @@ async def test_states_of_one_cluster_keep_their_order_in_separate_transactions(
         (ChangeType.MODIFIED, "1", "2")
     ]
     assert modified[0].changed_fields == ("phase",)  # read back from what the first state stored
-    assert writer(backend).commits - before == 2  # east+west, then east+north
+    assert writer(backend).commits - before == 2  # east, west and north; then east's DELTA
     [p] = [r.resource for r in backend.query(ResourceQuery(cluster="east"))]
     assert p.resource_version == "2"
 
@@ -215,3 +215,32 @@ async def test_a_backend_without_group_commit_gets_a_transaction_per_state(
     assert isinstance(outcomes[1], StorageFenced)
     assert stored(backend, "a") == ["a"] and stored(backend, "b") == ["b"]
 
+
+
+async def test_small_states_pass_big_ones_of_other_clusters_never_their_own(
+    backend: SQLiteBackend, worker: StorageWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apply_module, "GROUP_STATES", 2)
+    monkeypatch.setattr(apply_module, "SMALL", 1)
+    reconciler = Reconciler(backend)
+    order: list[str] = []
+
+    def apply_logged(cluster: str, s: StateSet) -> Any:
+        def clock() -> datetime:
+            order.append(cluster)
+            return STAMP
+
+        return apply_state(worker, reconciler, ClusterRecord(cluster), s, JsonSerializer(), clock)
+
+    big = [make("p1", rv="1"), make("p2", rv="1")]
+    outcomes = await queued(
+        worker,
+        apply_logged("a", state(*big)),
+        apply_logged("b", state(*big)),
+        apply_logged("a", state(make("p1", rv="2", data={"phase": "Failed"}), delta=True)),
+        apply_logged("c", state(make("p1"), delta=True)),
+    )
+    # c's small DELTA joins the head's group; a's waits for a's FULL; b's FULL and a's DELTA come next.
+    assert order == ["a", "c", "b", "a"]
+    assert [(c.type, c.new_resource_version) for c in outcomes[2][1]] == [(ChangeType.MODIFIED, "2")]
+    assert all(not isinstance(o, BaseException) for o in outcomes)
