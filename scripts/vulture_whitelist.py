@@ -111,3 +111,5 @@ terminating_endpoints
 total_endpoints
 endpointslices
 pods_truncated
+# navigator.testing.raw_edge: builders for tests (ours and third parties')
+endpointslice

@@ -52,7 +52,8 @@ def build_parser(configured: Collection[str] | None = None) -> argparse.Argument
     parser.add_argument("--version", action="version", version=f"navigator {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
-        doc = _summary(module)
+        # Another command's one-line summary shows only in the top-level help: not read when a command runs.
+        doc = _summary(module) if not configured or name in configured else None
         command = sub.add_parser(name, help=doc, description=doc, parents=[common])
         if configured is None or name in configured:
             importlib.import_module(module).configure(command)
