@@ -49,7 +49,7 @@ from navigator.interfaces import (
     TransportPlugin,
 )
 from navigator.interfaces.collector import COLUMN_TYPES, Column
-from navigator.interfaces.storage import HistoryQuery, plain_additions
+from navigator.interfaces.storage import BatchingStorageBackend, HistoryQuery, plain_additions
 from navigator.plugin_options import PluginOptions, validate_options
 from navigator.protocol import PROTOCOL_VERSION, check_cluster_id
 from navigator.resource import (
@@ -66,7 +66,7 @@ from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 #: The version of this module's surface (semantic versioning).
-PLUGIN_API_VERSION = "1.3"
+PLUGIN_API_VERSION = "1.4"
 
 __all__ = [
     "COLUMN_TYPES",
@@ -75,6 +75,7 @@ __all__ = [
     "Backoff",
     "BackoffPolicy",
     "BackoffSettings",
+    "BatchingStorageBackend",
     "Change",
     "ChangeFollower",
     "ChangeType",

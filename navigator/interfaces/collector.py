@@ -72,7 +72,7 @@ class Collector:
     ``name`` is the user-facing plugin name and the resource ``kind`` on the
     wire and in queries (``"pods"``). ``api_version`` is ``"v1"`` for the core
     group or ``"<group>/<version>"``; ``plural`` is the REST resource name.
-    ``to_resource`` takes a :data:`RawObject`, or an ``item_type`` instance
+    ``to_resource`` takes a :data:`~navigator.interfaces.RawObject`, or an ``item_type`` instance
     when ``item_type`` is set.
     """
 
