@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17navigator/v1/sync.proto\x12\x0cnavigator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x0b\x45\x64geMessage\x12*\n\x08identify\x18\x01 \x01(\x0b\x32\x16.navigator.v1.IdentifyH\x00\x12+\n\x05state\x18\x02 \x01(\x0b\x32\x1a.navigator.v1.ClusterStateH\x00\x12,\n\theartbeat\x18\x03 \x01(\x0b\x32\x17.navigator.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"\xe4\x01\n\x0eManagerMessage\x12&\n\x06\x61\x63\x63\x65pt\x18\x01 \x01(\x0b\x32\x14.navigator.v1.AcceptH\x00\x12&\n\x06reject\x18\x02 \x01(\x0b\x32\x14.navigator.v1.RejectH\x00\x12 \n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x11.navigator.v1.AckH\x00\x12,\n\theartbeat\x18\x04 \x01(\x0b\x32\x17.navigator.v1.HeartbeatH\x00\x12*\n\x08versions\x18\x05 \x01(\x0b\x32\x16.navigator.v1.VersionsH\x00\x42\x06\n\x04\x62ody\"\xc7\x02\n\x08Identify\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x03 \x01(\t\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.navigator.v1.Identify.MetadataEntry\x12\r\n\x05token\x18\x05 \x01(\t\x12\x13\n\x0bserializers\x18\x06 \x03(\t\x12\x1d\n\x15sync_interval_seconds\x18\x07 \x01(\x01\x12\x14\n\x0c\x65\x64ge_version\x18\x08 \x01(\t\x12\r\n\x05kinds\x18\t \x03(\t\x12\x15\n\rwant_versions\x18\n \x01(\x08\x12\x14\n\x0cinstance_key\x18\x0b \x01(\x0c\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\x06\x41\x63\x63\x65pt\x12\x12\n\nmanager_id\x18\x01 \x01(\t\x12\x12\n\nserializer\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12\x17\n\x0fversions_follow\x18\x05 \x01(\x08\x12\x19\n\x11heartbeat_seconds\x18\x06 \x01(\x01\"A\n\x08Versions\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.navigator.v1.ResourceKey\x12\x0c\n\x04last\x18\x02 \x01(\x08\"z\n\x06Reject\x12*\n\x06reason\x18\x01 \x01(\x0e\x32\x1a.navigator.v1.RejectReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x01\x12\x16\n\x0eholder_edge_id\x18\x04 \x01(\t\"\xe7\x03\n\x0c\x43lusterState\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04type\x18\x05 \x01(\x0e\x32\x17.navigator.v1.StateType\x12\r\n\x05kinds\x18\x06 \x03(\t\x12\'\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x17.navigator.v1.KindError\x12)\n\tresources\x18\x08 \x03(\x0b\x32\x16.navigator.v1.Resource\x12,\n\tdeletions\x18\t \x03(\x0b\x32\x19.navigator.v1.ResourceKey\x12\"\n\x05\x63hunk\x18\n \x01(\x0b\x32\x13.navigator.v1.Chunk\x12\x14\n\x0c\x63\x61\x63hed_kinds\x18\x0b \x03(\t\x12\x36\n\x06\x63ounts\x18\x0c \x03(\x0b\x32&.navigator.v1.ClusterState.CountsEntry\x12\x18\n\x10\x61gainst_versions\x18\r \x01(\x08\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"@\n\x05\x43hunk\x12\x19\n\x11snapshot_sequence\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"\x85\x02\n\x08Resource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x32\n\x06labels\x18\x06 \x03(\x0b\x32\".navigator.v1.Resource.LabelsEntry\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12/\n\x0bobserved_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x94\x01\n\x0bResourceKey\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12/\n\x0bobserved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\tKindError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"\x81\x01\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.navigator.v1.AckStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\r\x12\x10\n\x08modified\x18\x05 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x06 \x01(\r\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xeb\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREJECT_REASON_ALREADY_HELD\x10\x01\x12\x1e\n\x1aREJECT_REASON_GRACE_PERIOD\x10\x02\x12!\n\x1dREJECT_REASON_UNAUTHENTICATED\x10\x03\x12\x1b\n\x17REJECT_REASON_MALFORMED\x10\x04\x12\x1d\n\x19REJECT_REASON_UNSUPPORTED\x10\x05\x12\x1d\n\x19REJECT_REASON_UNAVAILABLE\x10\x06*R\n\tStateType\x12\x1a\n\x16STATE_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_TYPE_FULL\x10\x01\x12\x14\n\x10STATE_TYPE_DELTA\x10\x02*\x86\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_STATUS_APPLIED\x10\x01\x12\x17\n\x13\x41\x43K_STATUS_BUFFERED\x10\x02\x12\x16\n\x12\x41\x43K_STATUS_INVALID\x10\x03\x12\x14\n\x10\x41\x43K_STATUS_RETRY\x10\x04\x32N\n\x04Sync\x12\x46\n\x07\x43onnect\x12\x19.navigator.v1.EdgeMessage\x1a\x1c.navigator.v1.ManagerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17navigator/v1/sync.proto\x12\x0cnavigator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x0b\x45\x64geMessage\x12*\n\x08identify\x18\x01 \x01(\x0b\x32\x16.navigator.v1.IdentifyH\x00\x12+\n\x05state\x18\x02 \x01(\x0b\x32\x1a.navigator.v1.ClusterStateH\x00\x12,\n\theartbeat\x18\x03 \x01(\x0b\x32\x17.navigator.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"\xe4\x01\n\x0eManagerMessage\x12&\n\x06\x61\x63\x63\x65pt\x18\x01 \x01(\x0b\x32\x14.navigator.v1.AcceptH\x00\x12&\n\x06reject\x18\x02 \x01(\x0b\x32\x14.navigator.v1.RejectH\x00\x12 \n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x11.navigator.v1.AckH\x00\x12,\n\theartbeat\x18\x04 \x01(\x0b\x32\x17.navigator.v1.HeartbeatH\x00\x12*\n\x08versions\x18\x05 \x01(\x0b\x32\x16.navigator.v1.VersionsH\x00\x42\x06\n\x04\x62ody\"\xc7\x02\n\x08Identify\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x03 \x01(\t\x12\x36\n\x08metadata\x18\x04 \x03(\x0b\x32$.navigator.v1.Identify.MetadataEntry\x12\r\n\x05token\x18\x05 \x01(\t\x12\x13\n\x0bserializers\x18\x06 \x03(\t\x12\x1d\n\x15sync_interval_seconds\x18\x07 \x01(\x01\x12\x14\n\x0c\x65\x64ge_version\x18\x08 \x01(\t\x12\r\n\x05kinds\x18\t \x03(\t\x12\x15\n\rwant_versions\x18\n \x01(\x08\x12\x14\n\x0cinstance_key\x18\x0b \x01(\x0c\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x01\n\x06\x41\x63\x63\x65pt\x12\x12\n\nmanager_id\x18\x01 \x01(\t\x12\x12\n\nserializer\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12\x17\n\x0fversions_follow\x18\x05 \x01(\x08\x12\x19\n\x11heartbeat_seconds\x18\x06 \x01(\x01\x12\x17\n\x0fopen_chunk_sets\x18\x07 \x01(\x08\"A\n\x08Versions\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.navigator.v1.ResourceKey\x12\x0c\n\x04last\x18\x02 \x01(\x08\"z\n\x06Reject\x12*\n\x06reason\x18\x01 \x01(\x0e\x32\x1a.navigator.v1.RejectReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x01\x12\x16\n\x0eholder_edge_id\x18\x04 \x01(\t\"\xe7\x03\n\x0c\x43lusterState\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04type\x18\x05 \x01(\x0e\x32\x17.navigator.v1.StateType\x12\r\n\x05kinds\x18\x06 \x03(\t\x12\'\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x17.navigator.v1.KindError\x12)\n\tresources\x18\x08 \x03(\x0b\x32\x16.navigator.v1.Resource\x12,\n\tdeletions\x18\t \x03(\x0b\x32\x19.navigator.v1.ResourceKey\x12\"\n\x05\x63hunk\x18\n \x01(\x0b\x32\x13.navigator.v1.Chunk\x12\x14\n\x0c\x63\x61\x63hed_kinds\x18\x0b \x03(\t\x12\x36\n\x06\x63ounts\x18\x0c \x03(\x0b\x32&.navigator.v1.ClusterState.CountsEntry\x12\x18\n\x10\x61gainst_versions\x18\r \x01(\x08\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"N\n\x05\x43hunk\x12\x19\n\x11snapshot_sequence\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0c\n\x04last\x18\x04 \x01(\x08\"\x85\x02\n\x08Resource\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x32\n\x06labels\x18\x06 \x03(\x0b\x32\".navigator.v1.Resource.LabelsEntry\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12/\n\x0bobserved_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x94\x01\n\x0bResourceKey\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12/\n\x0bobserved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\tKindError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"\x81\x01\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.navigator.v1.AckStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x04 \x01(\r\x12\x10\n\x08modified\x18\x05 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x06 \x01(\r\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xeb\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREJECT_REASON_ALREADY_HELD\x10\x01\x12\x1e\n\x1aREJECT_REASON_GRACE_PERIOD\x10\x02\x12!\n\x1dREJECT_REASON_UNAUTHENTICATED\x10\x03\x12\x1b\n\x17REJECT_REASON_MALFORMED\x10\x04\x12\x1d\n\x19REJECT_REASON_UNSUPPORTED\x10\x05\x12\x1d\n\x19REJECT_REASON_UNAVAILABLE\x10\x06*R\n\tStateType\x12\x1a\n\x16STATE_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_TYPE_FULL\x10\x01\x12\x14\n\x10STATE_TYPE_DELTA\x10\x02*\x86\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43K_STATUS_APPLIED\x10\x01\x12\x17\n\x13\x41\x43K_STATUS_BUFFERED\x10\x02\x12\x16\n\x12\x41\x43K_STATUS_INVALID\x10\x03\x12\x14\n\x10\x41\x43K_STATUS_RETRY\x10\x04\x32N\n\x04Sync\x12\x46\n\x07\x43onnect\x12\x19.navigator.v1.EdgeMessage\x1a\x1c.navigator.v1.ManagerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,12 +38,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERSTATE_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_RESOURCE_LABELSENTRY']._loaded_options = None
   _globals['_RESOURCE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_REJECTREASON']._serialized_start=2396
-  _globals['_REJECTREASON']._serialized_end=2631
-  _globals['_STATETYPE']._serialized_start=2633
-  _globals['_STATETYPE']._serialized_end=2715
-  _globals['_ACKSTATUS']._serialized_start=2718
-  _globals['_ACKSTATUS']._serialized_end=2852
+  _globals['_REJECTREASON']._serialized_start=2435
+  _globals['_REJECTREASON']._serialized_end=2670
+  _globals['_STATETYPE']._serialized_start=2672
+  _globals['_STATETYPE']._serialized_end=2754
+  _globals['_ACKSTATUS']._serialized_start=2757
+  _globals['_ACKSTATUS']._serialized_end=2891
   _globals['_EDGEMESSAGE']._serialized_start=75
   _globals['_EDGEMESSAGE']._serialized_end=231
   _globals['_MANAGERMESSAGE']._serialized_start=234
@@ -53,29 +53,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTIFY_METADATAENTRY']._serialized_start=745
   _globals['_IDENTIFY_METADATAENTRY']._serialized_end=792
   _globals['_ACCEPT']._serialized_start=795
-  _globals['_ACCEPT']._serialized_end=945
-  _globals['_VERSIONS']._serialized_start=947
-  _globals['_VERSIONS']._serialized_end=1012
-  _globals['_REJECT']._serialized_start=1014
-  _globals['_REJECT']._serialized_end=1136
-  _globals['_CLUSTERSTATE']._serialized_start=1139
-  _globals['_CLUSTERSTATE']._serialized_end=1626
-  _globals['_CLUSTERSTATE_COUNTSENTRY']._serialized_start=1581
-  _globals['_CLUSTERSTATE_COUNTSENTRY']._serialized_end=1626
-  _globals['_CHUNK']._serialized_start=1628
-  _globals['_CHUNK']._serialized_end=1692
-  _globals['_RESOURCE']._serialized_start=1695
-  _globals['_RESOURCE']._serialized_end=1956
-  _globals['_RESOURCE_LABELSENTRY']._serialized_start=1911
-  _globals['_RESOURCE_LABELSENTRY']._serialized_end=1956
-  _globals['_RESOURCEKEY']._serialized_start=1959
-  _globals['_RESOURCEKEY']._serialized_end=2107
-  _globals['_KINDERROR']._serialized_start=2109
-  _globals['_KINDERROR']._serialized_end=2206
-  _globals['_ACK']._serialized_start=2209
-  _globals['_ACK']._serialized_end=2338
-  _globals['_HEARTBEAT']._serialized_start=2340
-  _globals['_HEARTBEAT']._serialized_end=2393
-  _globals['_SYNC']._serialized_start=2854
-  _globals['_SYNC']._serialized_end=2932
+  _globals['_ACCEPT']._serialized_end=970
+  _globals['_VERSIONS']._serialized_start=972
+  _globals['_VERSIONS']._serialized_end=1037
+  _globals['_REJECT']._serialized_start=1039
+  _globals['_REJECT']._serialized_end=1161
+  _globals['_CLUSTERSTATE']._serialized_start=1164
+  _globals['_CLUSTERSTATE']._serialized_end=1651
+  _globals['_CLUSTERSTATE_COUNTSENTRY']._serialized_start=1606
+  _globals['_CLUSTERSTATE_COUNTSENTRY']._serialized_end=1651
+  _globals['_CHUNK']._serialized_start=1653
+  _globals['_CHUNK']._serialized_end=1731
+  _globals['_RESOURCE']._serialized_start=1734
+  _globals['_RESOURCE']._serialized_end=1995
+  _globals['_RESOURCE_LABELSENTRY']._serialized_start=1950
+  _globals['_RESOURCE_LABELSENTRY']._serialized_end=1995
+  _globals['_RESOURCEKEY']._serialized_start=1998
+  _globals['_RESOURCEKEY']._serialized_end=2146
+  _globals['_KINDERROR']._serialized_start=2148
+  _globals['_KINDERROR']._serialized_end=2245
+  _globals['_ACK']._serialized_start=2248
+  _globals['_ACK']._serialized_end=2377
+  _globals['_HEARTBEAT']._serialized_start=2379
+  _globals['_HEARTBEAT']._serialized_end=2432
+  _globals['_SYNC']._serialized_start=2893
+  _globals['_SYNC']._serialized_end=2971
 # @@protoc_insertion_point(module_scope)

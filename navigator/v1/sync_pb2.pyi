@@ -287,6 +287,7 @@ class Accept(_message.Message):
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     VERSIONS_FOLLOW_FIELD_NUMBER: _builtins.int
     HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
+    OPEN_CHUNK_SETS_FIELD_NUMBER: _builtins.int
     manager_id: _builtins.str
     serializer: _builtins.str
     """The serializer chosen from Identify.serializers."""
@@ -304,6 +305,10 @@ class Accept(_message.Message):
     the edge sends a Heartbeat when idle this often and presumes the manager
     gone after 3 x this without any message while no ack is owed. 0: neither.
     """
+    open_chunk_sets: _builtins.bool
+    """The manager takes open chunk sets (Chunk.count 0, ended by Chunk.last): the
+    edge may send a FULL's chunks while it is still collecting them.
+    """
     def __init__(
         self,
         *,
@@ -313,10 +318,11 @@ class Accept(_message.Message):
         last_sequence: _builtins.int = ...,
         versions_follow: _builtins.bool = ...,
         heartbeat_seconds: _builtins.float = ...,
+        open_chunk_sets: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_seconds", b"heartbeat_seconds", "last_sequence", b"last_sequence", "manager_id", b"manager_id", "max_message_bytes", b"max_message_bytes", "serializer", b"serializer", "versions_follow", b"versions_follow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_seconds", b"heartbeat_seconds", "last_sequence", b"last_sequence", "manager_id", b"manager_id", "max_message_bytes", b"max_message_bytes", "open_chunk_sets", b"open_chunk_sets", "serializer", b"serializer", "versions_follow", b"versions_follow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -487,19 +493,29 @@ class Chunk(_message.Message):
     SNAPSHOT_SEQUENCE_FIELD_NUMBER: _builtins.int
     INDEX_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
     snapshot_sequence: _builtins.int
     index: _builtins.int
     count: _builtins.int
+    """Chunks in the set; 0 for an open set (only to a manager that sets
+    Accept.open_chunk_sets), whose size is not known when its first chunk leaves.
+    """
+    last: _builtins.bool
+    """Open sets: this chunk ends the set. It alone carries the set's kinds,
+    cached_kinds, errors, counts, deletions and against_versions; the chunks
+    before it carry resources only.
+    """
     def __init__(
         self,
         *,
         snapshot_sequence: _builtins.int = ...,
         index: _builtins.int = ...,
         count: _builtins.int = ...,
+        last: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "index", b"index", "snapshot_sequence", b"snapshot_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "index", b"index", "last", b"last", "snapshot_sequence", b"snapshot_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
