@@ -250,6 +250,6 @@ async def apply_state(
         )
         return reconciler.apply_with_record(updated, state, serializer, now, state.observed_at, record_cluster)
 
-    weight = len(state.resources) + len(state.deletions)
+    weight = state.object_count
     grouping = Grouping(reconciler.backend, record.cluster, weight, lambda: reconciler.forget(record.cluster))
     return await worker.call_grouped(grouping, stamped)

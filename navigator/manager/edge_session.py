@@ -57,7 +57,7 @@ from navigator.interfaces.storage import StorageFenced, StorageRegressed
 from navigator.manager import acks
 from navigator.manager.apply import Grouping, StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
-from navigator.manager.chunking import ChunkAssembler
+from navigator.manager.chunking import ChunkAssembler, is_chunk, stage_chunk
 from navigator.manager.claims import ClaimKeeper, InMemoryClaims
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.sinks import SinkFanout
@@ -478,6 +478,7 @@ class EdgeSession:
             last_sequence=self.record.last_sequence,
             versions_follow=versions,
             heartbeat_seconds=self._heartbeat,
+            open_chunk_sets=True,
         )
         await self.stream.send(sync_pb2.ManagerMessage(accept=accept))
         if versions:
@@ -603,13 +604,14 @@ class EdgeSession:
         while (message := await self.stream.recv()) is not None:
             self.last_seen = self.ctx.clock()
             self._heard = time.monotonic()
-            metrics.count_manager_bytes(self.cluster, received=message.ByteSize())
+            size = message.ByteSize()
+            metrics.count_manager_bytes(self.cluster, received=size)
             self._chunks.expire()
             body = message.WhichOneof("body")
             if body == "state":
                 self._busy = True
                 try:
-                    ack = await self._process(message.state)
+                    ack = await self._process(message.state, size)
                     metrics.count_manager_ack(self.cluster, ack.status, size=ack.ByteSize())
                     await self.stream.send(sync_pb2.ManagerMessage(ack=ack))
                 finally:
@@ -628,14 +630,24 @@ class EdgeSession:
         )
         return acks.invalid(sequence, str(error))
 
-    async def _process(self, state: sync_pb2.ClusterState) -> sync_pb2.Ack:
+    async def _process(self, state: sync_pb2.ClusterState, size: int | None = None) -> sync_pb2.Ack:
         sequence = state.sequence
         metrics.count_received_objects(self.cluster, len(state.resources))
         try:
             check_sequence(sequence, self._sequence)
             self._sequence = sequence
             check_header(state, self.cluster, self.edge_id)
-            assembled = self._chunks.add(state)
+            assembled = self._chunks.add(state, size)
+            if is_chunk(state):
+                try:
+                    await self._stage(state, assembled)
+                except (InvalidState, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # the set cannot be staged here now: the edge sends it again
+                    self._chunks.discard(f"staging chunk {state.chunk.index} failed: {exc}")
+                    if not isinstance(exc, Dropped):
+                        logger.opt(exception=exc).error("staging state {} of cluster {} failed", sequence, self.cluster)
+                    return acks.retry(sequence, f"not applied: {exc}")
             if assembled is None:
                 return acks.buffered(sequence)
             if len(assembled.resources) > _BIG_STATE:
@@ -693,7 +705,7 @@ class EdgeSession:
             "FULL" if assembled.full else "DELTA",
             sequence,
             self.cluster,
-            len(assembled.resources),
+            assembled.object_count,
             ack.added,
             ack.modified,
             ack.deleted,
@@ -701,6 +713,16 @@ class EdgeSession:
         )
         return ack
 
+
+    async def _stage(self, chunk: sync_pb2.ClusterState, assembled: StateSet | None) -> None:
+        """A chunk's objects checked and planned while the set's later chunks are on their way."""
+        target = assembled if assembled is not None else self._chunks.collecting
+        assert target is not None and self.serializer is not None
+        limits, kinds = self.ctx.config.limits, self._kinds
+        resources = list(chunk.resources)
+        await self._worker.call(
+            stage_chunk, self.ctx.reconciler, self.cluster, target, resources, limits, kinds, self.serializer
+        )
 
     def _take_report(self, state: StateSet) -> None:
         """A protocol 2 DELTA's errors are the edge's condition now: kept in memory (a kind still

@@ -39,6 +39,7 @@ import dataclasses
 import itertools
 import operator
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -96,10 +97,34 @@ def changed_fields(old: Resource, new: Resource) -> tuple[str, ...]:
 class _Plan:
     """What one state changes, before anything is written."""
 
-    #: In key order (FULL) or the state's order (DELTA): (key, wire copy, digest, whether the key or uid is new).
-    written: list[tuple[Key, sync_pb2.Resource, str, bool]]
+    #: In key order (FULL) or the state's order (DELTA): (key, wire copy, digest, whether the key or uid
+    #: is new, the object when staged already).
+    written: list[tuple[Key, sync_pb2.Resource, str, bool, StoredObject | None]]
     #: In key order, with the deletion's own observation time when the wire carries one.
     deleted: list[tuple[Key, Known, datetime | None]]
+
+
+@dataclass(slots=True)
+class Staged:
+    """A chunk set's objects, planned chunk by chunk as the chunks arrive (``Reconciler.stage``),
+    so that its apply on the last chunk is left with little more than the writes.
+
+    Only objects that differ from the index are kept (decoded, ready to store); of the
+    others only their keys, for the FULL's deletions.
+    """
+
+    cluster: str
+    #: The cluster's index the chunks were compared with: the apply re-plans nothing, so it must
+    #: still be the one in use then.
+    index: dict[Key, Known]
+    #: Every key the set holds so far.
+    incoming: set[Key] = dataclasses.field(default_factory=set)
+    #: The objects to write, by key: (key, wire copy, digest, whether the key or uid is new, the object).
+    written: dict[Key, tuple[Key, sync_pb2.Resource, str, bool, StoredObject | None]] = dataclasses.field(
+        default_factory=dict
+    )
+    #: The first key the set held twice (the last copy wins, as in any state).
+    repeated: Key | None = None
 
 
 class Reconciler:
@@ -137,6 +162,46 @@ class Reconciler:
         if cluster not in self._index:
             self.load(cluster)
         return self._index[cluster]
+
+    # -- a chunk set, as it arrives ---------------------------------------------------
+
+    def stage(
+        self, cluster: str, staged: Staged | None, resources: list[sync_pb2.Resource], serializer: Serializer
+    ) -> Staged:
+        """Plan one chunk of a FULL set against the index, before the set is complete (on the storage
+        thread, like ``apply``): what the set's apply would do per object, done while later chunks are
+        still on their way. Raises ``InvalidState`` for a payload that does not decode; nothing is
+        written either way."""
+        with gc_paused():
+            index = self._cluster_index(cluster)
+            if staged is None:
+                staged = Staged(cluster, index)
+            elif staged.index is not index:
+                raise InvalidState(
+                    f"cluster {cluster}: the stored copy was read again while the set was arriving; send it again"
+                )
+            keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
+            incoming, chunk = staged.incoming, dict(zip(keys, resources, strict=True))
+            if len(chunk) != len(keys) or not incoming.isdisjoint(chunk):  # the last copy of a key wins
+                if staged.repeated is None:
+                    staged.repeated = _first_repeated(keys, incoming)
+                for key in incoming & chunk.keys():
+                    staged.written.pop(key, None)
+                keys, resources = list(chunk), list(chunk.values())
+            incoming.update(keys)
+            digests = digest_all(resources)
+            versions = zip([w.uid for w in resources], [w.resource_version for w in resources], digests, strict=True)
+            index_get = index.get
+            differs = map(operator.ne, map(index_get, keys), versions)
+            decode = _decoder(serializer)
+            from_json, stored_object, written = Resource.from_json, StoredObject, staged.written
+            for i in itertools.compress(range(len(keys)), differs):
+                key, wire, dig, known = keys[i], resources[i], digests[i], index_get(keys[i])
+                labels = wire.labels
+                new = from_json(key[0], key[1], key[2], wire.uid, wire.resource_version,
+                                {k: labels[k] for k in labels}, decode(wire))  # fmt: skip
+                written[key] = (key, wire, dig, known is None or known.uid != wire.uid, stored_object(new, dig))
+            return staged
 
     # -- one state -----------------------------------------------------------------
 
@@ -183,7 +248,7 @@ class Reconciler:
         index = self._cluster_index(cluster)
         plan = self._plan(index, state)
         decode = _decoder(serializer)
-        old_objects = self._old_objects(cluster, [key for key, _, _, new in plan.written if not new])
+        old_objects = self._old_objects(cluster, [entry[0] for entry in plan.written if not entry[3]])
         state_time = observed_at if observed_at is not None else state.observed_at
         # Only a DELTA's objects may carry their own time (a FULL's never do: not looked at).
         own_times = not state.full
@@ -208,11 +273,15 @@ class Reconciler:
         from_json, stored_object, known_version, new_change = Resource.from_json, StoredObject, Known, Change
         add_upsert, add_change, index_get = upserts.append, changes.append, index.get
         # Changes in the plan's order (a re-creation's DELETED just before its ADDED), then deletions.
-        for key, wire, dig, is_new in plan.written:
+        for key, wire, dig, is_new, stored in plan.written:
             uid, rv = wire.uid, wire.resource_version
-            labels = wire.labels
-            new = from_json(key[0], key[1], key[2], uid, rv, {k: labels[k] for k in labels}, decode(wire))
-            add_upsert(stored_object(new, dig))
+            if stored is None:
+                labels = wire.labels
+                new = from_json(key[0], key[1], key[2], uid, rv, {k: labels[k] for k in labels}, decode(wire))
+                stored = stored_object(new, dig)
+            else:
+                new = stored.resource
+            add_upsert(stored)
             updates[key] = known_version(uid, rv, dig)
             was = index_get(key)
             when = _observed(wire, state_time) if own_times else state_time
@@ -258,6 +327,9 @@ class Reconciler:
         """Column by column: each object's (uid, resourceVersion, digest) is compared with the index's
         in C loops (``map``, ``compress``), and only the objects that differ are looked at one by one,
         so that an unchanged resync of 150,000 objects is a handful of passes, not a Python loop."""
+        staged: Staged | None = state.staged
+        if staged is not None:
+            return self._staged_plan(index, state, staged)
         resources = state.resources
         keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
         incoming = dict(zip(keys, resources, strict=True))  # the last copy of a key wins
@@ -270,16 +342,34 @@ class Reconciler:
         index_get = index.get
         # A Known equals the plain tuple of the same three strings; None (not held) equals none.
         differs = map(operator.ne, map(index_get, keys), versions)
-        written: list[tuple[Key, sync_pb2.Resource, str, bool]] = []
+        written: list[tuple[Key, sync_pb2.Resource, str, bool, StoredObject | None]] = []
         for i in itertools.compress(range(len(keys)), differs):
             key, known = keys[i], index_get(keys[i])
-            written.append((key, resources[i], digests[i], known is None or known.uid != versions[i][0]))
+            written.append((key, resources[i], digests[i], known is None or known.uid != versions[i][0], None))
         if state.full:
             written.sort(key=_first)  # keys are unique: the wire copies are never compared
+        return _Plan(written, self._deleted(index, state, incoming.keys()))
+
+    def _staged_plan(self, index: Mapping[Key, Known], state: StateSet, staged: Staged) -> _Plan:
+        """The plan of a chunk set staged as it arrived: its objects are already compared and built."""
+        if staged.index is not index:
+            raise InvalidState(
+                f"cluster {staged.cluster}: the stored copy was read again while the set was arriving; send it again"
+            )
+        written = sorted(staged.written.values(), key=_first)  # keys are unique: wires never compared
+        return _Plan(written, self._deleted(index, state, staged.incoming))
+
+    @staticmethod
+    def _deleted(
+        index: Mapping[Key, Known], state: StateSet, incoming: AbstractSet[Key]
+    ) -> list[tuple[Key, Known, datetime | None]]:
+        """What the state deletes, in key order: a FULL what it does not hold of the kinds it covers
+        (unless sent against versions), else its deletions of objects held and not upserted with them."""
         deleted: list[tuple[Key, Known, datetime | None]] = []
         if state.full and not state.against_versions:
             covered = partial.covered_kinds(state)
-            deleted = sorted((k, index[k], None) for k in index.keys() - incoming.keys() if k[0] in covered)
+            held = index.keys() - incoming
+            deleted = sorted((k, index[k], None) for k in held if k[0] in covered)
         else:
             for gone in state.deletions:
                 key = (gone.kind, gone.namespace, gone.name)
@@ -288,7 +378,7 @@ class Reconciler:
                     continue  # already gone, re-created since, or upserted in the same delta
                 deleted.append((key, known, _observed(gone, None)))
             deleted.sort(key=lambda item: item[0])
-        return _Plan(written, deleted)
+        return deleted
 
     def _old_objects(self, cluster: str, modified: Iterable[Key]) -> dict[Key, Resource]:
         keys = [ResourceKey(*key) for key in modified]
@@ -297,7 +387,16 @@ class Reconciler:
         return {(r.kind, r.namespace, r.name): r for r in self.backend.read(cluster, keys)}
 
 
-def _first(item: tuple[Key, sync_pb2.Resource, str, bool]) -> Key:
+def _first_repeated(keys: Iterable[Key], before: AbstractSet[Key]) -> Key | None:
+    seen: set[Key] = set()
+    for key in keys:
+        if key in before or key in seen:
+            return key
+        seen.add(key)
+    return None
+
+
+def _first(item: tuple[Key, sync_pb2.Resource, str, bool, StoredObject | None]) -> Key:
     return item[0]
 
 

@@ -129,8 +129,13 @@ def delta_state(
     return state
 
 
-def chunked(state: sync_pb2.ClusterState, per_chunk: int) -> list[sync_pb2.ClusterState]:
-    """Split a FULL state into a chunk set starting at ``state.sequence`` (consecutive sequences)."""
+#: What only the last chunk of an open set carries (docs/protocol.md, "Open chunk sets").
+OPEN_SET_HEADER = ("kinds", "cached_kinds", "errors", "counts", "deletions", "against_versions")
+
+
+def chunked(state: sync_pb2.ClusterState, per_chunk: int, open_set: bool = False) -> list[sync_pb2.ClusterState]:
+    """Split a FULL state into a chunk set starting at ``state.sequence`` (consecutive sequences):
+    a closed set, or an open one (``count`` 0, the header only on the chunk marked ``last``)."""
     items = list(state.resources)
     groups = [items[i : i + per_chunk] for i in range(0, len(items), per_chunk)] or [[]]
     chunks = []
@@ -142,7 +147,13 @@ def chunked(state: sync_pb2.ClusterState, per_chunk: int) -> list[sync_pb2.Clust
         chunk.sequence = state.sequence + index
         chunk.chunk.snapshot_sequence = state.sequence
         chunk.chunk.index = index
-        chunk.chunk.count = len(groups)
+        if not open_set:
+            chunk.chunk.count = len(groups)
+        elif index == len(groups) - 1:
+            chunk.chunk.last = True
+        else:
+            for name in OPEN_SET_HEADER:
+                chunk.ClearField(name)  # type: ignore[arg-type]
         chunks.append(chunk)
     return chunks
 

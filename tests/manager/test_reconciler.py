@@ -21,13 +21,14 @@ import pytest
 from navigator.config.manager import LimitsSection
 from navigator.interfaces import ClusterRecord, ResourceQuery, StorageBackend
 from navigator.interfaces.storage import HistoryQuery
-from navigator.manager.chunking import ChunkAssembler
+from navigator.manager.chunking import ChunkAssembler, stage_chunk
 from navigator.manager.validation import StateSet
 from navigator.resource import Change, ChangeType, ObjectVersion, ResourceKey, StoredResource
 from navigator.testing.raw_edge import chunked
 from navigator.testing.storage_conformance import (
     HISTORY_QUERIES,
     SCENARIO_CHANGES,
+    SERIALIZER,
     T0,
     Feed,
     make,
@@ -201,27 +202,37 @@ def test_sqlite_and_postgres_agree(store_options: StoreOptions, open_store: Open
         )
 
 
-def through_chunks(whole: StateSet, per_chunk: int) -> StateSet:
-    """``whole`` sent as a chunk set and put together again by the manager's ``ChunkAssembler``."""
+def through_chunks(whole: StateSet, per_chunk: int, feed: Feed, open_set: bool = False) -> StateSet:
+    """``whole`` sent as a chunk set, each chunk staged as it arrives, and put together again as the
+    manager does (``ChunkAssembler``, ``stage_chunk``)."""
     message = sync_pb2.ClusterState(
         edge_id="edge-1", cluster_id="east", sequence=1, type=sync_pb2.StateType.ValueType(whole.type), kinds=whole.kinds,
         cached_kinds=whole.cached_kinds, errors=whole.errors, resources=whole.resources,
     )  # fmt: skip
     message.timestamp.FromDatetime(T0)
-    assembler = ChunkAssembler(LimitsSection())
-    *partial, complete = [assembler.add(chunk) for chunk in chunked(message, per_chunk)]
+    limits = LimitsSection()
+    assembler = ChunkAssembler(limits)
+    assembled: list[StateSet | None] = []
+    for chunk in chunked(message, per_chunk, open_set=open_set):
+        done = assembler.add(chunk)
+        target = done if done is not None else assembler.collecting
+        assert target is not None
+        stage_chunk(feed.reconciler, feed.cluster, target, list(chunk.resources), limits, None, SERIALIZER)
+        assembled.append(done)
+    *partial, complete = assembled
     assert partial and not any(partial) and complete is not None
     return complete
 
 
+@pytest.mark.parametrize("open_set", [False, True], ids=["closed", "open"])
 @pytest.mark.parametrize("name", BACKENDS)
 def test_a_chunk_set_changes_what_the_whole_state_changes(
-    name: str, store_options: StoreOptions, open_store: OpenStore
+    name: str, open_set: bool, store_options: StoreOptions, open_store: OpenStore
 ) -> None:
     whole, split = (Feed(open_store(name, store_options(name))) for _ in range(2))
     for step in scenario():
         if step.full and len(step.resources) > 2:  # at least two chunks
-            assert split(through_chunks(step, per_chunk=2)) == whole(step)
+            assert split(through_chunks(step, 2, split, open_set)) == whole(step)
         else:
             assert split(step) == whole(step)
     assert list(split.backend.history(HistoryQuery())) == list(whole.backend.history(HistoryQuery()))
