@@ -107,6 +107,8 @@ class Edge:
             on_resync=self.loop.request_full_soon,
             on_update=self._notify,
         )
+        # A FULL is queued when its collection starts while the manager takes open chunk sets.
+        self.loop.open_sets = self.stream.may_take_open_sets
         logger.info(
             "edge {} for cluster {} starting: {} via {}, manager {}, {} mode every {:g}s",
             self.edge_id,

@@ -13,8 +13,9 @@ Python objects, and no chunk is parsed back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from loguru import logger
 
@@ -87,13 +88,18 @@ class FullPlan:
             state.chunk.snapshot_sequence = snapshot_sequence
             state.chunk.index = index
             state.chunk.count = self.count
-        head = state.SerializeToString()
         start, end = self.groups[index]
-        parts = [head]
-        for item in self.items[start:end]:
-            parts += (_TAG_RESOURCES, varint(len(item)), item)
-        body = b"".join(parts)
-        return b"".join((_TAG_STATE, varint(len(body)), body))
+        return join_state(state, self.items[start:end])
+
+
+def join_state(state: sync_pb2.ClusterState, items: Iterable[bytes]) -> bytes:
+    """A serialized ``EdgeMessage`` holding ``state`` plus the packed resources ``items``, joined as bytes:
+    appending repeated fields to a serialized message is what merging them would do, without parsing."""
+    parts = [state.SerializeToString()]
+    for item in items:
+        parts += (_TAG_RESOURCES, varint(len(item)), item)
+    body = b"".join(parts)
+    return b"".join((_TAG_STATE, varint(len(body)), body))
 
 
 def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int, limit: int) -> FullPlan:
@@ -110,19 +116,94 @@ def plan_full(header: sync_pb2.ClusterState, items: Sequence[bytes], target: int
             if size <= hard_room:
                 kept.append(item)
                 continue
-            resource = sync_pb2.Resource.FromString(item)
-            header.counts[resource.kind] = max(0, header.counts[resource.kind] - 1)
-            logger.error(
-                "{} {}/{} is larger than the message limit ({} bytes) and is left out",
-                resource.kind,
-                resource.namespace,
-                resource.name,
-                limit,
-            )
+            kind = _too_large(item, limit)
+            header.counts[kind] = max(0, header.counts[kind] - 1)
         items = kept
         sizes = [field_size(len(item)) for item in items]
     room = max(1, target - header.ByteSize() - ENVELOPE_OVERHEAD)
     return FullPlan(header, items, _groups(sizes, room))
+
+
+def _too_large(item: bytes, limit: int) -> str:
+    """The kind of a resource left out for exceeding the message limit on its own (logged)."""
+    resource = sync_pb2.Resource.FromString(item)
+    logger.error(
+        "{} {}/{} is larger than the message limit ({} bytes) and is left out",
+        resource.kind,
+        resource.namespace,
+        resource.name,
+        limit,
+    )
+    return resource.kind
+
+
+@dataclass(slots=True)
+class OpenSet:
+    """A FULL cut into an open chunk set as its objects arrive (docs/protocol.md, "Open chunk sets").
+
+    ``add`` groups objects into chunks of about ``target`` bytes (``ready``); ``build``
+    makes one numbered chunk of a group, resources only, and ``last`` the chunks that
+    end the set, the last one with the whole header. Objects are joined as bytes, as
+    in ``FullPlan.build``, and never parsed (but for one too large to send at all).
+    """
+
+    base: sync_pb2.ClusterState
+    target: int
+    limit: int
+    #: Groups of objects ready to go as chunks, oldest first.
+    ready: deque[list[bytes]] = field(default_factory=deque)
+    #: Objects left out for exceeding the message limit on their own, per kind (``counts`` drop them).
+    dropped: Counter[str] = field(default_factory=Counter)
+    #: Chunks built so far, and the sequence of the first.
+    built: int = 0
+    first: int = 0
+    _pending: list[bytes] = field(default_factory=list)
+    _used: int = 0
+
+    @property
+    def _overhead(self) -> int:
+        return self.base.ByteSize() + ENVELOPE_OVERHEAD
+
+    def add(self, items: Iterable[bytes]) -> None:
+        room = max(1, self.target - self._overhead)
+        hard_room = self.limit - self._overhead
+        for item in items:
+            size = field_size(len(item))
+            if size > hard_room:
+                self.dropped[_too_large(item, self.limit)] += 1
+                continue
+            if self._pending and self._used + size > room:
+                self.ready.append(self._pending)
+                self._pending, self._used = [], 0
+            self._pending.append(item)
+            self._used += size
+
+    def build(self, items: Sequence[bytes], sequence: int, header: sync_pb2.ClusterState | None = None) -> bytes:
+        """The next chunk, numbered ``sequence``: resources only, or the last one when ``header`` is given."""
+        state = sync_pb2.ClusterState()
+        state.CopyFrom(self.base if header is None else header)
+        state.sequence = sequence
+        self.first = self.first or sequence
+        state.chunk.snapshot_sequence = self.first
+        state.chunk.index = self.built
+        state.chunk.count = 0
+        state.chunk.last = header is not None
+        self.built += 1
+        return join_state(state, items)
+
+    def finish(self, header: sync_pb2.ClusterState) -> None:
+        """No more objects: ``header`` (kinds, counts, ...) goes with the last chunk. Its ``counts`` lose the
+        objects left out; objects that would take the last chunk over ``target`` go in a chunk before it."""
+        for kind, dropped in self.dropped.items():
+            header.counts[kind] = max(0, header.counts[kind] - dropped)
+        if self._pending and header.ByteSize() + ENVELOPE_OVERHEAD + self._used > self.target:
+            self.ready.append(self._pending)
+            self._pending, self._used = [], 0
+
+    def rest(self) -> list[bytes]:
+        """The objects for the last chunk (after ``finish`` and every group in ``ready`` was sent)."""
+        rest, self._pending, self._used = self._pending, [], 0
+        return rest
 
 
 def delta_messages(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -22,6 +23,9 @@ from navigator.edge.kube import KubeApiError, KubeClient
 from navigator.edge.records import pack, unpack
 from navigator.interfaces import Collector, Serializer
 from navigator.resource import Resource
+
+if TYPE_CHECKING:
+    from navigator.edge.live import LiveFull
 
 #: Statuses a retry cannot fix (bad request, RBAC, unknown resource, ...): report at once.
 FINAL_STATUSES = frozenset({400, 403, 404, 405, 406, 415, 422})
@@ -128,6 +132,8 @@ class KindCollector:
         self.last_good: CollectResult | None = None
         self._versions: Versions | None = None
         self._cancel = threading.Event()
+        #: Set while a FULL is collected for an open chunk set: each page's objects are handed to it as listed.
+        self.feed: LiveFull | None = None
 
     @property
     def kind(self) -> str:
@@ -213,6 +219,9 @@ class KindCollector:
         to_resource = self.collector.to_resource
         serializer = self.serializer
         items: list[bytes] = []
+        feed = self.feed
+        if feed is not None:
+            feed.begin(self.kind, items, serializer)
         versions = Versions()
         token: str | None = None
         size = skipped = 0
@@ -249,6 +258,8 @@ class KindCollector:
                     continue
                 versions.add(resource)
             del page
+            if feed is not None:
+                feed.page(self.kind, len(items))
             if self.progress is not None:
                 self.progress(self.kind, len(items))
             if not token:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from loguru import logger
@@ -42,6 +42,7 @@ from navigator.config.edge import EdgeConfig
 from navigator.edge.adaptive import AdaptiveInterval
 from navigator.edge.collect import CollectResult, KindCollector, KindFailure
 from navigator.edge.kube import KubeApiError, KubeClient
+from navigator.edge.live import LiveFull
 from navigator.edge.messages import Delta, FullSnapshot
 from navigator.edge.outbox import Outbox
 from navigator.edge.partial import KindError
@@ -109,6 +110,10 @@ class SyncLoop:
         self._vouched_at: float | None = None
         #: A FULL was queued: DELTAs may follow (a stream never starts with one).
         self._sent_full = False
+        #: Whether to queue a FULL when its collection starts, for an open chunk set (the stream says).
+        self.open_sets: Callable[[], bool] = lambda: False
+        #: The FULL being collected that was queued when its collection started.
+        self._live: FullSnapshot | None = None
 
     # -- requests from the stream ----------------------------------------------------------
 
@@ -158,17 +163,38 @@ class SyncLoop:
                 waiting.cancel()
 
     async def _full(self, watch: bool) -> None:
+        """Collect and queue a FULL: when it is done, or (``open_sets``) when it starts, so that a stream
+        whose manager takes open chunk sets sends it while it is collected (docs/protocol.md)."""
         self._last_full_started = time.monotonic()
+        live: FullSnapshot | None = None
+        if self.open_sets():
+            # Its timestamp is the collection's start: every chunk carries it, the first leaves before the end.
+            live = FullSnapshot({}, timestamp=self.stamp(), live=LiveFull())
+            await self.outbox.put(live)
+            self._sent_full = True
+            self._live = live
         reporter = asyncio.create_task(self._report_while_collecting())
         try:
-            snapshot = await self.collect_full(start_watches=watch)
+            snapshot = await self.collect_full(start_watches=watch, live=live.live if live is not None else None)
+        except BaseException:
+            if live is not None and live.live is not None:
+                live.live.cancel()
+            raise
         finally:
             reporter.cancel()
+            self._live = None
         changes = _sum_changes(snapshot.results.values())
-        snapshot.timestamp = self.stamp(snapshot.timestamp)
-        await self.outbox.put(snapshot)
-        self._sent_full = True
-        # No await since the put: every request made so far is answered by this snapshot.
+        if live is not None and live.live is not None:
+            # Results first: the stream reads them as soon as the collection is marked finished.
+            live.results = snapshot.results
+            live.live.finish(snapshot.results)
+            snapshot = live
+        else:
+            snapshot.timestamp = self.stamp(snapshot.timestamp)
+            await self.outbox.put(snapshot)
+            self._sent_full = True
+        # No await since the put (or, for a FULL queued at its start, since its collection ended): every
+        # request made so far is answered by this snapshot.
         self._wake.clear()
         interval = self.adaptive.observe(changes)
         if interval != self.stats.interval:
@@ -304,23 +330,32 @@ class SyncLoop:
             wait = self.stats.interval
             if not self._sent_full:
                 continue  # a stream starts with a FULL: nothing to add to yet
+            if self._live is not None:
+                continue  # the FULL is on its way already (an open set): what it ends with says it all
             await self.probe()
             errors = self.condition()
             if errors and len(self.outbox) == 0:  # nothing wrong: the collection's FULL will say it all
                 await self.outbox.put(Delta(errors=errors, timestamp=self.stamp()))
 
-    async def collect_full(self, start_watches: bool = False) -> FullSnapshot:
-        """List every kind concurrently; in watch mode, restart the watches from the new lists."""
+    async def collect_full(self, start_watches: bool = False, live: LiveFull | None = None) -> FullSnapshot:
+        """List every kind concurrently; in watch mode, restart the watches from the new lists.
+
+        With ``live``, every page's objects are handed to it as they are listed.
+        """
         self.stop_watches()
         started = time.monotonic()
         self._progress = {}
         self._collecting = True
         reporter = asyncio.create_task(self._report_progress(started))
+        for kc in self.collectors.values():
+            kc.feed = live
         try:
             results = await asyncio.gather(*(c.collect() for c in self.collectors.values()))
         finally:
             reporter.cancel()
             self._collecting = False
+            for kc in self.collectors.values():
+                kc.feed = None
         snapshot = FullSnapshot({r.kind: r for r in results})
         self._collected(results, start_watches)
         took = time.monotonic() - started

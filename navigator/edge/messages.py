@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from navigator.edge import partial
 from navigator.edge.collect import CollectResult
+from navigator.edge.live import LiveFull
 from navigator.edge.partial import KindError
 from navigator.edge.records import encode_resource, reencode
 from navigator.interfaces import Serializer
@@ -29,6 +30,13 @@ class FullSnapshot:
 
     results: dict[str, CollectResult]
     timestamp: float = field(default_factory=time.time)
+    #: Queued when its collection started (for an open chunk set): ``results`` are filled in when it ends.
+    live: LiveFull | None = None
+
+    @property
+    def collecting(self) -> bool:
+        """Queued while collecting and not collected yet."""
+        return self.live is not None and not self.live.finished
 
     @property
     def kinds(self) -> list[str]:
@@ -100,9 +108,14 @@ def _header(cluster_id: str, edge_id: str, state_type: int, timestamp: float) ->
     return header
 
 
+def open_header(snapshot: FullSnapshot, cluster_id: str, edge_id: str) -> sync_pb2.ClusterState:
+    """What every chunk of an open set carries: only the last one adds the rest of ``full_header``."""
+    return _header(cluster_id, edge_id, sync_pb2.STATE_TYPE_FULL, snapshot.timestamp)
+
+
 def full_header(snapshot: FullSnapshot, cluster_id: str, edge_id: str) -> sync_pb2.ClusterState:
     """Everything of a FULL state but its resources: the part every chunk repeats."""
-    header = _header(cluster_id, edge_id, sync_pb2.STATE_TYPE_FULL, snapshot.timestamp)
+    header = open_header(snapshot, cluster_id, edge_id)
     header.kinds.extend(snapshot.kinds)
     header.cached_kinds.extend(snapshot.cached_kinds)
     header.errors.extend(e.to_proto() for e in snapshot.errors)
@@ -133,31 +146,52 @@ def encode_full(
 HeldVersions = dict[tuple[str, str, str], tuple[str, str]]
 
 
+class AgainstVersions:
+    """A FULL state as only what differs from what the manager ``held``, one object at a time (protocol 2).
+
+    Objects held at the same uid and resourceVersion are left out; what the manager
+    holds of a completely listed kind that the edge did not list becomes a deletion.
+    An open set filters its objects as they are listed and asks for the deletions
+    once the collection has ended, so the keys listed are remembered.
+    """
+
+    def __init__(self, held: HeldVersions) -> None:
+        self.held = held
+        self.listed: set[tuple[str, str, str]] = set()
+        #: Objects seen, and those left out as unchanged.
+        self.seen = 0
+        self.left_out = 0
+
+    def differs(self, item: bytes) -> bool:
+        """Whether the packed resource ``item`` must be sent (the manager does not hold this version)."""
+        resource = sync_pb2.Resource.FromString(item)
+        key = (resource.kind, resource.namespace, resource.name)
+        self.listed.add(key)
+        self.seen += 1
+        if self.held.get(key) == (resource.uid, resource.resource_version):
+            self.left_out += 1
+            return False
+        return True
+
+    def finish(self, header: sync_pb2.ClusterState) -> None:
+        """Mark ``header`` as against versions and add the deletions (of its ``kinds``, the complete ones)."""
+        complete = set(header.kinds)
+        header.against_versions = True
+        header.deletions.extend(
+            sync_pb2.ResourceKey(kind=key[0], namespace=key[1], name=key[2], uid=uid, resource_version=version)
+            for key, (uid, version) in self.held.items()
+            if key[0] in complete and key not in self.listed
+        )
+
+
 def against_versions(
     header: sync_pb2.ClusterState, items: list[bytes], held: HeldVersions
 ) -> tuple[sync_pb2.ClusterState, list[bytes]]:
-    """The FULL state ``header`` + ``items`` as only what differs from what the manager ``held``.
-
-    Objects held at the same uid and resourceVersion are left out, and what the
-    manager holds of a completely listed kind that the edge did not list becomes
-    a deletion; ``counts`` keep counting the whole state (protocol 2).
-    """
-    complete = set(header.kinds)
-    differing: list[bytes] = []
-    listed: set[tuple[str, str, str]] = set()
-    parse = sync_pb2.Resource.FromString
-    for item in items:
-        resource = parse(item)
-        key = (resource.kind, resource.namespace, resource.name)
-        listed.add(key)
-        if held.get(key) != (resource.uid, resource.resource_version):
-            differing.append(item)
-    header.against_versions = True
-    header.deletions.extend(
-        sync_pb2.ResourceKey(kind=key[0], namespace=key[1], name=key[2], uid=uid, resource_version=version)
-        for key, (uid, version) in held.items()
-        if key[0] in complete and key not in listed
-    )
+    """The FULL state ``header`` + ``items`` as only what differs from what the manager ``held``
+    (see ``AgainstVersions``); ``counts`` keep counting the whole state (protocol 2)."""
+    against = AgainstVersions(held)
+    differing = [item for item in items if against.differs(item)]
+    against.finish(header)
     return header, differing
 
 

@@ -35,19 +35,21 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 
 from navigator import __version__, metrics
 from navigator.backoff import Backoff
 from navigator.config.edge import EdgeConfig
-from navigator.edge.acks import AckOutOfOrder, AckTimeout, PendingAcks, ack_status_name
-from navigator.edge.chunking import delta_messages, message_limit, plan_full, size_target
+from navigator.edge.acks import AckOutOfOrder, AckTimeout, Outstanding, PendingAcks, ack_status_name
+from navigator.edge.chunking import OpenSet, delta_messages, message_limit, plan_full, size_target
+from navigator.edge.live import LiveFull, LivePage
 from navigator.edge.messages import (
+    AgainstVersions,
     Delta,
     FullSnapshot,
     HeldVersions,
@@ -56,14 +58,22 @@ from navigator.edge.messages import (
     against_versions,
     encode_delta,
     encode_full,
+    full_header,
+    open_header,
 )
 from navigator.edge.outbox import Outbox
+from navigator.edge.records import reencode
 from navigator.interfaces import EdgeStream, Serializer, StreamClosed, Transport
 from navigator.interfaces.transport import send_serialized
 from navigator.protocol import PROTOCOL_VERSION
 from navigator.v1 import sync_pb2
 
 T = TypeVar("T")
+
+#: A state's message and its sequence; sequence 0: a heartbeat sent while a FULL waits for its collection.
+Message = tuple[int, sync_pb2.EdgeMessage | bytes]
+#: Messages of one state sent and not acked yet, at most: the edge holds a few chunks in flight, not the state.
+SEND_AHEAD = 3
 
 
 class StreamState(StrEnum):
@@ -163,6 +173,8 @@ class StreamStats:
     #: FULL states sent against the manager's versions, and the objects they left out as unchanged.
     fulls_against_versions: int = 0
     unchanged_left_out: int = 0
+    #: FULL states sent as open chunk sets while they were collected (completely: the last chunk went).
+    open_sets: int = 0
 
 
 @dataclass(slots=True)
@@ -182,6 +194,8 @@ class Negotiated:
     #: When the last message from the manager arrived (monotonic), and whether the writer is idle.
     last_heard: float = field(default_factory=time.monotonic)
     idle: bool = False
+    #: The manager takes open chunk sets (``Accept.open_chunk_sets``): a FULL may leave while it is collected.
+    open_sets: bool = False
 
 
 class VersionsInbox:
@@ -239,6 +253,13 @@ class StreamClient:
         self._inflight: tuple[Outgoing, list[int]] | None = None
         #: Spaces out sending a state again after the manager answered RETRY (its storage failed).
         self._retry_backoff = Backoff(config.manager.reconnect, self._rng)
+        #: Whether the last manager that accepted this edge takes open chunk sets (None: none accepted yet).
+        self._open_sets: bool | None = None
+
+    def may_take_open_sets(self) -> bool:
+        """Whether a FULL should be queued when its collection starts, for an open chunk set: the last
+        manager took them, or none answered yet (the first FULL; a manager without them gets it closed)."""
+        return self._open_sets is None or self._open_sets
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -414,7 +435,9 @@ class StreamClient:
             resumed=resumed,
             versions=VersionsInbox() if accept.versions_follow else None,
             heartbeat=accept.heartbeat_seconds if accept.heartbeat_seconds > 0 else 0.0,
+            open_sets=accept.open_chunk_sets,
         )
+        self._open_sets = accept.open_chunk_sets
         inflight, self._inflight = self._inflight, None
         if resumed:
             again = inflight is not None and (not inflight[1] or inflight[1][-1] > manager_has)
@@ -424,6 +447,10 @@ class StreamClient:
             self._update(resumes=self.stats.resumes + 1, resent=self.stats.resent + int(again))
             queued_full = False
         else:
+            if inflight is not None and isinstance(inflight[0], FullSnapshot) and inflight[0].collecting:
+                # Queued when its collection started, which goes on: it is the fresh FULL this stream needs
+                # (the loop would not queue another until the one after it).
+                await self.outbox.put_first(inflight[0])
             queued_full = await self.outbox.starts_with_full()
             plan = "sending the queued full state first" if queued_full else "full resync"
         self._update(
@@ -540,9 +567,7 @@ class StreamClient:
             try:
                 item = await self._next(session)
             except TimeoutError:
-                heartbeat = sync_pb2.EdgeMessage(heartbeat=sync_pb2.Heartbeat())
-                heartbeat.heartbeat.time.GetCurrentTime()
-                await stream.send(heartbeat)
+                await stream.send(_heartbeat())
                 self._update(heartbeats_sent=self.stats.heartbeats_sent + 1)
                 session.idle = True  # still nothing owed: the manager's answer is what is awaited
                 continue
@@ -551,47 +576,147 @@ class StreamClient:
             if isinstance(item, Delta) and not sent_full:
                 # Older than the full resync that must come first on this stream; it covers these changes.
                 continue
-            await self._deliver(stream, acks, item, session)
-            sent_full = sent_full or isinstance(item, FullSnapshot)
+            delivered = await self._deliver(stream, acks, item, session)
+            sent_full = sent_full or (delivered and isinstance(item, FullSnapshot))
 
     async def _messages(
-        self, item: Outgoing, session: Negotiated
-    ) -> AsyncIterator[tuple[int, sync_pb2.EdgeMessage | bytes]]:
-        """The item's messages with their sequences, in order; FULL chunks are built one at a time,
-        off the event loop, as serialized bytes."""
-        cluster, edge = self.config.cluster.id, self.config.edge_id
+        self, item: Outgoing, session: Negotiated, delivery: _Delivery
+    ) -> AsyncGenerator[Message, None]:
+        """The item's messages with their sequences, in order (sequence 0: a heartbeat, sent while a FULL
+        waits for its collection); FULL chunks are built one at a time, off the event loop, as serialized bytes."""
         if isinstance(item, FullSnapshot):
-            header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
-            held = await self._held_versions(session)
-            if held is not None:
-                whole = len(items)
-                header, items = await asyncio.to_thread(against_versions, header, items, held)
-                if header.ByteSize() > session.target // 4:  # deletions repeat in every chunk: too many
-                    header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
-                else:
-                    self._update(
-                        fulls_against_versions=self.stats.fulls_against_versions + 1,
-                        unchanged_left_out=self.stats.unchanged_left_out + whole - len(items),
-                    )
-                    logger.info(
-                        "full state against the manager's {} versions: {} of {} objects differ, {} deletions",
-                        len(held),
-                        len(items),
-                        whole,
-                        len(header.deletions),
-                    )
-                del held
-            plan = await asyncio.to_thread(plan_full, header, items, session.target, session.limit)
-            del items
-            first = 0
-            for index in range(plan.count):
-                sequence = self.sequencer.next()
-                first = first or sequence
-                yield sequence, await asyncio.to_thread(plan.build, index, sequence, first)
+            async for message in self._full_messages(item, session, delivery):
+                yield message
             return
-        header, upserts, deletions = encode_delta(item, cluster, edge, session.serializer)
-        for message in delta_messages(header, upserts, deletions, session.target, self.sequencer):
-            yield message.state.sequence, message
+        header, upserts, deletions = encode_delta(item, self.config.cluster.id, self.config.edge_id, session.serializer)
+        for state in delta_messages(header, upserts, deletions, session.target, self.sequencer):
+            yield state.state.sequence, state
+
+    async def _full_messages(
+        self, item: FullSnapshot, session: Negotiated, delivery: _Delivery
+    ) -> AsyncGenerator[Message, None]:
+        """A FULL still being collected goes as an open set when the manager takes one; else, or when the open
+        set is spoiled (a kind started again or failed), the whole FULL goes as a closed set once collected."""
+        held = await self._held_versions(session)
+        live = item.live
+        if live is not None and session.open_sets and item.collecting and not live.spoiled:
+            async for message in self._open_messages(item, live, session, held, delivery):
+                yield message
+            if delivery.complete:
+                return
+        if live is not None:
+            async for heartbeat in self._until_collected(live, session):
+                yield heartbeat
+            if live.cancelled or not live.finished:  # cancelled, or this edge stops: no outcome is owed
+                delivery.cancelled = True
+                return
+        async for message in self._closed_messages(item, session, held):
+            yield message
+
+    async def _closed_messages(
+        self, item: FullSnapshot, session: Negotiated, held: HeldVersions | None
+    ) -> AsyncGenerator[Message, None]:
+        """The FULL as a closed set (or one message): every chunk repeats the header and says the count."""
+        cluster, edge = self.config.cluster.id, self.config.edge_id
+        header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
+        if held:  # an empty manager holds nothing to leave out: the plain FULL says the same, unparsed
+            whole = len(items)
+            header, items = await asyncio.to_thread(against_versions, header, items, held)
+            if header.ByteSize() > session.target // 4:  # deletions repeat in every chunk: too many
+                header, items = await asyncio.to_thread(encode_full, item, cluster, edge, session.serializer)
+            else:
+                self._against_versions(len(held), whole, whole - len(items), len(header.deletions))
+        del held
+        plan = await asyncio.to_thread(plan_full, header, items, session.target, session.limit)
+        del items
+        first = 0
+        for index in range(plan.count):
+            sequence = self.sequencer.next()
+            first = first or sequence
+            yield sequence, await asyncio.to_thread(plan.build, index, sequence, first)
+
+    async def _open_messages(
+        self,
+        item: FullSnapshot,
+        live: LiveFull,
+        session: Negotiated,
+        held: HeldVersions | None,
+        delivery: _Delivery,
+    ) -> AsyncGenerator[Message, None]:
+        """The FULL as an open set while it is collected: a chunk of about ``session.target`` bytes whenever
+        the pages listed so far fill one, then the last chunk with the header once the collection ended.
+        Returns early (``delivery.complete`` unset) when the set is spoiled or the edge stops."""
+        cluster, edge = self.config.cluster.id, self.config.edge_id
+        chunks = OpenSet(open_header(item, cluster, edge), session.target, session.limit)
+        against = AgainstVersions(held) if held else None
+        every = session.heartbeat or self._heartbeat_every
+        cursor = 0
+        quiet_since = time.monotonic()
+        logger.info("sending the full state as an open chunk set while it is collected")
+        while True:
+            while chunks.ready and not live.spoiled:
+                sequence = self.sequencer.next()
+                yield sequence, await asyncio.to_thread(chunks.build, chunks.ready.popleft(), sequence)
+                quiet_since = time.monotonic()
+            if live.spoiled or self._stopping.is_set():
+                return
+            if cursor < len(live.pages):
+                cursor = await asyncio.to_thread(
+                    _take, chunks, live.pages, cursor, len(live.pages), against, session.serializer
+                )
+                continue
+            if live.finished:
+                break
+            if not await self._woken(live.changed(), quiet_since + every - time.monotonic()):
+                yield 0, _heartbeat()
+                quiet_since = time.monotonic()
+        header = full_header(item, cluster, edge)
+        if against is not None:
+            against.finish(header)
+            if header.ByteSize() > session.target // 4:
+                logger.info("too many deletions for the open chunk set: sending the full state again, plain")
+                return
+            self._against_versions(len(against.held), against.seen, against.left_out, len(header.deletions))
+        chunks.finish(header)
+        while chunks.ready:
+            sequence = self.sequencer.next()
+            yield sequence, await asyncio.to_thread(chunks.build, chunks.ready.popleft(), sequence)
+        sequence = self.sequencer.next()
+        delivery.complete = True
+        self._update(open_sets=self.stats.open_sets + 1)
+        yield sequence, await asyncio.to_thread(chunks.build, chunks.rest(), sequence, header)
+
+    async def _until_collected(self, live: LiveFull, session: Negotiated) -> AsyncGenerator[Message, None]:
+        """Heartbeats while the FULL's collection runs (the manager would take silence for a dead edge)."""
+        every = session.heartbeat or self._heartbeat_every
+        while not live.finished and not self._stopping.is_set():
+            if not await self._woken(live.changed(), every):
+                yield 0, _heartbeat()
+
+    async def _woken(self, event: asyncio.Event, timeout: float) -> bool:
+        """Wait for ``event`` or a stop request, at most ``timeout``; False when the time ran out."""
+        if timeout <= 0:
+            return False
+        waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stopping.wait())}
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return bool(done)
+
+    def _against_versions(self, held: int, whole: int, left_out: int, deletions: int) -> None:
+        self._update(
+            fulls_against_versions=self.stats.fulls_against_versions + 1,
+            unchanged_left_out=self.stats.unchanged_left_out + left_out,
+        )
+        logger.info(
+            "full state against the manager's {} versions: {} of {} objects differ, {} deletions",
+            held,
+            whole - left_out,
+            whole,
+            deletions,
+        )
 
     async def _held_versions(self, session: Negotiated) -> HeldVersions | None:
         """The manager's versions for this stream's first FULL (then never again); None without them."""
@@ -609,41 +734,64 @@ class StreamClient:
 
     async def _deliver(
         self, stream: EdgeStream, acks: PendingAcks, item: Outgoing, session: Negotiated
-    ) -> None:
-        """Send every message of ``item``, then wait for each one's ack in order."""
+    ) -> bool:
+        """Send every message of ``item`` while their acks come back (at most ``SEND_AHEAD`` unacked), then
+        act on the outcome. False when the state was abandoned: its collection was cancelled, or the edge stops."""
         timeout = self.config.manager.ack_timeout
         started = time.monotonic()
         size = 0
-        sequences: list[int] = []
-        self._inflight = (item, sequences)
-        async for sequence, message in self._messages(item, session):
-            if isinstance(message, bytes):
-                size += len(message)
-                sending = send_serialized(stream, message)
-            else:
-                size += message.ByteSize()
-                sending = stream.send(message)
-            sequences.append(sequence)
-            try:
-                await asyncio.wait_for(sending, timeout)
-            except TimeoutError:
-                self._update(ack_timeouts=self.stats.ack_timeouts + 1)
-                raise AckTimeout(f"the manager did not take state {sequence} within {timeout:.1f}s") from None
-            del message
-        self._update(
-            states_sent=self.stats.states_sent + 1,
-            messages_sent=self.stats.messages_sent + len(sequences),
-            bytes_sent=self.stats.bytes_sent + size,
-        )
-        metrics.count_edge_bytes(self.config.cluster.id, sent=size)
+        outstanding = Outstanding()
+        delivery = _Delivery()
+        self._inflight = (item, outstanding.sequences)
+        waiter = asyncio.ensure_future(acks.outcome(outstanding, timeout))
+        full = isinstance(item, FullSnapshot)
         try:
-            final = await acks.outcome(sequences, timeout)
+            async with contextlib.aclosing(self._messages(item, session, delivery)) as messages:
+                async for sequence, message in messages:
+                    if isinstance(message, bytes):
+                        length = len(message)
+                        sending = send_serialized(stream, message)
+                    else:
+                        length = message.ByteSize()
+                        sending = stream.send(message)
+                    del message
+                    if sequence:
+                        size += length
+                        outstanding.add(sequence)
+                    try:
+                        await asyncio.wait_for(sending, timeout)
+                    except TimeoutError:
+                        what = f"state {sequence}" if sequence else "a heartbeat"
+                        raise AckTimeout(f"the manager did not take {what} within {timeout:.1f}s") from None
+                    if not sequence:
+                        self._update(heartbeats_sent=self.stats.heartbeats_sent + 1)
+                        continue
+                    await _ahead(outstanding, waiter)
+                    if full and outstanding.refused is not None:
+                        break  # the manager refused the set part-way: it refuses the rest too
+            sequences = outstanding.sequences
+            self._update(
+                states_sent=self.stats.states_sent + int(not delivery.cancelled),
+                messages_sent=self.stats.messages_sent + len(sequences),
+                bytes_sent=self.stats.bytes_sent + size,
+            )
+            metrics.count_edge_bytes(self.config.cluster.id, sent=size)
+            outstanding.end()
+            final = await waiter
         except AckTimeout:
             self._update(ack_timeouts=self.stats.ack_timeouts + 1)
             raise
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await waiter
         self._inflight = None
+        if delivery.cancelled:
+            logger.info("the full state's collection ended without a result: {} chunk(s) of it abandoned", len(sequences))
+            return False
         if final is None:
-            return
+            return True
         self._acked(item, len(sequences), final, size, time.monotonic() - started)
         if final.status == sync_pb2.ACK_STATUS_RETRY:
             # The manager's storage failed, not the data: the same state goes again, from this copy,
@@ -657,6 +805,7 @@ class StreamClient:
                 self._inflight = None
         elif final.status == sync_pb2.ACK_STATUS_APPLIED:
             self._retry_backoff.reset()
+        return True
 
     def _acked(self, item: Outgoing, messages: int, ack: sync_pb2.Ack, size: int, took: float) -> None:
         full = isinstance(item, FullSnapshot)
@@ -705,3 +854,56 @@ class StreamClient:
             )
             return
         raise ProtocolError(f"state {ack.sequence} acked {ack_status_name(status)}, expected a final status")
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """What a state's messages tell its delivery."""
+
+    #: An open set's last chunk went.
+    complete: bool = False
+    #: The FULL's collection was cancelled (or the edge stops) before it could all be sent: no outcome is owed.
+    cancelled: bool = False
+
+
+def _heartbeat() -> sync_pb2.EdgeMessage:
+    message = sync_pb2.EdgeMessage(heartbeat=sync_pb2.Heartbeat())
+    message.heartbeat.time.GetCurrentTime()
+    return message
+
+
+def _take(
+    chunks: OpenSet,
+    pages: Sequence[LivePage],
+    start: int,
+    end: int,
+    against: AgainstVersions | None,
+    serializer: Serializer,
+) -> int:
+    """Give ``pages[start:end]`` to the open set until a chunk is ready; where to go on (in a worker thread:
+    another serializer than the collection's, or leaving out what the manager holds, parses every object)."""
+    for index in range(start, end):
+        page = pages[index]
+        items: Iterable[bytes] = page
+        if page.serializer.name != serializer.name:
+            items = (reencode(item, page.serializer, serializer) for item in items)
+        if against is not None:
+            items = filter(against.differs, items)
+        chunks.add(items)
+        if chunks.ready:
+            return index + 1
+    return end
+
+
+async def _ahead(outstanding: Outstanding, waiter: asyncio.Future[sync_pb2.Ack | None]) -> None:
+    """Wait until fewer than ``SEND_AHEAD`` messages are unacked (back-pressure: the manager applies as fast as
+    it can, the edge builds no more chunks meanwhile); raises what ended the wait for acks."""
+    while outstanding.unacked >= SEND_AHEAD and not waiter.done():
+        changed = asyncio.ensure_future(outstanding.changed().wait())
+        waits: list[asyncio.Future[Any]] = [waiter, changed]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+    if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+        raise waiter.exception()  # type: ignore[misc]
