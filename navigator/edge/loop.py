@@ -132,6 +132,11 @@ class SyncLoop:
     def request_full_soon(self) -> None:
         self.request_full(wake=False)
 
+    @property
+    def live(self) -> LiveFull | None:
+        """The pages of the FULL being collected that was queued when it started (None: no such FULL)."""
+        return self._live.live if self._live is not None else None
+
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class Connection:
     identify: sync_pb2.Identify
     metadata: dict[str, str]
     states: list[sync_pb2.ClusterState] = field(default_factory=list)
+    #: When each state arrived (monotonic).
+    arrived: list[float] = field(default_factory=list)
     accepted: bool = False
     ended: bool = False
 
@@ -54,6 +57,8 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
         self.versions_page = 1000
         #: Accept.heartbeat_seconds; with ``echo`` every Heartbeat is answered (False: a frozen manager).
         self.heartbeat = 0.0
+        #: Accept.open_chunk_sets: take FULLs sent while they are collected.
+        self.open_chunk_sets = False
         self.echo = True
         self.heartbeats = 0
         self.changed = asyncio.Condition()
@@ -95,17 +100,21 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
     def states(self) -> list[sync_pb2.ClusterState]:
         return [s for c in self.connections for s in c.states]
 
-    def fulls(self) -> list[list[sync_pb2.ClusterState]]:
-        """Complete FULL states (chunk sets joined), in arrival order."""
+    def sets(self) -> list[list[sync_pb2.ClusterState]]:
+        """FULL states (chunk sets joined, complete or not), in arrival order."""
         out: list[list[sync_pb2.ClusterState]] = []
         for state in self.states:
             if state.type != sync_pb2.STATE_TYPE_FULL:
                 continue
-            if state.chunk.count <= 1 or state.chunk.index == 0:
+            if (not is_open(state) and state.chunk.count <= 1) or state.chunk.index == 0 or not out:
                 out.append([state])
             else:
                 out[-1].append(state)
-        return [s for s in out if len(s) == max(1, s[0].chunk.count)]
+        return out
+
+    def fulls(self) -> list[list[sync_pb2.ClusterState]]:
+        """Complete FULL states (chunk sets joined, open or closed), in arrival order."""
+        return [s for s in self.sets() if complete(s)]
 
     def deltas(self) -> list[sync_pb2.ClusterState]:
         return [s for s in self.states if s.type == sync_pb2.STATE_TYPE_DELTA]
@@ -138,6 +147,7 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
                         last_sequence=self.applied_sequence if self.remember else 0,
                         versions_follow=first.identify.want_versions and self.versions is not None,
                         heartbeat_seconds=self.heartbeat,
+                        open_chunk_sets=self.open_chunk_sets,
                     )
                 )
             )
@@ -163,7 +173,10 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
                     continue
                 state = message.state
                 connection.states.append(state)
-                chunked = state.chunk.count > 1 and state.chunk.index < state.chunk.count - 1
+                connection.arrived.append(time.monotonic())
+                chunked = (state.chunk.count > 1 and state.chunk.index < state.chunk.count - 1) or (
+                    is_open(state) and not state.chunk.last
+                )
                 status = sync_pb2.ACK_STATUS_BUFFERED if chunked else self.ack_status(state)
                 if self.apply and status == sync_pb2.ACK_STATUS_APPLIED:
                     self.applied_sequence = max(self.applied_sequence, state.sequence)
@@ -174,3 +187,15 @@ class FakeManager(sync_pb2_grpc.SyncServicer):
             connection.ended = True
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().create_task(self._notify())
+
+
+def is_open(state: sync_pb2.ClusterState) -> bool:
+    """A chunk of an open set (count 0)."""
+    return state.HasField("chunk") and state.chunk.count == 0
+
+
+def complete(chunks: list[sync_pb2.ClusterState]) -> bool:
+    """Whether the states of one set make a whole FULL: an open set's last chunk arrived, or all of a closed one."""
+    if is_open(chunks[0]):
+        return chunks[-1].chunk.last and [c.chunk.index for c in chunks] == list(range(len(chunks)))
+    return len(chunks) == max(1, chunks[0].chunk.count)
