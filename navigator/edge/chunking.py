@@ -22,6 +22,11 @@ from loguru import logger
 from navigator.edge.messages import Sequencer
 from navigator.v1 import sync_pb2
 
+#: Chunks of an open set aim at most this big: the manager stages each as it arrives, so a chunk
+#: that leaves early keeps it busy while the edge lists on. 150,000 pods (115 MB): 32 MiB chunks (the
+#: default target) took 12.3 s from edge start to applied, 1-8 MiB ones 9.4-9.8 s, and the edge's
+#: peak RSS fell from 310 to 230-245 MiB.
+OPEN_CHUNK_BYTES = 4 << 20
 #: Room for what is added after planning: the EdgeMessage wrapper, sequence and chunk fields.
 ENVELOPE_OVERHEAD = 64
 #: Wire tags: ClusterState.resources (field 8) and EdgeMessage.state (field 2), length-delimited.

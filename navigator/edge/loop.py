@@ -10,7 +10,10 @@ A quiet cluster still sends an empty DELTA every interval, so the manager knows
 the edge is alive. A FULL follows every ``sync.full_resync_interval``, a
 request of the stream, and a broken watch (at once, at most once a second);
 a kind that failed to list is retried after an interval. The interval adapts
-to churn (poll mode's period; watch mode's liveness period).
+to churn (poll mode's period; watch mode's liveness period). While the manager
+takes open chunk sets (and before any manager answered), a FULL is queued when
+its collection starts, so the stream sends its pages as they are listed; its
+timestamp is then the collection's start.
 
 No silent staleness: every state's timestamp is the time as of which the edge
 vouches for its copy. It is "now" only while nothing is known broken: the API
@@ -22,7 +25,8 @@ it cannot vouch for now and why (protocol 2: the manager shows the latest list,
 and a DELTA without them clears them). A collection that runs longer than an
 interval (a relist against an API that does not answer) does not silence the
 edge: half an interval in, then every interval, it probes the API and sends
-such a DELTA. When the API
+such a DELTA (not while a FULL queued at its start is on its way: that FULL
+ends with the errors, and the stream sends heartbeats meanwhile). When the API
 answers again after an outage, the watches are reopened from the last version
 they delivered, so nothing a connection lost meanwhile is missed, and the copy
 is vouched for again once they are open.

@@ -15,14 +15,24 @@ state that was in flight goes again unless the manager says it applied it, then
 the queue, then whatever the watches saw meanwhile (merged) — no snapshot. Else
 (the edge restarted, another edge held the cluster, the manager lost its
 database) a full state goes first: the queued one if the queue starts with a
-FULL (everything queued after it builds on it), else the queue is discarded and
+FULL (everything queued after it builds on it), or the one in flight if its
+collection is still running, else the queue is discarded and
 the sync loop is asked for a fresh full resync at once. An edge with nothing
 applied yet (it just started) asks for the manager's versions (protocol 2) and
 sends that first FULL against them: only the objects that differ, the
 deletions, and the counts, so a restarted edge costs the wire what changed.
 
-A single writer task sends states in order and waits for each one's ack
-(``ack_timeout``); any failure — stream error, ack timeout, protocol violation —
+A manager that sets ``Accept.open_chunk_sets`` gets a FULL as an *open chunk set*
+while it is collected (docs/protocol.md): the loop queues the FULL when its
+collection starts, and chunks of at most ``OPEN_CHUNK_BYTES`` leave as the pages
+are listed, the header (kinds, counts, errors, deletions) with the last. A kind
+that starts again or fails part way spoils the set: the FULL goes again, once
+collected, as a closed set (a new set, which discards the open one). A manager
+without the flag gets closed sets only; a FULL still being collected waits for
+its collection, sending heartbeats meanwhile.
+
+A single writer task sends states in order; their acks are awaited as they come,
+at most ``SEND_AHEAD`` messages behind (``ack_timeout`` each); any failure — stream error, ack timeout, protocol violation —
 ends the session, and the client reconnects with jittered exponential backoff.
 A state acked RETRY (the manager's storage failed) goes again, after a backoff,
 from this copy: listing the API again would not help the manager.
@@ -46,7 +56,14 @@ from navigator import __version__, metrics
 from navigator.backoff import Backoff
 from navigator.config.edge import EdgeConfig
 from navigator.edge.acks import AckOutOfOrder, AckTimeout, Outstanding, PendingAcks, ack_status_name
-from navigator.edge.chunking import OpenSet, delta_messages, message_limit, plan_full, size_target
+from navigator.edge.chunking import (
+    OPEN_CHUNK_BYTES,
+    OpenSet,
+    delta_messages,
+    message_limit,
+    plan_full,
+    size_target,
+)
 from navigator.edge.live import LiveFull, LivePage
 from navigator.edge.messages import (
     AgainstVersions,
@@ -643,11 +660,12 @@ class StreamClient:
         held: HeldVersions | None,
         delivery: _Delivery,
     ) -> AsyncGenerator[Message, None]:
-        """The FULL as an open set while it is collected: a chunk of about ``session.target`` bytes whenever
-        the pages listed so far fill one, then the last chunk with the header once the collection ended.
+        """The FULL as an open set while it is collected: a chunk of about ``session.target`` bytes (at most
+        ``OPEN_CHUNK_BYTES``) whenever the pages listed so far fill one, then the last chunk with the header once the collection ended.
         Returns early (``delivery.complete`` unset) when the set is spoiled or the edge stops."""
         cluster, edge = self.config.cluster.id, self.config.edge_id
-        chunks = OpenSet(open_header(item, cluster, edge), session.target, session.limit)
+        target = min(session.target, OPEN_CHUNK_BYTES)
+        chunks = OpenSet(open_header(item, cluster, edge), target, session.limit)
         against = AgainstVersions(held) if held else None
         every = session.heartbeat or self._heartbeat_every
         cursor = 0
