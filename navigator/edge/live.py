@@ -97,7 +97,7 @@ class LiveFull:
         if listed is None:
             return
         start = self._published[kind]
-        if end <= start:
+        if end <= start or self.spoiled:
             return
         self.pages.append(LivePage(kind, listed[0], start, end, listed[1]))
         self._published[kind] = end
@@ -109,6 +109,9 @@ class LiveFull:
         if not self.spoiled:
             self.spoiled = why
             logger.info("the full state cannot go on as an open chunk set: {}", why)
+            # Nothing reads them any more; a failed attempt's list must not live on through them.
+            # (A new list: a worker thread may still hold the old one.)
+            self.pages = []
         self._notify()
 
     def finish(self, results: Mapping[str, CollectResult]) -> None:

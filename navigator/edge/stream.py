@@ -674,6 +674,7 @@ class StreamClient:
         while True:
             while chunks.ready and not live.spoiled:
                 sequence = self.sequencer.next()
+                delivery.opened = True
                 yield sequence, await asyncio.to_thread(chunks.build, chunks.ready.popleft(), sequence)
                 quiet_since = time.monotonic()
             if live.spoiled or self._stopping.is_set():
@@ -700,7 +701,7 @@ class StreamClient:
             sequence = self.sequencer.next()
             yield sequence, await asyncio.to_thread(chunks.build, chunks.ready.popleft(), sequence)
         sequence = self.sequencer.next()
-        delivery.complete = True
+        delivery.opened = delivery.complete = True
         self._update(open_sets=self.stats.open_sets + 1)
         yield sequence, await asyncio.to_thread(chunks.build, chunks.rest(), sequence, header)
 
@@ -823,6 +824,11 @@ class StreamClient:
                 self._inflight = None
         elif final.status == sync_pb2.ACK_STATUS_APPLIED:
             self._retry_backoff.reset()
+        elif delivery.opened and isinstance(item, FullSnapshot) and item.live is not None and not item.live.spoiled:
+            # Refused as an open set (it may have outlived the manager's limits.chunk_timeout while the API was
+            # slow): once more as a closed set, which the manager judges on its own; not again after that.
+            item.live.spoil(f"the manager refused the open set: {final.error}")
+            await self.outbox.put_first(item)
         return True
 
     def _acked(self, item: Outgoing, messages: int, ack: sync_pb2.Ack, size: int, took: float) -> None:
@@ -878,7 +884,8 @@ class StreamClient:
 class _Delivery:
     """What a state's messages tell its delivery."""
 
-    #: An open set's last chunk went.
+    #: An open set's first chunk went, and its last one.
+    opened: bool = False
     complete: bool = False
     #: The FULL's collection was cancelled (or the edge stops) before it could all be sent: no outcome is owed.
     cancelled: bool = False

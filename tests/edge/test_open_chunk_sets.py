@@ -147,6 +147,24 @@ async def test_a_stream_broken_mid_set_gets_the_full_again_from_the_start(
     assert objects(full) == listed(sim)
 
 
+@pytest.mark.parametrize("closed_too", [False, True], ids=["closed-applied", "closed-refused"])
+async def test_an_open_set_refused_goes_once_more_as_a_closed_set(
+    kubesim_factory: Any, fake_manager: FakeManager, closed_too: bool
+) -> None:
+    """An open set that outlived the manager's chunk timeout is refused; the closed one is judged on its own."""
+    sim = big_cluster(kubesim_factory)
+    fake_manager.open_chunk_sets = True
+    refuse = {True: sync_pb2.ACK_STATUS_INVALID, False: sync_pb2.ACK_STATUS_APPLIED}
+    fake_manager.ack_status = lambda s: refuse[is_open(s) or (closed_too and s.type == sync_pb2.STATE_TYPE_FULL)]
+    async with Edge(small_chunks(sim, fake_manager.address)) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full + e.stats.invalid >= 2, timeout=30)
+        await asyncio.sleep(0.5)  # and no third time
+        assert (edge.stats.invalid, edge.stats.applied_full) == ((2, 0) if closed_too else (1, 1))
+    opened, closed = fake_manager.sets()
+    assert complete(opened) and is_open(opened[0])
+    assert complete(closed) and not is_open(closed[0]) and objects(closed) == listed(sim)
+
+
 async def test_a_manager_without_open_sets_gets_closed_sets(kubesim_factory: Any, fake_manager: FakeManager) -> None:
     """The first FULL is queued when its collection starts (no manager answered yet): it waits and goes closed."""
     sim = big_cluster(kubesim_factory)
