@@ -65,6 +65,8 @@ class LiveFull:
         #: The collection ended (the snapshot's results are filled in), or was cancelled.
         self.finished = False
         self.cancelled = False
+        #: The loop queues the FULL again when it is collected: whoever sends it now lets go of it.
+        self.detached = False
         self._lists: dict[str, tuple[list[bytes], Serializer]] = {}
         self._published: dict[str, int] = {}
         self._changed = asyncio.Event()
@@ -128,6 +130,12 @@ class LiveFull:
             self._page(kind, len(result.items))  # nothing, normally: every page was handed over already
         self.finished = True
         self._notify()
+
+    def detach(self, why: str) -> None:
+        """The stream must let go of this FULL now (so that a DELTA can say what is wrong meanwhile); the
+        loop queues it again, complete, when its collection ends."""
+        self.detached = True
+        self.spoil(why)
 
     def cancel(self) -> None:
         """The collection stopped without a result: whoever waits for it must not wait forever."""

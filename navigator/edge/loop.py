@@ -25,8 +25,9 @@ it cannot vouch for now and why (protocol 2: the manager shows the latest list,
 and a DELTA without them clears them). A collection that runs longer than an
 interval (a relist against an API that does not answer) does not silence the
 edge: half an interval in, then every interval, it probes the API and sends
-such a DELTA (not while a FULL queued at its start is on its way: that FULL
-ends with the errors, and the stream sends heartbeats meanwhile). When the API
+such a DELTA. A FULL queued when its collection started is let go of then if the
+API does not answer (the stream sends it again when it is collected); otherwise
+it is on its way, ends with the errors, and the stream sends heartbeats meanwhile. When the API
 answers again after an outage, the watches are reopened from the last version
 they delivered, so nothing a connection lost meanwhile is missed, and the copy
 is vouched for again once they are open.
@@ -193,12 +194,12 @@ class SyncLoop:
             reporter.cancel()
             self._live = None
         changes = _sum_changes(snapshot.results.values())
-        if live is not None and live.live is not None:
+        if live is not None and live.live is not None and not live.live.detached:
             # Results first: the stream reads them as soon as the collection is marked finished.
             live.results = snapshot.results
             live.live.finish(snapshot.results)
             snapshot = live
-        else:
+        else:  # (a FULL the stream let go of while it was collected, too)
             snapshot.timestamp = self.stamp(snapshot.timestamp)
             await self.outbox.put(snapshot)
             self._sent_full = True
@@ -339,9 +340,14 @@ class SyncLoop:
             wait = self.stats.interval
             if not self._sent_full:
                 continue  # a stream starts with a FULL: nothing to add to yet
-            if self._live is not None:
-                continue  # the FULL is on its way already (an open set): what it ends with says it all
             await self.probe()
+            live = self._live.live if self._live is not None else None
+            if live is not None and not live.detached:
+                if self._api_failure is None:
+                    continue  # the FULL is on its way (an open set): what it ends with says it all
+                # The API does not answer: the manager must hear why now, not when the lists give up. The
+                # stream lets go of the open set and the FULL is queued when its collection ends.
+                live.detach(f"the Kubernetes API does not answer ({self._api_failure.message})")
             errors = self.condition()
             if errors and len(self.outbox) == 0:  # nothing wrong: the collection's FULL will say it all
                 await self.outbox.put(Delta(errors=errors, timestamp=self.stamp()))

@@ -35,8 +35,8 @@ class FullSnapshot:
 
     @property
     def collecting(self) -> bool:
-        """Queued while collecting and not collected yet."""
-        return self.live is not None and not self.live.finished
+        """Queued while collecting and not collected yet (nor let go of: the loop queues it again)."""
+        return self.live is not None and not self.live.finished and not self.live.detached
 
     @property
     def kinds(self) -> list[str]:

@@ -624,7 +624,8 @@ class StreamClient:
         if live is not None:
             async for heartbeat in self._until_collected(live, session):
                 yield heartbeat
-            if live.cancelled or not live.finished:  # cancelled, or this edge stops: no outcome is owed
+            if live.cancelled or live.detached or not live.finished:
+                # Cancelled, let go of (the loop queues it again when collected), or this edge stops.
                 delivery.cancelled = True
                 return
         async for message in self._closed_messages(item, session, held):
@@ -708,7 +709,7 @@ class StreamClient:
     async def _until_collected(self, live: LiveFull, session: Negotiated) -> AsyncGenerator[Message, None]:
         """Heartbeats while the FULL's collection runs (the manager would take silence for a dead edge)."""
         every = session.heartbeat or self._heartbeat_every
-        while not live.finished and not self._stopping.is_set():
+        while not live.finished and not live.detached and not self._stopping.is_set():
             if not await self._woken(live.changed(), every):
                 yield 0, _heartbeat()
 
@@ -807,7 +808,7 @@ class StreamClient:
                 await waiter
         self._inflight = None
         if delivery.cancelled:
-            logger.info("the full state's collection ended without a result: {} chunk(s) of it abandoned", len(sequences))
+            logger.info("the full state being collected was let go of after {} chunk(s)", len(sequences))
             return False
         if final is None:
             return True
@@ -887,7 +888,8 @@ class _Delivery:
     #: An open set's first chunk went, and its last one.
     opened: bool = False
     complete: bool = False
-    #: The FULL's collection was cancelled (or the edge stops) before it could all be sent: no outcome is owed.
+    #: The FULL's collection was cancelled or let go of (or the edge stops) before it could all be sent:
+    #: no outcome is owed.
     cancelled: bool = False
 
 

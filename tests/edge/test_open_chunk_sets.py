@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from navigator_plugins.serializers.protobuf import ProtobufSerializer
 
+from navigator.config.edge import EdgeConfig
 from navigator.edge.acks import Outstanding, PendingAcks
 from navigator.edge.app import Edge
 from navigator.edge.collect import CollectResult, KindFailure
 from navigator.edge.live import LiveFull
-from navigator.edge.messages import FullSnapshot, Sequencer
+from navigator.edge.messages import Delta, FullSnapshot, Sequencer
 from navigator.edge.outbox import Outbox
 from navigator.edge.records import pack
 from navigator.edge.stream import StreamClient
@@ -28,8 +29,10 @@ from navigator.kubesim import KubeSim
 from navigator.resource import Resource
 from navigator.testing.edge import edge_config, run_test_edge
 from navigator.testing.manager import run_test_manager
+from navigator.testing.proxy import TcpProxy
 from navigator.v1 import sync_pb2
 
+from .conftest import running, through
 from .fake_manager import FakeManager, complete, is_open
 
 PROTOBUF = ProtobufSerializer()
@@ -459,3 +462,35 @@ async def test_a_real_manager_ends_with_the_full_state_when_a_kind_fails_mid_set
         assert row["counts"] == {k: sim.count(k) for k in KINDS} and row["errors"] == []
         for kind in KINDS:
             assert await names_held(mgr, kind) == names_listed(sim, kind)
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+async def test_the_full_is_queued_when_its_collection_starts_and_let_go_of_when_the_api_stops_answering(
+    kubesim: KubeSim, tmp_path: Path, make_config: Callable[..., EdgeConfig]
+) -> None:
+    """An open set must not silence the edge: while its lists hang, a DELTA still says why (the stream lets
+    go of the open set), and the FULL is queued again, complete, when its collection ends."""
+    host, port = kubesim.url.removeprefix("http://").split(":")
+    with TcpProxy(host, int(port)) as proxy:
+        config = make_config(
+            "127.0.0.1:1",
+            kubernetes={"kubeconfig": str(through(proxy, kubesim, tmp_path)), "request_timeout": 2, "probe_timeout": 0.5},
+            sync={"interval": 0.4, "mode": "poll", "adaptive": {"enabled": False}},
+        )
+        async with running(config) as run:
+            run.loop.open_sets = lambda: True
+            first = await run.until(lambda i: isinstance(i, FullSnapshot))
+            assert isinstance(first, FullSnapshot) and first.live is not None  # queued as its collection started
+            await until(lambda: first.live is not None and first.live.finished)
+            assert first.results and not first.live.spoiled
+            proxy.blackhole(True)
+            queued = await run.until(lambda i: isinstance(i, FullSnapshot))  # the next poll's, whose lists hang
+            assert isinstance(queued, FullSnapshot) and queued.live is not None and not queued.results
+            down = await run.until(lambda i: isinstance(i, Delta) and bool(i.errors))
+            assert isinstance(down, Delta) and sorted(e.kind for e in down.errors) == sorted(KINDS)
+            assert queued.live.detached and not queued.collecting
+            proxy.blackhole(False)
+            again = await run.until(lambda i: isinstance(i, FullSnapshot))
+            assert isinstance(again, FullSnapshot) and again.live is None and again.results  # complete, queued at the end
