@@ -662,8 +662,9 @@ class StreamClient:
         delivery: _Delivery,
     ) -> AsyncGenerator[Message, None]:
         """The FULL as an open set while it is collected: a chunk of about ``session.target`` bytes (at most
-        ``OPEN_CHUNK_BYTES``) whenever the pages listed so far fill one, then the last chunk with the header once the collection ended.
-        Returns early (``delivery.complete`` unset) when the set is spoiled or the edge stops."""
+        ``OPEN_CHUNK_BYTES``) whenever the pages listed so far fill one, then, once the collection ended, the
+        last chunk with the header. Returns early (``delivery.complete`` unset) when the set is spoiled, the
+        edge stops, or the deletions would take the last chunk over the target (the closed set goes plain)."""
         cluster, edge = self.config.cluster.id, self.config.edge_id
         target = min(session.target, OPEN_CHUNK_BYTES)
         chunks = OpenSet(open_header(item, cluster, edge), target, session.limit)
@@ -693,7 +694,7 @@ class StreamClient:
         header = full_header(item, cluster, edge)
         if against is not None:
             against.finish(header)
-            if header.ByteSize() > session.target // 4:
+            if header.ByteSize() > session.target:  # they go once, in the last chunk: as big as any chunk
                 logger.info("too many deletions for the open chunk set: sending the full state again, plain")
                 return
             self._against_versions(len(against.held), against.seen, against.left_out, len(header.deletions))

@@ -214,6 +214,27 @@ async def test_an_open_set_against_the_managers_versions_names_deletions_in_its_
     assert dict(last.counts) == {k: sim.count(k) for k in KINDS}
 
 
+async def test_deletions_too_big_for_the_last_chunk_send_the_full_again_plain(
+    kubesim_factory: Any, fake_manager: FakeManager
+) -> None:
+    sim = big_cluster(kubesim_factory)
+    gone = [
+        sync_pb2.ResourceKey(kind="pods", namespace="default", name=f"gone-{i}", uid=f"u-{i}", resource_version="7")
+        for i in range(2000)
+    ]  # about 80 KB of deletions: more than a 32 KiB chunk
+    keys = held(sim)
+    for key in keys:
+        key.resource_version = "1"  # every object differs: the open set has chunks to send
+    fake_manager.versions, fake_manager.open_chunk_sets = keys + gone, True
+    async with Edge(small_chunks(sim, fake_manager.address)) as edge:
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1)
+        assert edge.stats.open_sets == 0 and edge.stats.fulls_against_versions == 0
+    opened, plain = fake_manager.sets()
+    assert is_open(opened[0]) and not complete(opened)
+    assert complete(plain) and not any(c.against_versions or c.deletions for c in plain)
+    assert objects(plain) == listed(sim)
+
+
 @pytest.mark.parametrize("open_sets", [False, True], ids=["closed", "open"])
 async def test_a_manager_holding_nothing_gets_a_plain_full(
     kubesim: KubeSim, fake_manager: FakeManager, open_sets: bool
