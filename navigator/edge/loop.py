@@ -25,12 +25,12 @@ it cannot vouch for now and why (protocol 2: the manager shows the latest list,
 and a DELTA without them clears them). A collection that runs longer than an
 interval (a relist against an API that does not answer) does not silence the
 edge: half an interval in, then every interval, it probes the API and sends
-such a DELTA. A FULL queued when its collection started is let go of then if the
-API does not answer (the stream sends it again when it is collected); otherwise
-it is on its way, ends with the errors, and the stream sends heartbeats meanwhile. When the API
-answers again after an outage, the watches are reopened from the last version
-they delivered, so nothing a connection lost meanwhile is missed, and the copy
-is vouched for again once they are open.
+such a DELTA. A FULL queued when its collection started is let go of then if
+the API does not answer (it is queued again when it is collected); otherwise it
+is on its way, ends with the errors, and the stream sends heartbeats meanwhile.
+When the API answers again after an outage, the watches are reopened from the
+last version they delivered, so nothing a connection lost meanwhile is missed,
+and the copy is vouched for again once they are open.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ the queue, then whatever the watches saw meanwhile (merged) — no snapshot. Els
 (the edge restarted, another edge held the cluster, the manager lost its
 database) a full state goes first: the queued one if the queue starts with a
 FULL (everything queued after it builds on it), or the one in flight if its
-collection is still running, else the queue is discarded and
-the sync loop is asked for a fresh full resync at once. An edge with nothing
+collection is still running, else the queue is discarded and the sync loop is
+asked for a fresh full resync at once. An edge with nothing
 applied yet (it just started) asks for the manager's versions (protocol 2) and
 sends that first FULL against them: only the objects that differ, the
 deletions, and the counts, so a restarted edge costs the wire what changed.
@@ -31,11 +31,12 @@ collected, as a closed set (a new set, which discards the open one). A manager
 without the flag gets closed sets only; a FULL still being collected waits for
 its collection, sending heartbeats meanwhile.
 
-A single writer task sends states in order; their acks are awaited as they come,
-at most ``SEND_AHEAD`` messages behind (``ack_timeout`` each); any failure — stream error, ack timeout, protocol violation —
-ends the session, and the client reconnects with jittered exponential backoff.
-A state acked RETRY (the manager's storage failed) goes again, after a backoff,
-from this copy: listing the API again would not help the manager.
+A single writer task sends states in order; their acks are awaited as they
+come, at most ``SEND_AHEAD`` messages behind (``ack_timeout`` each); any failure
+— stream error, ack timeout, protocol violation — ends the session, and the
+client reconnects with jittered exponential backoff. A state acked RETRY (the
+manager's storage failed) goes again, after a backoff, from this copy: listing
+the API again would not help the manager.
 """
 
 from __future__ import annotations
