@@ -515,3 +515,31 @@ async def test_the_full_is_queued_when_its_collection_starts_and_let_go_of_when_
             proxy.blackhole(False)
             again = await run.until(lambda i: isinstance(i, FullSnapshot))
             assert isinstance(again, FullSnapshot) and again.live is None and again.results  # complete, queued at the end
+
+
+async def test_a_real_manager_takes_heartbeats_in_the_middle_of_an_open_set(kubesim_factory: Any, tmp_path: Path) -> None:
+    """A page that takes a while leaves the open set quiet: the edge sends heartbeats meanwhile (the manager
+    would end a stream silent for three periods), and the set goes on after them."""
+    sim = big_cluster(kubesim_factory)
+    async with (
+        run_test_manager(tmp_path, heartbeat=0.4) as mgr,
+        run_test_edge(
+            sim.kubeconfig_path,
+            sim.context,
+            mgr.address,
+            "big",
+            manager={"chunk_fraction": 0.5, "max_message_size": 64 * 1024},
+            kubernetes={"page_size": 20},
+        ) as edge,
+    ):
+
+        def chunks_sent(e: Edge) -> bool:
+            return e.loop is not None and e.loop.live is not None and e.sequencer.last >= 2
+
+        await edge.wait_until(chunks_sent, timeout=30)
+        sim.faults.latency("pods", 1.5, times=1, verbs=["list"])
+        await edge.wait_until(lambda e: e.stats.applied_full >= 1, timeout=30)
+        assert edge.stats.open_sets == 1 and edge.stats.heartbeats_sent >= 1 and edge.stats.invalid == 0
+        row = await mgr.wait_for_status("big", "HEALTHY")
+        assert row["counts"] == {k: sim.count(k) for k in KINDS}
+        assert await names_held(mgr, "pods") == names_listed(sim, "pods")
