@@ -9,6 +9,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from navigator import __version__
 from navigator.errors import NavigatorError
@@ -36,8 +37,10 @@ COMMANDS = {
 def _summary(module: str) -> str:
     """The first line of ``module``'s docstring, read from its source without importing it."""
     spec = importlib.util.find_spec(module)
-    source = spec.loader.get_source(module) if spec is not None and spec.loader is not None else None  # type: ignore[attr-defined]
-    doc = ast.get_docstring(ast.parse(source or "")) or ""
+    # The file itself: not every loader on the import path can give the source (pytest's cannot).
+    origin = spec.origin if spec is not None else None
+    source = Path(origin).read_text(encoding="utf-8") if origin is not None and origin.endswith(".py") else ""
+    doc = ast.get_docstring(ast.parse(source)) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
