@@ -252,6 +252,8 @@ async def test_at_shows_what_was_there_then(timeline: Timeline) -> None:
     assert then[1]["phase"] == "Running"  # the kind view's fields, as now
     assert [r["name"] for r in await as_json(mgr, "pods", "-n", "shop")] == ["web-1"]
     assert [r["name"] for r in await as_json(mgr, "pods", "-l", "tier=gold", "--at", timeline.before)] == []
+    # "1s" means a second ago: only once a second has passed since the delta is that after it.
+    await asyncio.sleep(max(0.0, 1.2 - (datetime.now(UTC) - datetime.fromisoformat(timeline.after)).total_seconds()))
     assert len(await as_json(mgr, "resources", "--kind", "pods", "--at", "1s")) == 1
     [east] = await as_json(mgr, "clusters", "--at", timeline.before)
     assert (east["counts"], east["status"], east["connected"]) == ({"pods": 2, "services": 1}, "HEALTHY", False)
