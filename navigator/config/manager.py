@@ -190,6 +190,9 @@ class ManagerConfig(Section):
     #: Protocol 2 edges: heartbeats are answered, and a stream silent for 3 x this (while the manager
     #: waits for the edge) is ended, so a frozen or cut-off edge shows within 15 s by default.
     heartbeat: Duration = Field(5.0, ge=0, description="heartbeat period for protocol 2 edges; 0: off")
+    stop_timeout: Duration = Field(
+        60.0, gt=0, description="on SIGTERM, exit after this long even if a step of the shutdown still hangs"
+    )
     auth: AuthSection | None = None
     limits: LimitsSection = Field(default_factory=LimitsSection)
     status: StatusSection = Field(default_factory=StatusSection)

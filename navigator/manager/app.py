@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,7 @@ from loguru import logger
 from navigator import metrics, plugin_manager
 from navigator.config.manager import ManagerConfig
 from navigator.errors import NavigatorError
+from navigator.exit_codes import EXIT_FAILURE
 from navigator.interfaces import (
     ClusterClaims,
     ManagerStream,
@@ -70,6 +73,8 @@ class Manager:
         self._unfollow: Callable[[], None] | None = None
         self._readers = Readers()
         self._http: HttpServer | None = None
+        #: What ``stop`` is doing, for the message when it takes too long.
+        self.stopping_step = "starting to stop"
 
     @property
     def address(self) -> str:
@@ -170,10 +175,13 @@ class Manager:
         if self._ctx is None:
             return
         self._ctx.stopping = True
+        self.stopping_step = "closing the change feed"
         await self._feed.close()  # watchers end now, not after the transport's grace
+        self.stopping_step = "stopping the HTTP API"
         if self._http is not None:
             http, self._http = self._http, None
             await http.stop()
+        self.stopping_step = "ending the edges' streams"
         for session in list(self._ctx.sessions.values()):
             session.terminate("UNAVAILABLE", "the manager is shutting down")
         pending = [asyncio.create_task(s.done.wait()) for s in self._streams]
@@ -181,6 +189,7 @@ class Manager:
             await asyncio.wait(pending, timeout=grace)
             for task in pending:
                 task.cancel()
+        self.stopping_step = "stopping the transport"
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
@@ -191,6 +200,7 @@ class Manager:
         ctx, self._ctx = self._ctx, None
         if ctx is None:
             return
+        self.stopping_step = "closing storage (following other managers, retention, sinks, claims, queued writes)"
         if self._unfollow is not None:
             unfollow, self._unfollow = self._unfollow, None
             try:
@@ -302,7 +312,18 @@ async def run_manager(config: ManagerConfig) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await manager.stop()
+        # Streams and queued writes end within seconds; a step that hangs must not keep the process
+        # (its port, its database) forever. What was acked is committed already.
+        try:
+            await asyncio.wait_for(manager.stop(), config.stop_timeout)
+        except TimeoutError:
+            logger.error(
+                "the manager did not stop within stop_timeout ({:g}s), stuck {}; exiting without finishing",
+                config.stop_timeout,
+                manager.stopping_step,
+            )
+            sys.stderr.flush()
+            os._exit(EXIT_FAILURE)  # threads or executor jobs still running would keep the process
         if metrics_server is not None:
             metrics_server.close()
     return 0
