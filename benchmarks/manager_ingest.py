@@ -3,7 +3,8 @@
 Runs ``navigator manager`` in its own process (SQLite in a temp directory, or a fresh
 schema on PostgreSQL) and feeds it over real gRPC exactly what an edge sends: JSON
 payloads (the default serializer; ``--serializer protobuf`` for an older edge's Struct
-payloads) in a chunked FULL state. History is on (the default 7 days). Prints:
+payloads) in a chunked FULL state: an open chunk set of about 4 MiB chunks, as an edge
+sends it (``--closed``: closed sets of 50,000 objects). History is on (the default 7 days). Prints:
 
 - ingest: from the first chunk sent to the APPLIED ack of the last
   (targets: <= 4 s on SQLite, <= 5 s on PostgreSQL)
@@ -40,7 +41,10 @@ from navigator.v1 import sync_pb2
 
 NAVIGATOR = [sys.executable, "-m", "navigator.cli.main"]
 #: Objects per chunk: about 15 MB per message, well under the 64 MiB default limit.
-PER_CHUNK = 50_000
+#: As an edge sends them: open chunk sets of about 4 MiB (``OPEN_CHUNK_BYTES``), about 10,000 of these
+#: pods; ``--closed`` sends closed sets of 50,000 (an edge talking to an older manager sends 32 MiB ones).
+PER_OPEN_CHUNK = 10_000
+PER_CLOSED_CHUNK = 50_000
 
 
 def pod_data(i: int) -> dict[str, object]:
@@ -93,8 +97,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def send_snapshot(edge: RawEdge, sequence: int, pods: list[sync_pb2.Resource]) -> tuple[float, sync_pb2.Ack]:
-    chunks = chunked(full_state("bench", "edge-1", sequence, {"pods": pods}), PER_CHUNK)
+async def send_snapshot(
+    edge: RawEdge, sequence: int, pods: list[sync_pb2.Resource], closed: bool = False
+) -> tuple[float, sync_pb2.Ack]:
+    state = full_state("bench", "edge-1", sequence, {"pods": pods})
+    chunks = chunked(state, PER_CLOSED_CHUNK) if closed else chunked(state, PER_OPEN_CHUNK, open_set=True)
     started = time.perf_counter()
     for chunk in chunks:
         await edge.send(sync_pb2.EdgeMessage(state=chunk))
@@ -115,7 +122,7 @@ def storage_config(backend: str, workdir: Path) -> str:
     return f"{{plugin: postgres, options: {{dsn: '{dsn}', schema: bench_{uuid.uuid4().hex[:8]}}}}}"
 
 
-async def main(backend: str, pods: int, namespaces: int, serializer_name: str) -> None:
+async def main(backend: str, pods: int, namespaces: int, serializer_name: str, closed: bool = False) -> None:
     serializer = SERIALIZERS[serializer_name]
     workdir = Path(tempfile.mkdtemp(prefix="navigator-ingest-"))
     db = workdir / "navigator.db"
@@ -140,17 +147,17 @@ async def main(backend: str, pods: int, namespaces: int, serializer_name: str) -
         async with RawEdge(address) as edge:
             await edge.identify("bench", "edge-1", serializers=[serializer_name])
             cpu = cpu_seconds(proc.pid)
-            ingest, ack = await send_snapshot(edge, 1, snapshot)
+            ingest, ack = await send_snapshot(edge, 1, snapshot, closed)
             cpu, used = cpu_seconds(proc.pid), cpu_seconds(proc.pid) - cpu
             print(f"[{backend}] ingest      {pods:,} pods ({size:.0f} MiB on the wire): {ingest:.2f} s, manager CPU "
                   f"{used:.2f} s  (+{ack.added:,}; target <= {target:g} s) {'OK' if ingest <= target else 'MISSED'}")  # fmt: skip
-            resync, ack = await send_snapshot(edge, 100, snapshot)
+            resync, ack = await send_snapshot(edge, 100, snapshot, closed)
             cpu, used = cpu_seconds(proc.pid), cpu_seconds(proc.pid) - cpu
             print(f"[{backend}] resync      unchanged snapshot: {resync:.2f} s, manager CPU {used:.2f} s  "
                   f"(~{ack.modified}; target <= 1 s) {'OK' if resync <= 1 else 'MISSED'}")  # fmt: skip
             changed = build_pods(pods, namespaces, serializer, version=2, modified=0.01)
             cpu = cpu_seconds(proc.pid)
-            resync, ack = await send_snapshot(edge, 200, changed)
+            resync, ack = await send_snapshot(edge, 200, changed, closed)
             used = cpu_seconds(proc.pid) - cpu
             print(f"[{backend}] resync      1% modified: {resync:.2f} s, manager CPU {used:.2f} s  (~{ack.modified:,})")
         print(f"[{backend}] manager RSS {baseline:.0f} MiB at start, peak {peak_rss_mib(proc.pid):.0f} MiB")
@@ -184,8 +191,9 @@ if __name__ == "__main__":
     parser.add_argument("--namespaces", type=int, default=100)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--serializer", choices=sorted(SERIALIZERS), default="json")
+    parser.add_argument("--closed", action="store_true", help="closed chunk sets of 50,000 instead of open ones")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for name in ("sqlite", "postgres") if args.backend == "both" else (args.backend,):
-        asyncio.run(main(name, args.pods, args.namespaces, args.serializer))
+        asyncio.run(main(name, args.pods, args.namespaces, args.serializer, args.closed))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
