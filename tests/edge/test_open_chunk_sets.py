@@ -8,8 +8,9 @@ a kind that starts again part way, a stream that breaks, a cancelled collection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from navigator.edge.stream import StreamClient
 from navigator.kubesim import KubeSim
 from navigator.resource import Resource
 from navigator.testing.edge import edge_config, run_test_edge
-from navigator.testing.manager import run_test_manager
+from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.proxy import TcpProxy
 from navigator.v1 import sync_pb2
 
@@ -434,10 +435,11 @@ def names_listed(sim: KubeSim, kind: str) -> Counter[str]:
     return Counter(f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in sim.list(kind))
 
 
-async def test_a_real_manager_applies_an_open_set_completely(kubesim_factory: Any, tmp_path: Path) -> None:
-    sim = big_cluster(kubesim_factory)
+@contextlib.asynccontextmanager
+async def synced_by_an_edge(sim: KubeSim, tmp_path: Path, **manager: Any) -> AsyncIterator[tuple[TestManager, Edge]]:
+    """A real manager and an edge syncing ``sim`` to it in small pages and chunks (many of them per set)."""
     async with (
-        run_test_manager(tmp_path) as mgr,
+        run_test_manager(tmp_path, **manager) as mgr,
         run_test_edge(
             sim.kubeconfig_path,
             sim.context,
@@ -447,6 +449,12 @@ async def test_a_real_manager_applies_an_open_set_completely(kubesim_factory: An
             kubernetes={"page_size": 20},
         ) as edge,
     ):
+        yield mgr, edge
+
+
+async def test_a_real_manager_applies_an_open_set_completely(kubesim_factory: Any, tmp_path: Path) -> None:
+    sim = big_cluster(kubesim_factory)
+    async with synced_by_an_edge(sim, tmp_path) as (mgr, edge):
         await edge.wait_until(lambda e: e.stats.applied_full >= 1, timeout=30)
         assert edge.stats.open_sets == 1 and edge.stats.invalid == 0 and edge.stats.messages_sent > 3
         row = await mgr.wait_for_status("big", "HEALTHY")
@@ -459,17 +467,7 @@ async def test_a_real_manager_ends_with_the_full_state_when_a_kind_fails_mid_set
     kubesim_factory: Any, tmp_path: Path
 ) -> None:
     sim = big_cluster(kubesim_factory, latency=0.1)
-    async with (
-        run_test_manager(tmp_path) as mgr,
-        run_test_edge(
-            sim.kubeconfig_path,
-            sim.context,
-            mgr.address,
-            "big",
-            manager={"chunk_fraction": 0.5, "max_message_size": 64 * 1024},
-            kubernetes={"page_size": 20},
-        ) as edge,
-    ):
+    async with synced_by_an_edge(sim, tmp_path) as (mgr, edge):
 
         def pods_sent(e: Edge) -> bool:
             live = e.loop.live if e.loop is not None else None
@@ -521,17 +519,7 @@ async def test_a_real_manager_takes_heartbeats_in_the_middle_of_an_open_set(kube
     """A page that takes a while leaves the open set quiet: the edge sends heartbeats meanwhile (the manager
     would end a stream silent for three periods), and the set goes on after them."""
     sim = big_cluster(kubesim_factory)
-    async with (
-        run_test_manager(tmp_path, heartbeat=0.4) as mgr,
-        run_test_edge(
-            sim.kubeconfig_path,
-            sim.context,
-            mgr.address,
-            "big",
-            manager={"chunk_fraction": 0.5, "max_message_size": 64 * 1024},
-            kubernetes={"page_size": 20},
-        ) as edge,
-    ):
+    async with synced_by_an_edge(sim, tmp_path, heartbeat=0.4) as (mgr, edge):
 
         def chunks_sent(e: Edge) -> bool:
             return e.loop is not None and e.loop.live is not None and e.sequencer.last >= 2
