@@ -22,6 +22,7 @@ from navigator.edge.outbox import Outbox
 from navigator.kubesim import KubeSim
 from navigator.testing.edge import edge_config
 from navigator.testing.proxy import TcpProxy
+from navigator.v1 import sync_pb2
 
 from .fake_manager import FakeManager
 
@@ -110,3 +111,18 @@ def through(proxy: TcpProxy, kubesim: KubeSim, tmp_path: Path) -> Path:
     path = tmp_path / "through-proxy.kubeconfig"
     path.write_text(yaml.safe_dump(kubeconfig))
     return path
+
+
+def held(kubesim: KubeSim, kinds: tuple[str, ...] = ("services", "endpointslices", "pods")) -> list[sync_pb2.ResourceKey]:
+    """What a manager that synced this cluster before holds."""
+    return [
+        sync_pb2.ResourceKey(
+            kind=kind,
+            namespace=o["metadata"].get("namespace", ""),
+            name=o["metadata"]["name"],
+            uid=o["metadata"]["uid"],
+            resource_version=o["metadata"]["resourceVersion"],
+        )
+        for kind in kinds
+        for o in kubesim.list(kind)
+    ]

@@ -16,6 +16,7 @@ from navigator.edge.stream import StreamState
 from navigator.kubesim import KubeSim, tls
 from navigator.v1 import sync_pb2
 
+from .conftest import held
 from .fake_manager import FakeManager
 
 
@@ -156,21 +157,6 @@ async def test_a_manager_that_lost_its_state_gets_a_full_resync(
         await edge.wait_until(lambda e: e.stats.applied_full >= 2)
     assert edge.stats.resumes == 0
     assert fake_manager.connections[-1].states[0].type == sync_pb2.STATE_TYPE_FULL
-
-
-def held(kubesim: KubeSim, kinds: tuple[str, ...] = ("services", "endpointslices", "pods")) -> list[sync_pb2.ResourceKey]:
-    """What a manager that synced this cluster before holds."""
-    return [
-        sync_pb2.ResourceKey(
-            kind=kind,
-            namespace=o["metadata"].get("namespace", ""),
-            name=o["metadata"]["name"],
-            uid=o["metadata"]["uid"],
-            resource_version=o["metadata"]["resourceVersion"],
-        )
-        for kind in kinds
-        for o in kubesim.list(kind)
-    ]
 
 
 async def test_a_new_edge_sends_its_first_full_state_against_the_managers_versions(

@@ -33,7 +33,7 @@ from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.proxy import TcpProxy
 from navigator.v1 import sync_pb2
 
-from .conftest import running, through
+from .conftest import held, running, through
 from .fake_manager import FakeManager, complete, is_open
 
 PROTOBUF = ProtobufSerializer()
@@ -179,20 +179,6 @@ async def test_a_manager_without_open_sets_gets_closed_sets(kubesim_factory: Any
     assert all(c.chunk.count == len(chunks) > 1 for c in chunks)
     assert all(c.kinds and c.counts for c in chunks)
     assert objects(chunks) == listed(sim)
-
-
-def held(sim: KubeSim) -> list[sync_pb2.ResourceKey]:
-    return [
-        sync_pb2.ResourceKey(
-            kind=kind,
-            namespace=o["metadata"].get("namespace", ""),
-            name=o["metadata"]["name"],
-            uid=o["metadata"]["uid"],
-            resource_version=o["metadata"]["resourceVersion"],
-        )
-        for kind in KINDS
-        for o in sim.list(kind)
-    ]
 
 
 async def test_an_open_set_against_the_managers_versions_names_deletions_in_its_last_chunk(
