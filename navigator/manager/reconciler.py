@@ -327,7 +327,7 @@ class Reconciler:
         """Column by column: each object's (uid, resourceVersion, digest) is compared with the index's
         in C loops (``map``, ``compress``), and only the objects that differ are looked at one by one,
         so that an unchanged resync of 150,000 objects is a handful of passes, not a Python loop."""
-        staged: Staged | None = state.staged
+        staged = state.staged
         if staged is not None:
             return self._staged_plan(index, state, staged)
         resources = state.resources

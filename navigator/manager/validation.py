@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -21,6 +21,9 @@ from navigator.config.manager import LimitsSection
 from navigator.manager import partial
 from navigator.protocol import SUPPORTED_PROTOCOL_VERSIONS, cluster_id_problem
 from navigator.v1 import sync_pb2
+
+if TYPE_CHECKING:
+    from navigator.manager.reconciler import Staged
 
 #: The largest sequence the manager keeps: stores hold it as a signed 64-bit integer.
 MAX_SEQUENCE = 2**63 - 1
@@ -155,7 +158,7 @@ class StateSet:
     #: A chunk set whose chunks were checked (``check_resources``) and staged by the reconciler as
     #: they arrived: the objects per kind, and what the reconciler planned (``resources`` is empty).
     checked: Counter[str] | None = None
-    staged: Any = None
+    staged: Staged | None = None
     #: The first object such a set held twice (``kind/namespace/name``): invalid in a FULL.
     repeated: str | None = None
 
