@@ -126,6 +126,8 @@ class Tally:
     streams_lost: int = 0
     #: Handshakes answered by a Reject, or by the stream ending with no answer.
     rejected: int = 0
+    #: Why, for each of those: the Reject's reason, or "no answer".
+    rejections: Counter[str] = field(default_factory=Counter)
     #: DELTAs in the steady state that got no ack in time (the edge reconnects).
     steady_failures: int = 0
     #: Seconds after the start at which each edge's FULL state was acked.
@@ -176,6 +178,8 @@ async def run_edge(fleet: Fleet, n: int, pods: list[sync_pb2.Resource]) -> None:
                 continue
             if answer is None or answer.WhichOneof("body") != "accept":
                 fleet.tally.rejected += 1
+                reason = "no answer" if answer is None or not answer.HasField("reject") else answer.reject.message
+                fleet.tally.rejections[reason[:80]] += 1
                 if answer is not None and answer.reject.retry_after_seconds:
                     wait = answer.reject.retry_after_seconds
                 continue
@@ -289,6 +293,8 @@ async def storm(fleet: Fleet, label: str, client: AsyncQueryClient, pid: int, ta
         f"{args.connect_timeout:g} s for their Accept ({tally.identify_timeouts} timeouts, {tally.rejected} "
         f"rejected or closed unanswered); Accept wait {spread(tally.accept_waits)}"
     )
+    if tally.rejections:
+        print("refused     " + "; ".join(f"{n}: {why}" for why, n in tally.rejections.most_common(3)))
     print(
         f"acks        {tally.ack_timeouts} ack timeouts over {args.ack_timeout:g} s, {tally.streams_lost} streams "
         f"lost or refused; channel ready {spread(tally.connect_waits)}, {tally.connect_timeouts} connect timeouts"
