@@ -176,10 +176,7 @@ class Reconciler:
             index = self._cluster_index(cluster)
             if staged is None:
                 staged = Staged(cluster, index)
-            elif staged.index is not index:
-                raise InvalidState(
-                    f"cluster {cluster}: the stored copy was read again while the set was arriving; send it again"
-                )
+            _check_staged_against(staged, index)
             keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
             incoming, chunk = staged.incoming, dict(zip(keys, resources, strict=True))
             if len(chunk) != len(keys) or not incoming.isdisjoint(chunk):  # the last copy of a key wins
@@ -194,13 +191,10 @@ class Reconciler:
             index_get = index.get
             differs = map(operator.ne, map(index_get, keys), versions)
             decode = _decoder(serializer)
-            from_json, stored_object, written = Resource.from_json, StoredObject, staged.written
+            written = staged.written
             for i in itertools.compress(range(len(keys)), differs):
                 key, wire, dig, known = keys[i], resources[i], digests[i], index_get(keys[i])
-                labels = wire.labels
-                new = from_json(key[0], key[1], key[2], wire.uid, wire.resource_version,
-                                {k: labels[k] for k in labels}, decode(wire))  # fmt: skip
-                written[key] = (key, wire, dig, known is None or known.uid != wire.uid, stored_object(new, dig))
+                written[key] = (key, wire, dig, known is None or known.uid != wire.uid, _stored(key, wire, dig, decode))
             return staged
 
     # -- one state -----------------------------------------------------------------
@@ -270,17 +264,14 @@ class Reconciler:
 
         added = ChangeType.ADDED
         # The hot loop (every object of a first ingest): names bound locally, arguments positional.
-        from_json, stored_object, known_version, new_change = Resource.from_json, StoredObject, Known, Change
+        known_version, new_change = Known, Change
         add_upsert, add_change, index_get = upserts.append, changes.append, index.get
         # Changes in the plan's order (a re-creation's DELETED just before its ADDED), then deletions.
         for key, wire, dig, is_new, stored in plan.written:
             uid, rv = wire.uid, wire.resource_version
             if stored is None:
-                labels = wire.labels
-                new = from_json(key[0], key[1], key[2], uid, rv, {k: labels[k] for k in labels}, decode(wire))
-                stored = stored_object(new, dig)
-            else:
-                new = stored.resource
+                stored = _stored(key, wire, dig, decode)
+            new = stored.resource
             add_upsert(stored)
             updates[key] = known_version(uid, rv, dig)
             was = index_get(key)
@@ -352,10 +343,7 @@ class Reconciler:
 
     def _staged_plan(self, index: Mapping[Key, Known], state: StateSet, staged: Staged) -> _Plan:
         """The plan of a chunk set staged as it arrived: its objects are already compared and built."""
-        if staged.index is not index:
-            raise InvalidState(
-                f"cluster {staged.cluster}: the stored copy was read again while the set was arriving; send it again"
-            )
+        _check_staged_against(staged, index)
         written = sorted(staged.written.values(), key=_first)  # keys are unique: wires never compared
         return _Plan(written, self._deleted(index, state, staged.incoming))
 
@@ -385,6 +373,23 @@ class Reconciler:
         if not keys:
             return {}
         return {(r.kind, r.namespace, r.name): r for r in self.backend.read(cluster, keys)}
+
+
+def _stored(key: Key, wire: sync_pb2.Resource, dig: str, decode: Callable[[sync_pb2.Resource], bytes]) -> StoredObject:
+    """The object to write for ``wire``: its payload checked (``decode``), nothing parsed."""
+    labels = wire.labels
+    resource = Resource.from_json(
+        key[0], key[1], key[2], wire.uid, wire.resource_version, {k: labels[k] for k in labels}, decode(wire)
+    )
+    return StoredObject(resource, dig)
+
+
+def _check_staged_against(staged: Staged, index: Mapping[Key, Known]) -> None:
+    """A set is staged against one reading of the cluster's index: the apply re-plans nothing."""
+    if staged.index is not index:
+        raise InvalidState(
+            f"cluster {staged.cluster}: the stored copy was read again while the set was arriving; send it again"
+        )
 
 
 def _first_repeated(keys: Iterable[Key], before: AbstractSet[Key]) -> Key | None:
