@@ -49,7 +49,13 @@ from navigator.interfaces import (
     TransportPlugin,
 )
 from navigator.interfaces.collector import COLUMN_TYPES, Column
-from navigator.interfaces.storage import BatchingStorageBackend, HistoryQuery, plain_additions
+from navigator.interfaces.storage import (
+    BatchingStorageBackend,
+    FirstStateWrite,
+    FirstStateWriter,
+    HistoryQuery,
+    plain_additions,
+)
 from navigator.plugin_options import PluginOptions, validate_options
 from navigator.protocol import PROTOCOL_VERSION, check_cluster_id
 from navigator.resource import (
@@ -66,7 +72,7 @@ from navigator.structs import struct_to_dict
 from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2, sync_pb2_grpc
 
 #: The version of this module's surface (semantic versioning).
-PLUGIN_API_VERSION = "1.4"
+PLUGIN_API_VERSION = "1.5"
 
 __all__ = [
     "COLUMN_TYPES",
@@ -90,6 +96,8 @@ __all__ = [
     "Duration",
     "EdgeEndpoint",
     "EdgeStream",
+    "FirstStateWrite",
+    "FirstStateWriter",
     "HistoryQuery",
     "Holding",
     "KindErrorRecord",

@@ -271,6 +271,63 @@ class BatchingStorageBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class FirstStateWriter(Protocol):
+    """The optional capability of writing a cluster's first state while its chunks still arrive
+    (checked with ``isinstance``): the database works on chunk k while k+1 is on its way."""
+
+    def begin_first_state(self, cluster: str) -> FirstStateWrite | None:
+        """Start writing the first state of ``cluster``, which holds no objects, or ``None`` when
+        that is not possible now (the cluster holds objects after all, too many such writes are
+        open, the database cannot be reached): the manager then writes the state with ``apply``
+        once it is complete, as it does for every other state.
+
+        Nothing written through the returned ``FirstStateWrite`` may be seen by any reader, nor
+        kept after a crash, before its ``finish`` commits. The manager calls this on its storage
+        thread, only for a chunk set that has more chunks to come.
+        """
+        ...
+
+
+@runtime_checkable
+class FirstStateWrite(Protocol):
+    """One first state being written (``FirstStateWriter.begin_first_state``): ``write`` per
+    chunk, then ``finish`` (which commits) or ``abort`` (which stores nothing)."""
+
+    def write(self, objects: Sequence[StoredObject]) -> None:
+        """Write these objects of the state (each key once in the whole state, in any order),
+        without waiting for the database: a failure may surface at a later ``write`` or at
+        ``finish``, as ``StorageError``."""
+        ...
+
+    def finish(
+        self,
+        cluster: ClusterRecord,
+        count: int,
+        applied_at: datetime,
+        observed_at: datetime | None,
+        history: bool,
+        record_cluster: bool = False,
+    ) -> None:
+        """Commit the state: ``count`` objects were written (refuse, storing nothing, if that is not
+        so); with ``history``, one ADDED change per object in key order, applied at ``applied_at``
+        and observed at ``observed_at``, as ``apply`` records a cluster's first state
+        (``plain_additions``); then the cluster record (fenced, and kept as a copy with
+        ``record_cluster``) as in ``apply``. Raises as ``apply`` does, and then nothing of the
+        state is stored. The write is over either way.
+
+        Called from a thread of the manager's other than the storage thread, while the storage
+        thread builds the state's changes, never at the same time as ``write``.
+        """
+        ...
+
+    def abort(self) -> None:
+        """Store nothing of the state and let go of what the write holds. Callable from any
+        thread, at any time, more than once; never raises, never waits for the database
+        (a no-op once ``finish`` has returned)."""
+        ...
+
+
 def batch_writes(backend: StorageBackend) -> AbstractContextManager[None]:
     """``backend.batch()`` when the backend offers group commit, else a block in which every
     write stays its own transaction (the fallback every backend supports)."""

@@ -117,9 +117,11 @@ def stage_chunk(
     limits: LimitsSection,
     declared: Collection[str] | None,
     serializer: Serializer,
+    more: bool = False,
 ) -> None:
     """Check one chunk's objects and stage them into ``target``, the set being assembled (on the
-    storage thread: the reconciler's index is read there). Raises ``InvalidState``."""
+    storage thread: the reconciler's index is read there); ``more``: chunks of the set are still to
+    come. Raises ``InvalidState``."""
     checked = target.checked
     assert checked is not None
     checked.update(check_resources(resources, limits.max_payload_bytes, declared))
@@ -127,10 +129,18 @@ def stage_chunk(
         raise InvalidState(
             f"the set holds more than limits.max_resources_per_state ({limits.max_resources_per_state}) objects"
         )
-    staged = target.staged = reconciler.stage(cluster, target.staged, resources, serializer)
+    staged = target.staged = reconciler.stage(cluster, target.staged, resources, serializer, more)
     if staged.repeated is not None and target.repeated is None:
         kind, namespace, name = staged.repeated
         target.repeated = f"{clip(kind)}/{clip(namespace) + '/' if namespace else ''}{clip(name)}"
+
+
+def abandon(state: StateSet) -> None:
+    """Nothing of ``state`` will be applied: what its set's chunks wrote already is not kept
+    (``Staged.writer``); a no-op for a state whose apply finished it. Never waits."""
+    staged = state.staged
+    if staged is not None and staged.writer is not None:
+        staged.writer.abort()
 
 
 class ChunkAssembler:
@@ -179,6 +189,7 @@ class ChunkAssembler:
 
     def discard(self, reason: str) -> None:
         if self._pending is not None:
+            abandon(self._pending.state)
             logger.warning(
                 "discarding incomplete chunk set {} ({} of {} chunks received): {}",
                 self._pending.snapshot_sequence,

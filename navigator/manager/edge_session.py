@@ -57,7 +57,7 @@ from navigator.interfaces.storage import StorageFenced, StorageRegressed
 from navigator.manager import acks
 from navigator.manager.apply import Grouping, StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
-from navigator.manager.chunking import ChunkAssembler, is_chunk, stage_chunk
+from navigator.manager.chunking import ChunkAssembler, abandon, is_chunk, stage_chunk
 from navigator.manager.claims import ClaimKeeper, InMemoryClaims
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.sinks import SinkFanout
@@ -633,6 +633,7 @@ class EdgeSession:
     async def _process(self, state: sync_pb2.ClusterState, size: int | None = None) -> sync_pb2.Ack:
         sequence = state.sequence
         metrics.count_received_objects(self.cluster, len(state.resources))
+        assembled: StateSet | None = None
         try:
             check_sequence(sequence, self._sequence)
             self._sequence = sequence
@@ -655,7 +656,15 @@ class EdgeSession:
             else:
                 check_state_set(assembled, self.ctx.config.limits, self._kinds)
         except InvalidState as exc:
+            if assembled is not None:
+                abandon(assembled)
             return self._invalid(sequence, exc)
+        try:
+            return await self._apply(sequence, assembled)
+        finally:
+            abandon(assembled)  # not applied after all (a no-op when it was)
+
+    async def _apply(self, sequence: int, assembled: StateSet) -> sync_pb2.Ack:
         assert self.record is not None and self.serializer is not None
         self._take_report(assembled)
         started = time.perf_counter()
@@ -721,7 +730,8 @@ class EdgeSession:
         limits, kinds = self.ctx.config.limits, self._kinds
         resources = list(chunk.resources)
         await self._worker.call(
-            stage_chunk, self.ctx.reconciler, self.cluster, target, resources, limits, kinds, self.serializer
+            stage_chunk, self.ctx.reconciler, self.cluster, target, resources, limits, kinds, self.serializer,
+            assembled is None,
         )
 
     def _take_report(self, state: StateSet) -> None:

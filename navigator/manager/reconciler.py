@@ -40,15 +40,18 @@ import itertools
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from loguru import logger
 from xxhash import xxh3_128_hexdigest as _xxh3_128
 
 from navigator.gc_pause import gc_paused
 from navigator.interfaces import ClusterRecord, Serializer, StorageBackend
 from navigator.interfaces.serializer import payload_json
+from navigator.interfaces.storage import FirstStateWrite, FirstStateWriter
 from navigator.manager import partial
 from navigator.manager.validation import InvalidState, StateSet
 from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredObject
@@ -125,6 +128,9 @@ class Staged:
     )
     #: The first key the set held twice (the last copy wins, as in any state).
     repeated: Key | None = None
+    #: A cluster's first state written as it arrives, on a backend that can (``FirstStateWriter``):
+    #: each chunk's objects go to the database when staged, and the apply only finishes the write.
+    writer: FirstStateWrite | None = None
 
 
 class Reconciler:
@@ -166,36 +172,79 @@ class Reconciler:
     # -- a chunk set, as it arrives ---------------------------------------------------
 
     def stage(
-        self, cluster: str, staged: Staged | None, resources: list[sync_pb2.Resource], serializer: Serializer
+        self,
+        cluster: str,
+        staged: Staged | None,
+        resources: list[sync_pb2.Resource],
+        serializer: Serializer,
+        more: bool = False,
     ) -> Staged:
         """Plan one chunk of a FULL set against the index, before the set is complete (on the storage
         thread, like ``apply``): what the set's apply would do per object, done while later chunks are
-        still on their way. Raises ``InvalidState`` for a payload that does not decode; nothing is
-        written either way."""
+        still on their way (``more``: the set has chunks to come). Raises ``InvalidState`` for a
+        payload that does not decode.
+
+        Nothing is stored before the set's apply. A cluster's first state on a backend that can
+        (``FirstStateWriter``) is written chunk by chunk as it is staged, where no reader sees it
+        until the apply commits it: the database inserts chunk k while k+1 is on its way.
+        """
         with gc_paused():
             index = self._cluster_index(cluster)
             if staged is None:
                 staged = Staged(cluster, index)
-            _check_staged_against(staged, index)
-            keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
-            incoming, chunk = staged.incoming, dict(zip(keys, resources, strict=True))
-            if len(chunk) != len(keys) or not incoming.isdisjoint(chunk):  # the last copy of a key wins
-                if staged.repeated is None:
-                    staged.repeated = _first_repeated(keys, incoming)
-                for key in incoming & chunk.keys():
-                    staged.written.pop(key, None)
-                keys, resources = list(chunk), list(chunk.values())
-            incoming.update(keys)
-            digests = digest_all(resources)
-            versions = zip([w.uid for w in resources], [w.resource_version for w in resources], digests, strict=True)
-            index_get = index.get
-            differs = map(operator.ne, map(index_get, keys), versions)
-            decode = _decoder(serializer)
-            written = staged.written
-            for i in itertools.compress(range(len(keys)), differs):
-                key, wire, dig, known = keys[i], resources[i], digests[i], index_get(keys[i])
-                written[key] = (key, wire, dig, known is None or known.uid != wire.uid, _stored(key, wire, dig, decode))
-            return staged
+                if more and not index:
+                    staged.writer = self._begin_first_state(cluster)
+            try:
+                return self._stage(staged, index, resources, serializer)
+            except BaseException:
+                if staged.writer is not None:  # the set is discarded: nothing of it is kept
+                    staged.writer.abort()
+                    staged.writer = None
+                raise
+
+    def _stage(
+        self, staged: Staged, index: dict[Key, Known], resources: list[sync_pb2.Resource], serializer: Serializer
+    ) -> Staged:
+        _check_staged_against(staged, index)
+        keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
+        incoming, chunk = staged.incoming, dict(zip(keys, resources, strict=True))
+        if len(chunk) != len(keys) or not incoming.isdisjoint(chunk):  # the last copy of a key wins
+            if staged.repeated is None:
+                staged.repeated = _first_repeated(keys, incoming)
+            for key in incoming & chunk.keys():
+                staged.written.pop(key, None)
+            keys, resources = list(chunk), list(chunk.values())
+        incoming.update(keys)
+        digests = digest_all(resources)
+        versions = zip([w.uid for w in resources], [w.resource_version for w in resources], digests, strict=True)
+        index_get = index.get
+        differs = map(operator.ne, map(index_get, keys), versions)
+        decode = _decoder(serializer)
+        written = staged.written
+        chunk_objects: list[StoredObject] = []
+        for i in itertools.compress(range(len(keys)), differs):
+            key, wire, dig, known = keys[i], resources[i], digests[i], index_get(keys[i])
+            stored = _stored(key, wire, dig, decode)
+            written[key] = (key, wire, dig, known is None or known.uid != wire.uid, stored)
+            chunk_objects.append(stored)
+        writer = staged.writer
+        if writer is not None:
+            if staged.repeated is not None:  # refused as a whole: a FULL holds each key once
+                writer.abort()
+                staged.writer = None
+            else:
+                writer.write(chunk_objects)
+        return staged
+
+    def _begin_first_state(self, cluster: str) -> FirstStateWrite | None:
+        backend = self.backend
+        if not isinstance(backend, FirstStateWriter):
+            return None
+        try:
+            return backend.begin_first_state(cluster)
+        except Exception as exc:  # written when the set is complete instead, as any other state
+            logger.warning("storage: cannot write the first state of {} as it arrives: {}", cluster, exc)
+            return None
 
     # -- one state -----------------------------------------------------------------
 
@@ -227,7 +276,11 @@ class Reconciler:
     ) -> tuple[ClusterRecord, list[Change]]:
         """``apply``, also returning the cluster record as saved: ``record`` with the copy's freshness."""
         with gc_paused():
-            return self._apply(record, state, serializer, applied_at, observed_at, record_cluster)
+            try:
+                return self._apply(record, state, serializer, applied_at, observed_at, record_cluster)
+            finally:
+                if state.staged is not None and state.staged.writer is not None:
+                    state.staged.writer.abort()  # nothing once finished; else nothing of it is kept
 
     def _apply(
         self,
@@ -240,8 +293,13 @@ class Reconciler:
     ) -> tuple[ClusterRecord, list[Change]]:
         cluster = record.cluster
         index = self._cluster_index(cluster)
-        plan = self._plan(index, state)
         decode = _decoder(serializer)
+        if state.full and not index:
+            return self._first_state(record, state, index, decode, applied_at, observed_at, record_cluster)
+        plan = self._plan(index, state)
+        if state.staged is not None and state.staged.writer is not None:  # not a first state after all
+            state.staged.writer.abort()
+            state.staged.writer = None
         old_objects = self._old_objects(cluster, [entry[0] for entry in plan.written if not entry[3]])
         state_time = observed_at if observed_at is not None else state.observed_at
         # Only a DELTA's objects may carry their own time (a FULL's never do: not looked at).
@@ -314,6 +372,75 @@ class Reconciler:
                 index[key] = known
         return saved, changes
 
+    def _first_state(
+        self,
+        record: ClusterRecord,
+        state: StateSet,
+        index: dict[Key, Known],
+        decode: Callable[[sync_pb2.Resource], bytes],
+        applied_at: datetime,
+        observed_at: datetime | None,
+        record_cluster: bool,
+    ) -> tuple[ClusterRecord, list[Change]]:
+        """``_apply`` of a FULL state to a cluster that holds nothing (its first ingest, or after
+        everything was deleted): every object is ADDED at the state's time, nothing is deleted.
+        The same outcome, column by column in C loops rather than one object at a time; a state
+        written as it arrived (``Staged.writer``) is committed while its changes are built."""
+        cluster = record.cluster
+        staged = state.staged
+        writer = staged.writer if staged is not None else None
+        count = len(staged.written) if staged is not None else 0
+        when = observed_at if observed_at is not None else state.observed_at
+        finishing = None
+        if writer is not None:  # the objects are written already (``stage``): the database commits meanwhile
+            assert staged is not None
+            _check_staged_against(staged, index)
+            saved = _freshened(record, applied_at, when, count)
+            keep = record_cluster and self.history
+            finishing = _finisher().submit(writer.finish, saved, count, applied_at, when, self.history, keep)
+        try:
+            return self._first_changes(record, state, index, decode, applied_at, when, record_cluster, finishing)
+        except BaseException:
+            if finishing is not None and finishing.exception() is None:  # stored, yet not known here
+                self.forget(cluster)
+            raise
+
+    def _first_changes(
+        self,
+        record: ClusterRecord,
+        state: StateSet,
+        index: dict[Key, Known],
+        decode: Callable[[sync_pb2.Resource], bytes],
+        applied_at: datetime,
+        when: datetime | None,
+        record_cluster: bool,
+        finishing: Future[None] | None,
+    ) -> tuple[ClusterRecord, list[Change]]:
+        cluster = record.cluster
+        plan = self._plan(index, state)
+        written = plan.written
+        upserts = [e[4] if e[4] is not None else _stored(e[0], e[1], e[2], decode) for e in written]
+        saved = _freshened(record, applied_at, when, len(upserts))
+        keep = record_cluster and self.history
+        resources = list(map(_RESOURCE, upserts))
+        keys = list(map(_first, written))
+        uids = list(map(_UID, resources))
+        versions = list(map(_VERSION, resources))
+        changes = list(
+            map(
+                Change, itertools.repeat(cluster), map(_KIND, keys), map(_NAMESPACE, keys), map(_NAME, keys), uids,
+                itertools.repeat(ChangeType.ADDED), itertools.repeat(None), versions, itertools.repeat(applied_at),
+                itertools.repeat(when), resources,
+            )
+        )  # fmt: skip
+        known = list(map(Known, uids, versions, map(_DIGEST, written)))
+        if finishing is not None:
+            finishing.result()
+        else:
+            self.backend.apply(saved, upserts, [], changes if self.history else None, keep)
+        self._index[cluster].update(zip(keys, known, strict=True))
+        return saved, changes
+
     def _plan(self, index: Mapping[Key, Known], state: StateSet) -> _Plan:
         """Column by column: each object's (uid, resourceVersion, digest) is compared with the index's
         in C loops (``map``, ``compress``), and only the objects that differ are looked at one by one,
@@ -384,6 +511,15 @@ def _stored(key: Key, wire: sync_pb2.Resource, dig: str, decode: Callable[[sync_
     return StoredObject(resource, dig)
 
 
+def _freshened(record: ClusterRecord, applied_at: datetime, when: datetime | None, changed: int) -> ClusterRecord:
+    """``record`` as saved with a FULL state taken at ``when`` that changed ``changed`` objects."""
+    return dataclasses.replace(
+        record,
+        fresh_as_of=when if when is not None else record.fresh_as_of,
+        lag=(applied_at - when).total_seconds() if changed and when is not None else record.lag,
+    )
+
+
 def _check_staged_against(staged: Staged, index: Mapping[Key, Known]) -> None:
     """A set is staged against one reading of the cluster's index: the apply re-plans nothing."""
     if staged.index is not index:
@@ -403,6 +539,22 @@ def _first_repeated(keys: Iterable[Key], before: AbstractSet[Key]) -> Key | None
 
 def _first(item: tuple[Key, sync_pb2.Resource, str, bool, StoredObject | None]) -> Key:
     return item[0]
+
+
+_DIGEST = operator.itemgetter(2)
+_FINISHER: ThreadPoolExecutor | None = None
+
+
+def _finisher() -> ThreadPoolExecutor:
+    """The thread that commits first states written as they arrived (``FirstStateWrite.finish``)."""
+    global _FINISHER
+    if _FINISHER is None:
+        _FINISHER = ThreadPoolExecutor(1, thread_name_prefix="navigator-first-state")
+    return _FINISHER
+_KIND, _NAMESPACE, _NAME = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+_RESOURCE = operator.attrgetter("resource")
+_UID = operator.attrgetter("uid")
+_VERSION = operator.attrgetter("resource_version")
 
 
 def _observed(wire: sync_pb2.Resource | sync_pb2.ResourceKey, otherwise: datetime | None) -> datetime | None:

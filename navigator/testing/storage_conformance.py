@@ -59,6 +59,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -78,14 +79,17 @@ from navigator.interfaces import (
 )
 from navigator.interfaces.storage import (
     BatchingStorageBackend,
+    FirstStateWriter,
     HistoryQuery,
     StorageFenced,
     StorageRegressed,
     batch_writes,
 )
 from navigator.manager import partial
+from navigator.manager.chunking import abandon
 from navigator.manager.claims import InMemoryClaims
 from navigator.manager.reconciler import Reconciler
+from navigator.manager.reconciler import digest as wire_digest
 from navigator.manager.validation import StateSet
 from navigator.resource import (
     Change,
@@ -359,6 +363,33 @@ class Feed:
 def stamp(wire_object: sync_pb2.Resource | sync_pb2.ResourceKey, observed: datetime) -> None:
     """Set the time the edge observed ``wire_object`` (protocol 2: a DELTA's objects and deletions)."""
     wire_object.observed_at.FromDatetime(observed)
+
+
+def arriving(feed: Feed, *chunks: Sequence[Resource], more: bool = False) -> StateSet:
+    """A FULL state sent as a chunk set, each chunk staged by ``feed``'s reconciler as it arrives, as the
+    manager does (``Reconciler.stage``); ``more``: the set is not complete yet (its first state is then
+    being written as it arrives, on a backend that can). Apply it with ``feed``, or drop it (``abandon``).
+    """
+    joined = state(*(r for chunk in chunks for r in chunk))
+    joined.resources = []
+    joined.checked = Counter(r.kind for chunk in chunks for r in chunk)
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        joined.staged = feed.reconciler.stage(
+            feed.cluster, joined.staged, [wire(r) for r in chunk], SERIALIZER, more or not last
+        )
+    return joined
+
+
+def more_of(feed: Feed, arrived: StateSet, *chunks: Sequence[Resource]) -> StateSet:
+    """``arrived`` (from ``arriving(..., more=True)``) completed by ``chunks``, the last one last."""
+    for i, chunk in enumerate(chunks):
+        assert arrived.checked is not None
+        arrived.checked.update(r.kind for r in chunk)
+        arrived.staged = feed.reconciler.stage(
+            feed.cluster, arrived.staged, [wire(r) for r in chunk], SERIALIZER, i < len(chunks) - 1
+        )
+    return arrived
 
 
 def summary(changes: Iterable[Change]) -> list[tuple[str, str, str, str]]:
@@ -1574,3 +1605,90 @@ class StorageConformance:
         assert settled.get_cluster("north") is None
         commit(settled, [added(make("after"), moment(41))])  # the backend writes on
         assert "after" in names(settled, cluster="east")
+
+    # -- a first state written as it arrives ---------------------------------------
+
+    def test_a_first_state_written_as_it_arrives_is_seen_only_once_applied(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        pods = [make(f"p{i}", labels={"app": "web"}) for i in (5, 3, 1, 4, 2, 0)]
+        web = make("web", kind="services", data={"ports": [80]})
+        arrived = arriving(feed, pods[:2], [web, *pods[2:4]], more=True)
+        assert arrived.staged is not None
+        assert (arrived.staged.writer is not None) == isinstance(backend, FirstStateWriter)
+        assert names(backend) == [] and list(backend.versions("east")) == [] and list(backend.history(HistoryQuery())) == []
+        changes = feed(more_of(feed, arrived, pods[4:]))
+        in_key_order = sorted([*pods, web], key=lambda r: (r.kind, r.namespace, r.name))
+        assert summary(changes) == [("ADDED", r.kind, r.name, r.uid) for r in in_key_order]
+        assert [i.resource for i in backend.query(ResourceQuery())] == in_key_order
+        assert list(backend.history(HistoryQuery())) == changes[::-1]
+        assert sorted(backend.versions("east"), key=repr) == sorted(
+            (version_of(r, wire_digest(wire(r))) for r in in_key_order), key=repr
+        )
+        assert backend.get_cluster("east") == feed.record
+        assert feed(arriving(feed, pods, [web])) == []  # the index knows what was written
+
+    def test_a_first_state_dropped_midway_leaves_nothing(self, backend: StorageBackend) -> None:
+        feed = Feed(backend)
+        arrived = arriving(feed, [make("gone-1"), make("gone-2")], [make("gone-3")], more=True)
+        abandon(arrived)
+        abandon(arrived)  # as often as the manager likes
+        done = threading.Event()
+
+        def next_state() -> None:  # the cluster is not left locked by what was dropped
+            feed(arriving(feed, [make("kept-1")], [make("kept-2")]))
+            done.set()
+
+        writer = threading.Thread(target=next_state, daemon=True)
+        writer.start()
+        writer.join(30)
+        assert done.is_set(), "the next state of the cluster did not get written within 30 s"
+        assert names(backend, cluster="east") == ["kept-1", "kept-2"]
+        assert [c.name for c in backend.history(HistoryQuery())] == ["kept-2", "kept-1"]
+
+    def test_a_first_state_write_refuses_the_wrong_count_and_stores_nothing(self, backend: StorageBackend) -> None:
+        if not isinstance(backend, FirstStateWriter):
+            pytest.skip("no FirstStateWriter: a first state is written by apply once complete")
+        write = backend.begin_first_state("east")
+        assert write is not None
+        write.write([StoredObject(r, digest_of(r)) for r in (make("a"), make("b"))])
+        with pytest.raises(StorageError, match="east"):
+            write.finish(record(last_sync=moment(1)), 3, moment(1), moment(0), history=True)
+        write.abort()  # over already: nothing happens
+        assert names(backend) == []
+        assert backend.get_cluster("east") is None and list(backend.history(HistoryQuery())) == []
+
+    def test_a_first_state_write_under_an_older_claim_is_refused(self, backend: StorageBackend) -> None:
+        if not isinstance(backend, FirstStateWriter):
+            pytest.skip("no FirstStateWriter: a first state is written by apply once complete")
+        backend.save_cluster(record(epoch=5, edge_id="edge-new"))
+        write = backend.begin_first_state("east")
+        assert write is not None
+        write.write([StoredObject(make("a"), digest_of(make("a")))])
+        with pytest.raises(StorageFenced):
+            write.finish(record(epoch=4, edge_id="edge-old"), 1, moment(1), None, history=True)
+        stored = backend.get_cluster("east")
+        assert stored is not None and (stored.epoch, stored.edge_id) == (5, "edge-new")
+        assert names(backend) == [] and list(backend.history(HistoryQuery())) == []
+
+    def test_a_first_state_write_with_history_off_writes_none(self, backend: StorageBackend) -> None:
+        if not isinstance(backend, FirstStateWriter):
+            pytest.skip("no FirstStateWriter: a first state is written by apply once complete")
+        write = backend.begin_first_state("east")
+        assert write is not None
+        objects = [make("b"), make("a", labels={"app": "web"})]
+        write.write([StoredObject(r, digest_of(r)) for r in objects])
+        write.finish(record(last_sync=moment(2), epoch=1), 2, moment(2), moment(1), history=False, record_cluster=True)
+        assert [i.resource for i in backend.query(ResourceQuery())] == objects[::-1]
+        assert sorted(backend.versions("east"), key=repr) == sorted(map(version_of, objects), key=repr)
+        assert list(backend.history(HistoryQuery())) == []
+        then = backend.get_cluster("east", at=moment(2))
+        assert then is not None and then.epoch == 1
+
+    def test_begin_first_state_declines_a_cluster_that_holds_objects(self, backend: StorageBackend) -> None:
+        if not isinstance(backend, FirstStateWriter):
+            pytest.skip("no FirstStateWriter: a first state is written by apply once complete")
+        store(backend, [make("a")])
+        assert backend.begin_first_state("east") is None
+        write = backend.begin_first_state("west")  # another cluster's first state may go on
+        assert write is not None
+        write.abort()

@@ -217,7 +217,8 @@ def through_chunks(whole: StateSet, per_chunk: int, feed: Feed, open_set: bool =
         done = assembler.add(chunk)
         target = done if done is not None else assembler.collecting
         assert target is not None
-        stage_chunk(feed.reconciler, feed.cluster, target, list(chunk.resources), limits, None, SERIALIZER)
+        more = done is None
+        stage_chunk(feed.reconciler, feed.cluster, target, list(chunk.resources), limits, None, SERIALIZER, more)
         assembled.append(done)
     *partial, complete = assembled
     assert partial and not any(partial) and complete is not None

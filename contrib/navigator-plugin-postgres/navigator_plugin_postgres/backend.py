@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import starmap
@@ -24,7 +25,7 @@ from navigator.plugin import (
     StoredObject,
     StoredResource,
 )
-from navigator_plugin_postgres import clusters, follow, ingest, migrations, retry
+from navigator_plugin_postgres import clusters, first_state, follow, ingest, migrations, retry
 from navigator_plugin_postgres import history as history_sql
 from navigator_plugin_postgres.claims import PostgresClaims
 from navigator_plugin_postgres.connection import open_pool
@@ -65,6 +66,8 @@ class PostgresBackend:
         self._own = follow.Remembered()
         self._followers: list[follow.Follower] = []
         self._said_unrecorded = False
+        #: Slots for first states written as they arrive (``begin_first_state``).
+        self._first_states = threading.BoundedSemaphore(first_state.MAX_OPEN)
 
     def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         if self._closed:
@@ -139,7 +142,6 @@ class PostgresBackend:
         deletions = _materialise(deletions)
         history = _materialise(history) if history is not None else None
         now = datetime.now(UTC)
-        manager_id = self._manager_id or cluster.manager_id
         if history is None and not self._said_unrecorded and (upserts or deletions):
             self._said_unrecorded = True
             logger.warning(
@@ -149,14 +151,25 @@ class PostgresBackend:
 
         def work(conn: psycopg.Connection[Any]) -> None:
             written = ingest.apply(conn, cluster, upserts, deletions, history, record_cluster, now)
-            # Delivered to the other managers' followers if, and when, this transaction commits.
             if written is not None or (history is None and (upserts or deletions)):
-                count = len(history) if history is not None else 0
-                xid = follow.announce(conn, self.options.schema_name, manager_id, cluster.cluster, written, count)
-                if xid is not None:
-                    self._own.add((cluster.cluster, xid))
+                self._announce(conn, cluster, written, len(history) if history is not None else 0)
 
         self._run(f"applying a state to {cluster.cluster}", work)
+
+    def _announce(
+        self, conn: psycopg.Connection[Any], record: ClusterRecord, written: tuple[datetime, datetime] | None, count: int
+    ) -> None:
+        """Delivered to the other managers' followers if, and when, this transaction commits."""
+        manager_id = self._manager_id or record.manager_id
+        xid = follow.announce(conn, self.options.schema_name, manager_id, record.cluster, written, count)
+        if xid is not None:
+            self._own.add((record.cluster, xid))
+
+    def begin_first_state(self, cluster: str) -> first_state.FirstState | None:
+        """``FirstStateWriter``: the state's objects COPYed as its chunks arrive (``first_state``)."""
+        if self._closed:
+            raise StorageError("postgres storage is closed")
+        return first_state.begin(self.options, cluster, self._first_states, self._announce)
 
     def save_cluster(self, cluster: ClusterRecord) -> None:
         self._run(f"saving cluster {cluster.cluster}", lambda conn: clusters.save(conn, cluster))

@@ -157,6 +157,21 @@ def open_pool(options: PostgresOptions) -> ConnectionPool:
     return pool
 
 
+def connect_writer(options: PostgresOptions) -> psycopg.Connection[Any]:
+    """One connection of its own, outside the pools, set up like theirs: for a write that spans
+    several storage calls (``first_state``), which must not hold a pool's connection that long."""
+    kwargs: dict[str, Any] = {"connect_timeout": _libpq_timeout(options.connect_timeout)}
+    if "application_name" not in conninfo_to_dict(options.dsn):
+        kwargs["application_name"] = APPLICATION_NAME
+    conn = psycopg.connect(options.dsn, **kwargs)
+    try:
+        _configure(options, staging=False)(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def connect_follower(options: PostgresOptions) -> psycopg.Connection[Any]:
     """One connection of its own, outside the pools, in autocommit: it sits in ``LISTEN`` for good.
 

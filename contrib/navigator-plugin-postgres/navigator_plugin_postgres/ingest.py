@@ -35,7 +35,7 @@ from navigator_plugin_postgres import clusters
 from navigator_plugin_postgres.connection import STAGING_TABLE
 
 #: Arbitrary class id for per-cluster advisory locks (the two-key space never meets the migration lock).
-_CLUSTER_LOCK_CLASS = 0x4E41
+CLUSTER_LOCK_CLASS = 0x4E41
 
 # Upserts in two set-based statements, each touching its own rows: replace what exists, then
 # insert the rest. (Measured on 150,000 new pods: INSERT ... ON CONFLICT DO UPDATE took about
@@ -121,7 +121,7 @@ Encoded = dict[int, tuple[str, str]]
 def lock_cluster(conn: psycopg.Connection[Any], cluster: str) -> None:
     """Serialise writers of one cluster (two managers briefly both applying during a hand-over),
     so that what an apply reads of the cluster (is it empty, which keys exist) holds until it commits."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CLUSTER_LOCK_CLASS, cluster])
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CLUSTER_LOCK_CLASS, cluster])
 
 
 def _encode(r: Resource) -> tuple[str, str]:
@@ -232,7 +232,19 @@ def write_history(
     return min(applied), max(applied)
 
 
-def _in_key_order(upserts: Sequence[StoredObject]) -> bool:
+def history_of_first_state(
+    conn: psycopg.Connection[Any], cluster: str, applied: datetime, observed: datetime | None
+) -> tuple[datetime, datetime]:
+    """The history of a cluster's first state (``plain_additions``: one ADDED per row, in key order)
+    copied from its rows inside the server; returns the applied times written, as ``write_history`` does."""
+    conn.execute(
+        HISTORY_OF_FIRST_STATE.format(columns=HISTORY_COLUMNS),
+        {"applied": applied, "observed": observed, "cluster": cluster},
+    )
+    return applied, applied
+
+
+def in_key_order(upserts: Sequence[StoredObject]) -> bool:
     """Whether the upserts' keys strictly increase (code point order: the key columns are COLLATE "C")."""
     keys = [(u.resource.kind, u.resource.namespace, u.resource.name) for u in upserts]
     return all(map(operator.lt, keys, keys[1:]))
@@ -290,18 +302,13 @@ def apply(
     if upserts:
         if conn.execute(ANY_OBJECT, [cluster]).fetchone() is None:
             # The cluster's first state: every key is new, so no staging, no merge.
-            copied = bool(history) and _in_key_order(upserts) and plain_additions(cluster, history or (), upserts)
+            copied = bool(history) and in_key_order(upserts) and plain_additions(cluster, history or (), upserts)
             encoded = copy_objects(conn, upserts, keep and not copied, into=cluster)
         else:
             encoded = copy_objects(conn, upserts, keep, into="")
             staged = True
     if history and copied:
-        applied, observed = history[0].applied_at or now, history[0].observed_at
-        conn.execute(
-            HISTORY_OF_FIRST_STATE.format(columns=HISTORY_COLUMNS),
-            {"applied": applied, "observed": observed, "cluster": cluster},
-        )
-        written = (applied, applied)
+        written = history_of_first_state(conn, cluster, history[0].applied_at or now, history[0].observed_at)
     elif history:
         written = write_history(conn, history, encoded, deleted_labels, now)
     if staged:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from navigator_plugin_postgres.backend import PostgresBackend
 from navigator_plugin_postgres.connection import APPLICATION_NAME
-from navigator_plugin_postgres.ingest import _CLUSTER_LOCK_CLASS
+from navigator_plugin_postgres.ingest import CLUSTER_LOCK_CLASS
 from navigator_plugin_postgres.options import parse_options
 from navigator_plugin_postgres.plugin import create
 from psycopg.conninfo import make_conninfo
@@ -132,12 +132,12 @@ def test_a_statement_timeout_is_reported_not_retried(
     try:
         feed = Feed(backend)
         feed(state(*pods("old", 3)))
-        admin.execute("SELECT pg_advisory_lock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
+        admin.execute("SELECT pg_advisory_lock(%s, hashtext('east'))", [CLUSTER_LOCK_CLASS])
         try:
             with pytest.raises(StorageError, match=r"applying a state to east failed: .*statement timeout"):
                 feed(state(*pods("new", 3)))
         finally:
-            admin.execute("SELECT pg_advisory_unlock(%s, hashtext('east'))", [_CLUSTER_LOCK_CLASS])
+            admin.execute("SELECT pg_advisory_unlock(%s, hashtext('east'))", [CLUSTER_LOCK_CLASS])
         assert names(backend) == ["old0", "old1", "old2"]
     finally:
         backend.close()
