@@ -49,9 +49,16 @@ What it checks, all through the public ``StorageBackend`` interface and in proce
   several clusters in one batch are all stored at its end; one that raises (fenced, moved
   back, failing midway) leaves nothing of itself and takes nothing of the others with it;
   a backend with ``batch`` stores nothing of a batch whose block raised.
+- **a first state written as it arrives** (a chunk set staged by the ``Reconciler`` chunk by
+  chunk, whether or not the backend is a ``FirstStateWriter``): nothing of it is seen before
+  its apply, everything (history in key order) after; one dropped midway leaves nothing and
+  the cluster's next state goes in. For a ``FirstStateWriter``, directly: ``finish`` refuses
+  a wrong count and an older epoch storing nothing, keeps no history when told, and
+  ``begin_first_state`` declines a cluster that holds objects.
 
 The builders here (``make``, ``record``, ``added``/``modified``/``deleted``,
-``commit``, ``state``, ``Feed``, ``scenario``) are public for backends' own tests.
+``commit``, ``state``, ``arriving``/``more_of``, ``Feed``, ``scenario``) are public for
+backends' own tests.
 """
 
 from __future__ import annotations
