@@ -250,6 +250,9 @@ async def apply_state(
         )
         return reconciler.apply_with_record(updated, state, serializer, now, state.observed_at, record_cluster)
 
+    if state.staged is not None and state.staged.writer is not None:
+        # Alone: its write is finished on another thread, which a group's open transaction would block.
+        return await worker.call(stamped)
     weight = state.object_count
     grouping = Grouping(reconciler.backend, record.cluster, weight, lambda: reconciler.forget(record.cluster))
     return await worker.call_grouped(grouping, stamped)

@@ -118,6 +118,14 @@ INSERT INTO history (cluster, kind, namespace, name, uid, type, old_resource_ver
 SELECT cluster, kind, namespace, name, uid, 'ADDED', NULL, resource_version, ?1, ?2, '[]', labels, data
 FROM resources WHERE cluster = ?3 AND id >= ?4 ORDER BY id
 """
+#: The same for a first state written as it arrived (``_FirstState``): its rows are numbered in arrival
+#: order, its history goes in key order, read through the key index.
+_HISTORY_OF_FIRST_STATE = """
+INSERT INTO history (cluster, kind, namespace, name, uid, type, old_resource_version, new_resource_version,
+                     applied_at, observed_at, changed_fields, labels, data)
+SELECT cluster, kind, namespace, name, uid, 'ADDED', NULL, resource_version, ?1, ?2, '[]', labels, data
+FROM resources INDEXED BY resources_key WHERE cluster = ?3 ORDER BY cluster, kind, namespace, name
+"""
 _CLUSTER_COLUMNS = (
     "cluster, edge_id, metadata, last_sync, last_seen, sync_interval, errors, manager_id, last_sequence, "
     "fresh_as_of, lag, epoch"
@@ -323,6 +331,139 @@ def _change(row: Sequence[Any]) -> Change:
     )  # fmt: skip
 
 
+def _encode_rows(
+    name: str,
+    upserts: Iterable[StoredObject],
+    rows: list[list[Any]],
+    groups: dict[str, dict[str, list[Any]]],
+    encoded: dict[tuple[str, str, str], tuple[Resource, str, bytes]] | None,
+) -> None:
+    """Each object's row, encoded once: the same bytes go to ``resources`` and to its history row
+    (``encoded``, when history is kept). The last slot holds the row's label group (a first ingest
+    takes it off), then its id: rows are grouped by kind and labels text here, where each is at
+    hand, so that a first ingest indexes per label set, not per row."""
+    kind, same_kind = "", groups.setdefault("", {})
+    dumps = orjson.dumps
+    for stored in upserts:
+        r = stored.resource
+        key = (r.kind, r.namespace, r.name)
+        try:  # _encode, inline: once per stored object
+            labels, data = dumps(r.labels).decode(), r.json
+        except TypeError:
+            labels, data = _encode(r)  # says which object, as a StorageError
+        if r.kind != kind:  # states come kind by kind: one lookup per run
+            kind, same_kind = r.kind, groups.setdefault(r.kind, {})
+        group = same_kind.get(labels)
+        if group is None:
+            group = same_kind[labels] = [r.labels]
+        rows.append([name, *key, r.uid, r.resource_version, stored.digest, labels, data, group])
+        if encoded is not None:
+            encoded[key] = (r, labels, data)
+
+
+def _additions(cluster: str, upserts: Sequence[StoredObject], applied: datetime, observed: datetime | None) -> list[Change]:
+    """A first state's history as changes (one ADDED per object, in key order)."""
+    objects = sorted((u.resource for u in upserts), key=lambda r: (r.kind, r.namespace, r.name))
+    return [
+        Change(cluster, r.kind, r.namespace, r.name, r.uid, ChangeType.ADDED, None, r.resource_version,
+               applied_at=applied, observed_at=observed, resource=r)
+        for r in objects
+    ]  # fmt: skip
+
+
+class _GaveWay(Exception):
+    """A first state's early rows were rolled back: it is written whole instead."""
+
+
+class _FirstState:
+    """A cluster's first state on SQLite (``SQLiteBackend.begin_first_state``).
+
+    SQLite has one writer. While nothing else writes, the state takes the writer's transaction
+    at its first chunk and inserts each chunk's rows as it arrives (numbered in arrival order),
+    so that ``finish`` is left with the label index, the history (copied in key order), the
+    cluster record and the commit. Any other write takes the writer back first
+    (``SQLiteBackend._take_back``): the early rows are rolled back and the state is written
+    whole by ``finish``, as any state, from the objects it kept. Nobody sees early rows: they
+    are uncommitted, and readers read committed snapshots (WAL).
+
+    ``write`` runs on the manager's storage thread, ``finish`` on its finishing thread while the
+    storage thread waits, ``abort`` anywhere: it only marks the state, and what it had written is
+    rolled back by the next write of any kind.
+    """
+
+    def __init__(self, backend: SQLiteBackend, cluster: str) -> None:
+        self.cluster = cluster
+        self._backend = backend
+        self._objects: list[StoredObject] = []
+        #: The rows inserted early (nine columns), their label groups (with their ids), the first id.
+        self._rows: list[list[Any]] = []
+        self._groups: dict[str, dict[str, list[Any]]] = {}
+        self.first_id = 0
+        #: The writer's transaction holds this state's rows (the write lock is held for it).
+        self.open = False
+        self._lock = threading.Lock()
+        self._over = False
+        #: Aborted while open: the next write of any kind rolls its rows back.
+        self.abandoned = False
+
+    def write(self, objects: Sequence[StoredObject]) -> None:
+        with self._lock:
+            if self._over:
+                raise StorageError(f"the first state of {self.cluster} is no longer being written")
+        first = not self._objects
+        self._objects += objects
+        if first:
+            self.open = self._backend._lend_writer(self)
+        if not self.open:
+            return
+        rows = self._rows
+        start = len(rows)
+        _encode_rows(self.cluster, objects, rows, self._groups, None)
+        for row_id, row in enumerate(rows[start:], self.first_id + start):
+            row.pop().append(row_id)
+        self._backend._insert_early(self, rows[start:])
+
+    def gave_way(self) -> None:
+        self.open = False
+        self._rows, self._groups = [], {}
+
+    def finish(
+        self,
+        cluster: ClusterRecord,
+        count: int,
+        applied_at: datetime,
+        observed_at: datetime | None,
+        history: bool,
+        record_cluster: bool = False,
+    ) -> None:
+        with self._lock:
+            if self._over:
+                raise StorageError(f"the first state of {self.cluster} was abandoned")
+            self._over = True
+        backend, objects = self._backend, self._objects
+        if len(objects) != count:
+            backend._take_back()
+            raise StorageError(f"the first state of {self.cluster}: {len(objects)} objects written, {count} to store")
+        times = (applied_at, observed_at) if history else None
+        if self.open:
+            try:
+                backend._finish_early(self, cluster, self._groups, count, times, record_cluster)
+                return
+            except _GaveWay:
+                pass  # written whole below
+        rows: list[list[Any]] = []
+        groups: dict[str, dict[str, list[Any]]] = {}
+        _encode_rows(self.cluster, objects, rows, groups, None)
+        backend._write(cluster, objects, rows, groups, (), None, {}, record_cluster, times)
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self._over = True
+            self.abandoned = self.open
+
+
 class _Checkpointer:
     """Runs passive WAL checkpoints on a thread of its own, started at the first request.
 
@@ -400,6 +541,8 @@ class SQLiteBackend:
         self._logging_labels = False
         #: The thread inside ``batch``, whose writes are savepoints of its transaction.
         self._batch_thread: int | None = None
+        #: A first state whose rows are going in early, holding the write lock (``_FirstState``).
+        self._early: _FirstState | None = None
         self._checkpointer = _Checkpointer(self._connect, f"sqlite checkpoint {self.path}")
 
     # -- connections ---------------------------------------------------------------
@@ -430,6 +573,7 @@ class SQLiteBackend:
             with self._savepoint() as conn:
                 yield conn
             return
+        self._take_back()
         with self._write_lock:
             conn = self._writer
             try:
@@ -472,6 +616,7 @@ class SQLiteBackend:
     def batch(self) -> Iterator[None]:
         """Group commit (``BatchingStorageBackend``): the writes of this thread in the block share one
         transaction, each in a savepoint; one COMMIT (one WAL append) for all of them."""
+        self._take_back()
         with self._write_lock:
             conn = self._writer
             self._log_labels()
@@ -541,6 +686,7 @@ class SQLiteBackend:
     # -- StorageBackend --------------------------------------------------------------
 
     def migrate(self) -> None:
+        self._take_back()
         with self._write_lock:
             try:
                 schema.migrate(self._writer)
@@ -553,6 +699,7 @@ class SQLiteBackend:
             readers, self._readers = self._readers, []
         for conn in readers:
             conn.close()
+        self._take_back()
         with self._write_lock:
             self._writer.close()
 
@@ -577,58 +724,151 @@ class SQLiteBackend:
         history: Sequence[Change] | None,
         record_cluster: bool = False,
     ) -> None:
+        rows: list[list[Any]] = []
+        groups: dict[str, dict[str, list[Any]]] = {}
+        encoded: dict[tuple[str, str, str], tuple[Resource, str, bytes]] = {}
+        _encode_rows(cluster.cluster, upserts, rows, groups, encoded if history is not None else None)
+        self._write(cluster, upserts, rows, groups, deletions, history, encoded, record_cluster)
+
+    def begin_first_state(self, cluster: str) -> _FirstState | None:
+        """``FirstStateWriter``: the objects are encoded into rows as they arrive and written with one
+        transaction when the state is complete (SQLite has one writer: a transaction held open across
+        the chunks would stop every other cluster's writes), on the manager's finishing thread while
+        its storage thread builds the changes."""
+        if self._read("SELECT 1 FROM resources WHERE cluster = ? LIMIT 1", (cluster,)):
+            return None
+        return _FirstState(self, cluster)
+
+    def _lend_writer(self, state: _FirstState) -> bool:
+        """Open the writer's transaction for ``state``'s early rows if no one else writes now."""
+        if self._early is not None and self._early.abandoned:
+            self._take_back()
+        if self._batch_thread is not None or not self._write_lock.acquire(blocking=False):
+            return False
+        conn = self._writer
+        try:
+            self._log_labels()
+            conn.execute("BEGIN IMMEDIATE")
+            if label_index.fresh(conn, state.cluster):
+                state.first_id = label_index.next_id(conn)
+                self._early = state
+                return True
+            conn.execute("ROLLBACK")
+        except (sqlite3.Error, StorageError):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        self._write_lock.release()
+        return False
+
+    def _insert_early(self, state: _FirstState, rows: list[list[Any]]) -> None:
+        try:
+            self._writer.executemany(_INSERT, rows)
+        except sqlite3.Error:  # a key twice, the disk: the state is written whole when complete
+            self._take_back()
+        if state.abandoned:
+            self._take_back()
+
+    def _take_back(self) -> None:
+        """Another write needs the writer: a first state writing early gives it back (its rows are
+        rolled back; it is written whole when complete). Only ever from the thread that writes."""
+        early = self._early
+        if early is None:
+            return
+        self._early = None
+        early.gave_way()
+        try:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+        finally:
+            self._write_lock.release()
+
+    def _finish_early(
+        self,
+        state: _FirstState,
+        cluster: ClusterRecord,
+        groups: dict[str, dict[str, list[Any]]],
+        count: int,
+        times: tuple[datetime, datetime | None] | None,
+        record_cluster: bool,
+    ) -> None:
+        """Commit a first state whose rows went in early (``_FirstState``); ``_GaveWay`` when they must
+        be written again (SQLite did not number them as expected), ``StorageFenced`` as ``apply``."""
+        conn, name, now = self._writer, cluster.cluster, datetime.now(UTC)
+        try:
+            last = conn.execute("SELECT max(id) FROM resources").fetchone()[0]
+            if count and last != state.first_id + count - 1:
+                raise _GaveWay
+            _check_epoch(conn, cluster)
+            label_index.insert(conn, label_index.postings_of(name, groups))
+            if times is not None:
+                applied, observed = times
+                conn.execute(
+                    _HISTORY_OF_FIRST_STATE, (_micros(applied), _micros(observed) if observed else None, name)
+                )
+            cluster_row = _cluster_row(cluster)
+            conn.execute(_SAVE_CLUSTER, cluster_row)
+            if record_cluster:
+                conn.execute(_RECORD_CLUSTER, (_micros(cluster.last_sync or now), *cluster_row))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._take_back()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
+            raise
+        self._early = None
+        state.open = False
+        self._write_lock.release()
+        self._after_commit()
+
+    def _write(
+        self,
+        cluster: ClusterRecord,
+        upserts: Sequence[StoredObject],
+        rows: list[list[Any]],
+        groups: dict[str, dict[str, list[Any]]],
+        deletions: Collection[ResourceKey],
+        history: Sequence[Change] | None,
+        encoded: dict[tuple[str, str, str], tuple[Resource, str, bytes]],
+        record_cluster: bool,
+        first_state: tuple[datetime, datetime | None] | None = None,
+    ) -> None:
+        """``apply`` once its objects are encoded (``_encode_rows``). ``first_state``: the applied and
+        observed times of a cluster's first state whose history is one ADDED per row in key order,
+        given instead of ``history`` (``_FirstState``, history on)."""
         name = cluster.cluster
         now = datetime.now(UTC)
         if not self._logging_labels and self._batch_thread != threading.get_ident():
+            self._take_back()
             with self._write_lock:
                 self._log_labels()
         with self._transaction() as conn:
             _check_epoch(conn, cluster)
-            # Encode each object once: the same bytes go to resources and to its history row.
-            # The last slot holds the row's label group (a first ingest takes it off), then its id:
-            # rows are grouped by kind and labels text here, where each is at hand, so that a first
-            # ingest indexes per label set, not per row.
-            rows: list[list[Any]] = []
-            groups: dict[str, dict[str, list[Any]]] = {}  # kind -> labels text -> [labels, ids...]
-            kind, same_kind = "", groups.setdefault("", {})
-            encoded: dict[tuple[str, str, str], tuple[Resource, str, bytes]] = {}
-            dumps = orjson.dumps
-            for stored in upserts:
-                r = stored.resource
-                key = (r.kind, r.namespace, r.name)
-                try:  # _encode, inline: once per stored object
-                    labels, data = dumps(r.labels).decode(), r.json
-                except TypeError:
-                    labels, data = _encode(r)  # says which object, as a StorageError
-                if r.kind != kind:  # states come kind by kind: one lookup per run
-                    kind, same_kind = r.kind, groups.setdefault(r.kind, {})
-                group = same_kind.get(labels)
-                if group is None:
-                    group = same_kind[labels] = [r.labels]
-                rows.append([name, *key, r.uid, r.resource_version, stored.digest, labels, data, group])
-                if history is not None:
-                    encoded[key] = (r, labels, data)
             unsorted = list(rows)
             rows.sort(key=_row_key)  # in index order: about 30 % faster to insert than in state order
             first_id = label_index.next_id(conn)
             first = bool(not deletions and rows and label_index.fresh(conn, name))
             # A first ingest recorded as ADDED in key order: its history rows are copied from the
             # rows just inserted, inside SQLite, instead of bound again one by one from here.
-            copied = bool(
+            copied = first_state is not None or bool(
                 first and history and all(map(operator.is_, unsorted, rows)) and plain_additions(name, history, upserts)
             )
             # History first: a DELETED row reads the labels of the object it removes.
             if history is not None and not copied:
                 conn.executemany(_HISTORY, _history_rows(history, encoded, now))
             if first and _first_ingest(conn, name, rows, groups, first_id):
-                if copied and history:
-                    applied, observed = history[0].applied_at or now, history[0].observed_at
+                times = first_state
+                if times is None and copied and history:
+                    times = (history[0].applied_at or now, history[0].observed_at)
+                if times is not None:
+                    applied, observed = times
                     conn.execute(
                         _HISTORY_OF_FIRST_INGEST,
                         (_micros(applied), _micros(observed) if observed is not None else None, name, first_id),
                     )
             else:
-                if copied:  # the rows went in through the general path: so does their history
+                if first_state is not None:  # the rows go in through the general path: so does their history
+                    history = _additions(name, upserts, *first_state)
+                if copied:
                     conn.executemany(_HISTORY, _history_rows(history or (), encoded, now))
                 for row_id, row in enumerate(rows, first_id):  # kept by new rows, ignored by existing ones
                     row[9] = row_id

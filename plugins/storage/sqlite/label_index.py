@@ -214,6 +214,13 @@ def first_ingest(cluster: str, rows: Sequence[list[Any]], groups: Mapping[str, M
     return _postings(cluster, values, keys)
 
 
+def postings_of(cluster: str, groups: Mapping[str, Mapping[str, list[Any]]]) -> Rows:
+    """The rows of the postings of a fresh cluster whose rows were numbered already: ``groups`` as
+    for ``first_ingest``, each group's ids appended in ascending order, in any order of keys."""
+    values, keys = _by_label(groups)
+    return _postings(cluster, values, keys)
+
+
 def _by_label(groups: Mapping[str, Mapping[str, list[Any]]]) -> tuple[
     dict[str, dict[str, dict[str, list[list[int]]]]], dict[str, dict[tuple[str, ...], list[list[int]]]]
 ]:  # fmt: skip
