@@ -416,12 +416,13 @@ class _FirstState:
             self.open = self._backend._lend_writer(self)
         if not self.open:
             return
-        rows = self._rows
-        start = len(rows)
-        _encode_rows(self.cluster, objects, rows, self._groups, None)
-        for row_id, row in enumerate(rows[start:], self.first_id + start):
+        chunk: list[list[Any]] = []
+        _encode_rows(self.cluster, objects, chunk, self._groups, None)
+        chunk.sort(key=_row_key)  # each chunk in index order: SQLite's index pages stay near
+        for row_id, row in enumerate(chunk, self.first_id + len(self._rows)):
             row.pop().append(row_id)
-        self._backend._insert_early(self, rows[start:])
+        self._rows += chunk
+        self._backend._insert_early(self, chunk)
 
     def gave_way(self) -> None:
         self.open = False
