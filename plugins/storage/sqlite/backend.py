@@ -26,6 +26,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -405,6 +406,9 @@ class _FirstState:
         self._over = False
         #: Aborted while open: the next write of any kind rolls its rows back.
         self.abandoned = False
+        #: The chunks' inserts under way (``SQLiteBackend._insert_early``), on ``inserter``.
+        self.inserts: list[Future[Any]] = []
+        self._inserter: ThreadPoolExecutor | None = None
 
     def write(self, objects: Sequence[StoredObject]) -> None:
         with self._lock:
@@ -424,9 +428,22 @@ class _FirstState:
         self._rows += chunk
         self._backend._insert_early(self, chunk)
 
-    def gave_way(self) -> None:
+    def let_go(self) -> None:
+        """The state no longer holds the writer (committed, or taken back)."""
         self.open = False
         self._rows, self._groups = [], {}
+        self._stop()
+
+    def inserter(self) -> ThreadPoolExecutor:
+        """The thread the early rows are inserted from (``SQLiteBackend._insert_early``)."""
+        if self._inserter is None:
+            self._inserter = ThreadPoolExecutor(1, thread_name_prefix="navigator-sqlite-first-state")
+        return self._inserter
+
+    def _stop(self) -> None:
+        if self._inserter is not None:
+            self._inserter.shutdown(wait=False)
+            self._inserter = None
 
     def finish(
         self,
@@ -762,21 +779,33 @@ class SQLiteBackend:
         return False
 
     def _insert_early(self, state: _FirstState, rows: list[list[Any]]) -> None:
-        try:
-            self._writer.executemany(_INSERT, rows)
-        except sqlite3.Error:  # a key twice, the disk: the state is written whole when complete
-            self._take_back()
-        if state.abandoned:
-            self._take_back()
+        """Insert a chunk's rows on the state's own thread: SQLite lets go of the GIL while it
+        writes, so the storage thread stages the next chunk meanwhile. Nothing else uses the writer
+        connection until those inserts are done (``_settled``)."""
+        if any(insert.done() and insert.exception() is not None for insert in state.inserts):
+            self._take_back()  # a key twice, the disk: the state is written whole when complete
+            return
+        state.inserts.append(state.inserter().submit(self._writer.executemany, _INSERT, rows))
+
+    def _settled(self, state: _FirstState) -> bool:
+        """Wait for the state's inserts; whether they all went in."""
+        ok = True
+        for insert in state.inserts:
+            if insert.exception() is not None:
+                ok = False
+        state.inserts = []
+        return ok
 
     def _take_back(self) -> None:
         """Another write needs the writer: a first state writing early gives it back (its rows are
-        rolled back; it is written whole when complete). Only ever from the thread that writes."""
+        rolled back; it is written whole when complete). From the thread that writes now, once the
+        state's inserts are done."""
         early = self._early
         if early is None:
             return
         self._early = None
-        early.gave_way()
+        self._settled(early)
+        early.let_go()
         try:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
@@ -796,6 +825,8 @@ class SQLiteBackend:
         be written again (SQLite did not number them as expected), ``StorageFenced`` as ``apply``."""
         conn, name, now = self._writer, cluster.cluster, datetime.now(UTC)
         try:
+            if not self._settled(state):
+                raise _GaveWay
             last = conn.execute("SELECT max(id) FROM resources").fetchone()[0]
             if count and last != state.first_id + count - 1:
                 raise _GaveWay
@@ -817,7 +848,7 @@ class SQLiteBackend:
                 raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
             raise
         self._early = None
-        state.open = False
+        state.let_go()
         self._write_lock.release()
         self._after_commit()
 
