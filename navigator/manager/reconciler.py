@@ -387,57 +387,39 @@ class Reconciler:
         The same outcome, column by column in C loops rather than one object at a time; a state
         written as it arrived (``Staged.writer``) is committed while its changes are built."""
         cluster = record.cluster
-        staged = state.staged
-        writer = staged.writer if staged is not None else None
-        count = len(staged.written) if staged is not None else 0
         when = observed_at if observed_at is not None else state.observed_at
-        finishing = None
-        if writer is not None:  # the objects are written already (``stage``): the database commits meanwhile
-            assert staged is not None
+        keep = record_cluster and self.history
+        staged = state.staged
+        finishing: Future[None] | None = None
+        if staged is not None and staged.writer is not None:  # written already: the database commits meanwhile
             _check_staged_against(staged, index)
+            count = len(staged.written)
             saved = _freshened(record, applied_at, when, count)
-            keep = record_cluster and self.history
-            finishing = _finisher().submit(writer.finish, saved, count, applied_at, when, self.history, keep)
+            finishing = _finisher().submit(staged.writer.finish, saved, count, applied_at, when, self.history, keep)
         try:
-            return self._first_changes(record, state, index, decode, applied_at, when, record_cluster, finishing)
+            written = self._plan(index, state).written
+            upserts = [e[4] if e[4] is not None else _stored(e[0], e[1], e[2], decode) for e in written]
+            resources = list(map(_RESOURCE, upserts))
+            keys = list(map(_first, written))
+            uids = list(map(_UID, resources))
+            versions = list(map(_VERSION, resources))
+            changes = list(
+                map(
+                    Change, itertools.repeat(cluster), map(_KIND, keys), map(_NAMESPACE, keys), map(_NAME, keys),
+                    uids, itertools.repeat(ChangeType.ADDED), itertools.repeat(None), versions,
+                    itertools.repeat(applied_at), itertools.repeat(when), resources,
+                )
+            )  # fmt: skip
+            known = list(map(Known, uids, versions, map(_DIGEST, written)))
+            if finishing is not None:
+                finishing.result()
+            else:
+                saved = _freshened(record, applied_at, when, len(upserts))
+                self.backend.apply(saved, upserts, [], changes if self.history else None, keep)
         except BaseException:
             if finishing is not None and finishing.exception() is None:  # stored, yet not known here
                 self.forget(cluster)
             raise
-
-    def _first_changes(
-        self,
-        record: ClusterRecord,
-        state: StateSet,
-        index: dict[Key, Known],
-        decode: Callable[[sync_pb2.Resource], bytes],
-        applied_at: datetime,
-        when: datetime | None,
-        record_cluster: bool,
-        finishing: Future[None] | None,
-    ) -> tuple[ClusterRecord, list[Change]]:
-        cluster = record.cluster
-        plan = self._plan(index, state)
-        written = plan.written
-        upserts = [e[4] if e[4] is not None else _stored(e[0], e[1], e[2], decode) for e in written]
-        saved = _freshened(record, applied_at, when, len(upserts))
-        keep = record_cluster and self.history
-        resources = list(map(_RESOURCE, upserts))
-        keys = list(map(_first, written))
-        uids = list(map(_UID, resources))
-        versions = list(map(_VERSION, resources))
-        changes = list(
-            map(
-                Change, itertools.repeat(cluster), map(_KIND, keys), map(_NAMESPACE, keys), map(_NAME, keys), uids,
-                itertools.repeat(ChangeType.ADDED), itertools.repeat(None), versions, itertools.repeat(applied_at),
-                itertools.repeat(when), resources,
-            )
-        )  # fmt: skip
-        known = list(map(Known, uids, versions, map(_DIGEST, written)))
-        if finishing is not None:
-            finishing.result()
-        else:
-            self.backend.apply(saved, upserts, [], changes if self.history else None, keep)
         self._index[cluster].update(zip(keys, known, strict=True))
         return saved, changes
 

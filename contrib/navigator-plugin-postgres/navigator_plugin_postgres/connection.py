@@ -160,9 +160,14 @@ def open_pool(options: PostgresOptions) -> ConnectionPool:
 def connect_writer(options: PostgresOptions) -> psycopg.Connection[Any]:
     """One connection of its own, outside the pools, set up like theirs: for a write that spans
     several storage calls (``first_state``), which must not hold a pool's connection that long."""
-    kwargs: dict[str, Any] = {"connect_timeout": _libpq_timeout(options.connect_timeout)}
+    return _own_connection(options, APPLICATION_NAME)
+
+
+def _own_connection(options: PostgresOptions, name: str, **settings: Any) -> psycopg.Connection[Any]:
+    """A connection outside the pools, set up like theirs (schema, UTC, JSON loaders), no staging table."""
+    kwargs: dict[str, Any] = {"connect_timeout": _libpq_timeout(options.connect_timeout), **settings}
     if "application_name" not in conninfo_to_dict(options.dsn):
-        kwargs["application_name"] = APPLICATION_NAME
+        kwargs["application_name"] = name
     conn = psycopg.connect(options.dsn, **kwargs)
     try:
         _configure(options, staging=False)(conn)
@@ -179,20 +184,12 @@ def connect_follower(options: PostgresOptions) -> psycopg.Connection[Any]:
     keepalives so that a peer that vanished without closing the socket is noticed while
     the connection waits idle for notifications.
     """
-    kwargs: dict[str, Any] = {
-        "connect_timeout": _libpq_timeout(options.connect_timeout),
-        "autocommit": True,
-        "keepalives": 1,
-        "keepalives_idle": max(1, math.ceil(options.heartbeat_interval)),
-        "keepalives_interval": max(1, math.ceil(options.heartbeat_interval)),
-        "keepalives_count": 3,
-    }
-    if "application_name" not in conninfo_to_dict(options.dsn):
-        kwargs["application_name"] = FOLLOWER_APPLICATION_NAME
-    conn = psycopg.connect(options.dsn, **kwargs)
-    try:
-        _configure(options, staging=False)(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return _own_connection(
+        options,
+        FOLLOWER_APPLICATION_NAME,
+        autocommit=True,
+        keepalives=1,
+        keepalives_idle=max(1, math.ceil(options.heartbeat_interval)),
+        keepalives_interval=max(1, math.ceil(options.heartbeat_interval)),
+        keepalives_count=3,
+    )

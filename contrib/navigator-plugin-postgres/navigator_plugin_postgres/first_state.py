@@ -135,28 +135,22 @@ class FirstState:
                 raise StorageError(
                     f"postgres: the first state of {self._cluster}: {self._written} objects written, {count} to store"
                 )
-            self._thread.submit(self._commit, cluster, count, applied_at, observed_at, history, record_cluster).result()
+            times = (applied_at, observed_at) if history else None
+            self._thread.submit(self._commit, cluster, count, times, record_cluster).result()
         finally:
             self._release()
 
     def _commit(
-        self,
-        cluster: ClusterRecord,
-        count: int,
-        applied_at: datetime,
-        observed_at: datetime | None,
-        history: bool,
-        record_cluster: bool,
+        self, cluster: ClusterRecord, count: int, times: tuple[datetime, datetime | None] | None, record_cluster: bool
     ) -> None:
+        """The history (``times``: applied and observed, when kept), the record, the commit."""
         conn = self._conn
         try:
-            written: tuple[datetime, datetime] | None = None
-            if history:
-                written = ingest.history_of_first_state(conn, cluster.cluster, applied_at, observed_at)
+            written = ingest.history_of_first_state(conn, cluster.cluster, *times) if times is not None else None
             clusters.save(conn, cluster)
             if record_cluster:
                 clusters.save_copy(conn, cluster, datetime.now(UTC))
-            self._announce(conn, cluster, written, count if history else 0)
+            self._announce(conn, cluster, written, count if times is not None else 0)
             conn.commit()
         except psycopg.Error as exc:
             raise _failed(self._cluster, "finishing", exc) from exc

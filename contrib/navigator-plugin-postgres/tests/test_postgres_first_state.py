@@ -5,10 +5,8 @@ the rows sit in an open transaction no other session sees, and whatever ends the
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,25 +18,13 @@ from navigator.interfaces import ResourceQuery, StorageError
 from navigator.interfaces.storage import FirstStateWrite, HistoryQuery
 from navigator.resource import StoredObject
 from navigator.testing.manager import run_test_manager
+from navigator.testing.processes import wait_until
 from navigator.testing.raw_edge import RawEdge, chunked, full_state, pod
 from navigator.testing.storage_conformance import Feed, arriving, digest_of, make, moment, names, record
 from navigator.v1 import sync_pb2
 
-T = TypeVar("T")
-
 #: The session of a first state being written, between two chunks: its last statement a COPY.
 WRITING = "SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE 'COPY resources%'"
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        time.sleep(0.05)
 
 
 def writing(dsn: str) -> list[int]:
@@ -57,7 +43,7 @@ def test_the_rows_of_a_first_state_are_seen_by_no_one_before_it_commits(
     assert isinstance(write, FirstStateWrite)
     write.write(objects("a", "b"))
     write.write(objects("c"))
-    eventually(lambda: writing(pg_options["dsn"]), "the COPYs done, the transaction open")
+    wait_until(lambda: writing(pg_options["dsn"]), "the COPYs done, the transaction open")
     with psycopg.connect(pg_options["dsn"], autocommit=True) as admin:
         table = f'"{pg_options["schema"]}".resources'
         assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
@@ -72,14 +58,14 @@ def test_writes_aborted_close_their_connections_and_free_their_slots(
     backend: PostgresBackend, pg_options: dict[str, Any]
 ) -> None:
     for round_ in range(first_state.MAX_OPEN + 3):
-        write = eventually(lambda: backend.begin_first_state("east"), f"a free slot for write {round_}", 10)
+        write = wait_until(lambda: backend.begin_first_state("east"), f"a free slot for write {round_}", timeout=10)
         write.write(objects(f"gone-{round_}"))
         write.abort()
         write.abort()
-    eventually(lambda: not writing(pg_options["dsn"]), "no transaction left open")
+    wait_until(lambda: not writing(pg_options["dsn"]), "no transaction left open")
     # All slots come back: as many writes as there are slots at once, each of its own cluster.
     writes = [
-        eventually(lambda i=i: backend.begin_first_state(f"c{i}"), f"slot {i}", 10)  # type: ignore[misc]
+        wait_until(lambda i=i: backend.begin_first_state(f"c{i}"), f"slot {i}", timeout=10)  # type: ignore[misc]
         for i in range(first_state.MAX_OPEN)
     ]
     assert backend.begin_first_state("one-too-many") is None  # then apply writes it, when complete
@@ -94,7 +80,7 @@ def test_a_write_whose_connection_dies_fails_naming_the_cluster_and_stores_nothi
     write = backend.begin_first_state("east")
     assert write is not None
     write.write(objects("a"))
-    [pid] = eventually(lambda: writing(pg_options["dsn"]), "the write's session")
+    [pid] = wait_until(lambda: writing(pg_options["dsn"]), "the write's session")
     with psycopg.connect(pg_options["dsn"], autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
     with pytest.raises(StorageError, match="first state of east"):
@@ -117,8 +103,8 @@ async def test_an_edge_gone_midway_leaves_no_transaction_and_the_next_one_syncs(
             for chunk in chunks[:2]:
                 ack = await edge.send_state(chunk)
                 assert ack.status == sync_pb2.ACK_STATUS_BUFFERED
-            await asyncio.to_thread(eventually, lambda: writing(pg_options["dsn"]), "the set written as it arrives")
-        await asyncio.to_thread(eventually, lambda: not writing(pg_options["dsn"]), "the transaction rolled back")
+            await asyncio.to_thread(wait_until, lambda: writing(pg_options["dsn"]), "the set written as it arrives")
+        await asyncio.to_thread(wait_until, lambda: not writing(pg_options["dsn"]), "the transaction rolled back")
         assert await manager.resources(kind="pods") == []
 
         async with RawEdge(manager.address) as edge:

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,14 +41,6 @@ class TestSQLiteConformance(StorageConformance):
 
 def test_the_in_memory_registry_follows_the_rules() -> None:
     check_claim_rules(lambda grace: InMemoryClaims("mgr-1", grace))
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[StorageBackend]:
-    backend = create({"path": str(tmp_path / "navigator.db")})
-    backend.migrate()
-    yield backend
-    backend.close()
 
 
 def pod(name: str, rv: str = "1", labels: dict[str, str] | None = None, **data: Any) -> Resource:

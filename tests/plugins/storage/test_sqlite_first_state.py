@@ -8,10 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from navigator_plugins.storage.sqlite import create
 from navigator_plugins.storage.sqlite.backend import SQLiteBackend
 
@@ -24,14 +22,6 @@ from navigator.testing.storage_conformance import Feed, arriving, make, more_of,
 #: Pods that arrive out of key order, two label sets.
 PODS = [make(f"p{i}", labels={"app": "web" if i % 2 else "db"}) for i in (7, 2, 9, 4, 1, 8, 3, 6, 5, 0)]
 IN_KEY_ORDER = sorted(PODS, key=lambda r: r.name)
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[SQLiteBackend]:
-    store_ = create({"path": str(tmp_path / "navigator.db")})
-    store_.migrate()
-    yield store_
-    store_.close()
 
 
 def test_rows_numbered_as_they_arrive_are_queried_indexed_and_recorded_in_key_order(

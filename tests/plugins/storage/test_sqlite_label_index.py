@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,15 +29,6 @@ KEYS = ["app", "tier", "x.io/role", "flag"]
 VALUES = ["a", "b", "c", ""]
 KINDS = ["pods", "services"]
 CLUSTERS = ["east", "west"]
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[SQLiteBackend]:
-    backend = create({"path": str(tmp_path / "navigator.db")})
-    backend.migrate()
-    assert isinstance(backend, SQLiteBackend)
-    yield backend
-    backend.close()
 
 
 @pytest.fixture
