@@ -52,7 +52,7 @@ What it checks, all through the public ``StorageBackend`` interface and in proce
 - **a first state written as it arrives** (a chunk set staged by the ``Reconciler`` chunk by
   chunk, whether or not the backend is a ``FirstStateWriter``): nothing of it is seen before
   its apply, everything (history in key order) after; one dropped midway leaves nothing and
-  the cluster's next state goes in. For a ``FirstStateWriter``, directly: ``finish`` refuses
+  the cluster's next state goes in; two clusters' first states arriving together are both stored. For a ``FirstStateWriter``, directly: ``finish`` refuses
   a wrong count and an older epoch storing nothing, keeps no history when told, and
   ``begin_first_state`` declines a cluster that holds objects.
 
@@ -1651,6 +1651,21 @@ class StorageConformance:
         assert done.is_set(), "the next state of the cluster did not get written within 30 s"
         assert names(backend, cluster="east") == ["kept-1", "kept-2"]
         assert [c.name for c in backend.history(HistoryQuery())] == ["kept-2", "kept-1"]
+
+    def test_two_first_states_arriving_together_are_both_stored(self, backend: StorageBackend) -> None:
+        east, west = Feed(backend), Feed(backend, cluster="west")
+        pods = [make(f"p{i}") for i in (3, 1, 2, 0)]
+        west_pods = [make(f"w{i}", uid=f"west-w{i}") for i in (1, 0, 2)]
+        east_arrived = arriving(east, pods[:2], more=True)
+        west_arrived = arriving(west, west_pods[:1], more=True)  # chunks of the two sets take turns
+        west_changes = west(more_of(west, west_arrived, west_pods[1:]))  # west completes first
+        east_changes = east(more_of(east, east_arrived, pods[2:]))
+        assert names(backend, cluster="east") == ["p0", "p1", "p2", "p3"]
+        assert names(backend, cluster="west") == ["w0", "w1", "w2"]
+        assert [c.name for c in east_changes] == ["p0", "p1", "p2", "p3"]
+        assert [c.name for c in west_changes] == ["w0", "w1", "w2"]
+        assert [c.name for c in backend.history(HistoryQuery(cluster="east"))] == ["p3", "p2", "p1", "p0"]
+        assert [c.name for c in backend.history(HistoryQuery(cluster="west"))] == ["w2", "w1", "w0"]
 
     def test_a_first_state_write_refuses_the_wrong_count_and_stores_nothing(self, backend: StorageBackend) -> None:
         if not isinstance(backend, FirstStateWriter):
