@@ -29,7 +29,7 @@ from loguru import logger
 
 from navigator.config.manager import LimitsSection
 from navigator.interfaces import Serializer
-from navigator.manager.reconciler import Reconciler
+from navigator.manager.reconciler import Reconciler, abandon
 from navigator.manager.validation import InvalidState, StateSet, check_resources, clip
 from navigator.v1 import sync_pb2
 
@@ -133,14 +133,6 @@ def stage_chunk(
     if staged.repeated is not None and target.repeated is None:
         kind, namespace, name = staged.repeated
         target.repeated = f"{clip(kind)}/{clip(namespace) + '/' if namespace else ''}{clip(name)}"
-
-
-def abandon(state: StateSet) -> None:
-    """Nothing of ``state`` will be applied: what its set's chunks wrote already is not kept
-    (``Staged.writer``); a no-op for a state whose apply finished it. Never waits."""
-    staged = state.staged
-    if staged is not None and staged.writer is not None:
-        staged.writer.abort()
 
 
 class ChunkAssembler:

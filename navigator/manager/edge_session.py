@@ -57,9 +57,9 @@ from navigator.interfaces.storage import StorageFenced, StorageRegressed
 from navigator.manager import acks
 from navigator.manager.apply import Grouping, StorageWorker, apply_state, record_status_changed
 from navigator.manager.auth import authenticate
-from navigator.manager.chunking import ChunkAssembler, abandon, is_chunk, stage_chunk
+from navigator.manager.chunking import ChunkAssembler, is_chunk, stage_chunk
 from navigator.manager.claims import ClaimKeeper, InMemoryClaims
-from navigator.manager.reconciler import Reconciler
+from navigator.manager.reconciler import Reconciler, abandon
 from navigator.manager.sinks import SinkFanout
 from navigator.manager.status import RECORD_EVERY, StorageFailure
 from navigator.manager.validation import (

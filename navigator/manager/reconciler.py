@@ -279,8 +279,7 @@ class Reconciler:
             try:
                 return self._apply(record, state, serializer, applied_at, observed_at, record_cluster)
             finally:
-                if state.staged is not None and state.staged.writer is not None:
-                    state.staged.writer.abort()  # nothing once finished; else nothing of it is kept
+                abandon(state)  # nothing once finished; else nothing of it is kept
 
     def _apply(
         self,
@@ -297,9 +296,7 @@ class Reconciler:
         if state.full and not index:
             return self._first_state(record, state, index, decode, applied_at, observed_at, record_cluster)
         plan = self._plan(index, state)
-        if state.staged is not None and state.staged.writer is not None:  # not a first state after all
-            state.staged.writer.abort()
-            state.staged.writer = None
+        abandon(state)  # written as it arrived, yet not a first state after all: written whole here
         old_objects = self._old_objects(cluster, [entry[0] for entry in plan.written if not entry[3]])
         state_time = observed_at if observed_at is not None else state.observed_at
         # Only a DELTA's objects may carry their own time (a FULL's never do: not looked at).
@@ -491,6 +488,14 @@ def _stored(key: Key, wire: sync_pb2.Resource, dig: str, decode: Callable[[sync_
         key[0], key[1], key[2], wire.uid, wire.resource_version, {k: labels[k] for k in labels}, decode(wire)
     )
     return StoredObject(resource, dig)
+
+
+def abandon(state: StateSet) -> None:
+    """Nothing of ``state`` will be applied: what its set's chunks wrote already is not kept
+    (``Staged.writer``); a no-op for a state whose apply finished it. Never waits."""
+    staged = state.staged
+    if staged is not None and staged.writer is not None:
+        staged.writer.abort()
 
 
 def _freshened(record: ClusterRecord, applied_at: datetime, when: datetime | None, changed: int) -> ClusterRecord:

@@ -93,9 +93,8 @@ from navigator.interfaces.storage import (
     batch_writes,
 )
 from navigator.manager import partial
-from navigator.manager.chunking import abandon
 from navigator.manager.claims import InMemoryClaims
-from navigator.manager.reconciler import Reconciler
+from navigator.manager.reconciler import Reconciler, abandon
 from navigator.manager.reconciler import digest as wire_digest
 from navigator.manager.validation import StateSet
 from navigator.resource import (

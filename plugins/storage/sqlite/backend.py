@@ -396,8 +396,8 @@ class _FirstState:
         self.cluster = cluster
         self._backend = backend
         self._objects: list[StoredObject] = []
-        #: The rows inserted early (nine columns), their label groups (with their ids), the first id.
-        self._rows: list[list[Any]] = []
+        #: How many rows went in early, their label groups (with their ids), the first row's id.
+        self._numbered = 0
         self._groups: dict[str, dict[str, list[Any]]] = {}
         self.first_id = 0
         #: The writer's transaction holds this state's rows (the write lock is held for it).
@@ -423,15 +423,15 @@ class _FirstState:
         chunk: list[list[Any]] = []
         _encode_rows(self.cluster, objects, chunk, self._groups, None)
         chunk.sort(key=_row_key)  # each chunk in index order: SQLite's index pages stay near
-        for row_id, row in enumerate(chunk, self.first_id + len(self._rows)):
+        for row_id, row in enumerate(chunk, self.first_id + self._numbered):
             row.pop().append(row_id)
-        self._rows += chunk
+        self._numbered += len(chunk)
         self._backend._insert_early(self, chunk)
 
     def let_go(self) -> None:
         """The state no longer holds the writer (committed, or taken back)."""
         self.open = False
-        self._rows, self._groups = [], {}
+        self._groups = {}
         self._stop()
 
     def inserter(self) -> ThreadPoolExecutor:
@@ -749,10 +749,9 @@ class SQLiteBackend:
         self._write(cluster, upserts, rows, groups, deletions, history, encoded, record_cluster)
 
     def begin_first_state(self, cluster: str) -> _FirstState | None:
-        """``FirstStateWriter``: the objects are encoded into rows as they arrive and written with one
-        transaction when the state is complete (SQLite has one writer: a transaction held open across
-        the chunks would stop every other cluster's writes), on the manager's finishing thread while
-        its storage thread builds the changes."""
+        """``FirstStateWriter``: the rows go into the writer's transaction as they arrive while nothing
+        else writes, and the state is committed (or, taken back meanwhile, written whole) on the
+        manager's finishing thread while its storage thread builds the changes (``_FirstState``)."""
         if self._read("SELECT 1 FROM resources WHERE cluster = ? LIMIT 1", (cluster,)):
             return None
         return _FirstState(self, cluster)

@@ -15,7 +15,7 @@ from navigator_plugins.storage.sqlite.backend import SQLiteBackend
 
 from navigator.interfaces import ResourceQuery
 from navigator.interfaces.storage import HistoryQuery
-from navigator.manager.chunking import abandon
+from navigator.manager.reconciler import abandon
 from navigator.selectors import parse_selector
 from navigator.testing.storage_conformance import Feed, arriving, make, more_of, names, store
 
