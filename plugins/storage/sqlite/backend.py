@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import orjson
 from loguru import logger
-from navigator_plugins.storage.sqlite import label_index, schema
+from navigator_plugins.storage.sqlite import bulk, label_index, schema
 from navigator_plugins.storage.sqlite.selector_sql import selector_sql
 
 from navigator.plugin import (
@@ -87,13 +87,10 @@ WHERE stored.cluster = ? AND stored.kind = new.kind AND stored.namespace = new.n
   AND stored.name = new.name AND {_OLDER.format(stored="stored", new="new")}
 LIMIT 1
 """
-_INSERT = """
-INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-_UPSERT = f"""
-INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data, id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+# Both through bulk.insert (VALUES lists of many rows): a row of _INSERT has 9 values, of _UPSERT 10.
+_INSERT = "INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data)"
+_UPSERT = "INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data, id)"
+_UPSERT_TAIL = f"""
 ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET
     uid = excluded.uid, resource_version = excluded.resource_version, digest = excluded.digest,
     labels = excluded.labels, data = excluded.data
@@ -778,13 +775,13 @@ class SQLiteBackend:
         return False
 
     def _insert_early(self, state: _FirstState, rows: list[list[Any]]) -> None:
-        """Insert a chunk's rows on the state's own thread: SQLite lets go of the GIL while it
-        writes, so the storage thread stages the next chunk meanwhile. Nothing else uses the writer
+        """Insert a chunk's rows on the state's own thread, thousands per statement (``bulk``): SQLite
+        lets go of the GIL while it writes, so the storage thread stages the next chunk meanwhile. Nothing else uses the writer
         connection until those inserts are done (``_settled``)."""
         if any(insert.done() and insert.exception() is not None for insert in state.inserts):
             self._take_back()  # a key twice, the disk: the state is written whole when complete
             return
-        state.inserts.append(state.inserter().submit(self._writer.executemany, _INSERT, rows))
+        state.inserts.append(state.inserter().submit(bulk.insert, self._writer, _INSERT, rows, 9))
 
     def _settled(self, state: _FirstState) -> bool:
         """Wait for the state's inserts; whether they all went in."""
@@ -830,12 +827,12 @@ class SQLiteBackend:
             if count and last != state.first_id + count - 1:
                 raise _GaveWay
             _check_epoch(conn, cluster)
-            label_index.insert(conn, label_index.postings_of(name, groups))
-            if times is not None:
+            if times is not None:  # first: SQLite copies while the storage thread builds the changes
                 applied, observed = times
                 conn.execute(
                     _HISTORY_OF_FIRST_STATE, (_micros(applied), _micros(observed) if observed else None, name)
                 )
+            label_index.insert(conn, label_index.postings_of(name, groups))  # Python: after, not beside them
             cluster_row = _cluster_row(cluster)
             conn.execute(_SAVE_CLUSTER, cluster_row)
             if record_cluster:
@@ -904,7 +901,7 @@ class SQLiteBackend:
                 for row_id, row in enumerate(rows, first_id):  # kept by new rows, ignored by existing ones
                     row[9] = row_id
                 conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
-                if conn.executemany(_UPSERT, rows).rowcount < len(rows):
+                if bulk.insert(conn, _UPSERT, rows, 10, _UPSERT_TAIL) < len(rows):
                     _check_regressions(conn, name, rows)
                 label_index.update(conn, name, first_id)
             cluster_row = _cluster_row(cluster)
@@ -1013,7 +1010,7 @@ def _first_ingest(
     """
     postings = label_index.first_ingest(cluster, rows, groups, first_id)
     try:
-        conn.executemany(_INSERT, rows)
+        bulk.insert(conn, _INSERT, rows, 9)
         numbered = conn.execute("SELECT max(id) FROM resources").fetchone()[0] == first_id + len(rows) - 1
     except sqlite3.IntegrityError:
         numbered = False
