@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -83,6 +83,11 @@ def digest(wire: sync_pb2.Resource) -> str:
 def digest_all(wires: Iterable[sync_pb2.Resource]) -> list[str]:
     """``digest`` of each, in C loops (an unchanged resync digests every object it gets)."""
     return list(map(_xxh3_128, map(_serialize, wires)))
+
+
+def encode_all(wires: Iterable[sync_pb2.Resource]) -> list[bytes]:
+    """What ``digest`` hashes, for each: a chunk's are made once, for its sizes and its digests."""
+    return list(map(_serialize, wires))
 
 
 _serialize = operator.methodcaller("SerializeToString", deterministic=True)
@@ -178,11 +183,12 @@ class Reconciler:
         resources: list[sync_pb2.Resource],
         serializer: Serializer,
         more: bool = False,
+        encoded: Sequence[bytes] | None = None,
     ) -> Staged:
         """Plan one chunk of a FULL set against the index, before the set is complete (on the storage
         thread, like ``apply``): what the set's apply would do per object, done while later chunks are
-        still on their way (``more``: the set has chunks to come). Raises ``InvalidState`` for a
-        payload that does not decode.
+        still on their way (``more``: the set has chunks to come; ``encoded``: ``encode_all`` of the
+        resources, when the caller made it). Raises ``InvalidState`` for a payload that does not decode.
 
         Nothing is stored before the set's apply. A cluster's first state on a backend that can
         (``FirstStateWriter``) is written chunk by chunk as it is staged, where no reader sees it
@@ -195,7 +201,7 @@ class Reconciler:
                 if more and not index:
                     staged.writer = self._begin_first_state(cluster)
             try:
-                return self._stage(staged, index, resources, serializer)
+                return self._stage(staged, index, resources, serializer, encoded)
             except BaseException:
                 if staged.writer is not None:  # the set is discarded: nothing of it is kept
                     staged.writer.abort()
@@ -203,7 +209,12 @@ class Reconciler:
                 raise
 
     def _stage(
-        self, staged: Staged, index: dict[Key, Known], resources: list[sync_pb2.Resource], serializer: Serializer
+        self,
+        staged: Staged,
+        index: dict[Key, Known],
+        resources: list[sync_pb2.Resource],
+        serializer: Serializer,
+        encoded: Sequence[bytes] | None,
     ) -> Staged:
         _check_staged_against(staged, index)
         keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
@@ -213,9 +224,9 @@ class Reconciler:
                 staged.repeated = _first_repeated(keys, incoming)
             for key in incoming & chunk.keys():
                 staged.written.pop(key, None)
-            keys, resources = list(chunk), list(chunk.values())
+            keys, resources, encoded = list(chunk), list(chunk.values()), None
         incoming.update(keys)
-        digests = digest_all(resources)
+        digests = digest_all(resources) if encoded is None else list(map(_xxh3_128, encoded))
         versions = zip([w.uid for w in resources], [w.resource_version for w in resources], digests, strict=True)
         index_get = index.get
         differs = map(operator.ne, map(index_get, keys), versions)

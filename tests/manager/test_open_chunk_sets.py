@@ -86,6 +86,19 @@ async def test_a_bad_object_in_an_early_chunk_discards_the_set(edge: RawEdge, ma
     assert await pod_names(manager) == ["kept"]
 
 
+async def test_oversized_labels_in_a_later_chunk_discard_the_set(edge: RawEdge, manager: TestManager) -> None:
+    """A chunk's sizes come from the copy the manager digests: labels too big are still refused."""
+    await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod("kept")]}))
+    chunks = open_set(10, ["a", "b", "c", "d", "e", "f"], 2)
+    chunks[1].resources[0].labels.update({f"k{i}": "v" * 1000 for i in range(100)})
+    assert (await edge.send_state(chunks[0])).status == BUFFERED
+    ack = await edge.send_state(chunks[1])
+    assert ack.status == INVALID and "resource pods/default/c takes" in ack.error
+    assert "besides its payload" in ack.error
+    assert (await edge.send_state(chunks[2])).status == INVALID
+    assert await pod_names(manager) == ["kept"]
+
+
 async def test_an_object_sent_twice_across_chunks_is_refused(edge: RawEdge, manager: TestManager) -> None:
     await edge.send_state(full_state("east", "edge-1", 1, {"pods": [pod("kept")]}))
     chunks = open_set(10, ["a", "b", "a"], 2)
