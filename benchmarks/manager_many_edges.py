@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -362,6 +363,7 @@ async def main(args: argparse.Namespace) -> None:
             task.cancel()
         proc.terminate()
         proc.wait(60)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

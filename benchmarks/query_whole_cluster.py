@@ -275,6 +275,8 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
