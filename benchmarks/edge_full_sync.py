@@ -33,6 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import yaml
 
 from navigator.config.edge import KubernetesSection
@@ -153,8 +154,21 @@ async def time_edge(
     """(seconds to the ack, the edge's CPU, its peak RSS, its log, the manager's CPU, the API server's
     CPU), the CPU times from the edge's start to the ack."""
     storage: dict[str, object] = {"storage": backend}
-    if backend == "postgres":
-        storage["storage_options"] = postgres_options()
+    options = postgres_options() if backend == "postgres" else None
+    if options is not None:
+        storage["storage_options"] = options
+    try:
+        return await _time_edge(workdir, kubeconfig, expected, storage, profile, api_pid)
+    finally:
+        if options is not None:  # 170,000 objects and their history a run: not left behind
+            with psycopg.connect(options["dsn"], autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{options["schema"]}" CASCADE')
+
+
+async def _time_edge(
+    workdir: Path, kubeconfig: Path, expected: dict[str, int], storage: dict[str, object], profile: Path | None,
+    api_pid: int,
+) -> tuple[float, float, int, str, float, float]:
     async with run_test_manager(workdir, grace_period=1, **storage) as mgr:
         config = workdir / "edge.yaml"
         config.write_text(
