@@ -87,7 +87,7 @@ WHERE stored.cluster = ? AND stored.kind = new.kind AND stored.namespace = new.n
   AND stored.name = new.name AND {_OLDER.format(stored="stored", new="new")}
 LIMIT 1
 """
-# Both through bulk.insert (VALUES lists of many rows): a row of _INSERT has 9 values, of _UPSERT 10.
+# Both through bulk.insert: VALUES lists of many rows.
 _INSERT = "INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data)"
 _UPSERT = "INSERT INTO resources (cluster, kind, namespace, name, uid, resource_version, digest, labels, data, id)"
 _UPSERT_TAIL = f"""
@@ -776,12 +776,12 @@ class SQLiteBackend:
 
     def _insert_early(self, state: _FirstState, rows: list[list[Any]]) -> None:
         """Insert a chunk's rows on the state's own thread, thousands per statement (``bulk``): SQLite
-        lets go of the GIL while it writes, so the storage thread stages the next chunk meanwhile. Nothing else uses the writer
-        connection until those inserts are done (``_settled``)."""
+        lets go of the GIL while it writes each, so the storage thread stages the next chunk meanwhile.
+        Nothing else uses the writer connection until those inserts are done (``_settled``)."""
         if any(insert.done() and insert.exception() is not None for insert in state.inserts):
             self._take_back()  # a key twice, the disk: the state is written whole when complete
             return
-        state.inserts.append(state.inserter().submit(bulk.insert, self._writer, _INSERT, rows, 9))
+        state.inserts.append(state.inserter().submit(bulk.insert, self._writer, _INSERT, rows))
 
     def _settled(self, state: _FirstState) -> bool:
         """Wait for the state's inserts; whether they all went in."""
@@ -901,7 +901,7 @@ class SQLiteBackend:
                 for row_id, row in enumerate(rows, first_id):  # kept by new rows, ignored by existing ones
                     row[9] = row_id
                 conn.executemany(_DELETE, ((name, k.kind, k.namespace, k.name) for k in deletions))
-                if bulk.insert(conn, _UPSERT, rows, 10, _UPSERT_TAIL) < len(rows):
+                if bulk.insert(conn, _UPSERT, rows, _UPSERT_TAIL) < len(rows):
                     _check_regressions(conn, name, rows)
                 label_index.update(conn, name, first_id)
             cluster_row = _cluster_row(cluster)
@@ -1010,7 +1010,7 @@ def _first_ingest(
     """
     postings = label_index.first_ingest(cluster, rows, groups, first_id)
     try:
-        bulk.insert(conn, _INSERT, rows, 9)
+        bulk.insert(conn, _INSERT, rows)
         numbered = conn.execute("SELECT max(id) FROM resources").fetchone()[0] == first_id + len(rows) - 1
     except sqlite3.IntegrityError:
         numbered = False

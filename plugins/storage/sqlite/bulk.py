@@ -33,9 +33,12 @@ def _statement(head: str, tail: str, width: int, count: int) -> str:
     return f"{head} VALUES {', '.join([one] * count)} {tail}"
 
 
-def insert(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], width: int, tail: str = "") -> int:
-    """Insert ``rows`` (each ``width`` values, in order: rowids follow that order) through
-    ``head VALUES ... tail``; returns how many rows SQLite changed, as ``executemany`` would."""
+def insert(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> int:
+    """Insert ``rows`` (each as many values as ``head`` names columns; rowids follow their order)
+    through ``head VALUES ... tail``; returns how many rows SQLite changed, as ``executemany`` would."""
+    if not rows:
+        return 0
+    width = len(rows[0])
     most = min(MOST_ROWS, max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
     size = 1 << (most.bit_length() - 1)
     changed, at, left = 0, 0, len(rows)

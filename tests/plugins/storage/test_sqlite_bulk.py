@@ -27,7 +27,7 @@ def test_every_row_goes_in_in_order(tmp_path: Path, count: int, limit: int | Non
     number of rows and however few parameters the connection allows per statement."""
     conn = table(tmp_path / "t.db", limit)
     rows = [(f"key-{i:05d}", f"value {i}".encode(), i) for i in range(count)]
-    assert bulk.insert(conn, HEAD, rows, 3) == count
+    assert bulk.insert(conn, HEAD, rows) == count
     stored = conn.execute("SELECT id, k, v, n FROM t ORDER BY id").fetchall()
     assert stored == [(i + 1, *row) for i, row in enumerate(rows)]
 
@@ -39,7 +39,7 @@ def test_counts_changes_as_executemany_does(tmp_path: Path) -> None:
     again = [(f"k{i}", b"new", 5 if i % 3 else 20) for i in range(0, 600, 2)]
     for conn in (ours, theirs):
         conn.executemany("INSERT INTO t (k, v, n) VALUES (?, ?, ?)", first)
-    counted = bulk.insert(ours, HEAD, again, 3, UPSERT_TAIL)
+    counted = bulk.insert(ours, HEAD, again, UPSERT_TAIL)
     expected = theirs.executemany(f"{HEAD} VALUES (?, ?, ?) {UPSERT_TAIL}", again).rowcount
     assert counted == expected == 50 + 150  # of 150 held keys 50 updated (n grew), 150 new keys
     assert ours.execute("SELECT k, v, n FROM t ORDER BY k").fetchall() == theirs.execute(
@@ -54,4 +54,4 @@ def test_a_key_twice_fails_the_insert(tmp_path: Path) -> None:
     for rows in ([("a", b"", 1), ("a", b"", 2)], [("a", b"", 1), ("b", b"", 1), ("a", b"", 2)]):
         conn.execute("DELETE FROM t")
         with pytest.raises(sqlite3.IntegrityError):
-            bulk.insert(conn, HEAD, rows, 3)
+            bulk.insert(conn, HEAD, rows)
