@@ -30,7 +30,7 @@ from loguru import logger
 from navigator.config.manager import LimitsSection
 from navigator.interfaces import Serializer
 from navigator.manager.reconciler import Reconciler, abandon, encode_all
-from navigator.manager.validation import InvalidState, StateSet, check_resources, clip
+from navigator.manager.validation import InvalidState, StateSet, WireColumns, check_resources, clip
 from navigator.v1 import sync_pb2
 
 
@@ -124,13 +124,13 @@ def stage_chunk(
     come. Raises ``InvalidState``."""
     checked = target.checked
     assert checked is not None
-    encoded = encode_all(resources)
-    checked.update(check_resources(resources, limits.max_payload_bytes, declared, encoded))
+    columns = WireColumns.of(resources, encode_all(resources))
+    checked.update(check_resources(resources, limits.max_payload_bytes, declared, columns))
     if checked.total() > limits.max_resources_per_state:
         raise InvalidState(
             f"the set holds more than limits.max_resources_per_state ({limits.max_resources_per_state}) objects"
         )
-    staged = target.staged = reconciler.stage(cluster, target.staged, resources, serializer, more, encoded)
+    staged = target.staged = reconciler.stage(cluster, target.staged, resources, serializer, more, columns)
     if staged.repeated is not None and target.repeated is None:
         kind, namespace, name = staged.repeated
         target.repeated = f"{clip(kind)}/{clip(namespace) + '/' if namespace else ''}{clip(name)}"

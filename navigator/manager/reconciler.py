@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +53,7 @@ from navigator.interfaces import ClusterRecord, Serializer, StorageBackend
 from navigator.interfaces.serializer import payload_json
 from navigator.interfaces.storage import FirstStateWrite, FirstStateWriter
 from navigator.manager import partial
-from navigator.manager.validation import InvalidState, StateSet
+from navigator.manager.validation import InvalidState, StateSet, WireColumns
 from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredObject
 from navigator.v1 import sync_pb2
 
@@ -183,12 +183,12 @@ class Reconciler:
         resources: list[sync_pb2.Resource],
         serializer: Serializer,
         more: bool = False,
-        encoded: Sequence[bytes] | None = None,
+        columns: WireColumns | None = None,
     ) -> Staged:
         """Plan one chunk of a FULL set against the index, before the set is complete (on the storage
         thread, like ``apply``): what the set's apply would do per object, done while later chunks are
-        still on their way (``more``: the set has chunks to come; ``encoded``: ``encode_all`` of the
-        resources, when the caller made it). Raises ``InvalidState`` for a payload that does not decode.
+        still on their way (``more``: the set has chunks to come; ``columns``: the resources' fields,
+        when the caller read them). Raises ``InvalidState`` for a payload that does not decode.
 
         Nothing is stored before the set's apply. A cluster's first state on a backend that can
         (``FirstStateWriter``) is written chunk by chunk as it is staged, where no reader sees it
@@ -201,7 +201,7 @@ class Reconciler:
                 if more and not index:
                     staged.writer = self._begin_first_state(cluster)
             try:
-                return self._stage(staged, index, resources, serializer, encoded)
+                return self._stage(staged, index, resources, serializer, columns)
             except BaseException:
                 if staged.writer is not None:  # the set is discarded: nothing of it is kept
                     staged.writer.abort()
@@ -214,20 +214,24 @@ class Reconciler:
         index: dict[Key, Known],
         resources: list[sync_pb2.Resource],
         serializer: Serializer,
-        encoded: Sequence[bytes] | None,
+        columns: WireColumns | None,
     ) -> Staged:
         _check_staged_against(staged, index)
-        keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
+        if columns is None:
+            keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
+        else:
+            keys = list(zip(columns.kinds, columns.namespaces, columns.names, strict=True))
         incoming, chunk = staged.incoming, dict(zip(keys, resources, strict=True))
         if len(chunk) != len(keys) or not incoming.isdisjoint(chunk):  # the last copy of a key wins
             if staged.repeated is None:
                 staged.repeated = _first_repeated(keys, incoming)
             for key in incoming & chunk.keys():
                 staged.written.pop(key, None)
-            keys, resources, encoded = list(chunk), list(chunk.values()), None
+            keys, resources, columns = list(chunk), list(chunk.values()), None
         incoming.update(keys)
-        digests = digest_all(resources) if encoded is None else list(map(_xxh3_128, encoded))
-        versions = zip([w.uid for w in resources], [w.resource_version for w in resources], digests, strict=True)
+        digests = digest_all(resources) if columns is None else list(map(_xxh3_128, columns.encoded))
+        uids = [w.uid for w in resources] if columns is None else columns.uids
+        versions = zip(uids, [w.resource_version for w in resources], digests, strict=True)
         index_get = index.get
         differs = map(operator.ne, map(index_get, keys), versions)
         decode = _decoder(serializer)

@@ -246,15 +246,35 @@ def _check_key(item: sync_pb2.Resource | sync_pb2.ResourceKey, what: str) -> Non
         )
 
 
+@dataclass(slots=True)
+class WireColumns:
+    """A chunk's objects field by field, read once for the checks and for the reconciler's plan
+    (every read of a wire object's field builds a new string)."""
+
+    kinds: list[str]
+    namespaces: list[str]
+    names: list[str]
+    uids: list[str]
+    #: Each object serialized (``reconciler.encode_all``): its size, and what its digest hashes.
+    encoded: list[bytes]
+
+    @classmethod
+    def of(cls, resources: Sequence[sync_pb2.Resource], encoded: list[bytes]) -> WireColumns:
+        return cls(
+            [r.kind for r in resources], [r.namespace for r in resources], [r.name for r in resources],
+            [r.uid for r in resources], encoded,
+        )  # fmt: skip
+
+
 def check_resources(
     resources: Sequence[sync_pb2.Resource],
     max_payload: int,
     declared: Collection[str] | None = None,
-    encoded: Sequence[bytes] | None = None,
+    columns: WireColumns | None = None,
 ) -> Counter[str]:
     """Each resource's fields, sizes and kind (one the edge declared, when ``declared`` is given);
-    returns the count per kind. A whole state's, or one chunk's as it arrives (``encoded``: each
-    resource serialized, when the caller has them: their lengths are the sizes, not computed again).
+    returns the count per kind. A whole state's, or one chunk's as it arrives (``columns``: its
+    fields, read already).
 
     Column by column, in the interpreter's C loops (``all``, ``max``, ``set``, ``Counter``),
     and one object at a time only to name the first that fails: a resync checks
@@ -263,14 +283,18 @@ def check_resources(
     """
     if not resources:
         return Counter()
-    kinds = [r.kind for r in resources]
-    namespaces = [r.namespace for r in resources]
-    names = [r.name for r in resources]
+    if columns is None:
+        kinds, namespaces = [r.kind for r in resources], [r.namespace for r in resources]
+        names, uids = [r.name for r in resources], [r.uid for r in resources]
+        totals = [r.ByteSize() for r in resources]
+    else:
+        kinds, namespaces, names, uids = columns.kinds, columns.namespaces, columns.names, columns.uids
+        totals = list(map(len, columns.encoded))
 
     def first(bad: Callable[[sync_pb2.Resource], bool]) -> sync_pb2.Resource:
         return next(r for r in resources if bad(r))
 
-    if not (all(kinds) and all(names) and all([r.uid for r in resources])):
+    if not (all(kinds) and all(names) and all(uids)):
         r = first(lambda r: not r.kind or not r.name or not r.uid)
         raise InvalidState(f"resource {_describe(r)} needs kind, name and uid")
     if (
@@ -281,7 +305,6 @@ def check_resources(
         for r in resources:
             _check_key(r, "resource")
     sizes = [len(r.payload) for r in resources]
-    totals = list(map(len, encoded)) if encoded is not None else [r.ByteSize() for r in resources]
     if max(map(operator.sub, totals, sizes)) > MAX_OBJECT_OVERHEAD:
         r = first(lambda r: r.ByteSize() - len(r.payload) > MAX_OBJECT_OVERHEAD)
         raise InvalidState(
