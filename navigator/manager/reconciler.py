@@ -200,6 +200,8 @@ class Reconciler:
                 staged = Staged(cluster, index)
                 if more and not index:
                     staged.writer = self._begin_first_state(cluster)
+            if columns is None:
+                columns = WireColumns.of(resources, encode_all(resources))
             try:
                 return self._stage(staged, index, resources, serializer, columns)
             except BaseException:
@@ -214,24 +216,21 @@ class Reconciler:
         index: dict[Key, Known],
         resources: list[sync_pb2.Resource],
         serializer: Serializer,
-        columns: WireColumns | None,
+        columns: WireColumns,
     ) -> Staged:
         _check_staged_against(staged, index)
-        if columns is None:
-            keys = [(wire.kind, wire.namespace, wire.name) for wire in resources]
-        else:
-            keys = list(zip(columns.kinds, columns.namespaces, columns.names, strict=True))
+        keys = list(zip(columns.kinds, columns.namespaces, columns.names, strict=True))
         incoming, chunk = staged.incoming, dict(zip(keys, resources, strict=True))
         if len(chunk) != len(keys) or not incoming.isdisjoint(chunk):  # the last copy of a key wins
             if staged.repeated is None:
                 staged.repeated = _first_repeated(keys, incoming)
             for key in incoming & chunk.keys():
                 staged.written.pop(key, None)
-            keys, resources, columns = list(chunk), list(chunk.values()), None
+            keys, resources = list(chunk), list(chunk.values())
+            columns = WireColumns.of(resources, encode_all(resources))
         incoming.update(keys)
-        digests = digest_all(resources) if columns is None else list(map(_xxh3_128, columns.encoded))
-        uids = [w.uid for w in resources] if columns is None else columns.uids
-        versions = zip(uids, [w.resource_version for w in resources], digests, strict=True)
+        digests = list(map(_xxh3_128, columns.encoded))
+        versions = zip(columns.uids, [w.resource_version for w in resources], digests, strict=True)
         index_get = index.get
         differs = map(operator.ne, map(index_get, keys), versions)
         decode = _decoder(serializer)

@@ -827,12 +827,14 @@ class SQLiteBackend:
             if count and last != state.first_id + count - 1:
                 raise _GaveWay
             _check_epoch(conn, cluster)
-            if times is not None:  # first: SQLite copies while the storage thread builds the changes
+            # The history first: SQLite copies it without the GIL while the storage thread builds the
+            # changes; the postings (Python) are worked out after it, not competing with them.
+            if times is not None:
                 applied, observed = times
                 conn.execute(
                     _HISTORY_OF_FIRST_STATE, (_micros(applied), _micros(observed) if observed else None, name)
                 )
-            label_index.insert(conn, label_index.postings_of(name, groups))  # Python: after, not beside them
+            label_index.insert(conn, label_index.postings_of(name, groups))
             cluster_row = _cluster_row(cluster)
             conn.execute(_SAVE_CLUSTER, cluster_row)
             if record_cluster:
