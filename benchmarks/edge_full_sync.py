@@ -33,8 +33,8 @@ import time
 import uuid
 from pathlib import Path
 
-import psycopg
 import yaml
+from navigator_plugin_postgres.testing import drop_schema
 
 from navigator.config.edge import KubernetesSection
 from navigator.edge.kube import KubeClient
@@ -161,8 +161,7 @@ async def time_edge(
         return await _time_edge(workdir, kubeconfig, expected, storage, profile, api_pid)
     finally:
         if options is not None:  # 170,000 objects and their history a run: not left behind
-            with psycopg.connect(options["dsn"], autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{options["schema"]}" CASCADE')
+            drop_schema(options["dsn"], options["schema"])
 
 
 async def _time_edge(

@@ -113,6 +113,7 @@ def sqlite_backend(name: str) -> Iterator[tuple[StorageBackend, Callable[[], int
 def postgres_backend(name: str) -> Iterator[tuple[StorageBackend, Callable[[], int]]]:
     import psycopg
     from navigator_plugin_postgres.plugin import create
+    from navigator_plugin_postgres.testing import drop_schema
 
     dsn = os.environ.get("NAVIGATOR_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
@@ -132,8 +133,7 @@ def postgres_backend(name: str) -> Iterator[tuple[StorageBackend, Callable[[], i
         yield backend, size
     finally:
         backend.close()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_schema(dsn, schema)
 
 
 def run(kind: str, open_backend: Callable[[str], Any], pods: int, changes: int) -> None:

@@ -31,7 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
-import psycopg
+from navigator_plugin_postgres.testing import drop_schema
 from navigator_plugins.serializers.json import JsonSerializer
 from navigator_plugins.serializers.protobuf import ProtobufSerializer
 from navigator_plugins.storage.sqlite import create as create_sqlite
@@ -190,8 +190,7 @@ async def main(backend: str, pods: int, namespaces: int, serializer_name: str, c
         proc.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)  # 180 MB a run: left behind, it slows the next run's writes
         if backend == "postgres":
-            with psycopg.connect(DSN, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            drop_schema(DSN, schema)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ def sqlite_backends(pods: list[sync_pb2.Resource]) -> Iterator[tuple[StorageBack
 @contextmanager
 def postgres_backends(pods: list[sync_pb2.Resource]) -> Iterator[tuple[StorageBackend, StorageBackend]]:
     from navigator_plugin_postgres.plugin import create
+    from navigator_plugin_postgres.testing import drop_schema
 
     dsn = os.environ.get("NAVIGATOR_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     schema = f"bench_selector_{uuid.uuid4().hex[:8]}"
@@ -160,10 +161,7 @@ def postgres_backends(pods: list[sync_pb2.Resource]) -> Iterator[tuple[StorageBa
     finally:
         scan.close()
         backend.close()
-        import psycopg
-
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_schema(dsn, schema)
 
 
 def _maintain(dsn: str, schema: str, command: str) -> None:
