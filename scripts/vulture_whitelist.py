@@ -75,6 +75,7 @@ StorageConformance  # the storage conformance suite every backend's tests subcla
 OPT_OUT_ENV
 postgres_dsn
 fresh_schema
+drop_schema  # benchmarks drop the schema they ran in (manager_ingest, edge_full_sync, history, selector_query)
 
 # StreamStats fields: diagnostics in the repr that Edge.wait_until's timeout error prints; tests read them
 _.last_reject
