@@ -142,12 +142,6 @@ def postgres_options() -> dict[str, str]:
     return {"dsn": dsn, "schema": f"bench_{uuid.uuid4().hex[:8]}"}
 
 
-def own_cpu_seconds() -> float:
-    """User + system CPU time of this process, every thread (the manager runs here)."""
-    times = os.times()
-    return times.user + times.system
-
-
 async def time_edge(
     workdir: Path, kubeconfig: Path, expected: dict[str, int], backend: str, profile: Path | None, api_pid: int
 ) -> tuple[float, float, int, str, float, float]:
@@ -181,7 +175,7 @@ async def _time_edge(
             )
         )
         log = open(workdir / "edge.log", "w")  # noqa: SIM115 - closed below
-        manager_cpu, api_cpu = own_cpu_seconds(), cpu_seconds(api_pid)
+        manager_cpu, api_cpu = cpu_seconds(os.getpid()), cpu_seconds(api_pid)  # the manager runs in this process
         started = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
             *NAVIGATOR, "edge", "--config", str(config), stdout=log, stderr=log
@@ -192,7 +186,7 @@ async def _time_edge(
                 row = await mgr.cluster("big")
                 if row is not None and row["last_sync"] and all(row["counts"].get(k) == n for k, n in expected.items()):
                     took = time.perf_counter() - started
-                    manager_cpu, api_cpu = own_cpu_seconds() - manager_cpu, cpu_seconds(api_pid) - api_cpu
+                    manager_cpu, api_cpu = cpu_seconds(os.getpid()) - manager_cpu, cpu_seconds(api_pid) - api_cpu
                     break
                 if proc.returncode is not None:
                     raise SystemExit(f"the edge exited with {proc.returncode}; see {workdir / 'edge.log'}")
