@@ -58,7 +58,7 @@ class PostgresBackend:
         readers = options.model_copy(
             update={"pool_min_size": min(1, options.pool_min_size), "pool_max_size": options.query_pool_size}
         )
-        self._read_pool: ConnectionPool = open_pool(readers)
+        self._read_pool: ConnectionPool = open_pool(readers, writes=False)
         self._closed = False
         #: Named in the change notifications of this manager's applies (``follow_changes``, ``create_claims``).
         self._manager_id = ""

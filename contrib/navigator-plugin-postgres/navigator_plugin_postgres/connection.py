@@ -100,10 +100,13 @@ class JsonBytesLoader(Loader):
         return bytes(data)
 
 
-def _configure(options: PostgresOptions, staging: bool = True) -> Callable[[psycopg.Connection[Any]], None]:
+def _configure(
+    options: PostgresOptions, staging: bool = True, idle_limit: float = 0.0
+) -> Callable[[psycopg.Connection[Any]], None]:
     settings = sql.SQL(
         "SELECT set_config('search_path', {schema}, false), set_config('TimeZone', 'UTC', false),"
         " set_config('statement_timeout', {timeout}, false),"
+        " set_config('idle_in_transaction_session_timeout', {idle}, false),"
         # JIT compiles for the big ingest statements and costs more than it saves on them.
         " set_config('jit', 'off', false),"
         # Query results stream through cursors but are read to the end: plan for all rows,
@@ -112,6 +115,7 @@ def _configure(options: PostgresOptions, staging: bool = True) -> Callable[[psyc
     ).format(
         schema=sql.Literal(options.schema_name),
         timeout=sql.Literal(str(int(options.statement_timeout * 1000))),
+        idle=sql.Literal(str(math.ceil(idle_limit * 1000))),
     )
     create_staging = sql.SQL(
         'CREATE TEMP TABLE IF NOT EXISTS {table} (kind text COLLATE "C", namespace text COLLATE "C",'
@@ -132,8 +136,15 @@ def _configure(options: PostgresOptions, staging: bool = True) -> Callable[[psyc
     return configure
 
 
-def open_pool(options: PostgresOptions) -> ConnectionPool:
-    """A connection pool whose connections are checked before use and set up for Navigator."""
+def open_pool(options: PostgresOptions, *, writes: bool = True) -> ConnectionPool:
+    """A connection pool whose connections are checked before use and set up for Navigator.
+
+    A write transaction left idle longer than a claim's lease is ended by the server
+    (``writes``): its manager is frozen or stalled, and the cluster lock it holds must not
+    hold up the manager that takes its clusters over once the lease has run out. The
+    retry, or the fence, then deals with what the frozen manager still meant to write.
+    Readers stream to callers that may pause, so their pool has no such limit.
+    """
     check_server(options)
     kwargs: dict[str, Any] = {"connect_timeout": _libpq_timeout(options.connect_timeout)}
     if "application_name" not in conninfo_to_dict(options.dsn):
@@ -143,7 +154,7 @@ def open_pool(options: PostgresOptions) -> ConnectionPool:
         min_size=options.pool_min_size,
         max_size=options.pool_max_size,
         kwargs=kwargs,
-        configure=_configure(options),
+        configure=_configure(options, idle_limit=options.lease_ttl if writes else 0.0),
         check=ConnectionPool.check_connection,
         timeout=options.connect_timeout,
         name="navigator-postgres",

@@ -24,7 +24,10 @@ T = TypeVar("T")
 
 def retryable(exc: psycopg.Error) -> bool:
     """Failures a new connection or a second try can fix: lost connections, server restarts,
-    pool exhaustion, serialization failures, deadlocks. Not a statement_timeout: it would hit again."""
+    pool exhaustion, serialization failures, deadlocks, a transaction the server ended for
+    idling past its limit (its manager was stalled). Not a statement_timeout: it would hit again."""
+    if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
+        return True
     return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
 
 

@@ -123,3 +123,54 @@ def test_an_apply_past_its_check_commits_before_the_next_claim(
     assert stored_rv(b) == "4051"  # written before the claim, so the new holder reads it
     with pytest.raises(StorageFenced):
         a.write(claimed, "4052", "edge-1")
+
+
+def test_a_frozen_apply_does_not_hold_up_the_manager_that_took_over(
+    pg_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Manager A stops between its writes and its commit (as under SIGSTOP), holding the
+    # cluster's lock; once its lease has run out, B takes the cluster over and writes.
+    options = {**pg_options, "lease_ttl": "1s", "heartbeat_interval": "0.3s"}
+    a, b = Manager(options, "mgr-a"), Manager(options, "mgr-b")
+    try:
+        first = a.claims.claim("east", "edge-1")
+        a.write(first.epoch, "4000", "edge-1")
+        fence, frozen, resume = clusters.fence, threading.Event(), threading.Event()
+
+        def freeze_once(conn: psycopg.Connection[Any], rec: ClusterRecord) -> None:
+            if not frozen.is_set():
+                frozen.set()
+                resume.wait(300)  # until the test lets it go
+            fence(conn, rec)
+
+        monkeypatch.setattr(clusters, "fence", freeze_once)
+        outcome: list[BaseException | None] = []
+
+        def write_frozen() -> None:
+            try:
+                a.write(first.epoch, "4051", "edge-1")
+                outcome.append(None)
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        frozen_writer = threading.Thread(target=write_frozen, daemon=True)
+        frozen_writer.start()
+        try:
+            assert frozen.wait(30)
+            a.claims.release("east", "edge-1")  # as the frozen manager's lease runs out
+            taken = b.claims.claim("east", "edge-2")
+            assert taken.accepted and taken.epoch > first.epoch
+            wrote = threading.Thread(target=b.write, args=(taken.epoch, "4426", "edge-2"), daemon=True)
+            wrote.start()
+            wrote.join(30)
+            assert not wrote.is_alive(), "the frozen manager's open transaction held up the new holder's write"
+            assert stored_rv(b) == "4426"
+        finally:
+            resume.set()
+            frozen_writer.join(60)
+        # A resumes: its transaction was ended; tried again, its write is refused by the fence.
+        assert isinstance(outcome[0], StorageFenced), outcome
+        assert stored_rv(b) == "4426"
+    finally:
+        a.close()
+        b.close()
