@@ -25,6 +25,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy navigator plugins
 	$(BIN)/mypy contrib/navigator-plugin-postgres/navigator_plugin_postgres
+	$(BIN)/mypy benchmarks
 
 proto-check: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py --check

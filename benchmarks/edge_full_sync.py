@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from navigator_plugin_postgres.testing import drop_schema
 
 from navigator.config.edge import KubernetesSection
 from navigator.edge.kube import KubeClient
@@ -174,6 +173,9 @@ async def time_edge(
         return await _time_edge(workdir, kubeconfig, expected, storage, profile, api_pid)
     finally:
         if options is not None:  # 170,000 objects and their history a run: not left behind
+            # Only a PostgreSQL run needs the plugin installed.
+            from navigator_plugin_postgres.testing import drop_schema
+
             drop_schema(options["dsn"], options["schema"])
 
 

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from navigator_plugins.serializers.json import JsonSerializer
 from navigator.interfaces import ClusterRecord, ResourceQuery, StorageBackend
 from navigator.manager.reconciler import Reconciler
 from navigator.manager.validation import StateSet
+from navigator.resource import StoredResource
 from navigator.selectors import parse_selector
 from navigator.v1 import sync_pb2
 
@@ -110,13 +112,17 @@ def report(kind: str, indexed: StorageBackend, scan: StorageBackend, texts: list
     print(f"{kind:<8} {'selector':<34} {'rows':>6} {'index ms':>9} {'(cpu)':>7} {'scan ms':>8} {'ratio':>6}  target")
     for text in texts:
         query = ResourceQuery(kind="pods", selector=parse_selector(text))
-        ms, cpu, rows = median_ms(lambda q=query: list(indexed.query(q)), runs)
-        ref, _, same = median_ms(lambda q=query: list(scan.query(q)), runs)
+        ms, cpu, rows = median_ms(partial(_read, indexed, query), runs)
+        ref, _, same = median_ms(partial(_read, scan, query), runs)
         assert [(r.cluster, r.resource.name) for r in rows] == [(r.cluster, r.resource.name) for r in same], text
         verdict = "ok" if ms <= TARGET_MS else "MISSED"
         print(f"{kind:<8} {text:<34} {len(rows):>6} {ms:>9.1f} {cpu:>7.1f} {ref:>8.1f} {ref / ms:>5.0f}x  {verdict}")
         if plan is not None:
             print(f"{'':<8}   plan: {plan(query)}")
+
+
+def _read(backend: StorageBackend, query: ResourceQuery) -> list[StoredResource]:
+    return list(backend.query(query))
 
 
 @contextmanager
@@ -127,7 +133,7 @@ def sqlite_backends(pods: list[sync_pb2.Resource]) -> Iterator[tuple[StorageBack
         path = str(Path(tmp) / "navigator.db")
         backend, scan = create({"path": path}), create({"path": path})
         backend.migrate()
-        scan.label_index = False  # type: ignore[attr-defined]
+        scan.label_index = False
         wall, cpu = ingest(backend, pods)
         print(f"sqlite   ingest {len(pods):,} pods (history off): {wall:.2f} s wall, {cpu:.2f} s CPU")
         try:
