@@ -179,7 +179,11 @@ async def run_edge(fleet: Fleet, n: int, pods: list[sync_pb2.Resource]) -> None:
                 continue
             if answer is None or answer.WhichOneof("body") != "accept":
                 fleet.tally.rejected += 1
-                reason = "no answer" if answer is None or not answer.HasField("reject") else answer.reject.message
+                if answer is not None and answer.HasField("reject"):
+                    reason = answer.reject.message
+                else:  # the stream ended unanswered: its status says why
+                    code, details = await edge.status()
+                    reason = f"no answer ({code.name}: {details})"
                 fleet.tally.rejections[reason[:80]] += 1
                 if answer is not None and answer.reject.retry_after_seconds:
                     wait = answer.reject.retry_after_seconds
