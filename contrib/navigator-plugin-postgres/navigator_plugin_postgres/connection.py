@@ -103,12 +103,14 @@ class JsonBytesLoader(Loader):
 def _configure(
     options: PostgresOptions, staging: bool = True, idle_limit: float = 0.0
 ) -> Callable[[psycopg.Connection[Any]], None]:
+    # Only where asked: elsewhere the server's (or the role's) own setting stands.
+    idle = " set_config('idle_in_transaction_session_timeout', {idle}, false)," if idle_limit > 0 else ""
     settings = sql.SQL(
         "SELECT set_config('search_path', {schema}, false), set_config('TimeZone', 'UTC', false),"
         " set_config('statement_timeout', {timeout}, false),"
-        " set_config('idle_in_transaction_session_timeout', {idle}, false),"
+        + idle
         # JIT compiles for the big ingest statements and costs more than it saves on them.
-        " set_config('jit', 'off', false),"
+        + " set_config('jit', 'off', false),"
         # Query results stream through cursors but are read to the end: plan for all rows,
         # not for the first tenth (which picks scans that are quick to start, slow to finish).
         " set_config('cursor_tuple_fraction', '1', false)"

@@ -247,3 +247,18 @@ def test_installed_as_the_postgres_storage_plugin(pg_options: dict[str, Any]) ->
         assert backend.list_clusters() == []
     finally:
         backend.close()
+
+
+def test_a_query_read_slowly_is_not_cut_off_by_the_idle_write_limit(pg_options: dict[str, Any]) -> None:
+    # Writes idle longer than lease_ttl are ended by the server (a frozen manager's lock);
+    # a query's reader may pause longer than that between pages and still gets every row.
+    backend = PostgresBackend(parse_options({**pg_options, "lease_ttl": "0.5s", "heartbeat_interval": "0.1s"}))
+    backend.migrate()
+    try:
+        Feed(backend)(state(*pods("p", 2500)))  # more rows than one page of the stream
+        rows = backend.query(ResourceQuery())
+        first = next(rows)
+        time.sleep(1.0)  # twice the limit, inside the query's transaction
+        assert 1 + sum(1 for _ in rows) == 2500 and first.resource.name == "p0"
+    finally:
+        backend.close()
