@@ -146,7 +146,7 @@ class GaveUp(Exception):
 
     def __init__(self, address: str, rejected: Rejected, times: int) -> None:
         self.rejected = rejected
-        # The manager rejects an unsupported protocol version as MALFORMED; its message says which it is.
+        # Managers before 2026-12-04 rejected an unsupported protocol version as MALFORMED, naming it.
         unsupported = "protocol" in rejected.message
         hint = _HINTS["UNSUPPORTED"] if unsupported else _HINTS.get(rejected.reason, "")
         super().__init__(

@@ -69,6 +69,7 @@ from navigator.manager.validation import (
     check_identify,
     check_sequence,
     check_state_set,
+    unsupported_protocol,
 )
 from navigator.v1 import sync_pb2
 
@@ -411,6 +412,8 @@ class EdgeSession:
         ident = first.identify
         if problem := check_identify(ident, self.ctx.config.limits):
             return await self._reject(sync_pb2.REJECT_REASON_MALFORMED, problem)
+        if problem := unsupported_protocol(ident):
+            return await self._reject(sync_pb2.REJECT_REASON_UNSUPPORTED, problem)
         token = self.stream.peer.token or ident.token or None
         if problem := authenticate(self.ctx.config.auth, ident.cluster_id, token, self.stream.peer.identity):
             return await self._reject(sync_pb2.REJECT_REASON_UNAUTHENTICATED, problem)

@@ -76,6 +76,15 @@ def cut_utf8(text: str, limit: int) -> str:
     return data[:limit].decode(errors="ignore")
 
 
+def unsupported_protocol(identify: sync_pb2.Identify) -> str | None:
+    """Why this manager cannot speak the edge's protocol version, or ``None``: refused as
+    ``UNSUPPORTED`` (an edge too new or too old), not as a malformed Identify."""
+    if identify.protocol_version in SUPPORTED_PROTOCOL_VERSIONS:
+        return None
+    speaks = ", ".join(map(str, SUPPORTED_PROTOCOL_VERSIONS))
+    return f"unsupported protocol_version {identify.protocol_version} (this manager speaks {speaks})"
+
+
 def check_identify(identify: sync_pb2.Identify, limits: LimitsSection | None = None) -> str | None:
     """The problem with an ``Identify``, or ``None`` when it is well formed.
 
@@ -85,9 +94,6 @@ def check_identify(identify: sync_pb2.Identify, limits: LimitsSection | None = N
     limit = (limits or _DEFAULTS).max_identify_bytes
     if (size := identify.ByteSize()) > limit:
         return f"the Identify is {size} bytes, more than limits.max_identify_bytes ({limit})"
-    if identify.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
-        speaks = ", ".join(map(str, SUPPORTED_PROTOCOL_VERSIONS))
-        return f"unsupported protocol_version {identify.protocol_version} (this manager speaks {speaks})"
     if len(identify.cluster_id) > MAX_NAME_BYTES:
         return f"invalid cluster id {echo(identify.cluster_id)}: longer than {MAX_NAME_BYTES} characters"
     if (problem := cluster_id_problem(identify.cluster_id)) is not None:

@@ -89,7 +89,7 @@ async def test_zero_retries_forever(
 async def test_an_unsupported_protocol_version_is_permanent_too(
     kubesim: KubeSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An edge from the future: the manager speaks none of its protocol (and says MALFORMED, naming the version).
+    # An edge from the future: the manager speaks none of its protocol (UNSUPPORTED, naming the version).
     monkeypatch.setattr("navigator.edge.stream.PROTOCOL_VERSION", 99)
     async with (
         run_test_manager(tmp_path) as mgr,
@@ -97,5 +97,5 @@ async def test_an_unsupported_protocol_version_is_permanent_too(
     ):
         verdict = await asyncio.wait_for(edge.wait_failed(), CEILING)
     text = str(verdict)
-    assert "2 time(s) in a row: MALFORMED: unsupported protocol_version 99" in text, text
+    assert "2 time(s) in a row: UNSUPPORTED: unsupported protocol_version 99" in text, text
     assert "upgrade the older one" in text

@@ -129,7 +129,6 @@ async def test_token_in_identify_is_accepted(edges: RawEdges) -> None:
     [
         ({"cluster": "East_Bad!"}, "invalid cluster id"),
         ({"edge_id": ""}, "edge_id is empty"),
-        ({"protocol_version": 3}, "unsupported protocol_version 3"),
     ],
 )
 async def test_malformed_identify(edges: RawEdges, kwargs: dict[str, object], message: str) -> None:
@@ -141,6 +140,16 @@ async def test_malformed_identify(edges: RawEdges, kwargs: dict[str, object], me
     assert reject.reason == sync_pb2.REJECT_REASON_MALFORMED
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     assert message in reject.message
+
+
+@pytest.mark.parametrize("version", [0, 3, 99])
+async def test_a_protocol_version_the_manager_does_not_speak_is_unsupported(edges: RawEdges, version: int) -> None:
+    edge = edges.connect(edges.tokens["east"])
+    await edge.send(identify("east", "edge-1", protocol_version=version))
+    reject, code, _ = await rejection(edge)
+    assert reject.reason == sync_pb2.REJECT_REASON_UNSUPPORTED
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+    assert f"unsupported protocol_version {version} (this manager speaks 1, 2)" in reject.message
 
 
 @pytest.mark.parametrize(
