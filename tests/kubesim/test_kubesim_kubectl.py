@@ -69,9 +69,13 @@ def test_watch_create_label_delete(sim: KubeSim, kubectl_for: Callable[[KubeSim]
     pod = tmp_path / "pod.json"
     pod.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "default"},
                                "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}))
-    w = k.popen("get", "pods", "-A", "--watch-only", "--output-watch-events")
+    # -v=6 logs each request: the changes are made once kubectl's watch is open, not after a guess.
+    w = k.popen("get", "pods", "-A", "--watch-only", "--output-watch-events", "-v=6")
     try:
-        time.sleep(1.0)
+        assert w.stderr is not None
+        opened = time.monotonic() + 60
+        while "watch=true" not in (logged := w.stderr.readline()):
+            assert logged and time.monotonic() < opened, "kubectl did not open its watch"
         assert "pod/x created" in k.run("create", "--validate=false", "-f", str(pod)).stdout
         assert "pod/x labeled" in k.run("label", "pod", "x", "foo=bar").stdout
         assert sim.get("pods", "default", "x")["metadata"]["labels"] == {"foo": "bar"}
