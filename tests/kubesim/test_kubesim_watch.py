@@ -144,7 +144,9 @@ def test_watch_survives_server_stop(make_sim: Any) -> None:
 
         t = threading.Thread(target=consume)
         t.start()
-        time.sleep(0.5)
+        started = time.monotonic() + 30  # the watch is open once its initial events are in
+        while len(got) < 5 and time.monotonic() < started:
+            time.sleep(0.02)
         t0 = time.monotonic()
         s.stop()
         t.join(10)
