@@ -4,4 +4,5 @@
 - ``navigator.testing.manager`` and ``navigator.testing.edge``: a real manager and
   real edges in one process.
 - ``navigator.testing.storage_conformance``: the suite every storage backend passes.
+- ``navigator.testing.waiting``: an async test's wait for a condition.
 """

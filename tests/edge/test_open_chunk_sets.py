@@ -31,6 +31,7 @@ from navigator.resource import Resource
 from navigator.testing.edge import edge_config, run_test_edge
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.proxy import TcpProxy
+from navigator.testing.waiting import until
 from navigator.v1 import sync_pb2
 
 from .conftest import held, running, through
@@ -249,13 +250,6 @@ def packed(n: int, kind: str = "pods") -> list[bytes]:
     ]
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 def stream_client(address: str, outbox: Outbox) -> StreamClient:
     config = edge_config(
         None, None, address, "c1", manager={"chunk_fraction": 0.5, "max_message_size": 64 * 1024}
@@ -318,7 +312,7 @@ async def test_a_cancelled_collection_does_not_leave_the_stream_hanging(fake_man
         await fake_manager.wait_for(lambda m: len(m.states) >= 1)
         live.cancel()  # the edge stops collecting (loop.cancel) part way
         await outbox.put(FullSnapshot({"pods": CollectResult("pods", items, PROTOBUF)}))  # a later, complete FULL
-        await until(lambda: stream.stats.applied_full == 1)
+        await until(lambda: stream.stats.applied_full == 1, "the FULL applied")
     finally:
         await stream.stop()
     abandoned, full = fake_manager.sets()
@@ -488,7 +482,7 @@ async def test_the_full_is_queued_when_its_collection_starts_and_let_go_of_when_
             run.loop.open_sets = lambda: True
             first = await run.until(lambda i: isinstance(i, FullSnapshot))
             assert isinstance(first, FullSnapshot) and first.live is not None  # queued as its collection started
-            await until(lambda: first.live is not None and first.live.finished)
+            await until(lambda: first.live is not None and first.live.finished, "the first FULL finished")
             assert first.results and not first.live.spoiled
             proxy.blackhole(True)
             queued = await run.until(lambda i: isinstance(i, FullSnapshot))  # the next poll's, whose lists hang

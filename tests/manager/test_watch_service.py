@@ -4,7 +4,6 @@ deletions under a selector, refusals, and a stalled watcher cut off with the man
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from navigator.client.client import AsyncQueryClient, InvalidQuery, WatchEnded
 from navigator.testing.manager import TestManager, run_test_manager
 from navigator.testing.raw_edge import RawEdge, RawEdges, delta_state, full_state, pod
+from navigator.testing.waiting import until
 from navigator.v1 import query_pb2, query_pb2_grpc, sync_pb2
 
 WAIT = 20.0
@@ -28,14 +28,6 @@ def shop_pod(
 
 def gone(name: str, namespace: str = "shop") -> sync_pb2.ResourceKey:
     return sync_pb2.ResourceKey(kind="pods", namespace=namespace, name=name)
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {WAIT:g}s")
-        await asyncio.sleep(0.02)
 
 
 class Watcher:
@@ -95,7 +87,7 @@ async def watch() -> AsyncIterator[WatchFactory]:
 
 async def subscribed(mgr: TestManager, count: int = 1) -> None:
     """The manager has the watch's subscription (changes from now on reach it)."""
-    await wait_until(lambda: len(mgr.manager.feed) == count, f"{count} watch subscriptions")
+    await until(lambda: len(mgr.manager.feed) == count, f"{count} watch subscriptions")
 
 
 @pytest.fixture
@@ -181,7 +173,7 @@ async def test_a_watcher_that_leaves_is_forgotten(manager: TestManager, east: Ra
         w = watch(c, kind="pods", initial=True)
         await w.next()
         await subscribed(manager)
-    await wait_until(lambda: len(manager.manager.feed) == 0, "the subscription dropped")
+    await until(lambda: len(manager.manager.feed) == 0, "the subscription dropped")
 
 
 @pytest.mark.parametrize("manager_options", [{"watch": {"buffer": 50}}])

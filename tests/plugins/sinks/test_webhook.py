@@ -14,6 +14,7 @@ import pytest
 from navigator_plugins.sinks.webhook import WebhookSink, create
 
 from navigator.resource import Change, ChangeType
+from navigator.testing.waiting import until
 
 
 class Receiver:
@@ -67,18 +68,10 @@ def changes(n: int, start: int = 0) -> list[Change]:
     ]
 
 
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met")
-
-
 async def test_batches_by_size_and_flush_interval(receiver: Receiver) -> None:
     sink = create({"url": receiver.url, "batch_size": 3, "flush_interval": "200ms"})
     await sink.send(changes(7))
-    await wait_until(lambda: sum(map(len, receiver.batches)) == 7)
+    await until(lambda: sum(map(len, receiver.batches)) == 7, "7 changes delivered")
     assert [len(b) for b in receiver.batches] == [3, 3, 1]
     first = receiver.batches[0][0]
     assert first == {
@@ -158,7 +151,7 @@ async def test_gives_up_after_retries_and_on_client_errors(receiver: Receiver) -
     receiver.statuses = [500, 500, 500, 400]
     sink = create({"url": receiver.url, "flush_interval": 0, "backoff": "1ms", "retries": 2, "batch_size": 2})
     await sink.send(changes(2))
-    await wait_until(lambda: receiver.attempts == 3)
+    await until(lambda: receiver.attempts == 3, "3 attempts")
     await sink.send(changes(2, start=2))  # answered 400: not retried
     await sink.close()
     assert receiver.attempts == 4 and receiver.batches == []
@@ -170,7 +163,7 @@ async def test_a_full_queue_drops_and_counts(receiver: Receiver, capfd: pytest.C
     sink = create({"url": receiver.url, "max_queue": 5, "batch_size": 2, "flush_interval": 0})
     assert isinstance(sink, WebhookSink)
     await sink.send(changes(2))
-    await wait_until(lambda: len(sink._queue) == 0)  # the first batch is in flight, held by the gate
+    await until(lambda: len(sink._queue) == 0, "the first batch taken")  # the first batch is in flight, held by the gate
     await sink.send(changes(10, start=2))
     assert sink.dropped == 5
     receiver.gate.set()
