@@ -29,7 +29,7 @@ from loguru import logger
 
 from navigator.config.manager import LimitsSection
 from navigator.interfaces import Serializer
-from navigator.manager.reconciler import Reconciler, abandon, encode_all
+from navigator.manager.reconciler import Reconciler, abandon
 from navigator.manager.validation import InvalidState, StateSet, WireColumns, check_resources, clip
 from navigator.v1 import sync_pb2
 
@@ -124,7 +124,7 @@ def stage_chunk(
     come. Raises ``InvalidState``."""
     checked = target.checked
     assert checked is not None
-    columns = WireColumns.of(resources, encode_all(resources))
+    columns = WireColumns.of(resources)
     checked.update(check_resources(resources, limits.max_payload_bytes, declared, columns))
     if checked.total() > limits.max_resources_per_state:
         raise InvalidState(

@@ -53,7 +53,7 @@ from navigator.interfaces import ClusterRecord, Serializer, StorageBackend
 from navigator.interfaces.serializer import payload_json
 from navigator.interfaces.storage import FirstStateWrite, FirstStateWriter
 from navigator.manager import partial
-from navigator.manager.validation import InvalidState, StateSet, WireColumns
+from navigator.manager.validation import InvalidState, StateSet, WireColumns, serialize
 from navigator.resource import Change, ChangeType, Resource, ResourceKey, StoredObject
 from navigator.v1 import sync_pb2
 
@@ -77,20 +77,12 @@ def digest(wire: sync_pb2.Resource) -> str:
     records is the one whose copy they describe. A digest stored by an older manager
     (BLAKE2b) differs once: the object is decoded, found equal and re-stamped, silently.
     """
-    return _xxh3_128(_serialize(wire))
+    return _xxh3_128(serialize(wire))
 
 
 def digest_all(wires: Iterable[sync_pb2.Resource]) -> list[str]:
     """``digest`` of each, in C loops (an unchanged resync digests every object it gets)."""
-    return list(map(_xxh3_128, map(_serialize, wires)))
-
-
-def encode_all(wires: Iterable[sync_pb2.Resource]) -> list[bytes]:
-    """What ``digest`` hashes, for each: a chunk's are made once, for its sizes and its digests."""
-    return list(map(_serialize, wires))
-
-
-_serialize = operator.methodcaller("SerializeToString", deterministic=True)
+    return list(map(_xxh3_128, map(serialize, wires)))
 
 
 def changed_fields(old: Resource, new: Resource) -> tuple[str, ...]:
@@ -201,7 +193,7 @@ class Reconciler:
                 if more and not index:
                     staged.writer = self._begin_first_state(cluster)
             if columns is None:
-                columns = WireColumns.of(resources, encode_all(resources))
+                columns = WireColumns.of(resources)
             try:
                 return self._stage(staged, index, resources, serializer, columns)
             except BaseException:
@@ -227,7 +219,7 @@ class Reconciler:
             for key in incoming & chunk.keys():
                 staged.written.pop(key, None)
             keys, resources = list(chunk), list(chunk.values())
-            columns = WireColumns.of(resources, encode_all(resources))
+            columns = WireColumns.of(resources)
         incoming.update(keys)
         digests = list(map(_xxh3_128, columns.encoded))
         versions = zip(columns.uids, [w.resource_version for w in resources], digests, strict=True)

@@ -252,6 +252,10 @@ def _check_key(item: sync_pb2.Resource | sync_pb2.ResourceKey, what: str) -> Non
         )
 
 
+#: A wire object as its digest hashes it (``reconciler.digest``): deterministic, labels sorted.
+serialize = operator.methodcaller("SerializeToString", deterministic=True)
+
+
 @dataclass(slots=True)
 class WireColumns:
     """A chunk's objects field by field, read once for the checks and for the reconciler's plan
@@ -261,14 +265,14 @@ class WireColumns:
     namespaces: list[str]
     names: list[str]
     uids: list[str]
-    #: Each object serialized (``reconciler.encode_all``): its size, and what its digest hashes.
+    #: Each object serialized (``serialize``): its size, and what its digest hashes.
     encoded: list[bytes]
 
     @classmethod
-    def of(cls, resources: Sequence[sync_pb2.Resource], encoded: list[bytes]) -> WireColumns:
+    def of(cls, resources: Sequence[sync_pb2.Resource]) -> WireColumns:
         return cls(
             [r.kind for r in resources], [r.namespace for r in resources], [r.name for r in resources],
-            [r.uid for r in resources], encoded,
+            [r.uid for r in resources], list(map(serialize, resources)),
         )  # fmt: skip
 
 
@@ -290,12 +294,9 @@ def check_resources(
     if not resources:
         return Counter()
     if columns is None:
-        kinds, namespaces = [r.kind for r in resources], [r.namespace for r in resources]
-        names, uids = [r.name for r in resources], [r.uid for r in resources]
-        totals = [r.ByteSize() for r in resources]
-    else:
-        kinds, namespaces, names, uids = columns.kinds, columns.namespaces, columns.names, columns.uids
-        totals = list(map(len, columns.encoded))
+        columns = WireColumns.of(resources)
+    kinds, namespaces, names, uids = columns.kinds, columns.namespaces, columns.names, columns.uids
+    totals = list(map(len, columns.encoded))
 
     def first(bad: Callable[[sync_pb2.Resource], bool]) -> sync_pb2.Resource:
         return next(r for r in resources if bad(r))
